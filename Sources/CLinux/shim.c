@@ -1,0 +1,71 @@
+#include "CLinux.h"
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+const uint32_t CLINUX_EPOLLIN = EPOLLIN;
+const uint32_t CLINUX_EPOLLOUT = EPOLLOUT;
+const uint32_t CLINUX_EPOLLERR = EPOLLERR;
+const uint32_t CLINUX_EPOLLHUP = EPOLLHUP;
+const uint32_t CLINUX_EPOLLRDHUP = EPOLLRDHUP;
+const uint32_t CLINUX_EPOLLET = EPOLLET;
+const int CLINUX_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int CLINUX_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+const int CLINUX_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+
+int clinux_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int clinux_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.u64 = token;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int clinux_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n;
+    do {
+        n = epoll_wait(epfd, evs, max, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++) {
+        tokens[i] = evs[i].data.u64;
+        events[i] = evs[i].events;
+    }
+    return n;
+}
+
+int clinux_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int clinux_eventfd_signal(int fd) { return eventfd_write(fd, 1); }
+
+int clinux_eventfd_drain(int fd) {
+    eventfd_t value;
+    return eventfd_read(fd, &value);
+}
+
+int clinux_timerfd(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK); }
+
+int clinux_timerfd_arm(int fd, uint64_t ns) {
+    struct itimerspec spec = {0};
+    if (ns > 0) {
+        spec.it_value.tv_sec = (time_t)(ns / 1000000000ULL);
+        spec.it_value.tv_nsec = (long)(ns % 1000000000ULL);
+    }
+    return timerfd_settime(fd, 0, &spec, NULL);
+}
+
+int clinux_timerfd_drain(int fd) {
+    uint64_t expirations;
+    return (int)read(fd, &expirations, sizeof expirations);
+}
+
+uint64_t clinux_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,137 @@
+/// Everything the proxy needs to run, already validated. `GuardCLI` builds it from guard.yaml and the
+/// command-line overrides; tests build it directly.
+public struct ProxyConfiguration: Sendable, Equatable {
+    /// Where clients connect: `host:port` (IPv4 or `[v6]:port`).
+    public var listen: SocketAddress
+    /// The Milvus the proxy forwards to.
+    public var upstream: UpstreamConfiguration
+    /// Event-loop threads; each owns its own listening socket (SO_REUSEPORT), connections and sessions.
+    public var threads: Int
+    /// Serve clients over TLS (ALPN h2) when set.
+    public var tls: ServerTLSConfiguration?
+    public var limits: Limits
+
+    public init(
+        listen: SocketAddress,
+        upstream: UpstreamConfiguration,
+        threads: Int,
+        tls: ServerTLSConfiguration? = nil,
+        limits: Limits = Limits()
+    ) {
+        self.listen = listen
+        self.upstream = upstream
+        self.threads = threads
+        self.tls = tls
+        self.limits = limits
+    }
+}
+
+/// A TCP (`host:port`) or Unix-domain socket address.
+public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
+    case tcp(host: String, port: UInt16)
+    case unix(path: String)
+
+    /// Parses `host:port`, `[v6]:port` or `unix:/path`; nil when the text is none of these.
+    public init?(parsing text: String) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard !path.isEmpty, path.utf8.count < 108 else { return nil }
+            self = .unix(path: path)
+            return
+        }
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+            guard !host.contains(":") else { return nil }
+        }
+        guard !host.isEmpty, let port = UInt16(portText) else { return nil }
+        self = .tcp(host: String(host), port: port)
+    }
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): "unix:\(path)"
+        }
+    }
+}
+
+/// How to reach Milvus.
+public struct UpstreamConfiguration: Sendable, Equatable {
+    public var address: SocketAddress
+    /// Speak TLS to the upstream, verifying its certificate, when set.
+    public var tls: ClientTLSConfiguration?
+    /// How many HTTP/2 connections one event loop may open to the upstream. Streams are spread over them
+    /// within the upstream's SETTINGS_MAX_CONCURRENT_STREAMS; calls beyond that wait for a free stream.
+    public var maxConnectionsPerLoop: Int
+    /// How long a connection attempt may take before the calls waiting on it fail with UNAVAILABLE.
+    public var connectTimeoutMilliseconds: Int
+
+    public init(
+        address: SocketAddress,
+        tls: ClientTLSConfiguration? = nil,
+        maxConnectionsPerLoop: Int = 8,
+        connectTimeoutMilliseconds: Int = 5_000
+    ) {
+        self.address = address
+        self.tls = tls
+        self.maxConnectionsPerLoop = maxConnectionsPerLoop
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+    }
+}
+
+/// Certificate and key (PEM files) for serving clients over TLS.
+public struct ServerTLSConfiguration: Sendable, Equatable {
+    public var certificatePath: String
+    public var keyPath: String
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    public var clientCAPath: String?
+
+    public init(certificatePath: String, keyPath: String, clientCAPath: String? = nil) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.clientCAPath = clientCAPath
+    }
+}
+
+/// Trust settings for TLS to the upstream.
+public struct ClientTLSConfiguration: Sendable, Equatable {
+    /// PEM bundle of trusted CAs; nil means the system's default trust store.
+    public var caPath: String?
+    /// SNI and the name the certificate must carry; defaults to the upstream host.
+    public var serverName: String?
+
+    public init(caPath: String? = nil, serverName: String? = nil) {
+        self.caPath = caPath
+        self.serverName = serverName
+    }
+}
+
+/// Resource limits. Defaults follow Milvus (512 MiB messages) and common HTTP/2 servers.
+public struct Limits: Sendable, Equatable {
+    /// The largest gRPC message a client may send (Milvus's `proxy.grpc.serverMaxRecvSize`).
+    public var maxMessageBytes: Int = 536_870_912
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
+    public var maxConcurrentStreams: Int = 100
+    /// SETTINGS_MAX_HEADER_LIST_SIZE advertised to clients; larger header lists are refused.
+    public var maxHeaderListBytes: Int = 65_536
+    /// A client connection with no open stream for this long is closed with GOAWAY.
+    public var idleTimeoutMilliseconds: Int = 300_000
+    /// On SIGTERM/SIGINT, calls in flight get this long to finish before the proxy exits.
+    public var drainTimeoutMilliseconds: Int = 30_000
+    /// HTTP/2 stream-level receive window (both sides); memory held per stream is bounded by it.
+    public var streamWindowBytes: Int = 1 << 20
+    /// HTTP/2 connection-level receive window (both sides).
+    public var connectionWindowBytes: Int = 16 << 20
+
+    public init() {}
+}
