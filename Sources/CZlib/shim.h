@@ -4,4 +4,9 @@
 
 /// inflateInit2 is a macro (it passes the library version and the struct size): Swift cannot import it.
 static inline int czlib_inflateInit2(z_streamp stream, int windowBits) { return inflateInit2(stream, windowBits); }
+
+/// deflateInit2 is a macro for the same reason. Memory level 8 and the default strategy are zlib's own defaults.
+static inline int czlib_deflateInit2(z_streamp stream, int level, int windowBits) {
+    return deflateInit2(stream, level, Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY);
+}
 #endif
