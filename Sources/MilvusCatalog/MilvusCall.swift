@@ -1,0 +1,72 @@
+/// What one Milvus request acts on, decoded from its protobuf message: the input to the guard's policy.
+///
+/// Built by ``init(decoding:rpc:metadataDatabase:limits:)``, which follows what Milvus itself will see:
+/// - **Last occurrence wins** for singular fields (Go protobuf semantics); embedded singular messages that occur
+///   several times merge, field by field. A second `collection_name` cannot hide from the policy.
+/// - **Empty means absent** for singular strings (proto3 has no presence): `collection_name: ""` is `nil`.
+/// - **Database**: the body's `db_name` if non-empty, else the `dbname` metadata if non-empty, else `default`.
+///   CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase name their own `db_name` (even empty).
+///   OperatePrivilege and SelectGrant carry it in `entity.db_name`.
+///
+/// Field numbers come from pymilvus 3.0.2's descriptors of `milvus.proto` (see `MilvusRPCs+Table.swift`).
+public struct MilvusCall: Hashable, Sendable {
+    /// The RPC.
+    public let rpc: RPCDescriptor
+    /// The database the call acts on (see the type's documentation for the rule).
+    public internal(set) var database: String
+    /// The collection (`collection_name`, `collectionName`, RenameCollection's `oldName`), or `nil`.
+    public internal(set) var collection: String?
+    /// Collections of a repeated field: Flush's `collection_names`, ShowCollections', BatchDescribeCollection's.
+    public internal(set) var collections: [String] = []
+    /// Partitions: a singular `partition_name` (one element) and/or repeated `partition_names`.
+    public internal(set) var partitions: [String] = []
+    /// The index (`index_name`), or `nil`.
+    public internal(set) var indexName: String?
+    /// The field (`field_name`), or `nil`.
+    public internal(set) var fieldName: String?
+    /// The alias (`alias`), or `nil`.
+    public internal(set) var alias: String?
+    /// The boolean expression of Delete and Query (`expr`), or `nil`.
+    public internal(set) var filter: String?
+    /// Users the call targets: `username`, `user_name`, SelectUser's `user.name`.
+    public internal(set) var users: [String] = []
+    /// Roles the call targets: `role_name`, CreateRole's `entity.name`, SelectRole's and OperatePrivilegeV2's
+    /// `role.name`, OperatePrivilege's and SelectGrant's `entity.role.name`, CreateRowPolicy's `roles`.
+    public internal(set) var roles: [String] = []
+    /// Insert's and Upsert's `num_rows` (0 if absent); `nil` for every other RPC.
+    public internal(set) var rowCount: UInt32?
+    /// The collection the call creates or renames to: RenameCollection's `newName`, RestoreSnapshot's and
+    /// RestoreExternalSnapshot's `target_collection_name`.
+    public internal(set) var newCollectionName: String?
+    /// The database of ``newCollectionName``: RenameCollection's `newDBName`, RestoreSnapshot's
+    /// `target_db_name`, each defaulting to ``database`` when empty; `nil` for other RPCs.
+    public internal(set) var newDatabase: String?
+    /// Resource groups: `resource_group`, `source_resource_group`, `target_resource_group` (in that order),
+    /// then repeated `resource_groups`, then UpdateResourceGroups' map keys.
+    public internal(set) var resourceGroups: [String] = []
+    /// The privilege group (`group_name`), or `nil`.
+    public internal(set) var privilegeGroup: String?
+    /// The snapshot (`name` of the snapshot RPCs), or `nil`.
+    public internal(set) var snapshotName: String?
+    /// Every other target, keyed (namespace, function, row policy, grant object, privileges, …).
+    public internal(set) var otherTargets: [CallTarget] = []
+
+    /// Every collection name the call touches: ``collection``, ``collections`` and ``newCollectionName``.
+    public var allCollections: [String] {
+        var names: [String] = []
+        if let collection = self.collection { names.append(collection) }
+        names.append(contentsOf: self.collections)
+        if let newCollectionName = self.newCollectionName { names.append(newCollectionName) }
+        return names
+    }
+
+    /// The values of ``otherTargets`` of one kind, in order.
+    public func otherTargets(_ kind: CallTarget.Kind) -> [String] {
+        self.otherTargets.compactMap { $0.kind == kind ? $0.value : nil }
+    }
+
+    init(rpc: RPCDescriptor, database: String) {
+        self.rpc = rpc
+        self.database = database
+    }
+}

@@ -1,0 +1,151 @@
+/// The protobuf wire types (protobuf encoding spec, "Message Structure").
+public enum WireType: UInt8, Hashable, Sendable {
+    /// int32, int64, uint32, uint64, sint32, sint64, bool, enum.
+    case varint = 0
+    /// fixed64, sfixed64, double.
+    case fixed64 = 1
+    /// string, bytes, embedded messages, packed repeated fields.
+    case lengthDelimited = 2
+    /// Deprecated group start; ``WireReader`` rejects it.
+    case startGroup = 3
+    /// Deprecated group end; ``WireReader`` rejects it.
+    case endGroup = 4
+    /// fixed32, sfixed32, float.
+    case fixed32 = 5
+}
+
+/// The value of one field as it appears on the wire.
+public enum WireValue: Hashable, Sendable {
+    /// A varint, not yet interpreted (signed, zigzag, bool and enum all come from it).
+    case varint(UInt64)
+    /// Eight little-endian bytes.
+    case fixed64(UInt64)
+    /// A length-delimited payload: a sub-slice of the input, never a copy.
+    case lengthDelimited(ArraySlice<UInt8>)
+    /// Four little-endian bytes.
+    case fixed32(UInt32)
+}
+
+/// One field read by ``WireReader``: its number, its value, and where its key started.
+///
+/// The typed accessors (``stringValue()``, ``uint64Value()``, …) check the wire type against what the field's
+/// declared type needs and throw ``WireError/Code/unexpectedWireType`` otherwise: the guard fails closed on
+/// such a field rather than skipping it.
+public struct WireField: Hashable, Sendable {
+    /// The field number, 1...2^29 − 1.
+    public let number: UInt32
+    /// The value, uninterpreted.
+    public let value: WireValue
+    /// Byte offset of the field's key in the input.
+    public let offset: Int
+
+    /// Creates a field.
+    public init(number: UInt32, value: WireValue, offset: Int) {
+        self.number = number
+        self.value = value
+        self.offset = offset
+    }
+
+    /// The wire type the value arrived with.
+    public var wireType: WireType {
+        switch self.value {
+        case .varint: .varint
+        case .fixed64: .fixed64
+        case .lengthDelimited: .lengthDelimited
+        case .fixed32: .fixed32
+        }
+    }
+
+    /// The payload of a `bytes`, `string` or embedded-message field, without copying.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 2.
+    public func bytesValue() throws(WireError) -> ArraySlice<UInt8> {
+        guard case .lengthDelimited(let bytes) = self.value else {
+            throw WireError(.unexpectedWireType, at: self.offset)
+        }
+        return bytes
+    }
+
+    /// The value of a `string` field.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 2, ``WireError/Code/invalidUTF8``
+    ///   if the bytes are not valid UTF-8 (the offset is then that of the field).
+    public func stringValue() throws(WireError) -> String {
+        let bytes = try self.bytesValue()
+        guard let string = String(validating: bytes, as: UTF8.self) else {
+            throw WireError(.invalidUTF8, at: self.offset)
+        }
+        return string
+    }
+
+    /// The raw varint of a `uint64`, `int64`, `uint32`, `int32`, `bool` or `enum` field.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 0.
+    public func uint64Value() throws(WireError) -> UInt64 {
+        guard case .varint(let value) = self.value else {
+            throw WireError(.unexpectedWireType, at: self.offset)
+        }
+        return value
+    }
+
+    /// A `uint32` field: the varint truncated to 32 bits, as Go's and C++'s protobuf do.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 0.
+    public func uint32Value() throws(WireError) -> UInt32 {
+        UInt32(truncatingIfNeeded: try self.uint64Value())
+    }
+
+    /// An `int64` field (two's complement in the varint).
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 0.
+    public func int64Value() throws(WireError) -> Int64 {
+        Int64(bitPattern: try self.uint64Value())
+    }
+
+    /// A `sint64` field (zigzag-encoded).
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 0.
+    public func sint64Value() throws(WireError) -> Int64 {
+        ZigZag.decode(try self.uint64Value())
+    }
+
+    /// A `bool` field: any non-zero varint is `true`.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 0.
+    public func boolValue() throws(WireError) -> Bool {
+        try self.uint64Value() != 0
+    }
+
+    /// A `fixed32`/`float` field's bits.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 5.
+    public func fixed32Value() throws(WireError) -> UInt32 {
+        guard case .fixed32(let value) = self.value else {
+            throw WireError(.unexpectedWireType, at: self.offset)
+        }
+        return value
+    }
+
+    /// A `fixed64`/`double` field's bits.
+    ///
+    /// - Throws: ``WireError/Code/unexpectedWireType`` unless the wire type is 1.
+    public func fixed64Value() throws(WireError) -> UInt64 {
+        guard case .fixed64(let value) = self.value else {
+            throw WireError(.unexpectedWireType, at: self.offset)
+        }
+        return value
+    }
+}
+
+/// ZigZag encoding of signed integers, as `sint32`/`sint64` use it (protobuf encoding spec, "Signed Integers").
+public enum ZigZag {
+    /// Maps 0, −1, 1, −2, … to 0, 1, 2, 3, ….
+    public static func encode(_ value: Int64) -> UInt64 {
+        UInt64(bitPattern: (value << 1) ^ (value >> 63))
+    }
+
+    /// The inverse of ``encode(_:)``.
+    public static func decode(_ value: UInt64) -> Int64 {
+        Int64(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
+    }
+}
