@@ -11,7 +11,9 @@ let package = Package(
     name: "milvus-guard",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "milvus-guard", targets: ["milvus-guard"])
+        .executable(name: "milvus-guard", targets: ["milvus-guard"]),
+        // For the FuzzTesting/ and Benchmarks/ sub-packages, which depend on this package by path.
+        .library(name: "MilvusCatalog", targets: ["ProtoWire", "MilvusCatalog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
