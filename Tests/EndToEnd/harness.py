@@ -1,0 +1,198 @@
+"""Process and wire helpers for the end-to-end suite.
+
+Everything here is bounded in time: servers are started in their own process group and killed on
+teardown (and at interpreter exit, and when pytest itself dies: PR_SET_PDEATHSIG), readiness is
+polled with a deadline, and every socket has a timeout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import grpc
+
+GET_VERSION = "/milvus.proto.milvus.MilvusService/GetVersion"
+MILVUS_SERVICE = "/milvus.proto.milvus.MilvusService/"
+
+_live: list["Server"] = []
+_live_lock = threading.Lock()
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it when the test process dies, however it dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    """Polls `predicate` until it returns True; raises TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Server:
+    """A child process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: Optional[dict] = None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            env=env,
+        )
+        with _live_lock:
+            _live.append(self)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM to the whole group, SIGKILL after `grace` seconds."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers in the group, if any
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        with _live_lock:
+            if self in _live:
+                _live.remove(self)
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
+
+
+def stop_all() -> None:
+    with _live_lock:
+        servers = list(_live)
+    for server in reversed(servers):
+        server.stop(grace=2.0)
+
+
+atexit.register(stop_all)
+
+
+def tcp_accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def raw_call(address: str, method: str, payload: bytes = b"", timeout: float = 5.0, metadata=None) -> bytes:
+    """One unary call with raw protobuf bytes (no generated stubs); raises grpc.RpcError."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(
+            MILVUS_SERVICE + method if not method.startswith("/") else method,
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        return call(payload, timeout=timeout, metadata=metadata)
+
+
+def get_version_ok(address: str) -> bool:
+    try:
+        raw_call(address, GET_VERSION, b"", timeout=2.0)
+        return True
+    except grpc.RpcError:
+        return False
+
+
+def wait_grpc_ready(address: str, server: Server, timeout: float) -> None:
+    def ready() -> bool:
+        if not server.alive():
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode} before it was ready:\n{server.log_tail()}"
+            )
+        return get_version_ok(address)
+
+    wait_until(ready, timeout, f"{server.name} to answer GetVersion on {address}", interval=0.2)
+
+
+def start_milvus_lite(milvus_lite: str, data_dir: Path, port: int, log_dir: Path, name: str = "milvus-lite") -> Server:
+    server = Server(
+        name,
+        [milvus_lite, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+        log_dir / f"{name}.log",
+    )
+    try:
+        wait_grpc_ready(f"127.0.0.1:{port}", server, timeout=90)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_guard(
+    binary: str,
+    port: int,
+    upstream: str,
+    log_dir: Path,
+    name: str = "milvus-guard",
+    extra: Optional[list[str]] = None,
+    ready: Optional[Callable[[str], bool]] = None,
+) -> Server:
+    """Starts the guard; readiness is GetVersion through it, or TCP accept when `ready` says so."""
+    argv = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream] + (extra or [])
+    server = Server(name, argv, log_dir / f"{name}.log")
+    address = f"127.0.0.1:{port}"
+    check = ready or get_version_ok
+
+    def up() -> bool:
+        if not server.alive():
+            raise RuntimeError(f"{name} exited with {server.proc.returncode}:\n{server.log_tail()}")
+        return check(address)
+
+    try:
+        wait_until(up, 60, f"{name} to serve on {address}", interval=0.1)
+    except BaseException:
+        server.stop()
+        raise
+    return server
