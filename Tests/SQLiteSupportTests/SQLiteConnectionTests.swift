@@ -1,0 +1,217 @@
+import Foundation
+import SQLiteSupport
+import Testing
+
+/// A fresh directory under the system temporary directory, removed by `cleanup()`.
+private struct TemporaryDirectory {
+    let url: URL
+
+    init() throws {
+        self.url = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-support-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.url, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String {
+        self.url.appendingPathComponent(name).path
+    }
+
+    func cleanup() {
+        try? FileManager.default.removeItem(at: self.url)
+    }
+}
+
+private func makeEvents(_ db: SQLiteConnection) throws {
+    try db.exec(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL UNIQUE,
+            score REAL,
+            payload BLOB,
+            note TEXT
+        );
+        """
+    )
+}
+
+@Suite("SQLiteConnection and Statement")
+struct SQLiteConnectionTests {
+    @Test("Binds and reads back every storage class")
+    func roundTrip() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        try makeEvents(db)
+        let insert = try db.prepare("INSERT INTO events (kind, score, payload, note) VALUES (?, ?, ?, ?)")
+        #expect(insert.parameterCount == 4)
+        try insert.bind("löschen ✓", at: 1)
+        try insert.bind(2.5, at: 2)
+        try insert.bind([0, 1, 2, 255], at: 3)
+        try insert.bindNull(at: 4)
+        #expect(try insert.step() == .done)
+        #expect(db.lastInsertRowID == 1)
+        #expect(db.changes == 1)
+
+        insert.reset()
+        insert.clearBindings()
+        try insert.bind([.text(""), .integer(7), .blob([]), .text("x")])
+        try insert.run()
+        #expect(db.lastInsertRowID == 2)
+
+        let select = try db.prepare("SELECT id, kind, score, payload, note FROM events ORDER BY id")
+        #expect(select.columnCount == 5)
+        #expect(select.columnName(at: 1) == "kind")
+        #expect(try select.step() == .row)
+        #expect(select.int64(at: 0) == 1)
+        #expect(select.string(at: 1) == "löschen ✓")
+        #expect(select.double(at: 2) == 2.5)
+        #expect(select.blob(at: 3) == [0, 1, 2, 255])
+        #expect(select.isNull(at: 4) == true)
+        #expect(select.string(at: 4) == nil)
+        #expect(try select.step() == .row)
+        #expect(select.string(at: 1) == "")  // empty text is not NULL
+        #expect(select.value(at: 2) == .real(7))  // REAL column affinity converts the integer
+        #expect(select.blob(at: 3) == [])  // empty blob is not NULL
+        #expect(select.value(at: 4) == .text("x"))
+        #expect(try select.step() == .done)
+    }
+
+    @Test("Reset re-runs a statement with new bindings")
+    func reuse() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        try makeEvents(db)
+        let insert = try db.prepare("INSERT INTO events (kind) VALUES (?1)")
+        for kind in ["a", "b", "c"] {
+            try insert.bind(kind, at: 1)
+            try insert.run()
+            insert.reset()
+        }
+        let count = try db.prepare("SELECT count(*) FROM events")
+        #expect(try count.step() == .row)
+        #expect(count.int64(at: 0) == 3)
+    }
+
+    @Test("A constraint violation carries the extended code and SQLite's message")
+    func constraint() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        try makeEvents(db)
+        try db.exec("INSERT INTO events (kind) VALUES ('dup')")
+        let insert = try db.prepare("INSERT INTO events (kind) VALUES ('dup')")
+        let error = #expect(throws: SQLiteError.self) { try insert.run() }
+        #expect(error?.code == .constraint)
+        #expect(error?.extendedCode == 2067)  // SQLITE_CONSTRAINT_UNIQUE
+        #expect(error?.message.contains("UNIQUE constraint failed: events.kind") == true)
+    }
+
+    @Test("Preparation errors: syntax, unknown table, empty, more than one statement")
+    func prepareErrors() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        let syntax = #expect(throws: SQLiteError.self) { _ = try db.prepare("SELEC 1") }
+        #expect(syntax?.code == .error)
+        #expect(syntax?.message.contains("syntax error") == true)
+        let table = #expect(throws: SQLiteError.self) { _ = try db.prepare("SELECT * FROM missing") }
+        #expect(table?.message.contains("no such table: missing") == true)
+        let empty = #expect(throws: SQLiteError.self) { _ = try db.prepare("  -- nothing\n") }
+        #expect(empty?.code == .misuse)
+        let two = #expect(throws: SQLiteError.self) { _ = try db.prepare("SELECT 1; DELETE FROM x") }
+        #expect(two?.code == .misuse)
+        // Trailing semicolons and comments are not a second statement.
+        let one = try db.prepare("SELECT 1; -- done\n /* really */ ;")
+        #expect(try one.step() == .row)
+    }
+
+    @Test("Binding out of range fails with SQLITE_RANGE")
+    func bindRange() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        let statement = try db.prepare("SELECT ?")
+        let error = #expect(throws: SQLiteError.self) { try statement.bind(Int64(1), at: 2) }
+        #expect(error?.code == .range)
+        let count = #expect(throws: SQLiteError.self) { try statement.bind([.null, .null]) }
+        #expect(count?.code == .range)
+    }
+
+    @Test("A transaction commits on success and rolls back on error")
+    func transactions() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        try makeEvents(db)
+        let id = try db.transaction { () throws(SQLiteError) -> Int64 in
+            try db.exec("INSERT INTO events (kind) VALUES ('kept')")
+            return db.lastInsertRowID
+        }
+        #expect(id == 1)
+        #expect(db.isAutocommit)
+        let error = #expect(throws: SQLiteError.self) {
+            try db.transaction { () throws(SQLiteError) in
+                try db.exec("INSERT INTO events (kind) VALUES ('lost')")
+                try db.exec("INSERT INTO events (kind) VALUES ('kept')")  // UNIQUE violation
+            }
+        }
+        #expect(error?.code == .constraint)
+        #expect(db.isAutocommit)
+        let count = try db.prepare("SELECT group_concat(kind) FROM events")
+        #expect(try count.step() == .row)
+        #expect(count.string(at: 0) == "kept")
+    }
+
+    @Test("A file database in WAL mode persists across connections")
+    func walFile() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.path("audit.db")
+        do {
+            let db = try SQLiteConnection(path: path)
+            let mode = try db.prepare("PRAGMA journal_mode=WAL")
+            #expect(try mode.step() == .row)
+            #expect(mode.string(at: 0) == "wal")
+            try makeEvents(db)
+            try db.exec("INSERT INTO events (kind) VALUES ('persisted')")
+        }
+        let reader = try SQLiteConnection(path: path, mode: .readOnly)
+        #expect(reader.isReadOnly)
+        let select = try reader.prepare("SELECT kind FROM events")
+        #expect(try select.step() == .row)
+        #expect(select.string(at: 0) == "persisted")
+    }
+
+    @Test("A read-only connection refuses writes with a clear error")
+    func readOnly() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.path("ro.db")
+        do {
+            let db = try SQLiteConnection(path: path)
+            try makeEvents(db)
+        }
+        let db = try SQLiteConnection(path: path, mode: .readOnly)
+        let insert = try db.prepare("INSERT INTO events (kind) VALUES ('nope')")
+        let error = #expect(throws: SQLiteError.self) { try insert.run() }
+        #expect(error?.code == .readOnly)
+        #expect(error?.message.contains("readonly database") == true)
+        let execError = #expect(throws: SQLiteError.self) { try db.exec("DELETE FROM events") }
+        #expect(execError?.code == .readOnly)
+    }
+
+    @Test("Opening a missing file without create fails with CANTOPEN")
+    func cannotOpen() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let error = #expect(throws: SQLiteError.self) {
+            _ = try SQLiteConnection(path: directory.path("missing.db"), mode: .readWrite)
+        }
+        #expect(error?.code == .cantOpen)
+        #expect(error?.message.contains("missing.db") == true)
+    }
+
+    @Test("A second writer waits for the busy timeout, then fails with SQLITE_BUSY")
+    func busy() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.path("busy.db")
+        let first = try SQLiteConnection(path: path)
+        try first.exec("PRAGMA journal_mode=WAL; CREATE TABLE t (x)")
+        let second = try SQLiteConnection(path: path, busyTimeoutMilliseconds: 50)
+        try first.exec("BEGIN IMMEDIATE")
+        let error = #expect(throws: SQLiteError.self) { try second.exec("BEGIN IMMEDIATE") }
+        #expect(error?.code == .busy)
+        try first.exec("COMMIT")
+        try second.exec("BEGIN IMMEDIATE; INSERT INTO t VALUES (1); COMMIT")
+    }
+}
