@@ -1,10 +1,14 @@
+#define _GNU_SOURCE
 #include "CLinux.h"
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <sys/socket.h>
 
 const uint32_t CLINUX_EPOLLIN = EPOLLIN;
 const uint32_t CLINUX_EPOLLOUT = EPOLLOUT;
@@ -12,6 +16,7 @@ const uint32_t CLINUX_EPOLLERR = EPOLLERR;
 const uint32_t CLINUX_EPOLLHUP = EPOLLHUP;
 const uint32_t CLINUX_EPOLLRDHUP = EPOLLRDHUP;
 const uint32_t CLINUX_EPOLLET = EPOLLET;
+const uint32_t CLINUX_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE;
 const int CLINUX_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
 const int CLINUX_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
 const int CLINUX_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
@@ -68,4 +73,15 @@ uint64_t clinux_monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int clinux_accept(int fd, void *address, uint32_t *length) {
+    return accept4(fd, (struct sockaddr *)address, (socklen_t *)length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+void clinux_set_thread_name(const char *name) {
+    char buffer[16];
+    strncpy(buffer, name, 15);
+    buffer[15] = 0;
+    pthread_setname_np(pthread_self(), buffer);
 }

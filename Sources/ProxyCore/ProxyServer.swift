@@ -1,23 +1,82 @@
 public import Logging
+import Synchronization
 
-/// The running proxy: N event loops, each with its own listening socket, client connections and
-/// upstream pool. (Interface fixed; implementation in progress.)
+/// The running proxy: N event loops sharing one listening socket, each with its own client
+/// connections and upstream pool.
 public final class ProxyServer: Sendable {
     public let configuration: ProxyConfiguration
+    private let logger: Logger
+    private let mailboxes: [LoopMailbox]
+    private let port = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
 
-    /// Validates the configuration (TLS files load, the listen address parses) without binding.
+    /// Validates what can be checked without binding (thread count, limits).
     /// - Throws: ``ProxyError`` naming the problem.
     public init(configuration: ProxyConfiguration, logger: Logger) throws {
+        guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
         self.configuration = configuration
+        self.logger = logger
+        self.mailboxes = (0..<configuration.threads).map { _ in LoopMailbox() }
     }
 
+    /// The TCP port clients connect to, once ``run()`` has bound it (useful with port 0); 0 before.
+    public var boundPort: Int { self.port.load(ordering: .acquiring) }
+
     /// Binds, starts the loops and blocks until a shutdown has drained.
-    /// - Throws: ``ProxyError`` when the listen address can't be bound.
-    public func run() throws {}
+    /// - Throws: ``ProxyError`` when the listen address can't be bound or a loop can't start.
+    public func run() throws {
+        let listener = try Socket.listen(on: self.configuration.listen)
+        defer { listener.close() }
+        let descriptor = listener.descriptor
+        self.port.store(Int(listener.localPort ?? 0), ordering: .releasing)
+        self.logger.info(
+            "milvus-guard listening",
+            metadata: [
+                "listen": "\(self.configuration.listen)",
+                "port": "\(self.boundPort)",
+                "upstream": "\(self.configuration.upstream.address)",
+                "upstream-tls": "\(self.configuration.upstream.tls != nil)",
+                "tls": "\(self.configuration.tls != nil)",
+                "threads": "\(self.configuration.threads)",
+            ]
+        )
+        var threads: [LoopThread] = []
+        for (index, mailbox) in self.mailboxes.enumerated() {
+            let configuration = self.configuration
+            var logger = self.logger
+            logger[metadataKey: "loop"] = "\(index)"
+            threads.append(
+                try LoopThread(name: "guard-loop-\(index)") { [logger] in
+                    do {
+                        let loop = try EventLoop(mailbox: mailbox)
+                        let worker = try ProxyWorker(
+                            loop: loop,
+                            listener: descriptor,
+                            configuration: configuration,
+                            logger: logger
+                        )
+                        withExtendedLifetime(worker) { loop.run() }
+                    } catch {
+                        logger.critical("event loop failed to start", metadata: ["error": "\(error)"])
+                    }
+                }
+            )
+        }
+        for thread in threads { thread.join() }
+        self.logger.info("milvus-guard stopped")
+    }
 
     /// Starts a graceful shutdown: GOAWAY to every client, in-flight calls get the drain timeout.
-    /// Safe from any thread, including a signal-handling thread.
-    public func shutdown() {}
+    /// Safe from any thread, including a signal-handling thread; repeated calls do nothing.
+    public func shutdown() {
+        guard !self.stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        self.logger.info(
+            "shutting down",
+            metadata: ["drain-timeout-ms": "\(self.configuration.limits.drainTimeoutMilliseconds)"]
+        )
+        let deadline = EventLoop.now() + UInt64(self.configuration.limits.drainTimeoutMilliseconds) * 1_000_000
+        for mailbox in self.mailboxes { mailbox.send(.shutdown(deadline: deadline)) }
+    }
 }
 
 /// Failures of the proxy's own setup.

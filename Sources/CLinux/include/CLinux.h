@@ -28,9 +28,15 @@ extern const uint32_t CLINUX_EPOLLERR;
 extern const uint32_t CLINUX_EPOLLHUP;
 extern const uint32_t CLINUX_EPOLLRDHUP;
 extern const uint32_t CLINUX_EPOLLET;
+extern const uint32_t CLINUX_EPOLLEXCLUSIVE;
 extern const int CLINUX_EPOLL_CTL_ADD;
 extern const int CLINUX_EPOLL_CTL_DEL;
 extern const int CLINUX_EPOLL_CTL_MOD;
+
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (a GNU extension Glibc's module does not export).
+int clinux_accept(int fd, void *address, uint32_t *length);
+/// Names the calling thread (visible in top -H and gdb); at most 15 bytes are kept.
+void clinux_set_thread_name(const char *name);
 
 /// Monotonic clock in nanoseconds.
 uint64_t clinux_monotonic_ns(void);

@@ -1,0 +1,497 @@
+import CNGHTTP2
+
+/// Owns one `nghttp2_session*`, server or client side. Sans-I/O: bytes in, events out; bytes to send
+/// are pulled with ``send(into:limit:events:)``. It never touches a socket.
+///
+/// Both roles are one type because they are one C object: the role only changes how the session is
+/// created and which submit calls make sense (requests on a client, responses on a server).
+///
+/// ### Flow control
+/// Sessions are created with automatic WINDOW_UPDATE off (`nghttp2_option_set_no_auto_window_update`).
+/// Received DATA stays charged to the receive windows until the owner calls ``consume(streamID:count:)``,
+/// which a proxy does only once the bytes have been taken into frames by the *other* session (reported
+/// by ``HTTP2Event/outboundConsumed(streamID:count:)``). A slow reader on either side thus stalls the
+/// writer on the other, and the bytes held per stream never exceed one window.
+///
+/// ### Outbound bodies
+/// Requests and responses are submitted with a data provider over a per-stream queue. Body bytes are
+/// queued with ``enqueueData(streamID:_:)``; the provider returns `NGHTTP2_ERR_DEFERRED` while the queue
+/// is empty and is resumed when bytes arrive. ``finishBody(streamID:trailers:)`` ends the body, with
+/// trailers (`NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM` plus `nghttp2_submit_trailer`) or
+/// without (END_STREAM on the last DATA frame).
+public final class HTTP2Session {
+    /// Which end of the connection this session is.
+    public enum Role: Sendable { case server, client }
+
+    public let role: Role
+    private var session: OpaquePointer?
+    private let maxHeaderListBytes: Int
+
+    /// Events gathered by the C callbacks during one `feed` or `send`.
+    private var events: [HTTP2Event] = []
+    /// The header block being received. HTTP/2 forbids interleaving header blocks (RFC 9113 §6.10),
+    /// so one is enough.
+    private var block = PendingBlock()
+    /// Body bytes waiting to be framed, per stream we submitted with a data provider.
+    private var outbound: [Int32: OutboundBody] = [:]
+
+    /// Creates a session and queues our SETTINGS and the connection window update.
+    /// - Throws: ``NGHTTP2Error`` when nghttp2 can't allocate the session.
+    public init(role: Role, settings: HTTP2SessionSettings = HTTP2SessionSettings()) throws(NGHTTP2Error) {
+        self.role = role
+        self.maxHeaderListBytes = Int(settings.maxHeaderListBytes)
+
+        var callbacks: OpaquePointer?
+        try check(nghttp2_session_callbacks_new(&callbacks))
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        Self.install(callbacks)
+
+        var option: OpaquePointer?
+        try check(nghttp2_option_new(&option))
+        defer { nghttp2_option_del(option) }
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_option_set_max_settings(option, settings.maxSettingsEntries)
+        nghttp2_option_set_stream_reset_rate_limit(option, settings.resetBurst, settings.resetRatePerSecond)
+        nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        if role == .client {
+            // Until the server's SETTINGS arrive, assume a conservative stream limit instead of "unlimited".
+            nghttp2_option_set_peer_max_concurrent_streams(option, 100)
+        }
+
+        // nghttp2 keeps an unretained pointer to self; self owns the session, so self outlives it.
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        switch role {
+        case .server: try check(nghttp2_session_server_new2(&self.session, callbacks, userData, option))
+        case .client: try check(nghttp2_session_client_new2(&self.session, callbacks, userData, option))
+        }
+
+        var entries: [nghttp2_settings_entry] = [
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                value: settings.streamWindowBytes
+            ),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: settings.maxHeaderListBytes
+            ),
+        ]
+        switch role {
+        case .server:
+            entries.append(
+                nghttp2_settings_entry(
+                    settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                    value: settings.maxConcurrentStreams
+                )
+            )
+        case .client:
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+        }
+        try check(nghttp2_submit_settings(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries, entries.count))
+        try check(
+            nghttp2_session_set_local_window_size(
+                self.session,
+                UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                0,
+                Int32(clamping: settings.connectionWindowBytes)
+            )
+        )
+    }
+
+    deinit { nghttp2_session_del(self.session) }
+
+    // MARK: Input
+
+    /// Feeds bytes received from the peer and appends what happened to `events`.
+    /// - Throws: ``NGHTTP2Error`` when the peer broke the protocol badly enough that the session is dead
+    ///   (nghttp2 has queued a GOAWAY: send it, then close).
+    public func feed(_ bytes: UnsafeRawBufferPointer, into events: inout [HTTP2Event]) throws(NGHTTP2Error) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        swap(&self.events, &events)
+        defer { swap(&self.events, &events) }
+        let consumed = nghttp2_session_mem_recv(
+            self.session,
+            base.assumingMemoryBound(to: UInt8.self),
+            bytes.count
+        )
+        if consumed < 0 { throw NGHTTP2Error(code: Int32(consumed)) }
+    }
+
+    /// Convenience for tests and small inputs.
+    public func feed(_ bytes: [UInt8], into events: inout [HTTP2Event]) throws(NGHTTP2Error) {
+        var failure: NGHTTP2Error?
+        bytes.withUnsafeBytes { raw in
+            do throws(NGHTTP2Error) { try self.feed(raw, into: &events) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    // MARK: Output
+
+    /// Appends frames ready to go out to `output`, until nothing is left or `output` holds `limit`
+    /// bytes. Events raised while framing (body bytes taken, streams closed) go to `events`.
+    /// - Throws: ``NGHTTP2Error`` when the session failed; close the connection.
+    public func send(into output: inout [UInt8], limit: Int, events: inout [HTTP2Event]) throws(NGHTTP2Error) {
+        swap(&self.events, &events)
+        defer { swap(&self.events, &events) }
+        while output.count < limit {
+            var chunk: UnsafePointer<UInt8>?
+            let count = nghttp2_session_mem_send(self.session, &chunk)
+            if count < 0 { throw NGHTTP2Error(code: Int32(count)) }
+            guard count > 0, let chunk else { return }
+            output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: count))
+        }
+    }
+
+    /// Whether the session still wants to read or write; when both are false the connection can close.
+    public var isActive: Bool {
+        nghttp2_session_want_read(self.session) != 0 || nghttp2_session_want_write(self.session) != 0
+    }
+
+    /// Whether frames are waiting to be produced by ``send(into:limit:events:)``.
+    public var wantsWrite: Bool { nghttp2_session_want_write(self.session) != 0 }
+
+    // MARK: Submitting
+
+    /// Opens a stream with a request (client role). With `endStream` the request has no body;
+    /// otherwise the body comes through ``enqueueData(streamID:_:)``.
+    /// - Returns: the new stream's ID.
+    /// - Throws: ``NGHTTP2Error``, e.g. when stream IDs are exhausted or the session is going away.
+    public func submitRequest(_ headers: [HeaderField], endStream: Bool) throws(NGHTTP2Error) -> Int32 {
+        let streamID = withNameValues(headers) { nva, count in
+            if endStream {
+                return nghttp2_submit_request(self.session, nil, nva, count, nil, nil)
+            }
+            var provider = Self.makeProvider()
+            return nghttp2_submit_request(self.session, nil, nva, count, &provider, nil)
+        }
+        try check(streamID)
+        if !endStream { self.outbound[streamID] = OutboundBody() }
+        return streamID
+    }
+
+    /// Sends response headers on a peer's stream (server role). With `endStream` this is the whole
+    /// response (a gRPC trailers-only response); otherwise the body follows.
+    /// - Throws: ``NGHTTP2Error`` when the stream is gone.
+    public func submitResponse(streamID: Int32, _ headers: [HeaderField], endStream: Bool) throws(NGHTTP2Error) {
+        let code = withNameValues(headers) { nva, count in
+            if endStream {
+                return nghttp2_submit_response(self.session, streamID, nva, count, nil)
+            }
+            var provider = Self.makeProvider()
+            return nghttp2_submit_response(self.session, streamID, nva, count, &provider)
+        }
+        try check(code)
+        if !endStream { self.outbound[streamID] = OutboundBody() }
+    }
+
+    /// Queues body bytes for a stream submitted with a body.
+    /// - Returns: false when the stream no longer takes a body (closed or ended): the caller owns the
+    ///   bytes and must account for them itself.
+    @discardableResult
+    public func enqueueData(streamID: Int32, _ bytes: [UInt8]) -> Bool {
+        guard !bytes.isEmpty else { return self.outbound[streamID] != nil }
+        guard self.outbound[streamID]?.append(bytes) == true else { return false }
+        self.resume(streamID)
+        return true
+    }
+
+    /// Ends a stream's body once the queued bytes are out; with `trailers`, they close the stream.
+    public func finishBody(streamID: Int32, trailers: [HeaderField]? = nil) {
+        guard self.outbound[streamID]?.finish(trailers: trailers) == true else { return }
+        self.resume(streamID)
+    }
+
+    /// Bytes queued for a stream and not yet framed.
+    public func queuedBytes(streamID: Int32) -> Int { self.outbound[streamID]?.count ?? 0 }
+
+    /// Resets a stream with an HTTP/2 error code. Queued body bytes are dropped (and reported as
+    /// consumed once the stream closes).
+    public func resetStream(_ streamID: Int32, errorCode: UInt32) {
+        _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// Tells the session that `count` received body bytes of a stream were passed on: both the stream
+    /// and the connection window reopen by that much. Works for closed streams too (connection only).
+    public func consume(streamID: Int32, count: Int) {
+        guard count > 0 else { return }
+        if nghttp2_session_consume(self.session, streamID, count) != 0 {
+            _ = nghttp2_session_consume_connection(self.session, count)
+        }
+    }
+
+    /// First step of a graceful shutdown (server role): a GOAWAY with the highest stream ID, telling
+    /// the client to open no new streams while the ones it may have in flight still count.
+    public func submitShutdownNotice() {
+        _ = nghttp2_submit_shutdown_notice(self.session)
+    }
+
+    /// A GOAWAY naming the last stream we processed. Streams above it were never seen by us.
+    public func submitGoaway(errorCode: UInt32) {
+        let last = nghttp2_session_get_last_proc_stream_id(self.session)
+        _ = nghttp2_submit_goaway(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
+    }
+
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS arrive, on a client).
+    public var remoteMaxConcurrentStreams: Int {
+        Int(nghttp2_session_get_remote_settings(self.session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
+    }
+
+    private func resume(_ streamID: Int32) {
+        guard self.outbound[streamID]?.deferred == true else { return }
+        self.outbound[streamID]?.deferred = false
+        _ = nghttp2_session_resume_data(self.session, streamID)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP2Session: Sendable {}
+
+// MARK: - Buffers
+
+extension HTTP2Session {
+    /// The header block being received.
+    struct PendingBlock {
+        var streamID: Int32 = 0
+        var kind: HeaderBlockKind = .request
+        var fields: [HeaderField] = []
+        var bytes = 0
+        var oversized = false
+    }
+
+    /// A queue of body chunks for one stream, read front to back by the data provider.
+    struct OutboundBody {
+        private var chunks: [[UInt8]] = []
+        private var head = 0
+        private var offset = 0
+        private(set) var count = 0
+        private(set) var ended = false
+        private(set) var trailers: [HeaderField]?
+        /// The provider returned NGHTTP2_ERR_DEFERRED and waits for `nghttp2_session_resume_data`.
+        var deferred = false
+
+        mutating func append(_ bytes: [UInt8]) -> Bool {
+            guard !self.ended else { return false }
+            self.chunks.append(bytes)
+            self.count += bytes.count
+            return true
+        }
+
+        mutating func finish(trailers: [HeaderField]?) -> Bool {
+            guard !self.ended else { return false }
+            self.ended = true
+            self.trailers = trailers
+            return true
+        }
+
+        /// Copies up to `capacity` bytes into `destination`; returns how many.
+        mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+            var written = 0
+            while written < destination.count, self.head < self.chunks.count {
+                let chunk = self.chunks[self.head]
+                let n = min(chunk.count - self.offset, destination.count - written)
+                chunk.withUnsafeBytes { source in
+                    let from = UnsafeRawBufferPointer(rebasing: source[self.offset..<(self.offset + n)])
+                    UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + n)]).copyMemory(from: from)
+                }
+                written += n
+                self.offset += n
+                if self.offset == chunk.count {
+                    self.chunks[self.head] = []
+                    self.head += 1
+                    self.offset = 0
+                }
+            }
+            if self.head == self.chunks.count {
+                self.chunks.removeAll(keepingCapacity: true)
+                self.head = 0
+            } else if self.head > 32 {
+                self.chunks.removeFirst(self.head)
+                self.head = 0
+            }
+            self.count -= written
+            return written
+        }
+    }
+}
+
+// MARK: - C callbacks
+
+extension HTTP2Session {
+    fileprivate static func from(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session? {
+        guard let userData else { return nil }
+        return Unmanaged<HTTP2Session>.fromOpaque(userData).takeUnretainedValue()
+    }
+
+    private static func makeProvider() -> nghttp2_data_provider {
+        var provider = nghttp2_data_provider()
+        provider.read_callback = { _, streamID, buffer, length, flags, _, userData in
+            guard let session = HTTP2Session.from(userData), let buffer, let flags else {
+                return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+            }
+            return session.readBody(streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
+        }
+        return provider
+    }
+
+    /// The data provider: hands queued bytes to nghttp2, defers while the queue is empty, and ends the
+    /// body (with trailers when there are any) once it is drained and finished.
+    private func readBody(
+        streamID: Int32,
+        into destination: UnsafeMutableRawBufferPointer,
+        flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
+        guard var body = self.outbound[streamID] else {
+            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        }
+        let written = body.read(into: destination)
+        defer { self.outbound[streamID] = body }
+        if written > 0 {
+            self.events.append(.outboundConsumed(streamID: streamID, count: written))
+        }
+        if body.count == 0 {
+            if body.ended {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                if let trailers = body.trailers {
+                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                    _ = withNameValues(trailers) { nva, count in
+                        nghttp2_submit_trailer(self.session, streamID, nva, count)
+                    }
+                }
+            } else if written == 0 {
+                body.deferred = true
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+        }
+        return written
+    }
+
+    private static func install(_ callbacks: OpaquePointer?) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+            guard let session = HTTP2Session.from(userData), let frame else { return 0 }
+            session.beginHeaders(frame.pointee)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) {
+            _,
+            _,
+            name,
+            nameLength,
+            value,
+            valueLength,
+            _,
+            userData in
+            guard let session = HTTP2Session.from(userData), let name, let value else { return 0 }
+            session.header(
+                name: UnsafeBufferPointer(start: name, count: nameLength),
+                value: UnsafeBufferPointer(start: value, count: valueLength)
+            )
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+            guard let session = HTTP2Session.from(userData), let frame else { return 0 }
+            session.frameReceived(frame.pointee)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
+            guard let session = HTTP2Session.from(userData), let data, length > 0 else { return 0 }
+            session.events.append(.data(streamID: streamID, bytes: Array(UnsafeBufferPointer(start: data, count: length))))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
+            guard let session = HTTP2Session.from(userData) else { return 0 }
+            session.streamClosed(streamID, errorCode: errorCode)
+            return 0
+        }
+    }
+
+    private func beginHeaders(_ frame: nghttp2_frame) {
+        let kind: HeaderBlockKind
+        switch frame.headers.cat {
+        case NGHTTP2_HCAT_REQUEST: kind = .request
+        case NGHTTP2_HCAT_RESPONSE: kind = .response
+        default: kind = .trailers
+        }
+        self.block = PendingBlock(streamID: frame.hd.stream_id, kind: kind)
+    }
+
+    private func header(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
+        self.block.bytes += name.count + value.count + 32
+        if self.block.bytes > self.maxHeaderListBytes {
+            self.block.oversized = true
+            return
+        }
+        self.block.fields.append(
+            HeaderField(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
+        )
+    }
+
+    private func frameReceived(_ frame: nghttp2_frame) {
+        let endStream = frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch UInt32(frame.hd.type) {
+        case NGHTTP2_HEADERS.rawValue:
+            guard frame.hd.stream_id == self.block.streamID else { return }
+            let block = self.block
+            self.block = PendingBlock()
+            self.events.append(
+                .headers(
+                    streamID: block.streamID,
+                    kind: block.kind,
+                    fields: block.fields,
+                    endStream: endStream,
+                    oversized: block.oversized
+                )
+            )
+        case NGHTTP2_DATA.rawValue:
+            if endStream { self.events.append(.endStream(streamID: frame.hd.stream_id)) }
+        case NGHTTP2_SETTINGS.rawValue:
+            if frame.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { self.events.append(.remoteSettingsChanged) }
+        case NGHTTP2_GOAWAY.rawValue:
+            self.events.append(.goaway(lastStreamID: frame.goaway.last_stream_id, errorCode: frame.goaway.error_code))
+        default:
+            break
+        }
+    }
+
+    private func streamClosed(_ streamID: Int32, errorCode: UInt32) {
+        if let body = self.outbound.removeValue(forKey: streamID), body.count > 0 {
+            // Dropped bytes count as consumed: the side that sent them must get its window back.
+            self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
+        }
+        self.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
+    }
+}
+
+/// Calls `body` with an `nghttp2_nv` array over the fields. nghttp2 copies name/value pairs in every
+/// submit call, so the pointers only need to live for the call.
+private func withNameValues<R>(
+    _ fields: [HeaderField],
+    _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
+) -> R {
+    var storage: [UInt8] = []
+    storage.reserveCapacity(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
+    var ranges: [(Int, Int, Int, Int)] = []
+    ranges.reserveCapacity(fields.count)
+    for field in fields {
+        let nameStart = storage.count
+        storage.append(contentsOf: field.name.utf8)
+        let valueStart = storage.count
+        storage.append(contentsOf: field.value.utf8)
+        ranges.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
+    }
+    return storage.withUnsafeMutableBufferPointer { bytes in
+        let base = bytes.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
+        var nva = ranges.map { range in
+            nghttp2_nv(
+                name: base + range.0,
+                value: base + range.2,
+                namelen: range.1,
+                valuelen: range.3,
+                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+            )
+        }
+        return nva.withUnsafeMutableBufferPointer { nv in
+            body(UnsafePointer(nv.baseAddress ?? UnsafeMutablePointer<nghttp2_nv>(bitPattern: 8)!), nv.count)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+/// One HTTP/2 header field. Names are lower case on the wire (RFC 9113 §8.2.1); nghttp2 enforces it
+/// on receipt.
+public struct HeaderField: Sendable, Hashable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// What a header block is, from the session's point of view (`nghttp2_headers_category`).
+public enum HeaderBlockKind: Sendable, Hashable {
+    /// A request's opening HEADERS (server side).
+    case request
+    /// A response's opening HEADERS (client side).
+    case response
+    /// A second HEADERS on a stream: trailers (gRPC's grpc-status travels here).
+    case trailers
+}
+
+/// What a session saw while it was fed bytes or while it produced output.
+public enum HTTP2Event {
+    /// A complete header block. `oversized` means it exceeded the session's header-list limit: the
+    /// fields were dropped past the limit and the stream must be refused.
+    case headers(streamID: Int32, kind: HeaderBlockKind, fields: [HeaderField], endStream: Bool, oversized: Bool)
+    /// A chunk of a DATA frame's payload. The bytes count against the receive windows until
+    /// ``HTTP2Session/consume(streamID:count:)`` is called for them.
+    case data(streamID: Int32, bytes: [UInt8])
+    /// The peer ended its side of the stream with a DATA frame (END_STREAM).
+    case endStream(streamID: Int32)
+    /// The stream is gone: ended both ways, reset by either side (`errorCode` says why), or refused.
+    case streamClosed(streamID: Int32, errorCode: UInt32)
+    /// The peer's SETTINGS changed (for example its maximum number of concurrent streams).
+    case remoteSettingsChanged
+    /// The peer sent GOAWAY: no stream above `lastStreamID` will be processed.
+    case goaway(lastStreamID: Int32, errorCode: UInt32)
+    /// During output, the session took `count` bytes of queued body data for `streamID` into frames:
+    /// the side that supplied them may now open its window by that much.
+    case outboundConsumed(streamID: Int32, count: Int)
+}
+
+/// HTTP/2 error codes used by the proxy (RFC 9113 §7).
+public enum HTTP2ErrorCode {
+    public static let noError: UInt32 = 0x0
+    public static let protocolError: UInt32 = 0x1
+    public static let internalError: UInt32 = 0x2
+    public static let flowControlError: UInt32 = 0x3
+    public static let refusedStream: UInt32 = 0x7
+    public static let cancel: UInt32 = 0x8
+    public static let enhanceYourCalm: UInt32 = 0xB
+}
+
+/// The settings and limits a session is created with.
+public struct HTTP2SessionSettings: Sendable, Equatable {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise (peer-initiated streams we accept at once).
+    public var maxConcurrentStreams: UInt32 = 100
+    /// SETTINGS_INITIAL_WINDOW_SIZE: the stream receive window.
+    public var streamWindowBytes: UInt32 = 1 << 20
+    /// The connection receive window.
+    public var connectionWindowBytes: UInt32 = 16 << 20
+    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce on received header blocks.
+    public var maxHeaderListBytes: UInt32 = 65_536
+    /// Peer RST_STREAM budget (rapid-reset defence, CVE-2023-44487): burst and tokens per second.
+    public var resetBurst: UInt64 = 1000
+    public var resetRatePerSecond: UInt64 = 33
+    /// CONTINUATION frames allowed after one HEADERS (CVE-2024-28182).
+    public var maxContinuations: Int = 8
+    /// SETTINGS entries accepted in one frame.
+    public var maxSettingsEntries: Int = 32
+
+    public init() {}
+}

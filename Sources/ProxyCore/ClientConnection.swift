@@ -1,0 +1,179 @@
+import Logging
+import NGHTTP2Support
+
+/// A client's HTTP/2 connection to the proxy (server role): turns its streams into ``ProxiedCall``s,
+/// refuses what is not gRPC, and relays the events of each call.
+final class ClientConnection: HTTP2ConnectionDelegate {
+    unowned let worker: ProxyWorker
+    let connection: HTTP2Connection
+    let logger: Logger
+    private var calls: [Int32: ProxiedCall] = [:]
+
+    init(worker: ProxyWorker, socket: Socket, session: HTTP2Session) throws {
+        self.worker = worker
+        self.connection = try HTTP2Connection(loop: worker.loop, socket: socket, session: session, connecting: false)
+        var logger = worker.logger
+        logger[metadataKey: "client"] = "\(socket.peer)"
+        self.logger = logger
+        self.connection.delegate = self
+    }
+
+    var loop: EventLoop { self.worker.loop }
+    var session: HTTP2Session { self.connection.session }
+    var hasCalls: Bool { !self.calls.isEmpty }
+
+    func markDirty() { self.loop.markDirty(self.connection) }
+
+    // MARK: Events
+
+    func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event]) {
+        for event in events {
+            switch event {
+            case .headers(let streamID, let kind, let fields, let endStream, let oversized):
+                if kind == .request {
+                    self.openCall(streamID: streamID, fields: fields, endStream: endStream, oversized: oversized)
+                } else {
+                    self.calls[streamID]?.requestEnd()  // request trailers end the request
+                }
+            case .data(let streamID, let bytes):
+                if let call = self.calls[streamID] {
+                    call.requestData(bytes)
+                } else {
+                    self.session.consume(streamID: streamID, count: bytes.count)
+                }
+            case .endStream(let streamID):
+                self.calls[streamID]?.requestEnd()
+            case .outboundConsumed(let streamID, let count):
+                self.calls[streamID]?.responseBytesSent(count)
+            case .streamClosed(let streamID, _):
+                if let call = self.calls.removeValue(forKey: streamID) {
+                    call.clientStreamClosed(connectionGone: false)
+                    self.logCompletion(call)
+                }
+            case .goaway, .remoteSettingsChanged:
+                break
+            }
+        }
+    }
+
+    func connectionDidConnect(_ connection: HTTP2Connection) {}
+
+    func connectionDidClose(_ connection: HTTP2Connection, reason: String?) {
+        if let reason { self.logger.debug("client connection closed", metadata: ["reason": "\(reason)"]) }
+        let calls = self.calls
+        self.calls = [:]
+        for call in calls.values { call.clientStreamClosed(connectionGone: true) }
+        self.worker.clientClosed(self)
+    }
+
+    func connection(_ connection: HTTP2Connection, rejectedPreface bytes: ArraySlice<UInt8>) -> [UInt8] {
+        self.logger.warning("refused a request that is not HTTP/2 (HTTP/1.1, REST or garbage)")
+        let body = "milvus-guard: only gRPC over HTTP/2 is accepted; HTTP/1.1 and the REST API are refused\n"
+        let response =
+            "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\n"
+            + "connection: close\r\n\r\n" + body
+        return Array(response.utf8)
+    }
+
+    // MARK: Calls
+
+    private func openCall(streamID: Int32, fields: [HeaderField], endStream: Bool, oversized: Bool) {
+        var path = ""
+        var method = ""
+        var contentType = ""
+        var timeout: String?
+        for field in fields {
+            switch field.name {
+            case ":path": path = field.value
+            case ":method": method = field.value
+            case "content-type": contentType = field.value
+            case "grpc-timeout": timeout = field.value
+            default: break
+            }
+        }
+        let call = ProxiedCall(client: self, streamID: streamID, path: path, headers: fields)
+        self.calls[streamID] = call
+        if endStream { call.requestEnd() }
+
+        if oversized {
+            call.respond(GRPCStatus(.resourceExhausted, "request header list exceeds \(self.worker.configuration.limits.maxHeaderListBytes) bytes"))
+            return
+        }
+        guard method == "POST", contentType == "application/grpc" || contentType.hasPrefix("application/grpc+") || contentType.hasPrefix("application/grpc;") else {
+            self.refuseNonGRPC(streamID: streamID, method: method, contentType: contentType, path: path)
+            self.calls[streamID] = nil
+            return
+        }
+        if let timeout {
+            guard let milliseconds = parseGRPCTimeout(timeout) else {
+                call.respond(GRPCStatus(.invalidArgument, "malformed grpc-timeout \"\(timeout)\""))
+                return
+            }
+            call.deadlineTimer = self.loop.schedule(afterMilliseconds: milliseconds) { [weak call] in
+                call?.deadlineExceeded(after: milliseconds)
+            }
+        }
+        self.worker.pool.start(call)
+    }
+
+    /// Answers a request that is not gRPC (wrong method or content type) with an HTTP error and a
+    /// one-line reason; it is never forwarded.
+    private func refuseNonGRPC(streamID: Int32, method: String, contentType: String, path: String) {
+        let status = method == "POST" ? "415" : "405"
+        let reason =
+            method == "POST"
+            ? "milvus-guard: content-type \"\(contentType)\" is not gRPC; only application/grpc is served\n"
+            : "milvus-guard: method \(method) not allowed; only gRPC (POST, application/grpc) is served\n"
+        self.logger.warning(
+            "refused a non-gRPC request",
+            metadata: ["path": "\(path)", "method": "\(method)", "content-type": "\(contentType)"]
+        )
+        let headers = [
+            HeaderField(":status", status),
+            HeaderField("content-type", "text/plain; charset=utf-8"),
+            HeaderField("content-length", String(reason.utf8.count)),
+        ]
+        do {
+            try self.session.submitResponse(streamID: streamID, headers, endStream: false)
+            self.session.enqueueData(streamID: streamID, Array(reason.utf8))
+            self.session.finishBody(streamID: streamID)
+        } catch {
+            self.session.resetStream(streamID, errorCode: HTTP2ErrorCode.refusedStream)
+        }
+        self.markDirty()
+    }
+
+    private func logCompletion(_ call: ProxiedCall) {
+        guard self.logger.logLevel <= .debug else { return }
+        let elapsed = Double(EventLoop.now() - call.startedAt) / 1_000_000
+        self.logger.debug(
+            "call",
+            metadata: [
+                "path": "\(call.path)",
+                "grpc-status": "\(call.finalStatus ?? "none")",
+                "ms": "\((elapsed * 1000).rounded() / 1000)",
+            ]
+        )
+    }
+
+    // MARK: Shutdown
+
+    /// First step of a graceful shutdown: tell the client to open no new streams.
+    func beginShutdown() {
+        self.session.submitShutdownNotice()
+        self.session.submitGoaway(errorCode: HTTP2ErrorCode.noError)
+        self.markDirty()
+    }
+
+    /// Closes now if no call is open (after a GOAWAY, or when idle past the timeout).
+    func closeIfIdle() {
+        guard self.calls.isEmpty else { return }
+        self.session.submitGoaway(errorCode: HTTP2ErrorCode.noError)
+        self.connection.closeGracefully()
+    }
+
+    var lastActivity: UInt64 { self.connection.lastActivity }
+}
+
+@available(*, unavailable)
+extension ClientConnection: Sendable {}

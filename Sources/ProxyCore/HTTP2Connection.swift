@@ -1,0 +1,218 @@
+import CLinux
+import NGHTTP2Support
+
+/// What owns a connection: a client connection or an upstream connection.
+protocol HTTP2ConnectionDelegate: AnyObject {
+    /// Events from the session, in order. Called on the loop thread.
+    func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event])
+    /// An outgoing connection finished connecting (and its TLS handshake, if any).
+    func connectionDidConnect(_ connection: HTTP2Connection)
+    /// The connection is closed; `reason` is nil for an orderly close.
+    func connectionDidClose(_ connection: HTTP2Connection, reason: String?)
+    /// The first bytes from a client are not the HTTP/2 connection preface. Return a response to
+    /// write before closing (an HTTP/1.1 refusal).
+    func connection(_ connection: HTTP2Connection, rejectedPreface bytes: ArraySlice<UInt8>) -> [UInt8]
+}
+
+/// A socket carrying one HTTP/2 session: reads feed the session, the session's output is written back,
+/// with back-pressure. Used for both sides of the proxy; the delegate gives it meaning.
+///
+/// Output is pulled from the session only while the previous output has been written out completely,
+/// so a slow peer stops the session from producing frames, and with no automatic window updates the
+/// other side of the proxy then stops receiving data for it.
+final class HTTP2Connection: LoopHandler {
+    enum State { case connecting, open, closing, closed }
+
+    unowned let loop: EventLoop
+    let socket: Socket
+    let session: HTTP2Session
+    weak var delegate: (any HTTP2ConnectionDelegate)?
+    private(set) var state: State
+    private var token: UInt64 = 0
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var writableRegistered = false
+    private var events: [HTTP2Event] = []
+    /// Bytes of the client preface checked so far (server side only; nil once verified).
+    private var prefaceChecked: Int?
+    /// Set by the loop while the connection waits in its dirty list.
+    var isMarkedDirty = false
+    /// Monotonic time of the last byte read, for idle timeouts.
+    private(set) var lastActivity: UInt64 = EventLoop.now()
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private static let outputChunk = 64 * 1024
+
+    /// Wraps an accepted (open) or connecting socket and registers it with the loop.
+    init(loop: EventLoop, socket: Socket, session: HTTP2Session, connecting: Bool) throws {
+        self.loop = loop
+        self.socket = socket
+        self.session = session
+        self.state = connecting ? .connecting : .open
+        self.prefaceChecked = session.role == .server ? 0 : nil
+        let mask = connecting ? CLINUX_EPOLLOUT : CLINUX_EPOLLIN
+        self.writableRegistered = connecting
+        self.token = try loop.register(socket.descriptor, events: mask | CLINUX_EPOLLRDHUP, handler: self)
+    }
+
+    var peer: String { self.socket.peer }
+
+    // MARK: Readiness
+
+    func handleEvents(_ events: UInt32) {
+        if self.state == .connecting {
+            if let error = self.socket.connectionError() {
+                self.close(reason: error)
+                return
+            }
+            self.state = .open
+            self.updateInterest()
+            self.delegate?.connectionDidConnect(self)
+            self.loop.markDirty(self)
+            return
+        }
+        if events & (CLINUX_EPOLLIN | CLINUX_EPOLLHUP | CLINUX_EPOLLERR | CLINUX_EPOLLRDHUP) != 0 {
+            self.readAvailable()
+        }
+        if events & CLINUX_EPOLLOUT != 0, self.state != .closed {
+            self.flush()
+        }
+    }
+
+    private func readAvailable() {
+        // Bounded per wake-up so one busy connection cannot starve the others on this loop.
+        for _ in 0..<8 {
+            guard self.state == .open else { return }
+            let result = self.loop.readBuffer.withUnsafeMutableBytes { self.socket.read(into: $0) }
+            switch result {
+            case .wouldBlock:
+                return
+            case .endOfFile:
+                self.close(reason: nil)
+                return
+            case .bytes(let count):
+                self.lastActivity = EventLoop.now()
+                self.loop.readBuffer.withUnsafeBytes { raw in
+                    self.received(UnsafeRawBufferPointer(rebasing: raw[0..<count]))
+                }
+                self.loop.markDirty(self)
+            }
+        }
+    }
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        if let checked = self.prefaceChecked {
+            let n = min(bytes.count, Self.preface.count - checked)
+            if !bytes.prefix(n).elementsEqual(Self.preface[checked..<(checked + n)]) {
+                let response = self.delegate?.connection(self, rejectedPreface: ArraySlice(bytes)) ?? []
+                self.writeAndClose(response)
+                return
+            }
+            self.prefaceChecked = checked + n == Self.preface.count ? nil : checked + n
+        }
+        do {
+            try self.session.feed(bytes, into: &self.events)
+        } catch {
+            // nghttp2 queued a GOAWAY; deliver what was understood, send it, then close.
+            self.dispatchEvents()
+            self.state = .closing
+            return
+        }
+        self.dispatchEvents()
+    }
+
+    private func dispatchEvents() {
+        guard !self.events.isEmpty else { return }
+        let batch = self.events
+        self.events.removeAll(keepingCapacity: true)
+        self.delegate?.connection(self, handle: batch)
+    }
+
+    // MARK: Writing
+
+    /// Writes pending output, then pulls more frames from the session while the socket takes them.
+    func flush() {
+        guard self.state == .open || self.state == .closing else { return }
+        while true {
+            if self.outputOffset < self.output.count {
+                let written = self.output.withUnsafeBytes { raw in
+                    self.socket.write(UnsafeRawBufferPointer(rebasing: raw[self.outputOffset...]))
+                }
+                guard let written else {
+                    self.close(reason: "write failed: \(errnoText())")
+                    return
+                }
+                self.outputOffset += written
+                if self.outputOffset < self.output.count {
+                    self.setWritableInterest(true)
+                    return
+                }
+            }
+            self.output.removeAll(keepingCapacity: true)
+            self.outputOffset = 0
+            do {
+                try self.session.send(into: &self.output, limit: Self.outputChunk, events: &self.events)
+            } catch {
+                self.close(reason: "HTTP/2 session failed: \(error.message)")
+                return
+            }
+            self.dispatchEvents()
+            if self.output.isEmpty { break }
+        }
+        self.setWritableInterest(false)
+        if self.state == .closing || !self.session.isActive {
+            self.close(reason: nil)
+        }
+    }
+
+    /// Sends raw bytes (not HTTP/2) and closes: used to answer an HTTP/1.1 request.
+    private func writeAndClose(_ bytes: [UInt8]) {
+        self.prefaceChecked = nil
+        self.output = bytes
+        self.outputOffset = 0
+        self.state = .closing
+        // The session never saw a preface; don't let it add frames.
+        while self.outputOffset < self.output.count {
+            let written = self.output.withUnsafeBytes { raw in
+                self.socket.write(UnsafeRawBufferPointer(rebasing: raw[self.outputOffset...]))
+            }
+            guard let written, written > 0 else { break }
+            self.outputOffset += written
+        }
+        self.socket.shutdownWrite()
+        self.close(reason: nil)
+    }
+
+    /// Closes after flushing what the session has queued (GOAWAY, last frames).
+    func closeGracefully() {
+        guard self.state == .open else { return }
+        self.state = .closing
+        self.loop.markDirty(self)
+    }
+
+    /// Closes at once and tells the delegate.
+    func close(reason: String?) {
+        guard self.state != .closed else { return }
+        self.state = .closed
+        self.loop.unregister(self.socket.descriptor, token: self.token)
+        self.socket.close()
+        self.output = []
+        self.delegate?.connectionDidClose(self, reason: reason)
+    }
+
+    private func setWritableInterest(_ on: Bool) {
+        guard on != self.writableRegistered else { return }
+        self.writableRegistered = on
+        self.updateInterest()
+    }
+
+    private func updateInterest() {
+        guard self.state != .closed else { return }
+        var mask = CLINUX_EPOLLIN | CLINUX_EPOLLRDHUP
+        if self.writableRegistered || self.state == .connecting { mask |= CLINUX_EPOLLOUT }
+        self.loop.modify(self.socket.descriptor, token: self.token, events: mask)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP2Connection: Sendable {}

@@ -1,0 +1,40 @@
+import CLinux
+import Glibc
+import Synchronization
+
+/// Messages other threads may send to an event loop. Values only: never closures over loop state.
+public enum LoopMessage: Sendable {
+    /// Begin a graceful shutdown: GOAWAY to clients, stop accepting, exit once calls have drained or
+    /// the deadline (monotonic nanoseconds) has passed.
+    case shutdown(deadline: UInt64)
+}
+
+/// The only way into an event loop from another thread: a queue under a mutex plus an eventfd that
+/// wakes the loop's epoll.
+public final class LoopMailbox: Sendable {
+    private let queue = Mutex<[LoopMessage]>([])
+    /// The eventfd registered for EPOLLIN in the loop's epoll set.
+    let wakeDescriptor: Int32
+
+    public init() {
+        self.wakeDescriptor = clinux_eventfd()
+        precondition(self.wakeDescriptor >= 0, "eventfd failed: errno \(errno)")
+    }
+
+    deinit { close(self.wakeDescriptor) }
+
+    /// Queues a message and wakes the loop. Safe from any thread.
+    public func send(_ message: LoopMessage) {
+        self.queue.withLock { $0.append(message) }
+        _ = clinux_eventfd_signal(self.wakeDescriptor)
+    }
+
+    /// Takes every queued message. Loop thread only.
+    func drain() -> [LoopMessage] {
+        _ = clinux_eventfd_drain(self.wakeDescriptor)
+        return self.queue.withLock { queue in
+            defer { queue.removeAll() }
+            return queue
+        }
+    }
+}

@@ -1,0 +1,281 @@
+import Logging
+import NGHTTP2Support
+
+/// One gRPC call on its way through the proxy: a client stream paired with an upstream stream.
+///
+/// ### Design
+/// The call moves bytes between two sessions and keeps the flow-control books: every body byte it hands
+/// to one session is "in flight" until that session reports it framed (`outboundConsumed`), and only
+/// then is the receiving window of the other session reopened (`consume`). When either side goes away,
+/// whatever is still in flight is consumed at once, so no connection window leaks.
+///
+/// Request bytes that arrive before an upstream stream exists wait in ``pendingBody``; they are not
+/// consumed either, so the client's window bounds them.
+final class ProxiedCall {
+    weak var client: ClientConnection?
+    let clientStreamID: Int32
+    let path: String
+    let requestHeaders: [HeaderField]
+    let startedAt = EventLoop.now()
+
+    private(set) weak var upstream: UpstreamConnection?
+    private(set) var upstreamStreamID: Int32 = 0
+
+    /// Body bytes received from the client before the upstream stream opened.
+    private var pendingBody: [[UInt8]] = []
+    /// Request bytes queued in the upstream session and not yet framed.
+    private var requestInFlight = 0
+    /// Response bytes queued in the client session and not yet framed.
+    private var responseInFlight = 0
+
+    private(set) var requestEnded = false
+    private var requestEndSent = false
+    private(set) var responseStarted = false
+    private(set) var responseFinished = false
+    private(set) var clientClosed = false
+    /// The gRPC status the client got, for the log line.
+    private(set) var finalStatus: String?
+    var deadlineTimer: TimerQueue.ID?
+
+    init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
+        self.client = client
+        self.clientStreamID = streamID
+        self.path = path
+        self.requestHeaders = headers
+    }
+
+    var isWaitingForUpstream: Bool { self.upstream == nil && !self.responseFinished && !self.clientClosed }
+
+    // MARK: Client → upstream
+
+    /// Opens the upstream stream and hands it whatever body arrived so far.
+    /// - Returns: false when the upstream session refused the stream.
+    func attach(to upstream: UpstreamConnection, headers: [HeaderField]) -> Bool {
+        let noBody = self.requestEnded && self.pendingBody.isEmpty
+        let streamID: Int32
+        do {
+            streamID = try upstream.session.submitRequest(headers, endStream: noBody)
+        } catch {
+            return false
+        }
+        self.upstream = upstream
+        self.upstreamStreamID = streamID
+        upstream.streams[streamID] = self
+        for chunk in self.pendingBody {
+            self.requestInFlight += chunk.count
+            upstream.session.enqueueData(streamID: streamID, chunk)
+        }
+        self.pendingBody = []
+        if self.requestEnded && !noBody {
+            upstream.session.finishBody(streamID: streamID)
+        }
+        self.requestEndSent = self.requestEnded
+        upstream.markDirty()
+        return true
+    }
+
+    /// A chunk of the client's request body.
+    func requestData(_ bytes: [UInt8]) {
+        guard let upstream = self.upstream else {
+            if self.responseFinished {
+                self.client?.session.consume(streamID: self.clientStreamID, count: bytes.count)
+            } else {
+                self.pendingBody.append(bytes)
+            }
+            return
+        }
+        if upstream.session.enqueueData(streamID: self.upstreamStreamID, bytes) {
+            self.requestInFlight += bytes.count
+            upstream.markDirty()
+        } else {
+            self.client?.session.consume(streamID: self.clientStreamID, count: bytes.count)
+        }
+    }
+
+    /// The client ended its side (END_STREAM, or trailers).
+    func requestEnd() {
+        self.requestEnded = true
+        guard let upstream = self.upstream, !self.requestEndSent else { return }
+        self.requestEndSent = true
+        upstream.session.finishBody(streamID: self.upstreamStreamID)
+        upstream.markDirty()
+    }
+
+    /// The upstream session framed `count` request bytes: the client may send that much more.
+    func requestBytesSent(_ count: Int) {
+        self.requestInFlight -= count
+        guard let client = self.client, !self.clientClosed else { return }
+        client.session.consume(streamID: self.clientStreamID, count: count)
+        client.markDirty()
+    }
+
+    // MARK: Upstream → client
+
+    func responseHeaders(_ fields: [HeaderField], endStream: Bool) {
+        guard let client = self.client, !self.clientClosed, !self.responseFinished else { return }
+        let forwarded = fields.filter { !isHopByHop($0.name) }
+        do {
+            try client.session.submitResponse(streamID: self.clientStreamID, forwarded, endStream: endStream)
+        } catch {
+            self.detachUpstream(reset: true)
+            return
+        }
+        self.responseStarted = true
+        if endStream {
+            self.responseFinished = true
+            self.finalStatus = fields.first { $0.name == "grpc-status" }?.value
+        }
+        client.markDirty()
+    }
+
+    func responseData(_ bytes: [UInt8]) {
+        guard let client = self.client, !self.clientClosed, self.responseStarted, !self.responseFinished,
+            client.session.enqueueData(streamID: self.clientStreamID, bytes)
+        else {
+            self.upstream?.session.consume(streamID: self.upstreamStreamID, count: bytes.count)
+            return
+        }
+        self.responseInFlight += bytes.count
+        client.markDirty()
+    }
+
+    /// Trailers from upstream (nil when it ended with an empty DATA frame instead).
+    func responseEnd(trailers: [HeaderField]?) {
+        guard let client = self.client, !self.clientClosed, self.responseStarted, !self.responseFinished else { return }
+        self.responseFinished = true
+        let forwarded = trailers?.filter { !isHopByHop($0.name) }
+        self.finalStatus = forwarded?.first { $0.name == "grpc-status" }?.value
+        client.session.finishBody(streamID: self.clientStreamID, trailers: forwarded)
+        client.markDirty()
+    }
+
+    /// The client session framed `count` response bytes: upstream may send that much more.
+    func responseBytesSent(_ count: Int) {
+        self.responseInFlight -= count
+        guard let upstream = self.upstream else { return }
+        upstream.session.consume(streamID: self.upstreamStreamID, count: count)
+        upstream.markDirty()
+    }
+
+    // MARK: Endings
+
+    /// The upstream stream closed (normally or reset).
+    func upstreamStreamClosed(errorCode: UInt32) {
+        self.upstream = nil
+        self.releaseRequestWindow()
+        guard !self.responseFinished, let client = self.client, !self.clientClosed else { return }
+        if self.responseStarted {
+            self.responseFinished = true
+            self.finalStatus = "reset"
+            client.session.resetStream(self.clientStreamID, errorCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode)
+            client.markDirty()
+        } else {
+            let status: GRPCStatus
+            switch errorCode {
+            case HTTP2ErrorCode.refusedStream:
+                status = GRPCStatus(.unavailable, "upstream refused the stream")
+            case HTTP2ErrorCode.cancel:
+                status = GRPCStatus(.cancelled, "upstream cancelled the call")
+            default:
+                status = GRPCStatus(.unavailable, "upstream reset the stream (HTTP/2 error \(errorCode))")
+            }
+            self.respond(status)
+        }
+    }
+
+    /// The upstream connection failed or could not be opened.
+    func upstreamFailed(_ status: GRPCStatus) {
+        self.upstream = nil
+        self.releaseRequestWindow()
+        guard !self.responseFinished, let client = self.client, !self.clientClosed else { return }
+        if self.responseStarted {
+            self.responseFinished = true
+            self.finalStatus = "reset"
+            client.session.resetStream(self.clientStreamID, errorCode: HTTP2ErrorCode.internalError)
+            client.markDirty()
+        } else {
+            self.respond(status)
+        }
+    }
+
+    /// The client's stream closed (completed, reset, or its connection is gone).
+    func clientStreamClosed(connectionGone: Bool) {
+        self.clientClosed = true
+        if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
+        if !connectionGone, let client = self.client {
+            let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
+            client.session.consume(streamID: self.clientStreamID, count: unsent)
+        }
+        self.pendingBody = []
+        self.releaseResponseWindow()
+        // A call that had not finished both ways is cancelled upstream.
+        if self.upstream != nil && (!self.responseFinished || !self.requestEndSent) {
+            self.detachUpstream(reset: true)
+        }
+    }
+
+    /// The grpc-timeout passed.
+    func deadlineExceeded(after milliseconds: Int) {
+        self.deadlineTimer = nil
+        guard !self.responseFinished, !self.clientClosed, let client = self.client else { return }
+        self.detachUpstream(reset: true)
+        let status = GRPCStatus(.deadlineExceeded, "deadline exceeded after \(milliseconds) ms")
+        if self.responseStarted {
+            self.responseFinished = true
+            self.finalStatus = String(status.code.rawValue)
+            client.session.finishBody(streamID: self.clientStreamID, trailers: status.trailers)
+            client.markDirty()
+        } else {
+            self.respond(status)
+        }
+    }
+
+    /// Answers the client with a trailers-only status (the proxy's own refusal or failure).
+    func respond(_ status: GRPCStatus) {
+        guard let client = self.client, !self.clientClosed, !self.responseStarted else { return }
+        self.responseStarted = true
+        self.responseFinished = true
+        self.finalStatus = String(status.code.rawValue)
+        try? client.session.submitResponse(streamID: self.clientStreamID, status.trailersOnlyHeaders, endStream: true)
+        client.markDirty()
+        if status.code != .ok {
+            client.logger.debug(
+                "refused",
+                metadata: ["path": "\(self.path)", "status": "\(status.code)", "message": "\(status.message)"]
+            )
+        }
+    }
+
+    /// Stops talking to the upstream stream, optionally resetting it, and settles its books.
+    private func detachUpstream(reset: Bool) {
+        guard let upstream = self.upstream else { return }
+        if reset {
+            upstream.session.resetStream(self.upstreamStreamID, errorCode: HTTP2ErrorCode.cancel)
+            upstream.markDirty()
+        }
+        upstream.streams[self.upstreamStreamID] = nil
+        self.upstream = nil
+        self.releaseRequestWindow()
+        self.releaseResponseWindow(from: upstream)
+        upstream.pool?.streamFreed(on: upstream)
+    }
+
+    private func releaseRequestWindow() {
+        guard self.requestInFlight > 0 else { return }
+        if let client = self.client, !self.clientClosed {
+            client.session.consume(streamID: self.clientStreamID, count: self.requestInFlight)
+            client.markDirty()
+        }
+        self.requestInFlight = 0
+    }
+
+    private func releaseResponseWindow(from upstream: UpstreamConnection? = nil) {
+        guard self.responseInFlight > 0, let upstream = upstream ?? self.upstream else { return }
+        upstream.session.consume(streamID: self.upstreamStreamID, count: self.responseInFlight)
+        upstream.markDirty()
+        self.responseInFlight = 0
+    }
+}
+
+@available(*, unavailable)
+extension ProxiedCall: Sendable {}

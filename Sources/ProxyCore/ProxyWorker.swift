@@ -1,0 +1,122 @@
+import CLinux
+import Logging
+import NGHTTP2Support
+
+/// Everything one event-loop thread owns: the loop, its share of the listening socket, its client
+/// connections and its upstream pool. Created and used on that thread only.
+final class ProxyWorker: LoopHandler {
+    let loop: EventLoop
+    let configuration: ProxyConfiguration
+    let logger: Logger
+    let pool: UpstreamPool
+    private let listener: Int32
+    private var listenerToken: UInt64 = 0
+    private var clients: [ObjectIdentifier: ClientConnection] = [:]
+    private let serverSettings: HTTP2SessionSettings
+    private var draining = false
+    private var drainDeadline: UInt64 = 0
+
+    init(loop: EventLoop, listener: Int32, configuration: ProxyConfiguration, logger: Logger) throws {
+        self.loop = loop
+        self.listener = listener
+        self.configuration = configuration
+        self.logger = logger
+        let limits = configuration.limits
+        var settings = HTTP2SessionSettings()
+        settings.maxConcurrentStreams = UInt32(clamping: limits.maxConcurrentStreams)
+        settings.streamWindowBytes = UInt32(clamping: limits.streamWindowBytes)
+        settings.connectionWindowBytes = UInt32(clamping: limits.connectionWindowBytes)
+        settings.maxHeaderListBytes = UInt32(clamping: limits.maxHeaderListBytes)
+        self.serverSettings = settings
+        var upstreamSettings = settings
+        upstreamSettings.maxHeaderListBytes = UInt32(clamping: max(limits.maxHeaderListBytes, 1 << 20))
+        self.pool = UpstreamPool(
+            loop: loop,
+            configuration: configuration.upstream,
+            sessionSettings: upstreamSettings,
+            logger: logger
+        )
+        // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes only one of them per connection.
+        self.listenerToken = try loop.register(listener, events: CLINUX_EPOLLIN | CLINUX_EPOLLEXCLUSIVE, handler: self)
+        loop.onMessage = { [unowned self] message in self.receive(message) }
+        self.scheduleHousekeeping()
+    }
+
+    // MARK: Accepting
+
+    func handleEvents(_ events: UInt32) {
+        guard !self.draining else { return }
+        for _ in 0..<64 {
+            let socket: Socket?
+            do {
+                socket = try Socket.accept(listener: self.listener)
+            } catch {
+                self.logger.warning("accept failed", metadata: ["error": "\(error)"])
+                return
+            }
+            guard let socket else { return }
+            do {
+                let session = try HTTP2Session(role: .server, settings: self.serverSettings)
+                let client = try ClientConnection(worker: self, socket: socket, session: session)
+                self.clients[ObjectIdentifier(client)] = client
+                client.markDirty()  // our SETTINGS go out at once
+            } catch {
+                self.logger.warning("cannot set up a client connection", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    func clientClosed(_ client: ClientConnection) {
+        self.clients[ObjectIdentifier(client)] = nil
+        if self.draining { self.stopIfDrained() }
+    }
+
+    // MARK: Messages and timers
+
+    private func receive(_ message: LoopMessage) {
+        switch message {
+        case .shutdown(let deadline):
+            guard !self.draining else { return }
+            self.draining = true
+            self.drainDeadline = deadline
+            self.loop.unregister(self.listener, token: self.listenerToken)
+            for client in self.clients.values { client.beginShutdown() }
+            self.stopIfDrained()
+        }
+    }
+
+    /// Once a second: close idle clients; while draining, close clients whose calls are done and stop
+    /// at the deadline.
+    private func scheduleHousekeeping() {
+        self.loop.schedule(afterMilliseconds: 1000) { [unowned self] in
+            let now = EventLoop.now()
+            let idleLimit = UInt64(self.configuration.limits.idleTimeoutMilliseconds) * 1_000_000
+            for client in self.clients.values where !client.hasCalls && now - client.lastActivity > idleLimit {
+                client.closeIfIdle()
+            }
+            if self.draining {
+                self.stopIfDrained()
+                if now >= self.drainDeadline {
+                    self.logger.warning("drain timeout: closing connections with calls in flight")
+                    for client in self.clients.values { client.connection.close(reason: "drain timeout") }
+                    self.finish()
+                    return
+                }
+            }
+            self.scheduleHousekeeping()
+        }
+    }
+
+    private func stopIfDrained() {
+        for client in self.clients.values { client.closeIfIdle() }
+        if self.clients.isEmpty { self.finish() }
+    }
+
+    private func finish() {
+        self.pool.closeAll()
+        self.loop.stop()
+    }
+}
+
+@available(*, unavailable)
+extension ProxyWorker: Sendable {}

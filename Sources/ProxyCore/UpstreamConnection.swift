@@ -1,0 +1,111 @@
+import Logging
+import NGHTTP2Support
+
+/// One HTTP/2 connection from a loop to the upstream Milvus (client role).
+final class UpstreamConnection: HTTP2ConnectionDelegate {
+    enum State { case connecting, ready, draining, closed }
+
+    weak var pool: UpstreamPool?
+    let connection: HTTP2Connection
+    private(set) var state: State = .connecting
+    /// Calls with an open upstream stream, by upstream stream ID.
+    var streams: [Int32: ProxiedCall] = [:]
+    /// Calls assigned while the connection was still connecting.
+    var waiting: [ProxiedCall] = []
+    private var connectTimer: TimerQueue.ID?
+
+    init(pool: UpstreamPool, socket: Socket, session: HTTP2Session, connectTimeoutMilliseconds: Int) throws {
+        self.pool = pool
+        self.connection = try HTTP2Connection(loop: pool.loop, socket: socket, session: session, connecting: true)
+        self.connection.delegate = self
+        self.connectTimer = pool.loop.schedule(afterMilliseconds: connectTimeoutMilliseconds) { [weak self] in
+            guard let self, self.state == .connecting else { return }
+            self.connection.close(reason: "connect timed out after \(connectTimeoutMilliseconds) ms")
+        }
+    }
+
+    var session: HTTP2Session { self.connection.session }
+
+    func markDirty() { self.connection.loop.markDirty(self.connection) }
+
+    /// Streams this connection can still open within the upstream's SETTINGS_MAX_CONCURRENT_STREAMS.
+    var capacity: Int {
+        guard self.state == .ready || self.state == .connecting else { return 0 }
+        return self.session.remoteMaxConcurrentStreams - self.streams.count - self.waiting.count
+    }
+
+    // MARK: Events
+
+    func connectionDidConnect(_ connection: HTTP2Connection) {
+        if let timer = self.connectTimer { connection.loop.cancelTimer(timer) }
+        self.state = .ready
+        self.pool?.connectionReady(self)
+    }
+
+    func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event]) {
+        for event in events {
+            switch event {
+            case .headers(let streamID, let kind, let fields, let endStream, _):
+                guard let call = self.streams[streamID] else { continue }
+                if kind == .response {
+                    call.responseHeaders(fields, endStream: endStream)
+                } else {
+                    call.responseEnd(trailers: fields)
+                }
+            case .data(let streamID, let bytes):
+                if let call = self.streams[streamID] {
+                    call.responseData(bytes)
+                } else {
+                    self.session.consume(streamID: streamID, count: bytes.count)
+                }
+            case .endStream(let streamID):
+                self.streams[streamID]?.responseEnd(trailers: nil)
+            case .outboundConsumed(let streamID, let count):
+                self.streams[streamID]?.requestBytesSent(count)
+            case .streamClosed(let streamID, let errorCode):
+                if let call = self.streams.removeValue(forKey: streamID) {
+                    call.upstreamStreamClosed(errorCode: errorCode)
+                }
+                self.pool?.streamFreed(on: self)
+            case .remoteSettingsChanged:
+                self.pool?.streamFreed(on: self)
+            case .goaway(let lastStreamID, let errorCode):
+                self.state = .draining
+                self.pool?.logger.info(
+                    "upstream sent GOAWAY",
+                    metadata: ["last-stream": "\(lastStreamID)", "error": "\(errorCode)"]
+                )
+                // Streams above lastStreamID were never processed: the session closes them with
+                // REFUSED_STREAM, which the calls report as UNAVAILABLE (safe to retry).
+                self.pool?.connectionDraining(self)
+            }
+        }
+    }
+
+    func connectionDidClose(_ connection: HTTP2Connection, reason: String?) {
+        if let timer = self.connectTimer { connection.loop.cancelTimer(timer) }
+        let wasConnecting = self.state == .connecting
+        self.state = .closed
+        let address = self.pool?.address.description ?? "upstream"
+        let status =
+            wasConnecting
+            ? GRPCStatus(.unavailable, "upstream \(address) unreachable: \(reason ?? "connection closed")")
+            : GRPCStatus(.unavailable, "upstream \(address) connection lost: \(reason ?? "connection closed")")
+        if reason != nil || !self.streams.isEmpty {
+            self.pool?.logger.warning(
+                wasConnecting ? "upstream unreachable" : "upstream connection lost",
+                metadata: ["upstream": "\(address)", "reason": "\(reason ?? "closed by peer")"]
+            )
+        }
+        let calls = Array(self.streams.values) + self.waiting
+        self.streams = [:]
+        self.waiting = []
+        self.pool?.connectionClosed(self)
+        for call in calls { call.upstreamFailed(status) }
+    }
+
+    func connection(_ connection: HTTP2Connection, rejectedPreface bytes: ArraySlice<UInt8>) -> [UInt8] { [] }
+}
+
+@available(*, unavailable)
+extension UpstreamConnection: Sendable {}

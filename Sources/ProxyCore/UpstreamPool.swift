@@ -1,0 +1,126 @@
+import Logging
+import NGHTTP2Support
+
+/// The upstream connections of one event loop, and the calls waiting for a stream.
+///
+/// A call goes to the first ready connection with room under the upstream's
+/// SETTINGS_MAX_CONCURRENT_STREAMS; failing that, to a connection still connecting; failing that, a new
+/// connection is opened while there are fewer than `maxConnectionsPerLoop`; otherwise the call waits
+/// (FIFO) for a stream to free up. A connection attempt that fails fails the calls waiting on it with
+/// UNAVAILABLE; the next call tries again, so the proxy recovers by itself when Milvus comes back.
+final class UpstreamPool {
+    unowned let loop: EventLoop
+    let configuration: UpstreamConfiguration
+    let sessionSettings: HTTP2SessionSettings
+    let logger: Logger
+    private(set) var connections: [UpstreamConnection] = []
+    private var queue: [ProxiedCall] = []
+    private let scheme: String
+
+    init(loop: EventLoop, configuration: UpstreamConfiguration, sessionSettings: HTTP2SessionSettings, logger: Logger) {
+        self.loop = loop
+        self.configuration = configuration
+        self.sessionSettings = sessionSettings
+        self.logger = logger
+        self.scheme = configuration.tls == nil ? "http" : "https"
+    }
+
+    var address: SocketAddress { self.configuration.address }
+
+    /// Finds or opens an upstream stream for the call.
+    func start(_ call: ProxiedCall) {
+        if let ready = self.connections.first(where: { $0.state == .ready && $0.capacity > 0 }) {
+            self.open(call, on: ready)
+            return
+        }
+        if let connecting = self.connections.first(where: { $0.state == .connecting && $0.capacity > 0 }) {
+            connecting.waiting.append(call)
+            return
+        }
+        if self.connections.count < self.configuration.maxConnectionsPerLoop {
+            do {
+                let connection = try self.connect()
+                connection.waiting.append(call)
+            } catch {
+                call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(self.address) unreachable: \(error)"))
+            }
+            return
+        }
+        self.queue.append(call)
+    }
+
+    private func open(_ call: ProxiedCall, on connection: UpstreamConnection) {
+        guard call.isWaitingForUpstream else { return }
+        if !call.attach(to: connection, headers: self.upstreamHeaders(for: call)) {
+            call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(self.address) refused a new stream"))
+        }
+    }
+
+    private func connect() throws -> UpstreamConnection {
+        let socket = try Socket.connect(to: self.address)
+        let session = try HTTP2Session(role: .client, settings: self.sessionSettings)
+        let connection = try UpstreamConnection(
+            pool: self,
+            socket: socket,
+            session: session,
+            connectTimeoutMilliseconds: self.configuration.connectTimeoutMilliseconds
+        )
+        self.connections.append(connection)
+        return connection
+    }
+
+    /// The request headers as sent upstream: hop-by-hop fields dropped, the scheme set for the upstream
+    /// transport; everything else (metadata, grpc-timeout, authorization) as the client sent it.
+    private func upstreamHeaders(for call: ProxiedCall) -> [HeaderField] {
+        var headers: [HeaderField] = []
+        headers.reserveCapacity(call.requestHeaders.count)
+        for field in call.requestHeaders where !isHopByHop(field.name) {
+            if field.name == ":scheme" {
+                headers.append(HeaderField(":scheme", self.scheme))
+            } else {
+                headers.append(field)
+            }
+        }
+        return headers
+    }
+
+    // MARK: Connection events
+
+    func connectionReady(_ connection: UpstreamConnection) {
+        let waiting = connection.waiting
+        connection.waiting = []
+        for call in waiting { self.open(call, on: connection) }
+        self.streamFreed(on: connection)
+    }
+
+    /// A stream closed or the stream limit grew: start queued calls.
+    func streamFreed(on connection: UpstreamConnection) {
+        while !self.queue.isEmpty, connection.state == .ready, connection.capacity > 0 {
+            let call = self.queue.removeFirst()
+            self.open(call, on: connection)
+        }
+    }
+
+    func connectionDraining(_ connection: UpstreamConnection) {
+        // New calls go elsewhere; queued ones may need a new connection.
+        let queued = self.queue
+        self.queue = []
+        for call in queued { self.start(call) }
+    }
+
+    func connectionClosed(_ connection: UpstreamConnection) {
+        self.connections.removeAll { $0 === connection }
+        // Queued calls would otherwise wait for a connection that is gone.
+        let queued = self.queue
+        self.queue = []
+        for call in queued { self.start(call) }
+    }
+
+    /// Closes every upstream connection (loop shutdown).
+    func closeAll() {
+        for connection in self.connections { connection.connection.close(reason: nil) }
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamPool: Sendable {}
