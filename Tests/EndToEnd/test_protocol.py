@@ -1,0 +1,87 @@
+"""What the guard answers itself: non-gRPC requests, and calls whose deadline passes.
+
+These run against a guard in front of a silent HTTP/2 upstream that records every request and
+answers none, so "never forwarded" is checked on the upstream's side, and a forwarded call stays
+pending until the guard's own deadline handling ends it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+import harness
+from conftest import requires_guard
+from rawh2 import grpc_frame, grpc_headers, h2_request, http1_request
+
+pytestmark = requires_guard
+
+REST_PATH = "/v2/vectordb/collections/list"
+
+
+def _status_line_and_body(raw: bytes) -> tuple[str, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0].decode("latin-1"), body
+
+
+def _assert_one_line_reason(body: bytes) -> None:
+    text = body.decode("utf-8", "replace").strip()
+    assert text, "the refusal carries no reason"
+    assert "\n" not in text, f"reason is not one line: {text!r}"
+
+
+def test_http1_rest_request_is_refused_and_not_forwarded(silent_stack):
+    guard, upstream = silent_stack
+    for request in (
+        f"GET {REST_PATH} HTTP/1.1\r\nHost: {guard.address}\r\nConnection: close\r\n\r\n".encode(),
+        (
+            f"POST /v2/vectordb/entities/query HTTP/1.1\r\nHost: {guard.address}\r\n"
+            "Authorization: Bearer root:Milvus\r\nContent-Type: application/json\r\n"
+            'Content-Length: 34\r\nConnection: close\r\n\r\n{"collectionName": "x", "limit":1}'
+        ).encode(),
+    ):
+        raw = http1_request(guard.host, guard.port, request, timeout=10)
+        status_line, body = _status_line_and_body(raw)
+        assert status_line.startswith("HTTP/1.1 403"), raw[:200]
+        _assert_one_line_reason(body)
+    # The silent upstream saw no request at all (neither the REST path nor anything else).
+    assert not any(path.startswith("/v2/") for path in upstream.requests()), upstream.requests()
+
+
+def test_http2_json_request_gets_415_and_is_not_forwarded(silent_stack):
+    guard, upstream = silent_stack
+    for path in (REST_PATH, "/milvus.proto.milvus.MilvusService/GetVersion"):
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", guard.address),
+            (":path", path),
+            ("content-type", "application/json"),
+        ]
+        response = h2_request(guard.host, guard.port, headers, b"{}", timeout=10)
+        assert response.status == 415, response
+    assert upstream.requests() == [], upstream.requests()
+
+
+def test_grpc_timeout_expiry_gives_deadline_exceeded(silent_stack):
+    guard, upstream = silent_stack
+    headers = grpc_headers(guard.address, harness.GET_VERSION, [("grpc-timeout", "50m")])
+    started = time.monotonic()
+    # No client-side deadline here: only the guard can end this call (the upstream never answers).
+    response = h2_request(guard.host, guard.port, headers, grpc_frame(b""), timeout=15)
+    elapsed = time.monotonic() - started
+    assert response.status == 200, response
+    assert response.grpc("grpc-status") == str(grpc.StatusCode.DEADLINE_EXCEEDED.value[0]), response
+    assert elapsed < 5, f"DEADLINE_EXCEEDED came after {elapsed:.1f}s for a 50 ms deadline"
+    # The call was forwarded and timed out waiting for the upstream (not refused up front).
+    harness.wait_until(lambda: harness.GET_VERSION in upstream.requests(), 5, "the upstream to see the call")
+
+
+def test_grpcio_deadline_through_guard(silent_stack):
+    guard, _ = silent_stack
+    with pytest.raises(grpc.RpcError) as failure:
+        harness.raw_call(guard.address, harness.GET_VERSION, b"", timeout=0.05)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert guard.server.alive()
