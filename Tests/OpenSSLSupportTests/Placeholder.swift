@@ -1,0 +1,1 @@
+// Temporary placeholder so the package resolves while this module is written; removed when it lands.
