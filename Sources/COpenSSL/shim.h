@@ -21,6 +21,11 @@ static inline int copenssl_ctx_apply_defaults(SSL_CTX *ctx) {
     return 1;
 }
 
+/// SSL_CTX_set_max_proto_version is a macro: caps a context at TLS 1.2 (tests use it to cover the TLS 1.2 path).
+static inline int copenssl_ctx_set_max_tls12(SSL_CTX *ctx) {
+    return (int)SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+}
+
 /// SSL_set_tlsext_host_name is a macro: sets the SNI host name a client sends. Returns 1 on success.
 static inline int copenssl_set_sni(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
 

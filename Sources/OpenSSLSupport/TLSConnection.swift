@@ -115,6 +115,10 @@ public final class TLSConnection {
 
     /// Sets the identity a client expects: an IP address, or a host name that is also sent as SNI.
     private static func expectPeer(_ ssl: OpaquePointer, named serverName: String) throws(OpenSSLError) {
+        guard !serverName.utf8.contains(0) else {
+            // C would see only the part before the NUL and verify that name instead.
+            throw OpenSSLError(.invalidArgument, message: "server name contains a NUL byte")
+        }
         if X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName) == 1 {
             return
         }
@@ -233,6 +237,12 @@ public final class TLSConnection {
         SSL_get0_alpn_selected(self.ssl, &data, &length)
         guard let data, length > 0 else { return nil }
         return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+    }
+
+    /// On a server, the host name the client sent as SNI (RFC 6066 §3), for logs and routing; `nil` if it sent none.
+    /// On a client, the name this connection sent.
+    public var serverNameIndication: String? {
+        SSL_get_servername(self.ssl, Int32(TLSEXT_NAMETYPE_host_name)).map { String(cString: $0) }
     }
 
     /// The negotiated protocol version, e.g. `"TLSv1.3"`, for logs.

@@ -35,6 +35,12 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_free(self.handle)
     }
 
+    /// The TLS 1.2 cipher suites allowed, in the server's order of preference (Mozilla "intermediate", the set
+    /// grpc-core uses).
+    static let tls12Ciphers =
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
     /// The ALPN protocol id a server accepts. gRPC is HTTP/2 only (RFC 9113 §3.2, gRPC `PROTOCOL-HTTP2.md`).
     static let serverALPN: [UInt8] = Array("h2".utf8)
 
@@ -137,7 +143,8 @@ public final class TLSContext: @unchecked Sendable {
     /// Creates a client context for connections to an upstream.
     ///
     /// Every connection verifies the server's chain against the trust store and its certificate against the
-    /// ``TLSConnection`` server name (`SSL_set1_host`); there is no way to turn verification off.
+    /// ``TLSConnection`` server name (`SSL_set1_host`); there is no way to turn verification off. A server that
+    /// ignores ALPN still completes the handshake: check ``TLSConnection/negotiatedALPN`` before speaking HTTP/2.
     ///
     /// - Parameters:
     ///   - caPath: A PEM file of trusted CAs, or `nil` for the system default paths (`SSL_CTX_set_default_verify_paths`).
@@ -195,9 +202,19 @@ public final class TLSContext: @unchecked Sendable {
         return context
     }
 
+    /// Caps connections made from now on at TLS 1.2. Internal: for tests of the TLS 1.2 path only.
+    func limitToTLS12() {
+        _ = copenssl_ctx_set_max_tls12(self.handle)
+    }
+
     private func applyDefaults() throws(OpenSSLError) {
         guard copenssl_ctx_apply_defaults(self.handle) == 1 else {
             throw .drainingQueue(.contextCreation, "cannot set the minimum TLS version")
+        }
+        // TLS 1.2 suites: ECDHE with AEAD only. RFC 9113 §9.2.2 forbids HTTP/2 over the others (a peer may answer
+        // INADEQUATE_SECURITY), and the server's preference order applies. TLS 1.3 suites are all AEAD already.
+        guard SSL_CTX_set_cipher_list(self.handle, Self.tls12Ciphers) == 1 else {
+            throw .drainingQueue(.contextCreation, "cannot set the TLS 1.2 cipher list")
         }
         // An encrypted key must fail to load, not block the process on a terminal passphrase prompt.
         SSL_CTX_set_default_passwd_cb(self.handle) { _, _, _, _ in 0 }

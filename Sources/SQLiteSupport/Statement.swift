@@ -129,6 +129,12 @@ public struct Statement: ~Copyable {
         Int(sqlite3_bind_parameter_count(self.handle))
     }
 
+    /// The 1-based index of the parameter named `name` (with its prefix: `:id`, `@id`, `$id`), or `nil`.
+    public func parameterIndex(named name: String) -> Int? {
+        let index = Int(sqlite3_bind_parameter_index(self.handle, name))
+        return index == 0 ? nil : index
+    }
+
     /// Sets every parameter back to NULL.
     public func clearBindings() {
         sqlite3_clear_bindings(self.handle)

@@ -1,5 +1,6 @@
-import OpenSSLSupport
 import Testing
+
+@testable import OpenSSLSupport
 
 private func serverContext(mutualTLS: Bool = false, certificate: String = "server") throws -> TLSContext {
     let pki = try TestPKI.get()
@@ -39,6 +40,7 @@ struct TLSConnectionTests {
         #expect(client.peerCertificateSubject == "CN=localhost")
         #expect(client.peerCertificateSANs == ["localhost"])  // the IP name is left out
         #expect(server.peerCertificateSubject == nil)  // no mutual TLS
+        #expect(server.serverNameIndication == "localhost")
         #expect(server.peerCertificateSANs == [])
 
         #expect(try client.writePlaintext(Array("PRI * HTTP/2.0".utf8)) == 14)
@@ -46,6 +48,23 @@ struct TLSConnectionTests {
         pump(client, server, clientSide: &clientSide, serverSide: &serverSide)
         #expect(serverSide.received == Array("PRI * HTTP/2.0".utf8))
         #expect(clientSide.received == Array("settings".utf8))
+    }
+
+    @Test("TLS 1.2 negotiates an ECDHE AEAD suite and ALPN h2, with mutual TLS")
+    func tls12() throws {
+        let server = try TLSConnection(context: serverContext(mutualTLS: true))
+        let context = try clientContext(identity: "client")
+        context.limitToTLS12()
+        let client = try TLSConnection(context: context, serverName: "localhost")
+        var (clientSide, serverSide) = try handshake(client, server)
+        #expect(clientSide.error == nil && serverSide.error == nil)
+        #expect(client.protocolVersion == "TLSv1.2" && server.protocolVersion == "TLSv1.2")
+        #expect(server.negotiatedALPN == "h2")
+        #expect(server.serverNameIndication == "localhost")
+        #expect(server.peerCertificateSubject == "CN=svc,O=Milvus Guard Test")
+        _ = try server.writePlaintext(Array("over 1.2".utf8))
+        pump(client, server, clientSide: &clientSide, serverSide: &serverSide)
+        #expect(clientSide.received == Array("over 1.2".utf8))
     }
 
     @Test("A handshake fed one byte at a time completes")
@@ -85,6 +104,7 @@ struct TLSConnectionTests {
         let (clientSide, _) = try handshake(client, server)
         #expect(clientSide.error == nil)
         #expect(client.isHandshakeComplete)
+        #expect(server.serverNameIndication == nil)  // no SNI for an IP address (RFC 6066 §3)
     }
 
     @Test("A server certificate from an untrusted CA is rejected")
@@ -302,6 +322,8 @@ struct TLSContextTests {
         let server = try serverContext()
         let named = #expect(throws: OpenSSLError.self) { try TLSConnection(context: server, serverName: "x") }
         #expect(named?.code == .invalidArgument)
+        let nul = #expect(throws: OpenSSLError.self) { try TLSConnection(context: client, serverName: "evil\0.com") }
+        #expect(nul?.code == .invalidArgument)
         let alpn = #expect(throws: OpenSSLError.self) { try TLSContext.client(caPath: nil, alpn: [""]) }
         #expect(alpn?.code == .invalidArgument)
         let halfIdentity = #expect(throws: OpenSSLError.self) {

@@ -78,7 +78,9 @@ struct SQLiteConnectionTests {
     func reuse() throws {
         let db = try SQLiteConnection(path: ":memory:")
         try makeEvents(db)
-        let insert = try db.prepare("INSERT INTO events (kind) VALUES (?1)")
+        let insert = try db.prepare("INSERT INTO events (kind) VALUES (:kind)")
+        #expect(insert.parameterIndex(named: ":kind") == 1)
+        #expect(insert.parameterIndex(named: ":missing") == nil)
         for kind in ["a", "b", "c"] {
             try insert.bind(kind, at: 1)
             try insert.run()
