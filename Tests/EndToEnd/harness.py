@@ -1,15 +1,15 @@
 """Process and wire helpers for the end-to-end suite.
 
 Everything here is bounded in time: servers are started in their own process group and killed on
-teardown (and at interpreter exit, and when pytest itself dies: PR_SET_PDEATHSIG), readiness is
+teardown (and at interpreter exit, and when pytest itself dies: setpriv --pdeathsig), readiness is
 polled with a deadline, and every socket has a timeout.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,13 +27,12 @@ _live: list["Server"] = []
 _live_lock = threading.Lock()
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the test process dies, however it dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """Prefixes `setpriv --pdeathsig KILL` (util-linux) when available: the child gets SIGKILL when
+    the test process dies, however it dies. (Not a preexec_fn: that forces fork(), and grpcio's
+    fork handlers in a child of this grpc-using process abort it now and then.)"""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] + argv if setpriv else argv
 
 
 def free_port() -> int:
@@ -56,19 +55,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
 class Server:
     """A child process in its own process group, logging to a file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: Optional[dict] = None):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: Optional[dict] = None, cwd: Optional[Path] = None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            argv,
+            _die_with_parent(argv),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
             env=env,
+            cwd=cwd,
         )
         with _live_lock:
             _live.append(self)
@@ -157,11 +156,10 @@ def wait_grpc_ready(address: str, server: Server, timeout: float) -> None:
 
 
 def start_milvus_lite(milvus_lite: str, data_dir: Path, port: int, log_dir: Path, name: str = "milvus-lite") -> Server:
-    server = Server(
-        name,
-        [milvus_lite, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-        log_dir / f"{name}.log",
-    )
+    """Starts milvus-lite and waits until it answers GetVersion."""
+    argv = [milvus_lite, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # its log lines reach the file as they happen
+    server = Server(name, argv, log_dir / f"{name}.log", env=env)
     try:
         wait_grpc_ready(f"127.0.0.1:{port}", server, timeout=90)
     except BaseException:
@@ -181,7 +179,9 @@ def start_guard(
 ) -> Server:
     """Starts the guard; readiness is GetVersion through it, or TCP accept when `ready` says so."""
     argv = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream] + (extra or [])
-    server = Server(name, argv, log_dir / f"{name}.log")
+    # Runs in the log directory: the guard reads ./guard.yaml when given no --config, and a developer's
+    # guard.yaml in the repository root must not change what the suite tests.
+    server = Server(name, argv, log_dir / f"{name}.log", cwd=log_dir)
     address = f"127.0.0.1:{port}"
     check = ready or get_version_ok
 
