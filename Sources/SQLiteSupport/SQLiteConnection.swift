@@ -158,12 +158,12 @@ public final class SQLiteConnection {
     /// - Returns: What `body` returns, once the commit succeeded.
     /// - Throws: ``SQLiteError`` from `BEGIN`, from `body`, or from `COMMIT` (after which the transaction is rolled
     ///   back, so the database is never left inside a transaction).
-    public func transaction<Result>(
+    public func transaction<Value>(
         _ kind: TransactionKind = .immediate,
-        _ body: () throws(SQLiteError) -> Result
-    ) throws(SQLiteError) -> Result {
+        _ body: () throws(SQLiteError) -> Value
+    ) throws(SQLiteError) -> Value {
         try self.exec("BEGIN \(kind.rawValue)")
-        let result: Result
+        let result: Value
         do {
             result = try body()
             try self.exec("COMMIT")

@@ -165,8 +165,8 @@ public struct Statement: ~Copyable {
 
     /// Rewinds the statement so it can run again; bindings are kept.
     ///
-    /// - Throws: Never for a statement whose last step succeeded. After a failed step, SQLite reports that failure
-    ///   again here, so the error is deliberately ignored: the statement is rewound either way.
+    /// Does not throw: after a failed step `sqlite3_reset` only repeats that step's error, which ``step()`` already
+    /// threw, and the statement is rewound either way.
     public func reset() {
         sqlite3_reset(self.handle)
     }
