@@ -58,18 +58,20 @@ public struct WireReader: Sendable {
             throw WireError(.invalidFieldNumber, at: start)
         }
         let number = UInt32(truncatingIfNeeded: key >> 3)
-        switch key & 0x7 {
-        case 0:
-            return WireField(number: number, value: .varint(try self.readVarint()), offset: start)
-        case 1:
-            return WireField(number: number, value: .fixed64(try self.readFixed64()), offset: start)
-        case 2:
-            return WireField(number: number, value: .lengthDelimited(try self.readLengthDelimited()), offset: start)
-        case 5:
-            return WireField(number: number, value: .fixed32(try self.readFixed32()), offset: start)
-        default:
-            throw WireError(.unsupportedWireType, at: start)
+        let value: WireValue
+        do throws(WireError) {
+            switch key & 0x7 {
+            case 0: value = .varint(try self.readVarint())
+            case 1: value = .fixed64(try self.readFixed64())
+            case 2: value = .lengthDelimited(try self.readLengthDelimited())
+            case 5: value = .fixed32(try self.readFixed32())
+            default: throw WireError(.unsupportedWireType, at: start)
+            }
+        } catch {
+            // Report the field, not the value inside it.
+            throw error.shifted(by: start - error.offset)
         }
+        return WireField(number: number, value: value, offset: start)
     }
 
     /// Reads a base-128 varint.

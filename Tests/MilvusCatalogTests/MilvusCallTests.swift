@@ -1,0 +1,233 @@
+import MilvusCatalog
+import PropertyBased
+import ProtoWire
+import Testing
+
+func descriptor(_ name: String) throws -> RPCDescriptor {
+    try #require(MilvusRPCs.descriptor(named: name))
+}
+
+func message(_ build: (inout WireWriter) -> Void) -> [UInt8] {
+    var writer = WireWriter()
+    build(&writer)
+    return writer.bytes
+}
+
+@Suite("MilvusCall decoding")
+struct MilvusCallTests {
+    @Test("The last collection_name wins: first \"a\", last \"b\" is \"b\"")
+    func lastOccurrenceWins() throws {
+        let bytes = message {
+            $0.writeStringField(3, "a")
+            $0.writeStringField(2, "db1")
+            $0.writeStringField(3, "b")
+        }
+        let call = try MilvusCall(decoding: bytes[...], rpc: try descriptor("DropCollection"), metadataDatabase: nil)
+        #expect(call.collection == "b")
+        #expect(call.database == "db1")
+    }
+
+    @Test("Unknown fields of every wire type are skipped")
+    func unknownFieldsSkipped() throws {
+        let bytes = message {
+            $0.writeVarintField(99, 1)
+            $0.writeFixed64Field(100, 2)
+            $0.writeFixed32Field(101, 3)
+            $0.writeBytesField(102, [0xFF, 0xFE])
+            $0.writeMessageField(1) { $0.writeVarintField(1, 5) }  // base
+            $0.writeStringField(3, "docs")
+            $0.writeVarintField(536_870_911, 7)
+        }
+        let call = try MilvusCall(decoding: bytes[...], rpc: try descriptor("DropCollection"), metadataDatabase: "m")
+        #expect(call.collection == "docs")
+        #expect(call.database == "m")
+    }
+
+    @Test(
+        "Database: body, else non-empty metadata, else default",
+        arguments: [
+            ("body", "meta", "body"), ("", "meta", "meta"), ("", "", "default"), ("", nil, "default"),
+            ("body", nil, "body"),
+        ] as [(String, String?, String)]
+    )
+    func databaseRule(body: String, metadata: String?, expected: String) throws {
+        let bytes = message { $0.writeStringField(2, body) }
+        let call = try MilvusCall(
+            decoding: bytes[...],
+            rpc: try descriptor("HasCollection"),
+            metadataDatabase: metadata
+        )
+        #expect(call.database == expected)
+    }
+
+    @Test("A known field with the wrong wire type fails closed")
+    func wrongWireType() throws {
+        let bytes = message {
+            $0.writeStringField(3, "ok")
+            $0.writeVarintField(3, 1)
+        }
+        let error = #expect(throws: WireError.self) {
+            try MilvusCall(decoding: bytes[...], rpc: try descriptor("DropCollection"), metadataDatabase: nil)
+        }
+        #expect(error?.code == .unexpectedWireType)
+        #expect(error?.offset == 4)
+    }
+
+    @Test("Invalid UTF-8 in a target name is rejected, with the field's offset")
+    func invalidUTF8() throws {
+        let bytes = message {
+            $0.writeStringField(2, "db")
+            $0.writeBytesField(3, [0x64, 0xFF])
+        }
+        let error = #expect(throws: WireError.self) {
+            try MilvusCall(decoding: bytes[...], rpc: try descriptor("DropCollection"), metadataDatabase: nil)
+        }
+        #expect(error?.code == .invalidUTF8)
+        #expect(error?.offset == 4)
+    }
+
+    @Test("Error offsets are relative to the message, even inside a larger buffer")
+    func relativeOffsets() throws {
+        let bytes = [0xAA, 0xBB, 0xCC] + message { $0.writeStringField(2, "db") } + [0x1A, 0x05, 0x61]
+        let error = #expect(throws: WireError.self) {
+            try MilvusCall(decoding: bytes[3...], rpc: try descriptor("DropCollection"), metadataDatabase: nil)
+        }
+        #expect(error?.code == .truncated)
+        #expect(error?.offset == 4)
+    }
+
+    @Test("Groups are rejected even in fields the guard skips")
+    func groupsRejected() throws {
+        let bytes = message { $0.writeStringField(3, "docs") } + [0x5B, 0x5C]  // field 11, wire types 3 and 4
+        #expect(throws: WireError(.unsupportedWireType, at: 0)) {
+            try MilvusCall(decoding: bytes[...], rpc: try descriptor("DropCollection"), metadataDatabase: nil)
+        }
+    }
+
+    @Test("An embedded role deeper than the limit is refused")
+    func nestedDepth() throws {
+        let bytes = message {
+            $0.writeMessageField(2) { entity in
+                entity.writeMessageField(1) { $0.writeStringField(1, "admin") }
+            }
+        }
+        let rpc = try descriptor("OperatePrivilege")
+        let call = try MilvusCall(decoding: bytes[...], rpc: rpc, metadataDatabase: nil)
+        #expect(call.roles == ["admin"])
+        #expect(throws: WireError(.nestingTooDeep, at: 0)) {
+            try MilvusCall(decoding: bytes[...], rpc: rpc, metadataDatabase: nil, limits: WireLimits(maxDepth: 1))
+        }
+    }
+
+    @Test("A message larger than the limit is refused before decoding")
+    func messageSize() throws {
+        let bytes = message { $0.writeStringField(3, "docs") }
+        let error = #expect(throws: WireError.self) {
+            try MilvusCall(
+                decoding: bytes[...],
+                rpc: try descriptor("DropCollection"),
+                metadataDatabase: nil,
+                limits: WireLimits(maxMessageSize: 5)
+            )
+        }
+        #expect(error?.code == .messageTooLarge)
+        #expect(error?.declaredLength == 6)
+    }
+
+    @Test("A 64 MiB Insert decodes: fields_data is stepped over")
+    func largeInsert() throws {
+        let vectors = [UInt8](repeating: 0x3F, count: 64 << 20)
+        var writer = WireWriter()
+        writer.writeStringField(2, "prod")
+        writer.writeStringField(3, "docs")
+        writer.writeStringField(4, "p1")
+        writer.writeMessageField(5) { field in
+            field.writeVarintField(1, 101)
+            field.writeStringField(2, "vector")
+            field.writeBytesField(4, vectors)
+        }
+        writer.writeVarintField(7, 1_000_000)
+        let call = try MilvusCall(decoding: writer.bytes[...], rpc: try descriptor("Insert"), metadataDatabase: nil)
+        #expect(call.database == "prod" && call.collection == "docs" && call.partitions == ["p1"])
+        #expect(call.rowCount == 1_000_000)
+    }
+
+    @Test("decodeCall(path:) refuses unknown paths and wraps malformed messages")
+    func decodeByPath() throws {
+        let path = "/milvus.proto.milvus.MilvusService/DropCollection"
+        let call = try MilvusRPCs.decodeCall(path: path, message: drop[...], metadataDatabase: nil)
+        #expect(call.collection == "docs" && call.database == "default")
+
+        let unknown = #expect(throws: CatalogError.self) {
+            try MilvusRPCs.decodeCall(path: path + "/", message: drop[...], metadataDatabase: nil)
+        }
+        #expect(unknown?.code == .unknownRPC)
+        let malformed = #expect(throws: CatalogError.self) {
+            try MilvusRPCs.decodeCall(path: path, message: drop.dropLast(), metadataDatabase: nil)
+        }
+        #expect(malformed?.code == .malformedRequest)
+        #expect(malformed?.wireError?.code == .truncated)
+        #expect(malformed?.wireError?.offset == 9)
+        #expect(malformed?.description.contains("DropCollection") == true)
+    }
+
+    @Test("Targets of grants, renames and resource groups")
+    func targets() throws {
+        let grant = message {
+            $0.writeMessageField(2) { $0.writeStringField(1, "reader") }
+            $0.writeMessageField(3) { grantor in
+                grantor.writeMessageField(1) { $0.writeStringField(1, "root") }
+                grantor.writeMessageField(2) { $0.writeStringField(1, "Search") }
+            }
+            $0.writeStringField(5, "prod")
+            $0.writeStringField(6, "docs")
+        }
+        let v2 = try MilvusCall(decoding: grant[...], rpc: try descriptor("OperatePrivilegeV2"), metadataDatabase: nil)
+        #expect(v2.roles == ["reader"] && v2.database == "prod" && v2.collection == "docs")
+        #expect(v2.otherTargets(.privilege) == ["Search"])
+        #expect(v2.users.isEmpty)
+
+        let transfer = message {
+            $0.writeStringField(2, "rg1")
+            $0.writeStringField(3, "rg2")
+            $0.writeStringField(4, "docs")
+        }
+        let call = try MilvusCall(
+            decoding: transfer[...],
+            rpc: try descriptor("TransferReplica"),
+            metadataDatabase: nil
+        )
+        #expect(call.resourceGroups == ["rg1", "rg2"] && call.collection == "docs")
+        #expect(call.allCollections == ["docs"])
+    }
+
+    @Test("Any strings in DropCollection decode to the last values; every prefix decodes or is truncated")
+    func dropProperty() async {
+        let names = Gen.letterOrNumber.string(of: 0...12).array(of: 1...3)
+        await propertyCheck(count: 100, input: names, names) { databases, collections in
+            var writer = WireWriter()
+            for (database, collection) in zip(databases, collections) {
+                writer.writeStringField(2, database)
+                writer.writeStringField(3, collection)
+            }
+            let rpc = try descriptor("DropCollection")
+            let call = try MilvusCall(decoding: writer.bytes[...], rpc: rpc, metadataDatabase: "m")
+            let lastDatabase = databases.prefix(collections.count).last ?? ""
+            #expect(call.database == (lastDatabase.isEmpty ? "m" : lastDatabase))
+            let lastCollection = collections.prefix(databases.count).last ?? ""
+            #expect(call.collection == (lastCollection.isEmpty ? nil : lastCollection))
+            for length in 0..<writer.bytes.count {
+                do {
+                    _ = try MilvusCall(decoding: writer.bytes.prefix(length), rpc: rpc, metadataDatabase: nil)
+                } catch let error as WireError {
+                    #expect(error.code == .truncated)
+                } catch {
+                    Issue.record(error)
+                }
+            }
+        }
+    }
+}
+
+/// DropCollectionRequest{db_name (2): "default", collection_name (3): "docs"}, field numbers from milvus.proto.
+let drop: [UInt8] = [0x12, 0x07] + Array("default".utf8) + [0x1A, 0x04] + Array("docs".utf8)
