@@ -1,0 +1,24 @@
+/// The accepted range of every bounded setting, in one place so the parser, the overrides and
+/// docs/configuration.md agree. Durations are in milliseconds, sizes in bytes.
+enum ConfigLimits {
+    /// `threads` / `--threads`.
+    static let threads = 1...256
+    /// `upstream.max_connections`: HTTP/2 connections per event loop.
+    static let maxConnections = 1...256
+    /// `upstream.connect_timeout`: 10ms...10m.
+    static let connectTimeout = 10...600_000
+    /// `limits.max_message_bytes`: 1 KiB...2 GiB (a gRPC length prefix is 32 bits; Milvus allows 512 MiB).
+    static let maxMessageBytes = 1_024...(2 << 30)
+    /// `limits.max_concurrent_streams`: SETTINGS_MAX_CONCURRENT_STREAMS, at least one stream.
+    static let maxConcurrentStreams = 1...Int(Int32.max)
+    /// `limits.max_header_list_bytes`: 1 KiB...16 MiB of SETTINGS_MAX_HEADER_LIST_SIZE.
+    static let maxHeaderListBytes = 1_024...(16 << 20)
+    /// `limits.idle_timeout`: 1s...24h.
+    static let idleTimeout = 1_000...86_400_000
+    /// `limits.drain_timeout`: 0s (close at once)...1h.
+    static let drainTimeout = 0...3_600_000
+    /// HTTP/2 windows (RFC 9113 §6.9.2): 65535, the protocol's initial window, up to 2^31-1.
+    static let windowBytes = 65_535...Int(Int32.max)
+    /// A Unix-domain socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
+    static let unixPathBytes = 107
+}
