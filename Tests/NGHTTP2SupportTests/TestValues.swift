@@ -1,0 +1,18 @@
+/// A small deterministic generator (SplitMix64), so garbage inputs are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// nghttp2's codes for the errors checked here (`nghttp2_error` in nghttp2.h 1.52).
+enum NGHTTP2Code {
+    static let badClientMagic: Int32 = -903
+    static let tooManyContinuations: Int32 = -905
+}
