@@ -189,9 +189,9 @@ private struct DecodedFields {
         call.roles = (nonEmpty(self.role).map { [$0] } ?? []) + self.roles
         call.newCollectionName = nonEmpty(self.newCollection)
         var resourceGroups: [String] = []
-        for name in [self.resourceGroup, self.sourceResourceGroup, self.targetResourceGroup] {
-            if let name = nonEmpty(name) { resourceGroups.append(name) }
-        }
+        if let name = nonEmpty(self.resourceGroup) { resourceGroups.append(name) }
+        if let name = nonEmpty(self.sourceResourceGroup) { resourceGroups.append(name) }
+        if let name = nonEmpty(self.targetResourceGroup) { resourceGroups.append(name) }
         resourceGroups.append(contentsOf: self.resourceGroups)
         for key in self.resourceGroupKeys where !resourceGroups.contains(key) {
             resourceGroups.append(key)
@@ -200,28 +200,21 @@ private struct DecodedFields {
         call.privilegeGroup = nonEmpty(self.privilegeGroup)
         call.snapshotName = nonEmpty(self.snapshot)
 
-        var hasRowCount = false
-        var hasNewTarget = false
-        for field in rpc.layout {
-            switch field.role {
-            case .rowCount: hasRowCount = true
-            case .newCollection, .newDatabase: hasNewTarget = true
-            default: break
-            }
-        }
-        if hasRowCount { call.rowCount = self.rowCount ?? 0 }
-        if hasNewTarget { call.newDatabase = nonEmpty(self.newDatabase) ?? database }
+        if rpc.readsRowCount { call.rowCount = self.rowCount ?? 0 }
+        if rpc.createsNamedTarget { call.newDatabase = nonEmpty(self.newDatabase) ?? database }
 
         var others: [CallTarget] = []
-        let singular: [(CallTarget.Kind, String?)] = [
-            (.namespace, self.namespace), (.function, self.function), (.rowPolicy, self.rowPolicy),
-            (.fileResource, self.fileResource), (.channel, self.channel),
-            (.grantObjectType, self.grantObjectType), (.grantObjectName, self.grantObjectName),
-            (.privilege, self.grantPrivilege),
-        ]
-        for (kind, value) in singular {
+        func add(_ kind: CallTarget.Kind, _ value: String?) {
             if let value = nonEmpty(value) { others.append(CallTarget(kind, value)) }
         }
+        add(.namespace, self.namespace)
+        add(.function, self.function)
+        add(.rowPolicy, self.rowPolicy)
+        add(.fileResource, self.fileResource)
+        add(.channel, self.channel)
+        add(.grantObjectType, self.grantObjectType)
+        add(.grantObjectName, self.grantObjectName)
+        add(.privilege, self.grantPrivilege)
         for name in self.privileges { others.append(CallTarget(.privilege, name)) }
         for name in self.fieldNames { others.append(CallTarget(.field, name)) }
         call.otherTargets = others

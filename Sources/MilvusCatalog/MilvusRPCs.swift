@@ -4,9 +4,6 @@ public import ProtoWire
 ///
 /// A path not in the catalog is unknown, and the proxy refuses it. Lookups are exact and O(1).
 public enum MilvusRPCs {
-    private static let byPath: [String: RPCDescriptor] = Dictionary(
-        uniqueKeysWithValues: Self.all.map { ($0.path, $0) }
-    )
     private static let byName: [String: RPCDescriptor] = Dictionary(
         uniqueKeysWithValues: Self.all.map { ($0.name, $0) }
     )
@@ -17,10 +14,15 @@ public enum MilvusRPCs {
     /// (and so a dictionary lookup) treats canonically equivalent strings as equal (U+212A KELVIN SIGN equals
     /// "K"), so a hit is confirmed on the UTF-8 bytes.
     public static func descriptor(forPath path: String) -> RPCDescriptor? {
-        guard let descriptor = Self.byPath[path], descriptor.path.utf8.elementsEqual(path.utf8) else {
-            return nil
+        // Compare the prefix as bytes, then look the rest up by name (a shorter key to hash).
+        var path = path
+        return path.withUTF8 { bytes in
+            let prefix = RPCDescriptor.pathPrefix.utf8
+            guard bytes.count > prefix.count, bytes.prefix(prefix.count).elementsEqual(prefix),
+                let name = String(validating: bytes[prefix.count...], as: UTF8.self)
+            else { return nil }
+            return Self.descriptor(named: name)
         }
-        return descriptor
     }
 
     /// The RPC whose `:path` is exactly these bytes (as an HTTP/2 library hands them over), or `nil`;

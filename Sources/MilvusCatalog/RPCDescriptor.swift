@@ -5,6 +5,8 @@
 public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
     /// The gRPC service every Milvus RPC belongs to.
     public static let serviceName = "milvus.proto.milvus.MilvusService"
+    /// The `:path` prefix every Milvus RPC shares.
+    public static let pathPrefix = "/milvus.proto.milvus.MilvusService/"
 
     /// The RPC's name, e.g. `DropCollection`.
     public let name: String
@@ -18,6 +20,10 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
     public let requestMessage: String
     /// The request fields the guard reads, by number.
     let layout: [RequestField]
+    /// The request has Insert's/Upsert's `num_rows`.
+    let readsRowCount: Bool
+    /// The request names a collection or database it creates or renames to.
+    let createsNamedTarget: Bool
 
     init(
         name: String,
@@ -27,11 +33,13 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
         layout: [RequestField]
     ) {
         self.name = name
-        self.path = "/\(Self.serviceName)/\(name)"
+        self.path = Self.pathPrefix + name
         self.actionClass = actionClass
         self.streaming = streaming
         self.requestMessage = requestMessage
         self.layout = layout
+        self.readsRowCount = layout.contains { $0.role == .rowCount }
+        self.createsNamedTarget = layout.contains { $0.role == .newCollection || $0.role == .newDatabase }
     }
 
     /// `true` for CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase: their body's `db_name` is

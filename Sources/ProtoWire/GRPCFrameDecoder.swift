@@ -86,7 +86,16 @@ public struct GRPCFrameDecoder: Sendable {
         try self.process(bytes[...]) { $0 }
     }
 
-    /// Feeds one chunk of any collection (such as an `UnsafeRawBufferPointer` from nghttp2's data callback).
+    /// Feeds one chunk that the caller owns only for the duration of the call, such as the `UnsafeRawBufferPointer`
+    /// nghttp2's data callback hands over. The decoder copies what it keeps (with `memcpy`), and never holds on
+    /// to the pointer. This concrete overload exists because the generic one is not specialized across modules.
+    ///
+    /// - Throws: see ``append(_:)-(ArraySlice<UInt8>)``.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) throws(WireError) {
+        try self.process(bytes) { ArraySlice($0) }
+    }
+
+    /// Feeds one chunk of any collection of bytes.
     /// The decoder copies what it keeps, because it cannot hold on to the caller's memory.
     ///
     /// - Throws: see ``append(_:)-(ArraySlice<UInt8>)``.
@@ -142,7 +151,7 @@ public struct GRPCFrameDecoder: Sendable {
                 let wanted = length - self.buffer.count
                 let end = input.index(index, offsetBy: wanted, limitedBy: input.endIndex) ?? input.endIndex
                 let before = self.buffer.count
-                self.buffer.append(contentsOf: input[index..<end])
+                self.appendToBuffer(input[index..<end], messageLength: length)
                 self.consumed += self.buffer.count - before
                 index = end
                 if self.buffer.count == length {
@@ -187,6 +196,19 @@ public struct GRPCFrameDecoder: Sendable {
                 self.payloadLength = length
                 self.buffer.reserveCapacity(Swift.min(length, 64 * 1024))
             }
+        }
+    }
+
+    /// Appends part of a payload: a `memcpy` when the chunk is contiguous, and capacity that grows geometrically
+    /// but never past the message's declared length.
+    private mutating func appendToBuffer(_ bytes: some Collection<UInt8>, messageLength: Int) {
+        let needed = self.buffer.count + bytes.count
+        if needed > self.buffer.capacity {
+            self.buffer.reserveCapacity(Swift.min(messageLength, Swift.max(needed, self.buffer.capacity * 2)))
+        }
+        let copied: Void? = bytes.withContiguousStorageIfAvailable { self.buffer.append(contentsOf: $0) }
+        if copied == nil {
+            self.buffer.append(contentsOf: bytes)
         }
     }
 

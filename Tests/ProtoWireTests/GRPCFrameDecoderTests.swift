@@ -82,6 +82,28 @@ struct GRPCFrameDecoderTests {
         #expect(next.map { Array($0.payload) } == drop)
     }
 
+    @Test("Raw-buffer chunks of every size yield the same messages", arguments: [1, 2, 3, 7, 64, 1000])
+    func rawBufferChunks(size: Int) throws {
+        var decoder = GRPCFrameDecoder(maxMessageSize: 1 << 20)
+        var messages: [[UInt8]] = []
+        var index = 0
+        while index < self.stream.count {
+            let end = min(index + size, self.stream.count)
+            let failure = self.stream[index..<end].withUnsafeBytes { raw -> WireError? in
+                do throws(WireError) {
+                    try decoder.append(raw)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            #expect(failure == nil)
+            while let message = decoder.nextMessage() { messages.append(Array(message.payload)) }
+            index = end
+        }
+        #expect(messages == [drop, [], Array(repeating: 0xAB, count: 300)])
+    }
+
     @Test("An oversize declared length is refused at the prefix, before any payload is buffered")
     func oversizeBeforeBuffering() throws {
         var decoder = GRPCFrameDecoder(maxMessageSize: 1024)
