@@ -27,7 +27,7 @@
 /// - **Fail closed.** After the first error the decoder is poisoned: every later `append`/``finish()`
 ///   rethrows it and ``nextMessage()`` returns `nil`, even for messages completed before the error.
 ///
-/// Not `Sendable`-hostile but meant to live on one event loop, owned by one stream.
+/// A plain value (it is `Sendable`), meant to be owned by one stream on one event loop.
 public struct GRPCFrameDecoder: Sendable {
     /// The largest declared length accepted.
     public let maxMessageSize: Int

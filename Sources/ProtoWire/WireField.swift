@@ -1,31 +1,3 @@
-/// The protobuf wire types (protobuf encoding spec, "Message Structure").
-public enum WireType: UInt8, Hashable, Sendable {
-    /// int32, int64, uint32, uint64, sint32, sint64, bool, enum.
-    case varint = 0
-    /// fixed64, sfixed64, double.
-    case fixed64 = 1
-    /// string, bytes, embedded messages, packed repeated fields.
-    case lengthDelimited = 2
-    /// Deprecated group start; ``WireReader`` rejects it.
-    case startGroup = 3
-    /// Deprecated group end; ``WireReader`` rejects it.
-    case endGroup = 4
-    /// fixed32, sfixed32, float.
-    case fixed32 = 5
-}
-
-/// The value of one field as it appears on the wire.
-public enum WireValue: Hashable, Sendable {
-    /// A varint, not yet interpreted (signed, zigzag, bool and enum all come from it).
-    case varint(UInt64)
-    /// Eight little-endian bytes.
-    case fixed64(UInt64)
-    /// A length-delimited payload: a sub-slice of the input, never a copy.
-    case lengthDelimited(ArraySlice<UInt8>)
-    /// Four little-endian bytes.
-    case fixed32(UInt32)
-}
-
 /// One field read by ``WireReader``: its number, its value, and where its key started.
 ///
 /// The typed accessors (``stringValue()``, ``uint64Value()``, …) check the wire type against what the field's
@@ -134,18 +106,5 @@ public struct WireField: Hashable, Sendable {
             throw WireError(.unexpectedWireType, at: self.offset)
         }
         return value
-    }
-}
-
-/// ZigZag encoding of signed integers, as `sint32`/`sint64` use it (protobuf encoding spec, "Signed Integers").
-public enum ZigZag {
-    /// Maps 0, −1, 1, −2, … to 0, 1, 2, 3, ….
-    public static func encode(_ value: Int64) -> UInt64 {
-        UInt64(bitPattern: (value << 1) ^ (value >> 63))
-    }
-
-    /// The inverse of ``encode(_:)``.
-    public static func decode(_ value: UInt64) -> Int64 {
-        Int64(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
     }
 }
