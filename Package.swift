@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "ProxyCore",
             dependencies: [
-                "CLinux", "NGHTTP2Support", "OpenSSLSupport", "ZlibSupport", "ProtoWire", "MilvusCatalog",
+                "CLinux", "NGHTTP2Support", "OpenSSLSupport", "ZlibSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -58,7 +58,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "milvus-guard", dependencies: ["GuardCLI"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "milvus-guard",
+            dependencies: ["GuardCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
 
         // Tests: one target per module.
         .testTarget(
@@ -80,12 +84,16 @@ let package = Package(
         .testTarget(name: "ZlibSupportTests", dependencies: ["ZlibSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProxyCoreTests",
-            dependencies: ["ProxyCore", "NGHTTP2Support", "CLinux"],
+            dependencies: ["ProxyCore", "NGHTTP2Support", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GuardCLITests",
-            dependencies: ["GuardCLI", "ProxyCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "GuardCLI", "ProxyCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

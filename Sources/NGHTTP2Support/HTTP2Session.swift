@@ -50,6 +50,9 @@ public final class HTTP2Session {
         try check(nghttp2_option_new(&option))
         defer { nghttp2_option_del(option) }
         nghttp2_option_set_no_auto_window_update(option, 1)
+        // Closed streams are not kept around for RFC 7540 priorities (deprecated by RFC 9113): less
+        // memory, and `nghttp2_session_find_stream` then tells a closed stream from an open one.
+        nghttp2_option_set_no_closed_streams(option, 1)
         nghttp2_option_set_max_settings(option, settings.maxSettingsEntries)
         nghttp2_option_set_stream_reset_rate_limit(option, settings.resetBurst, settings.resetRatePerSecond)
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
@@ -173,6 +176,11 @@ public final class HTTP2Session {
     /// response (a gRPC trailers-only response); otherwise the body follows.
     /// - Throws: ``NGHTTP2Error`` when the stream is gone.
     public func submitResponse(streamID: Int32, _ headers: [HeaderField], endStream: Bool) throws(NGHTTP2Error) {
+        // nghttp2 accepts a response for a stream that is already gone and drops it at send time; refuse
+        // here so no body queue is left behind for a stream that will never close again.
+        guard nghttp2_session_find_stream(self.session, streamID) != nil else {
+            throw NGHTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue)
+        }
         let code = withNameValues(headers) { nva, count in
             if endStream {
                 return nghttp2_submit_response(self.session, streamID, nva, count, nil)
@@ -328,7 +336,11 @@ extension HTTP2Session {
             guard let session = HTTP2Session.from(userData), let buffer, let flags else {
                 return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
             }
-            return session.readBody(streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
+            return session.readBody(
+                streamID: streamID,
+                into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+                flags: flags
+            )
         }
         return provider
     }
@@ -394,7 +406,9 @@ extension HTTP2Session {
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
             guard let session = HTTP2Session.from(userData), let data, length > 0 else { return 0 }
-            session.events.append(.data(streamID: streamID, bytes: Array(UnsafeBufferPointer(start: data, count: length))))
+            session.events.append(
+                .data(streamID: streamID, bytes: Array(UnsafeBufferPointer(start: data, count: length)))
+            )
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in

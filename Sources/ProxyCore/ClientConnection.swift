@@ -1,5 +1,6 @@
 import Logging
 import NGHTTP2Support
+import OpenSSLSupport
 
 /// A client's HTTP/2 connection to the proxy (server role): turns its streams into ``ProxiedCall``s,
 /// refuses what is not gRPC, and relays the events of each call.
@@ -9,9 +10,15 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     let logger: Logger
     private var calls: [Int32: ProxiedCall] = [:]
 
-    init(worker: ProxyWorker, socket: Socket, session: HTTP2Session) throws {
+    init(worker: ProxyWorker, socket: Socket, session: HTTP2Session, tls: TLSConnection?) throws {
         self.worker = worker
-        self.connection = try HTTP2Connection(loop: worker.loop, socket: socket, session: session, connecting: false)
+        self.connection = try HTTP2Connection(
+            loop: worker.loop,
+            socket: socket,
+            session: session,
+            tls: tls,
+            connecting: false
+        )
         var logger = worker.logger
         logger[metadataKey: "client"] = "\(socket.peer)"
         self.logger = logger
@@ -96,10 +103,18 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         if endStream { call.requestEnd() }
 
         if oversized {
-            call.respond(GRPCStatus(.resourceExhausted, "request header list exceeds \(self.worker.configuration.limits.maxHeaderListBytes) bytes"))
+            call.respond(
+                GRPCStatus(
+                    .resourceExhausted,
+                    "request header list exceeds \(self.worker.configuration.limits.maxHeaderListBytes) bytes"
+                )
+            )
             return
         }
-        guard method == "POST", contentType == "application/grpc" || contentType.hasPrefix("application/grpc+") || contentType.hasPrefix("application/grpc;") else {
+        guard method == "POST",
+            contentType == "application/grpc" || contentType.hasPrefix("application/grpc+")
+                || contentType.hasPrefix("application/grpc;")
+        else {
             self.refuseNonGRPC(streamID: streamID, method: method, contentType: contentType, path: path)
             self.calls[streamID] = nil
             return

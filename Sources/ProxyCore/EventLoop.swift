@@ -39,7 +39,13 @@ final class EventLoop {
         guard self.epoll >= 0, self.timerDescriptor >= 0 else {
             throw ProxyError("cannot create an event loop: \(errnoText())")
         }
-        _ = clinux_epoll_ctl(self.epoll, CLINUX_EPOLL_CTL_ADD, self.mailbox.wakeDescriptor, CLINUX_EPOLLIN, Self.mailboxToken)
+        _ = clinux_epoll_ctl(
+            self.epoll,
+            CLINUX_EPOLL_CTL_ADD,
+            self.mailbox.wakeDescriptor,
+            CLINUX_EPOLLIN,
+            Self.mailboxToken
+        )
         _ = clinux_epoll_ctl(self.epoll, CLINUX_EPOLL_CTL_ADD, self.timerDescriptor, CLINUX_EPOLLIN, Self.timerToken)
     }
 

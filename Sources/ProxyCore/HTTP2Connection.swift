@@ -1,5 +1,6 @@
 import CLinux
 import NGHTTP2Support
+import OpenSSLSupport
 
 /// What owns a connection: a client connection or an upstream connection.
 protocol HTTP2ConnectionDelegate: AnyObject {
@@ -26,6 +27,8 @@ final class HTTP2Connection: LoopHandler {
     unowned let loop: EventLoop
     let socket: Socket
     let session: HTTP2Session
+    /// TLS between the socket and the session, when this hop is encrypted.
+    let tls: TLSConnection?
     weak var delegate: (any HTTP2ConnectionDelegate)?
     private(set) var state: State
     private var token: UInt64 = 0
@@ -33,6 +36,12 @@ final class HTTP2Connection: LoopHandler {
     private var outputOffset = 0
     private var writableRegistered = false
     private var events: [HTTP2Event] = []
+    /// Decrypted bytes (TLS only), reused between reads.
+    private var plaintext: [UInt8] = []
+    /// Session output waiting to be encrypted (TLS only), reused between writes.
+    private var sessionOutput: [UInt8] = []
+    /// The TLS handshake finished and was reported (ALPN checked, delegate told).
+    private var handshakeReported = false
     /// Bytes of the client preface checked so far (server side only; nil once verified).
     private var prefaceChecked: Int?
     /// Set by the loop while the connection waits in its dirty list.
@@ -44,10 +53,11 @@ final class HTTP2Connection: LoopHandler {
     private static let outputChunk = 64 * 1024
 
     /// Wraps an accepted (open) or connecting socket and registers it with the loop.
-    init(loop: EventLoop, socket: Socket, session: HTTP2Session, connecting: Bool) throws {
+    init(loop: EventLoop, socket: Socket, session: HTTP2Session, tls: TLSConnection? = nil, connecting: Bool) throws {
         self.loop = loop
         self.socket = socket
         self.session = session
+        self.tls = tls
         self.state = connecting ? .connecting : .open
         self.prefaceChecked = session.role == .server ? 0 : nil
         let mask = connecting ? CLINUX_EPOLLOUT : CLINUX_EPOLLIN
@@ -67,7 +77,16 @@ final class HTTP2Connection: LoopHandler {
             }
             self.state = .open
             self.updateInterest()
-            self.delegate?.connectionDidConnect(self)
+            if let tls = self.tls {
+                do {
+                    try tls.startHandshake()
+                } catch {
+                    self.close(reason: "TLS: \(error)")
+                    return
+                }
+            } else {
+                self.delegate?.connectionDidConnect(self)
+            }
             self.loop.markDirty(self)
             return
         }
@@ -93,11 +112,60 @@ final class HTTP2Connection: LoopHandler {
             case .bytes(let count):
                 self.lastActivity = EventLoop.now()
                 self.loop.readBuffer.withUnsafeBytes { raw in
-                    self.received(UnsafeRawBufferPointer(rebasing: raw[0..<count]))
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<count])
+                    if self.tls != nil {
+                        self.receivedCiphertext(bytes)
+                    } else {
+                        self.received(bytes)
+                    }
                 }
                 self.loop.markDirty(self)
             }
         }
+    }
+
+    /// Decrypts what arrived and hands the plaintext to the session; reports a finished handshake.
+    private func receivedCiphertext(_ bytes: UnsafeRawBufferPointer) {
+        guard let tls = self.tls else { return }
+        tls.feed(bytes)
+        while self.state == .open {
+            self.plaintext.removeAll(keepingCapacity: true)
+            let result: TLSConnection.ReadResult
+            do {
+                result = try tls.readPlaintext(into: &self.plaintext, max: 16 * 1024)
+            } catch {
+                self.failTLS("\(error)")
+                return
+            }
+            if !self.handshakeReported && tls.isHandshakeComplete {
+                self.handshakeReported = true
+                guard tls.negotiatedALPN == "h2" else {
+                    self.failTLS("the peer did not negotiate ALPN h2")
+                    return
+                }
+                if self.session.role == .client { self.delegate?.connectionDidConnect(self) }
+            }
+            switch result {
+            case .data:
+                self.plaintext.withUnsafeBytes { self.received($0) }
+            case .wantMore:
+                return
+            case .closed:
+                tls.close()
+                self.state = .closing
+                return
+            }
+        }
+    }
+
+    /// Sends the pending alert, then closes.
+    private func failTLS(_ reason: String) {
+        if let tls = self.tls {
+            var alert = tls.takeCiphertext()
+            if !alert.isEmpty { _ = alert.withUnsafeBytes { self.socket.write($0) } }
+            alert.removeAll()
+        }
+        self.close(reason: "TLS: \(reason)")
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
@@ -133,6 +201,9 @@ final class HTTP2Connection: LoopHandler {
     /// Writes pending output, then pulls more frames from the session while the socket takes them.
     func flush() {
         guard self.state == .open || self.state == .closing else { return }
+        // Until a client has sent the HTTP/2 preface, no frame goes out (TLS handshake records do): a
+        // client speaking HTTP/1.1 must see a plain HTTP/1.1 refusal, not our SETTINGS frame.
+        let sessionMaySend = self.prefaceChecked == nil
         while true {
             if self.outputOffset < self.output.count {
                 let written = self.output.withUnsafeBytes { raw in
@@ -150,17 +221,40 @@ final class HTTP2Connection: LoopHandler {
             }
             self.output.removeAll(keepingCapacity: true)
             self.outputOffset = 0
-            do {
-                try self.session.send(into: &self.output, limit: Self.outputChunk, events: &self.events)
-            } catch {
-                self.close(reason: "HTTP/2 session failed: \(error.message)")
-                return
+            if let tls = self.tls {
+                // Until the handshake is done only handshake records go out; the session's frames wait.
+                if tls.isHandshakeComplete && sessionMaySend {
+                    self.sessionOutput.removeAll(keepingCapacity: true)
+                    do {
+                        try self.session.send(into: &self.sessionOutput, limit: Self.outputChunk, events: &self.events)
+                        if !self.sessionOutput.isEmpty { _ = try tls.writePlaintext(self.sessionOutput) }
+                    } catch {
+                        self.close(reason: "HTTP/2 over TLS failed: \(error)")
+                        return
+                    }
+                    self.dispatchEvents()
+                }
+                _ = tls.takeCiphertext(appendingTo: &self.output)
+            } else if sessionMaySend {
+                do {
+                    try self.session.send(into: &self.output, limit: Self.outputChunk, events: &self.events)
+                } catch {
+                    self.close(reason: "HTTP/2 session failed: \(error.message)")
+                    return
+                }
+                self.dispatchEvents()
             }
-            self.dispatchEvents()
             if self.output.isEmpty { break }
         }
         self.setWritableInterest(false)
-        if self.state == .closing || !self.session.isActive {
+        let handshaking = self.tls.map { !$0.isHandshakeComplete } ?? false
+        if self.state == .closing || (!handshaking && sessionMaySend && !self.session.isActive) {
+            if let tls = self.tls, self.state == .closing, tls.isHandshakeComplete {
+                tls.close()
+                var notify = tls.takeCiphertext()
+                if !notify.isEmpty { _ = notify.withUnsafeBytes { self.socket.write($0) } }
+                notify.removeAll()
+            }
             self.close(reason: nil)
         }
     }

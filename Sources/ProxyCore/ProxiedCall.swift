@@ -167,7 +167,10 @@ final class ProxiedCall {
         if self.responseStarted {
             self.responseFinished = true
             self.finalStatus = "reset"
-            client.session.resetStream(self.clientStreamID, errorCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode)
+            client.session.resetStream(
+                self.clientStreamID,
+                errorCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode
+            )
             client.markDirty()
         } else {
             let status: GRPCStatus

@@ -53,7 +53,9 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
             portText = text[text.index(after: colon)...]
             guard !host.contains(":") else { return nil }
         }
-        guard !host.isEmpty, let port = UInt16(portText) else { return nil }
+        guard !host.isEmpty, !portText.isEmpty, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let port = UInt16(portText)
+        else { return nil }
         self = .tcp(host: String(host), port: port)
     }
 

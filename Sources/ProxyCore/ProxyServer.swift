@@ -14,6 +14,9 @@ public final class ProxyServer: Sendable {
     /// - Throws: ``ProxyError`` naming the problem.
     public init(configuration: ProxyConfiguration, logger: Logger) throws {
         guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
+        // Load the TLS files once here so that a bad certificate fails before anything starts.
+        _ = try configuration.tls.map { try TLSContexts.server($0) }
+        _ = try configuration.upstream.tls.map { try TLSContexts.client($0) }
         self.configuration = configuration
         self.logger = logger
         self.mailboxes = (0..<configuration.threads).map { _ in LoopMailbox() }

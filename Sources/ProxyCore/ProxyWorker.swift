@@ -1,6 +1,7 @@
 import CLinux
 import Logging
 import NGHTTP2Support
+import OpenSSLSupport
 
 /// Everything one event-loop thread owns: the loop, its share of the listening socket, its client
 /// connections and its upstream pool. Created and used on that thread only.
@@ -13,6 +14,8 @@ final class ProxyWorker: LoopHandler {
     private var listenerToken: UInt64 = 0
     private var clients: [ObjectIdentifier: ClientConnection] = [:]
     private let serverSettings: HTTP2SessionSettings
+    /// Loaded per loop from the configured files, so no TLS object crosses threads.
+    private let serverTLS: TLSContext?
     private var draining = false
     private var drainDeadline: UInt64 = 0
 
@@ -28,12 +31,14 @@ final class ProxyWorker: LoopHandler {
         settings.connectionWindowBytes = UInt32(clamping: limits.connectionWindowBytes)
         settings.maxHeaderListBytes = UInt32(clamping: limits.maxHeaderListBytes)
         self.serverSettings = settings
+        self.serverTLS = try configuration.tls.map { try TLSContexts.server($0) }
         var upstreamSettings = settings
         upstreamSettings.maxHeaderListBytes = UInt32(clamping: max(limits.maxHeaderListBytes, 1 << 20))
         self.pool = UpstreamPool(
             loop: loop,
             configuration: configuration.upstream,
             sessionSettings: upstreamSettings,
+            tls: try configuration.upstream.tls.map { try TLSContexts.client($0) },
             logger: logger
         )
         // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes only one of them per connection.
@@ -57,7 +62,8 @@ final class ProxyWorker: LoopHandler {
             guard let socket else { return }
             do {
                 let session = try HTTP2Session(role: .server, settings: self.serverSettings)
-                let client = try ClientConnection(worker: self, socket: socket, session: session)
+                let tls = try self.serverTLS.map { try TLSConnection(context: $0) }
+                let client = try ClientConnection(worker: self, socket: socket, session: session, tls: tls)
                 self.clients[ObjectIdentifier(client)] = client
                 client.markDirty()  // our SETTINGS go out at once
             } catch {

@@ -34,7 +34,11 @@ final class Socket {
     /// - Throws: ``ProxyError`` naming the address and the system's reason.
     static func listen(on address: SocketAddress, backlog: Int32 = 1024) throws -> Socket {
         let resolved = try self.resolve(address)
-        let fd = Glibc.socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        let fd = Glibc.socket(
+            resolved.family,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
+            0
+        )
         guard fd >= 0 else { throw ProxyError("cannot create a socket for \(address): \(errnoText())") }
         let socket = Socket(descriptor: fd)
         if case .tcp = address { socket.setOption(SOL_SOCKET, SO_REUSEADDR, 1) }
@@ -59,7 +63,9 @@ final class Socket {
             case AF_INET:
                 pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
             case AF_INET6:
-                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    UInt16(bigEndian: $0.pointee.sin6_port)
+                }
             default: nil
             }
         }
@@ -98,7 +104,11 @@ final class Socket {
     /// - Throws: ``ProxyError`` when the address can't be resolved or the connect fails at once.
     static func connect(to address: SocketAddress) throws -> Socket {
         let resolved = try self.resolve(address)
-        let fd = Glibc.socket(resolved.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        let fd = Glibc.socket(
+            resolved.family,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
+            0
+        )
         guard fd >= 0 else { throw ProxyError("cannot create a socket: \(errnoText())") }
         let socket = Socket(descriptor: fd)
         socket.peer = address.description
@@ -202,7 +212,9 @@ final class Socket {
             defer { freeaddrinfo(list) }
             var resolved = Resolved(family: first.pointee.ai_family)
             withUnsafeMutableBytes(of: &resolved.storage) { raw in
-                raw.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+                raw.copyMemory(
+                    from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen))
+                )
             }
             resolved.length = first.pointee.ai_addrlen
             return resolved
@@ -217,7 +229,15 @@ final class Socket {
         let length = socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
         let status = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, length, &host, socklen_t(host.count), &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+                getnameinfo(
+                    $0,
+                    length,
+                    &host,
+                    socklen_t(host.count),
+                    &service,
+                    socklen_t(service.count),
+                    NI_NUMERICHOST | NI_NUMERICSERV
+                )
             }
         }
         guard status == 0 else { return "?" }

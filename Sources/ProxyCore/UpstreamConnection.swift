@@ -1,5 +1,6 @@
 import Logging
 import NGHTTP2Support
+import OpenSSLSupport
 
 /// One HTTP/2 connection from a loop to the upstream Milvus (client role).
 final class UpstreamConnection: HTTP2ConnectionDelegate {
@@ -14,9 +15,21 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
     var waiting: [ProxiedCall] = []
     private var connectTimer: TimerQueue.ID?
 
-    init(pool: UpstreamPool, socket: Socket, session: HTTP2Session, connectTimeoutMilliseconds: Int) throws {
+    init(
+        pool: UpstreamPool,
+        socket: Socket,
+        session: HTTP2Session,
+        tls: TLSConnection?,
+        connectTimeoutMilliseconds: Int
+    ) throws {
         self.pool = pool
-        self.connection = try HTTP2Connection(loop: pool.loop, socket: socket, session: session, connecting: true)
+        self.connection = try HTTP2Connection(
+            loop: pool.loop,
+            socket: socket,
+            session: session,
+            tls: tls,
+            connecting: true
+        )
         self.connection.delegate = self
         self.connectTimer = pool.loop.schedule(afterMilliseconds: connectTimeoutMilliseconds) { [weak self] in
             guard let self, self.state == .connecting else { return }
@@ -36,10 +49,10 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
 
     // MARK: Events
 
+    /// Connected (and TLS done): our preface and SETTINGS go out. The connection becomes ready only
+    /// once the upstream's SETTINGS arrive, so that its stream limit is known before any stream opens.
     func connectionDidConnect(_ connection: HTTP2Connection) {
-        if let timer = self.connectTimer { connection.loop.cancelTimer(timer) }
-        self.state = .ready
-        self.pool?.connectionReady(self)
+        self.markDirty()
     }
 
     func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event]) {
@@ -68,7 +81,13 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
                 }
                 self.pool?.streamFreed(on: self)
             case .remoteSettingsChanged:
-                self.pool?.streamFreed(on: self)
+                if self.state == .connecting {
+                    if let timer = self.connectTimer { connection.loop.cancelTimer(timer) }
+                    self.state = .ready
+                    self.pool?.connectionReady(self)
+                } else {
+                    self.pool?.streamFreed(on: self)
+                }
             case .goaway(let lastStreamID, let errorCode):
                 self.state = .draining
                 self.pool?.logger.info(

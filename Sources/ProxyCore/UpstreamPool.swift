@@ -1,5 +1,6 @@
 import Logging
 import NGHTTP2Support
+import OpenSSLSupport
 
 /// The upstream connections of one event loop, and the calls waiting for a stream.
 ///
@@ -16,16 +17,32 @@ final class UpstreamPool {
     private(set) var connections: [UpstreamConnection] = []
     private var queue: [ProxiedCall] = []
     private let scheme: String
+    private let tls: TLSContext?
 
-    init(loop: EventLoop, configuration: UpstreamConfiguration, sessionSettings: HTTP2SessionSettings, logger: Logger) {
+    init(
+        loop: EventLoop,
+        configuration: UpstreamConfiguration,
+        sessionSettings: HTTP2SessionSettings,
+        tls: TLSContext?,
+        logger: Logger
+    ) {
         self.loop = loop
         self.configuration = configuration
         self.sessionSettings = sessionSettings
+        self.tls = tls
         self.logger = logger
         self.scheme = configuration.tls == nil ? "http" : "https"
     }
 
     var address: SocketAddress { self.configuration.address }
+
+    /// The name TLS verifies when no server_name is configured: the upstream host.
+    private var hostName: String {
+        switch self.configuration.address {
+        case .tcp(let host, _): host
+        case .unix: "localhost"
+        }
+    }
 
     /// Finds or opens an upstream stream for the call.
     func start(_ call: ProxiedCall) {
@@ -59,10 +76,14 @@ final class UpstreamPool {
     private func connect() throws -> UpstreamConnection {
         let socket = try Socket.connect(to: self.address)
         let session = try HTTP2Session(role: .client, settings: self.sessionSettings)
+        let tls = try self.tls.map { context in
+            try TLSConnection(context: context, serverName: self.configuration.tls?.serverName ?? self.hostName)
+        }
         let connection = try UpstreamConnection(
             pool: self,
             socket: socket,
             session: session,
+            tls: tls,
             connectTimeoutMilliseconds: self.configuration.connectTimeoutMilliseconds
         )
         self.connections.append(connection)
@@ -86,11 +107,27 @@ final class UpstreamPool {
 
     // MARK: Connection events
 
+    /// The upstream's SETTINGS arrived: open the waiting calls that fit under its stream limit; the
+    /// rest go to the front of the queue, in order.
     func connectionReady(_ connection: UpstreamConnection) {
         let waiting = connection.waiting
         connection.waiting = []
-        for call in waiting { self.open(call, on: connection) }
+        var overflow: [ProxiedCall] = []
+        for call in waiting {
+            if connection.capacity > 0 {
+                self.open(call, on: connection)
+            } else {
+                overflow.append(call)
+            }
+        }
+        self.queue.insert(contentsOf: overflow, at: 0)
         self.streamFreed(on: connection)
+        if !self.queue.isEmpty, self.connections.count < self.configuration.maxConnectionsPerLoop {
+            // More calls than this connection may carry: open another one for them.
+            let queued = self.queue
+            self.queue = []
+            for call in queued { self.start(call) }
+        }
     }
 
     /// A stream closed or the stream limit grew: start queued calls.

@@ -146,16 +146,13 @@ struct HTTP2SessionTests {
         pair.client.resetStream(streamID, errorCode: HTTP2ErrorCode.cancel)
         try pair.pump()
         #expect(pair.serverSeen.last == .closed(streamID, errorCode: HTTP2ErrorCode.cancel))
-        // Bug: nghttp2_submit_response does not check that the stream exists (the frame is dropped
-        // later, at send time), so submitResponse succeeds and leaves an OutboundBody that no
-        // streamClosed event will ever remove; enqueueData then accepts bytes for a dead stream.
-        withKnownIssue("submitResponse on a closed stream neither throws nor refuses the body") {
-            #expect(throws: NGHTTP2Error.self) {
-                try pair.server.submitResponse(streamID: streamID, SessionPair.responseHeaders, endStream: false)
-            }
-            #expect(!pair.server.enqueueData(streamID: streamID, [1, 2, 3]))
-            #expect(pair.server.queuedBytes(streamID: streamID) == 0)
+        // nghttp2_submit_response does not check that the stream exists (it drops the frame at send
+        // time); the wrapper must, or a body queue would be left behind that no close ever removes.
+        #expect(throws: NGHTTP2Error.self) {
+            try pair.server.submitResponse(streamID: streamID, SessionPair.responseHeaders, endStream: false)
         }
+        #expect(!pair.server.enqueueData(streamID: streamID, [1, 2, 3]))
+        #expect(pair.server.queuedBytes(streamID: streamID) == 0)
         try pair.pump()
         #expect(!pair.clientSeen.contains { if case .headers = $0 { true } else { false } })
     }

@@ -96,19 +96,11 @@ struct ProxyServerTests {
         let record = upstream.record.value
         #expect(record.maxOpenPerConnection <= 2)
         if maxConnectionsPerLoop == 1 { #expect(record.maxOpenStreams <= 2) }
-        // Bug: the pool attaches every call waiting on a new connection as soon as the TCP connect
-        // completes, before the upstream's SETTINGS arrive, so capacity is computed against nghttp2's
-        // assumed limit of 100. The upstream refuses streams 3…6 with REFUSED_STREAM and the proxy
-        // answers UNAVAILABLE ("upstream refused the stream") instead of waiting or retrying.
-        withKnownIssue(
-            "calls beyond the upstream's stream limit are refused before its SETTINGS arrive",
-            isIntermittent: true
-        ) {
-            for (index, id) in ids.enumerated() {
-                let result = client.streams[id]
-                #expect(result?.grpcStatus == "0", "call \(index): \(result?.grpcMessage ?? "no message")")
-                #expect(result?.body == TestClient.grpcFrame([UInt8(index)]))
-            }
+        // Calls that arrive before the upstream's SETTINGS wait for them, then open within its limit.
+        for (index, id) in ids.enumerated() {
+            let result = client.streams[id]
+            #expect(result?.grpcStatus == "0", "call \(index): \(result?.grpcMessage ?? "no message")")
+            #expect(result?.body == TestClient.grpcFrame([UInt8(index)]))
         }
         #expect(proxy.stop())
     }
