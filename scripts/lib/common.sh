@@ -10,7 +10,7 @@ VENV_DIR=".venv"
 REQUIREMENTS="Tests/EndToEnd/requirements.txt"
 PYTHON="${PYTHON:-python3}"
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> %s\n' "$*" >&2 || true; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
@@ -77,18 +77,21 @@ wait_for_port() {
 # port_in_use HOST PORT
 port_in_use() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# stop_process PID NAME [SIGNAL]: signal, wait up to 10 s, then SIGKILL.
+# stop_process PID NAME [SIGNAL...]: sends each signal in turn (default TERM), waiting up to 5 s after
+# each for PID to exit, then SIGKILL. (A signal may be ignored: a shell started in the background
+# passes SIGINT on ignored, which is why milvus-lite gets INT and then TERM.)
 stop_process() {
-    local pid="$1" name="$2" sig="${3:-TERM}" i
+    local pid="$1" name="$2" sig i
+    shift 2
+    [ "$#" -gt 0 ] || set -- TERM
     kill -0 "$pid" 2>/dev/null || return 0
     log "stopping $name"
-    kill -s "$sig" "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
+    for sig in "$@" KILL; do
+        kill -s "$sig" "$pid" 2>/dev/null || true
+        for i in $(seq 1 25); do
+            kill -0 "$pid" 2>/dev/null || break 2
+            sleep 0.2
+        done
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -s KILL "$pid" 2>/dev/null || true
-    fi
     wait "$pid" 2>/dev/null || true
 }
