@@ -18,18 +18,17 @@ public enum MilvusRPCs {
         var path = path
         return path.withUTF8 { bytes in
             let prefix = RPCDescriptor.pathPrefix.utf8
-            guard bytes.count > prefix.count, bytes.prefix(prefix.count).elementsEqual(prefix),
-                let name = String(validating: bytes[prefix.count...], as: UTF8.self)
-            else { return nil }
-            return Self.descriptor(named: name)
+            guard bytes.count > prefix.count, bytes.prefix(prefix.count).elementsEqual(prefix) else { return nil }
+            // Invalid UTF-8 becomes U+FFFD here, and then matches no name byte for byte.
+            return Self.descriptor(named: String(decoding: bytes[prefix.count...], as: UTF8.self))
         }
     }
 
     /// The RPC whose `:path` is exactly these bytes (as an HTTP/2 library hands them over), or `nil`;
     /// invalid UTF-8 is unknown.
     public static func descriptor(forPath path: some Collection<UInt8>) -> RPCDescriptor? {
-        guard let string = String(validating: path, as: UTF8.self) else { return nil }
-        return Self.descriptor(forPath: string)
+        // Invalid UTF-8 is repaired with U+FFFD, which then matches no path byte for byte.
+        Self.descriptor(forPath: String(decoding: path, as: UTF8.self))
     }
 
     /// The RPC named exactly `name` (e.g. `DropCollection`), or `nil`.

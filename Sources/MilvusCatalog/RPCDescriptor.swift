@@ -9,21 +9,58 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
     public static let pathPrefix = "/milvus.proto.milvus.MilvusService/"
 
     /// The RPC's name, e.g. `DropCollection`.
-    public let name: String
+    public var name: String { self.storage.name }
     /// The gRPC `:path`, e.g. `/milvus.proto.milvus.MilvusService/DropCollection`.
-    public let path: String
+    public var path: String { self.storage.path }
     /// What the RPC does, for policies.
-    public let actionClass: ActionClass
+    public var actionClass: ActionClass { self.storage.actionClass }
     /// Unary or streaming.
-    public let streaming: StreamingKind
+    public var streaming: StreamingKind { self.storage.streaming }
     /// The request message's full protobuf name, e.g. `milvus.proto.milvus.DropCollectionRequest`.
-    public let requestMessage: String
+    public var requestMessage: String { self.storage.requestMessage }
+    /// `true` for CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase: their body's `db_name` is
+    /// the database they act on, never the `dbname` header or `default`.
+    public var targetsOwnDatabase: Bool { self.storage.targetsOwnDatabase }
     /// The request fields the guard reads, by number.
-    let layout: [RequestField]
+    var layout: [RequestField] { self.storage.layout }
     /// The request has Insert's/Upsert's `num_rows`.
-    let readsRowCount: Bool
+    var readsRowCount: Bool { self.storage.readsRowCount }
     /// The request names a collection or database it creates or renames to.
-    let createsNamedTarget: Bool
+    var createsNamedTarget: Bool { self.storage.createsNamedTarget }
+
+    /// One immutable object per RPC, so that copying a descriptor (into every ``MilvusCall``) is one retain.
+    private final class Storage: Sendable {
+        let name: String
+        let path: String
+        let actionClass: ActionClass
+        let streaming: StreamingKind
+        let requestMessage: String
+        let targetsOwnDatabase: Bool
+        let layout: [RequestField]
+        let readsRowCount: Bool
+        let createsNamedTarget: Bool
+
+        init(
+            name: String,
+            actionClass: ActionClass,
+            streaming: StreamingKind,
+            requestMessage: String,
+            layout: [RequestField]
+        ) {
+            self.name = name
+            self.path = RPCDescriptor.pathPrefix + name
+            self.actionClass = actionClass
+            self.streaming = streaming
+            self.requestMessage = requestMessage
+            self.targetsOwnDatabase = ["CreateDatabase", "DropDatabase", "AlterDatabase", "DescribeDatabase"]
+                .contains(name)
+            self.layout = layout
+            self.readsRowCount = layout.contains { $0.role == .rowCount }
+            self.createsNamedTarget = layout.contains { $0.role == .newCollection || $0.role == .newDatabase }
+        }
+    }
+
+    private let storage: Storage
 
     init(
         name: String,
@@ -32,23 +69,13 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
         requestMessage: String,
         layout: [RequestField]
     ) {
-        self.name = name
-        self.path = Self.pathPrefix + name
-        self.actionClass = actionClass
-        self.streaming = streaming
-        self.requestMessage = requestMessage
-        self.layout = layout
-        self.readsRowCount = layout.contains { $0.role == .rowCount }
-        self.createsNamedTarget = layout.contains { $0.role == .newCollection || $0.role == .newDatabase }
-    }
-
-    /// `true` for CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase: their body's `db_name` is
-    /// the database they act on, never the `dbname` header or `default`.
-    public var targetsOwnDatabase: Bool {
-        switch self.name {
-        case "CreateDatabase", "DropDatabase", "AlterDatabase", "DescribeDatabase": true
-        default: false
-        }
+        self.storage = Storage(
+            name: name,
+            actionClass: actionClass,
+            streaming: streaming,
+            requestMessage: requestMessage,
+            layout: layout
+        )
     }
 
     /// The RPC's name.
@@ -58,7 +85,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
 
     /// Compares ``name`` only.
     public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.name == rhs.name
+        lhs.storage === rhs.storage || lhs.name == rhs.name
     }
 
     /// Hashes ``name`` only.
@@ -67,7 +94,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
     }
 
     func role(of number: UInt32) -> FieldRole? {
-        for field in self.layout where field.number == number {
+        for field in self.storage.layout where field.number == number {
             return field.role
         }
         return nil

@@ -44,7 +44,11 @@ public struct WireField: Hashable, Sendable {
     ///   if the bytes are not valid UTF-8 (the offset is then that of the field).
     public func stringValue() throws(WireError) -> String {
         let bytes = try self.bytesValue()
-        guard let string = String(validating: bytes, as: UTF8.self) else {
+        // `String(decoding:as:)` is specialized here and repairs invalid UTF-8 (overlong forms, surrogates, bad
+        // continuations) with U+FFFD, so only valid input comes back byte for byte. `String(validating:as:)`
+        // would say the same, but it is not specialized for ArraySlice and looks up generic metadata per call.
+        let string = String(decoding: bytes, as: UTF8.self)
+        guard string.utf8.count == bytes.count, string.utf8.elementsEqual(bytes) else {
             throw WireError(.invalidUTF8, at: self.offset)
         }
         return string
