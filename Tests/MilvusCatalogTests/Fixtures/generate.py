@@ -23,6 +23,7 @@ import sys
 from google.protobuf.descriptor import FieldDescriptor as FD
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2, schema_pb2  # noqa: F401
 
+sys.dont_write_bytecode = True  # no __pycache__ inside Fixtures/, which is copied into the test bundle
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate_table import roles_for  # noqa: E402
 
