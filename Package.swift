@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "ProxyCore",
             dependencies: [
-                "CLinux", "NGHTTP2Support", "OpenSSLSupport", "ZlibSupport",
+                "CLinux", "NGHTTP2Support", "OpenSSLSupport", "ZlibSupport", "ProtoWire", "MilvusCatalog",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -84,7 +84,9 @@ let package = Package(
         .testTarget(name: "ZlibSupportTests", dependencies: ["ZlibSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProxyCoreTests",
-            dependencies: ["ProxyCore", "NGHTTP2Support", "CLinux", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ProxyCore", "NGHTTP2Support", "CLinux", "ZlibSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -196,11 +196,17 @@ public final class HTTP2Session {
     /// - Returns: false when the stream no longer takes a body (closed or ended): the caller owns the
     ///   bytes and must account for them itself.
     @discardableResult
-    public func enqueueData(streamID: Int32, _ bytes: [UInt8]) -> Bool {
+    public func enqueueData(streamID: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
         guard !bytes.isEmpty else { return self.outbound[streamID] != nil }
         guard self.outbound[streamID]?.append(bytes) == true else { return false }
         self.resume(streamID)
         return true
+    }
+
+    /// Queues body bytes; see ``enqueueData(streamID:_:)-(_,ArraySlice<UInt8>)``.
+    @discardableResult
+    public func enqueueData(streamID: Int32, _ bytes: [UInt8]) -> Bool {
+        self.enqueueData(streamID: streamID, bytes[...])
     }
 
     /// Ends a stream's body once the queued bytes are out; with `trailers`, they close the stream.
@@ -268,7 +274,7 @@ extension HTTP2Session {
 
     /// A queue of body chunks for one stream, read front to back by the data provider.
     struct OutboundBody {
-        private var chunks: [[UInt8]] = []
+        private var chunks: [ArraySlice<UInt8>] = []
         private var head = 0
         private var offset = 0
         private(set) var count = 0
@@ -277,7 +283,7 @@ extension HTTP2Session {
         /// The provider returned NGHTTP2_ERR_DEFERRED and waits for `nghttp2_session_resume_data`.
         var deferred = false
 
-        mutating func append(_ bytes: [UInt8]) -> Bool {
+        mutating func append(_ bytes: ArraySlice<UInt8>) -> Bool {
             guard !self.ended else { return false }
             self.chunks.append(bytes)
             self.count += bytes.count
@@ -298,6 +304,7 @@ extension HTTP2Session {
                 let chunk = self.chunks[self.head]
                 let n = min(chunk.count - self.offset, destination.count - written)
                 chunk.withUnsafeBytes { source in
+                    // `source` is indexed from 0 whatever the slice's own indices are.
                     let from = UnsafeRawBufferPointer(rebasing: source[self.offset..<(self.offset + n)])
                     UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + n)]).copyMemory(from: from)
                 }

@@ -1,4 +1,5 @@
 import Logging
+import MilvusCatalog
 import NGHTTP2Support
 import OpenSSLSupport
 
@@ -9,6 +10,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     let connection: HTTP2Connection
     let logger: Logger
     private var calls: [Int32: ProxiedCall] = [:]
+    /// Request bytes this connection's calls hold for inspection (see ``Limits/heldBytesPerConnection``).
+    private var heldBytes = 0
 
     init(worker: ProxyWorker, socket: Socket, session: HTTP2Session, tls: TLSConnection?) throws {
         self.worker = worker
@@ -89,18 +92,21 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         var method = ""
         var contentType = ""
         var timeout: String?
+        var encoding: String?
+        var database: String?
         for field in fields {
             switch field.name {
             case ":path": path = field.value
             case ":method": method = field.value
             case "content-type": contentType = field.value
             case "grpc-timeout": timeout = field.value
+            case "grpc-encoding": encoding = field.value
+            case "dbname": database = field.value
             default: break
             }
         }
         let call = ProxiedCall(client: self, streamID: streamID, path: path, headers: fields)
         self.calls[streamID] = call
-        if endStream { call.requestEnd() }
 
         if oversized {
             call.respond(
@@ -119,6 +125,25 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             self.calls[streamID] = nil
             return
         }
+        guard let rpc = MilvusRPCs.descriptor(forPath: path) else {
+            call.respond(GRPCStatus(.unimplemented, "unknown RPC \"\(path)\"; only MilvusService RPCs are served"))
+            return
+        }
+        let gateEncoding: RequestGate.Encoding
+        switch encoding {
+        case nil, "identity": gateEncoding = .identity
+        case "gzip": gateEncoding = .gzip
+        case "deflate": gateEncoding = .deflate
+        case let other?:
+            call.respond(GRPCStatus(.unimplemented, "grpc-encoding \"\(other)\" can't be inspected; use gzip or none"))
+            return
+        }
+        call.gate = RequestGate(
+            rpc: rpc,
+            encoding: gateEncoding,
+            metadataDatabase: database,
+            maxMessageBytes: self.worker.configuration.limits.maxMessageBytes
+        )
         if let timeout {
             guard let milliseconds = parseGRPCTimeout(timeout) else {
                 call.respond(GRPCStatus(.invalidArgument, "malformed grpc-timeout \"\(timeout)\""))
@@ -128,7 +153,24 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 call?.deadlineExceeded(after: milliseconds)
             }
         }
-        self.worker.pool.start(call)
+        // The call waits in its gate until its request is complete; a request with no body at all is
+        // decided now (and refused: every Milvus RPC carries a message).
+        if endStream { call.requestEnd() }
+    }
+
+    /// Takes `count` bytes from this connection's and the process's held-bytes budgets.
+    func reserveHeld(_ count: Int) -> Bool {
+        guard self.heldBytes + count <= self.worker.configuration.limits.heldBytesPerConnection,
+            self.worker.heldBudget.reserve(count)
+        else { return false }
+        self.heldBytes += count
+        return true
+    }
+
+    func releaseHeld(_ count: Int) {
+        guard count > 0 else { return }
+        self.heldBytes -= count
+        self.worker.heldBudget.release(count)
     }
 
     /// Answers a request that is not gRPC (wrong method or content type) with an HTTP error and a

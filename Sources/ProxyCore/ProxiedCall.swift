@@ -1,4 +1,5 @@
 import Logging
+import MilvusCatalog
 import NGHTTP2Support
 
 /// One gRPC call on its way through the proxy: a client stream paired with an upstream stream.
@@ -21,10 +22,19 @@ final class ProxiedCall {
     private(set) weak var upstream: UpstreamConnection?
     private(set) var upstreamStreamID: Int32 = 0
 
+    /// Holds the request until it is complete and decided; nil once it was let through.
+    var gate: RequestGate?
+    /// The decoded request, once the gate has decided.
+    private(set) var milvusCall: MilvusCall?
     /// Body bytes received from the client before the upstream stream opened.
-    private var pendingBody: [[UInt8]] = []
+    private var pendingBody: [ArraySlice<UInt8>] = []
+    /// How many of ``pendingBody``'s bytes were held by the gate (already taken from the client's window
+    /// and counted against the held-bytes budgets instead).
+    private var pendingHeld = 0
     /// Request bytes queued in the upstream session and not yet framed.
     private var requestInFlight = 0
+    /// How many of ``requestInFlight`` came from the gate (budget, not client window).
+    private var heldInFlight = 0
     /// Response bytes queued in the client session and not yet framed.
     private var responseInFlight = 0
 
@@ -65,6 +75,8 @@ final class ProxiedCall {
             self.requestInFlight += chunk.count
             upstream.session.enqueueData(streamID: streamID, chunk)
         }
+        self.heldInFlight += self.pendingHeld
+        self.pendingHeld = 0
         self.pendingBody = []
         if self.requestEnded && !noBody {
             upstream.session.finishBody(streamID: streamID)
@@ -76,12 +88,16 @@ final class ProxiedCall {
 
     /// A chunk of the client's request body.
     func requestData(_ bytes: [UInt8]) {
+        if self.responseFinished {
+            self.client?.session.consume(streamID: self.clientStreamID, count: bytes.count)
+            return
+        }
+        if self.gate != nil {
+            self.hold(bytes)
+            return
+        }
         guard let upstream = self.upstream else {
-            if self.responseFinished {
-                self.client?.session.consume(streamID: self.clientStreamID, count: bytes.count)
-            } else {
-                self.pendingBody.append(bytes)
-            }
+            self.pendingBody.append(bytes[...])
             return
         }
         if upstream.session.enqueueData(streamID: self.upstreamStreamID, bytes) {
@@ -92,9 +108,69 @@ final class ProxiedCall {
         }
     }
 
+    /// Takes a request chunk into the gate's custody: it counts against the held-bytes budgets, and the
+    /// client's window is reopened at once (the budget, not the window, bounds what a request may hold).
+    private func hold(_ bytes: [UInt8]) {
+        guard var gate = self.gate, let client = self.client else { return }
+        guard client.reserveHeld(bytes.count) else {
+            self.refuse(GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later"))
+            client.session.consume(streamID: self.clientStreamID, count: bytes.count)
+            return
+        }
+        client.session.consume(streamID: self.clientStreamID, count: bytes.count)
+        client.markDirty()
+        do {
+            try gate.append(bytes)
+        } catch {
+            self.gate = gate
+            self.refuse(error.status)
+            return
+        }
+        self.gate = gate
+        if gate.decidesOnFirstMessage && gate.hasMessage { self.decide(atEnd: false) }
+    }
+
+    /// The whole request (or a bidi stream's first message) is here: decode it, let the worker judge
+    /// it, then open the upstream stream with the held bytes, or refuse.
+    private func decide(atEnd: Bool) {
+        guard var gate = self.gate, let client = self.client else { return }
+        let decoded: MilvusCall
+        let forward: [ArraySlice<UInt8>]
+        do {
+            (decoded, forward) = try gate.decide(atEnd: atEnd)
+        } catch {
+            self.refuse(error.status)
+            return
+        }
+        self.gate = nil
+        self.milvusCall = decoded
+        if let status = client.worker.admit(decoded, call: self) {
+            client.releaseHeld(gate.heldBytes)
+            self.respond(status)
+            return
+        }
+        // The gate took the prefix and payload apart; what goes on is exactly what arrived.
+        self.pendingBody = forward + self.pendingBody
+        self.pendingHeld = gate.heldBytes
+        client.worker.pool.start(self)
+    }
+
+    /// Refuses the call from the gate and gives its held bytes back to the budgets.
+    private func refuse(_ status: GRPCStatus) {
+        if let gate = self.gate {
+            self.gate = nil
+            self.client?.releaseHeld(gate.heldBytes)
+        }
+        self.respond(status)
+    }
+
     /// The client ended its side (END_STREAM, or trailers).
     func requestEnd() {
         self.requestEnded = true
+        if self.gate != nil {
+            self.decide(atEnd: true)
+            return
+        }
         guard let upstream = self.upstream, !self.requestEndSent else { return }
         self.requestEndSent = true
         upstream.session.finishBody(streamID: self.upstreamStreamID)
@@ -104,8 +180,12 @@ final class ProxiedCall {
     /// The upstream session framed `count` request bytes: the client may send that much more.
     func requestBytesSent(_ count: Int) {
         self.requestInFlight -= count
-        guard let client = self.client, !self.clientClosed else { return }
-        client.session.consume(streamID: self.clientStreamID, count: count)
+        // Held bytes are framed first (they were queued first): they go back to the budget.
+        let held = min(count, self.heldInFlight)
+        self.heldInFlight -= held
+        self.client?.releaseHeld(held)
+        guard count > held, let client = self.client, !self.clientClosed else { return }
+        client.session.consume(streamID: self.clientStreamID, count: count - held)
         client.markDirty()
     }
 
@@ -205,10 +285,15 @@ final class ProxiedCall {
     func clientStreamClosed(connectionGone: Bool) {
         self.clientClosed = true
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
-        if !connectionGone, let client = self.client {
+        if let client = self.client {
             let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
-            client.session.consume(streamID: self.clientStreamID, count: unsent)
+            client.releaseHeld(self.pendingHeld + (self.gate?.heldBytes ?? 0))
+            if !connectionGone {
+                client.session.consume(streamID: self.clientStreamID, count: unsent - self.pendingHeld)
+            }
         }
+        self.gate = nil
+        self.pendingHeld = 0
         self.pendingBody = []
         self.releaseResponseWindow()
         // A call that had not finished both ways is cancelled upstream.
@@ -265,11 +350,13 @@ final class ProxiedCall {
 
     private func releaseRequestWindow() {
         guard self.requestInFlight > 0 else { return }
-        if let client = self.client, !self.clientClosed {
-            client.session.consume(streamID: self.clientStreamID, count: self.requestInFlight)
+        self.client?.releaseHeld(self.heldInFlight)
+        if let client = self.client, !self.clientClosed, self.requestInFlight > self.heldInFlight {
+            client.session.consume(streamID: self.clientStreamID, count: self.requestInFlight - self.heldInFlight)
             client.markDirty()
         }
         self.requestInFlight = 0
+        self.heldInFlight = 0
     }
 
     private func releaseResponseWindow(from upstream: UpstreamConnection? = nil) {
@@ -282,3 +369,11 @@ final class ProxiedCall {
 
 @available(*, unavailable)
 extension ProxiedCall: Sendable {}
+
+extension RequestGate.Refusal {
+    var status: GRPCStatus {
+        switch self {
+        case .status(let status): status
+        }
+    }
+}

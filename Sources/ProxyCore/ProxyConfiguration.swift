@@ -130,6 +130,11 @@ public struct Limits: Sendable, Equatable {
     public var idleTimeoutMilliseconds: Int = 300_000
     /// On SIGTERM/SIGINT, calls in flight get this long to finish before the proxy exits.
     public var drainTimeoutMilliseconds: Int = 30_000
+    /// Request bytes one client connection may have held for inspection at once (a request is held until
+    /// it is complete and decided). A call that would go beyond it is refused with RESOURCE_EXHAUSTED.
+    public var heldBytesPerConnection: Int = 576 << 20
+    /// Request bytes all connections together may have held at once; beyond it, RESOURCE_EXHAUSTED.
+    public var heldBytesTotal: Int = 1 << 30
     /// HTTP/2 stream-level receive window (both sides); memory held per stream is bounded by it.
     public var streamWindowBytes: Int = 1 << 20
     /// HTTP/2 connection-level receive window (both sides).

@@ -43,6 +43,7 @@ public final class ProxyServer: Sendable {
                 "threads": "\(self.configuration.threads)",
             ]
         )
+        let budget = HeldBytesBudget(limit: self.configuration.limits.heldBytesTotal)
         var threads: [LoopThread] = []
         for (index, mailbox) in self.mailboxes.enumerated() {
             let configuration = self.configuration
@@ -56,6 +57,7 @@ public final class ProxyServer: Sendable {
                             loop: loop,
                             listener: descriptor,
                             configuration: configuration,
+                            heldBudget: budget,
                             logger: logger
                         )
                         withExtendedLifetime(worker) { loop.run() }

@@ -1,5 +1,6 @@
 import CLinux
 import Logging
+import MilvusCatalog
 import NGHTTP2Support
 import OpenSSLSupport
 
@@ -19,8 +20,18 @@ final class ProxyWorker: LoopHandler {
     private var draining = false
     private var drainDeadline: UInt64 = 0
 
-    init(loop: EventLoop, listener: Int32, configuration: ProxyConfiguration, logger: Logger) throws {
+    /// The process-wide budget of request bytes held for inspection.
+    let heldBudget: HeldBytesBudget
+
+    init(
+        loop: EventLoop,
+        listener: Int32,
+        configuration: ProxyConfiguration,
+        heldBudget: HeldBytesBudget,
+        logger: Logger
+    ) throws {
         self.loop = loop
+        self.heldBudget = heldBudget
         self.listener = listener
         self.configuration = configuration
         self.logger = logger
@@ -75,6 +86,28 @@ final class ProxyWorker: LoopHandler {
     func clientClosed(_ client: ClientConnection) {
         self.clients[ObjectIdentifier(client)] = nil
         if self.draining { self.stopIfDrained() }
+    }
+
+    // MARK: Decisions
+
+    /// Decides a decoded call: nil lets it through, a status refuses it. Identity and policy (RBAC from
+    /// policies/) plug in here; until then every call the catalog decodes is let through.
+    func admit(_ decoded: MilvusCall, call: ProxiedCall) -> GRPCStatus? {
+        if self.logger.logLevel <= .debug {
+            self.logger.debug(
+                "decoded",
+                metadata: [
+                    "rpc": "\(decoded.rpc.name)",
+                    "action": "\(decoded.rpc.actionClass)",
+                    "db": "\(decoded.database)",
+                    "collection": "\(decoded.collection ?? "-")",
+                    "partitions": "\(decoded.partitions)",
+                    "rows": "\(decoded.rowCount.map(String.init) ?? "-")",
+                    "filter": "\(decoded.filter ?? "-")",
+                ]
+            )
+        }
+        return nil
     }
 
     // MARK: Messages and timers

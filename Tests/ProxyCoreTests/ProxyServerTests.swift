@@ -136,7 +136,7 @@ struct ProxyServerTests {
         #expect(result.grpcMessage?.hasPrefix("milvus-guard:") == true)
         #expect(result.headers?.contains(HeaderField("content-type", "application/grpc")) == true)
         // The next call tries again and fails the same way: the proxy itself stays up.
-        #expect(try client.call(TestClient.grpcRequest(), body: nil).grpcStatus == "14")
+        #expect(try client.call(TestClient.grpcRequest(), body: TestClient.grpcFrame([])).grpcStatus == "14")
         #expect(proxy.stop())
     }
 

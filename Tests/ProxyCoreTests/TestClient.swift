@@ -58,8 +58,22 @@ final class TestClient {
         ] + metadata
     }
 
-    /// A gRPC length-prefixed message (PROTOCOL-HTTP2.md: compressed flag, u32 big-endian length).
+    /// A gRPC-framed SearchRequest carrying `payload`: `collection_name` (field 3) = "books" and
+    /// `placeholder_group` (field 6, bytes) = payload. The proxy decodes every request before it
+    /// forwards it, so test bodies must be real Milvus messages; the echo upstream returns it unchanged.
     static func grpcFrame(_ payload: [UInt8]) -> [UInt8] {
+        var message: [UInt8] = [0x1A, 5] + Array("books".utf8) + [0x32]
+        var length = UInt64(payload.count)
+        while length >= 0x80 {
+            message.append(UInt8(length & 0x7F) | 0x80)
+            length >>= 7
+        }
+        message.append(UInt8(length))
+        return Self.rawGRPCFrame(message + payload)
+    }
+
+    /// A gRPC length-prefixed message (PROTOCOL-HTTP2.md: compressed flag, u32 big-endian length).
+    static func rawGRPCFrame(_ payload: [UInt8]) -> [UInt8] {
         let count = UInt32(payload.count)
         return [0, UInt8(count >> 24), UInt8((count >> 16) & 0xFF), UInt8((count >> 8) & 0xFF), UInt8(count & 0xFF)]
             + payload

@@ -1,0 +1,166 @@
+import MilvusCatalog
+import ProtoWire
+import ZlibSupport
+
+/// Holds a request until it is complete, then decodes it into the ``MilvusCall`` the decision is made on.
+///
+/// Because the last occurrence of a protobuf field wins, nothing may reach Milvus before the whole message
+/// has been seen: a second `collection_name` at the very end would otherwise retarget a call that was
+/// already judged. Unary and server-streaming requests are held until the client ends its side
+/// (END_STREAM), so that exactly one message is checked; a bidi stream is decided on its first message.
+///
+/// The message is kept once: whole messages are slices of the DATA chunks they arrived in, others sit in
+/// the frame decoder's buffer. What is forwarded is the original gRPC frame, byte for byte: the 5-byte
+/// prefix the client sent and its payload, never a re-encoding.
+struct RequestGate {
+    /// Why a request is refused before it is forwarded.
+    enum Refusal: Error {
+        case status(GRPCStatus)
+    }
+
+    /// `grpc-encoding` of the request.
+    enum Encoding {
+        case identity, gzip, deflate
+    }
+
+    let rpc: RPCDescriptor
+    let encoding: Encoding
+    let metadataDatabase: String?
+    private let limits: WireLimits
+    private var decoder: GRPCFrameDecoder
+    private var messages: [GRPCMessage] = []
+    /// A bidi stream is decided on its first message while more bytes may already be held: those go on
+    /// as they arrived, so the raw chunks are kept (bidi only).
+    private var rawChunks: [ArraySlice<UInt8>] = []
+    /// Request bytes received so far (the held amount).
+    private(set) var heldBytes = 0
+
+    init(rpc: RPCDescriptor, encoding: Encoding, metadataDatabase: String?, maxMessageBytes: Int) {
+        self.rpc = rpc
+        self.encoding = encoding
+        self.metadataDatabase = metadataDatabase
+        self.limits = WireLimits(maxMessageSize: maxMessageBytes)
+        self.decoder = GRPCFrameDecoder(maxMessageSize: maxMessageBytes, compressionAllowed: encoding != .identity)
+    }
+
+    /// Whether the decision can be taken before END_STREAM (bidi streams: on the first message).
+    var decidesOnFirstMessage: Bool { self.rpc.streaming == .bidiStreaming }
+
+    /// Whether a complete message is held.
+    var hasMessage: Bool { !self.messages.isEmpty }
+
+    /// Takes a chunk of the request body.
+    mutating func append(_ bytes: [UInt8]) throws(Refusal) {
+        self.heldBytes += bytes.count
+        if self.decidesOnFirstMessage { self.rawChunks.append(bytes[...]) }
+        do {
+            try self.decoder.append(bytes)
+        } catch {
+            throw .status(Self.status(for: error, rpc: self.rpc))
+        }
+        while let message = self.decoder.nextMessage() {
+            self.messages.append(message)
+            if self.messages.count > 1 && self.rpc.streaming != .bidiStreaming {
+                throw .status(
+                    GRPCStatus(.invalidArgument, "\(self.rpc.name) takes one request message; got a second one")
+                )
+            }
+        }
+    }
+
+    /// Decodes the held message (at END_STREAM, or on the first message of a bidi stream).
+    /// - Returns: the decoded call and the bytes to forward (prefix and payload of each held message).
+    mutating func decide(atEnd: Bool) throws(Refusal) -> (MilvusCall, [ArraySlice<UInt8>]) {
+        if atEnd {
+            do {
+                try self.decoder.finish()
+            } catch {
+                throw .status(Self.status(for: error, rpc: self.rpc))
+            }
+        }
+        guard let first = self.messages.first else {
+            throw .status(GRPCStatus(.invalidArgument, "\(self.rpc.name) request has no message"))
+        }
+        let call: MilvusCall
+        do {
+            if first.compressed {
+                let inflated = try self.inflate(first.payload)
+                call = try MilvusCall(
+                    decoding: inflated[...],
+                    rpc: self.rpc,
+                    metadataDatabase: self.metadataDatabase,
+                    limits: self.limits
+                )
+            } else {
+                call = try MilvusCall(
+                    decoding: first.payload,
+                    rpc: self.rpc,
+                    metadataDatabase: self.metadataDatabase,
+                    limits: self.limits
+                )
+            }
+        } catch let refusal as Refusal {
+            throw refusal
+        } catch {
+            let detail = (error as? WireError).map { "\($0.code) at byte \($0.offset)" } ?? "\(error)"
+            throw .status(GRPCStatus(.invalidArgument, "malformed \(self.rpc.name) request: \(detail)"))
+        }
+        if self.decidesOnFirstMessage {
+            defer { self.rawChunks = [] }
+            return (call, self.rawChunks)
+        }
+        var forward: [ArraySlice<UInt8>] = []
+        for message in self.messages {
+            let length = UInt32(message.payload.count)
+            forward.append(
+                [
+                    message.compressed ? 1 : 0, UInt8(length >> 24), UInt8((length >> 16) & 0xFF),
+                    UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF),
+                ][...]
+            )
+            forward.append(message.payload)
+        }
+        self.messages = []
+        return (call, forward)
+    }
+
+    /// Inflates a compressed message for inspection, bounded by the message limit (a zip bomb stops there).
+    private func inflate(_ payload: ArraySlice<UInt8>) throws(Refusal) -> [UInt8] {
+        let format: CompressionFormat
+        switch self.encoding {
+        case .gzip: format = .gzip
+        case .deflate: format = .deflate
+        case .identity:
+            throw .status(GRPCStatus(.invalidArgument, "compressed message without grpc-encoding"))
+        }
+        do {
+            return try GzipInflater.inflate(payload, format: format, maxOutputBytes: self.limits.maxMessageSize)
+        } catch {
+            if error.code == .outputTooLarge {
+                throw .status(
+                    GRPCStatus(
+                        .invalidArgument,
+                        "\(self.rpc.name) request inflates beyond the \(self.limits.maxMessageSize)-byte message limit"
+                    )
+                )
+            }
+            throw .status(GRPCStatus(.invalidArgument, "cannot inflate \(self.rpc.name) request: \(error.message)"))
+        }
+    }
+
+    private static func status(for error: WireError, rpc: RPCDescriptor) -> GRPCStatus {
+        switch error.code {
+        case .messageTooLarge:
+            GRPCStatus(
+                .invalidArgument,
+                "\(rpc.name) request message of \(error.declaredLength.map(String.init) ?? "?") bytes exceeds the limit"
+            )
+        case .compressionNotNegotiated, .invalidCompressedFlag:
+            GRPCStatus(.invalidArgument, "\(rpc.name) request has a compressed flag without a grpc-encoding")
+        case .truncated:
+            GRPCStatus(.invalidArgument, "\(rpc.name) request ends inside a message")
+        default:
+            GRPCStatus(.invalidArgument, "malformed \(rpc.name) request: \(error.code) at byte \(error.offset)")
+        }
+    }
+}

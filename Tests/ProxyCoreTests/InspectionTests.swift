@@ -1,0 +1,150 @@
+import NGHTTP2Support
+import Testing
+import ZlibSupport
+
+@testable import ProxyCore
+
+/// The gate in front of the upstream: every request is complete and decoded before a byte of it is
+/// forwarded, and what cannot be decoded is refused with a code pymilvus does not retry.
+@Suite("Requests are inspected before they are forwarded", .serialized)
+struct InspectionTests {
+    /// DropCollectionRequest with collection_name (3) given twice: Milvus acts on the last one.
+    static let dropTwice: [UInt8] = [0x1A, 1] + Array("a".utf8) + [0x1A, 1] + Array("b".utf8)
+
+    private func run(
+        _ headers: [HeaderField],
+        body: [UInt8],
+        configure: (inout Limits) -> Void = { _ in }
+    ) throws -> (StreamResult, UpstreamRecord) {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port), configure: configure)
+        let client = try TestClient(port: proxy.port)
+        let result = try client.call(headers, body: body)
+        #expect(proxy.stop())
+        return (result, upstream.record.value)
+    }
+
+    @Test("A request whose field repeats is forwarded byte for byte")
+    func repeatedFieldForwardedUnchanged() throws {
+        let body = TestClient.rawGRPCFrame(Self.dropTwice)
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+            body: body
+        )
+        #expect(result.grpcStatus == "0")
+        #expect(record.bodies == [body])
+    }
+
+    @Test(
+        "Unknown RPC paths are refused with UNIMPLEMENTED and never forwarded",
+        arguments: [
+            "/milvus.proto.milvus.MilvusService/dropCollection",
+            "/milvus.proto.milvus.MilvusService/DropCollection?x=1",
+            "/milvus.proto.milvus.MilvusService/DropCollection/",
+            "/v2/vectordb/collections/drop",
+            "/grpc.health.v1.Health/Check",
+        ]
+    )
+    func unknownPath(path: String) throws {
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: path),
+            body: TestClient.rawGRPCFrame(Self.dropTwice)
+        )
+        #expect(result.grpcStatus == "12")
+        #expect(result.grpcMessage?.hasPrefix("milvus-guard:") == true)
+        #expect(record.requests.isEmpty)
+    }
+
+    @Test(
+        "Malformed, truncated and doubled messages are refused with INVALID_ARGUMENT and never forwarded",
+        arguments: [
+            TestClient.rawGRPCFrame([0x1A, 5, 0x61]),  // a string cut short
+            TestClient.rawGRPCFrame([0x1B]),  // wire type 3 (group)
+            Array(TestClient.rawGRPCFrame(dropTwice).dropLast()),  // the frame ends early
+            TestClient.rawGRPCFrame(dropTwice) + TestClient.rawGRPCFrame(dropTwice),  // two messages on a unary RPC
+            [1, 0, 0, 0, 2, 0x1A, 0],  // compressed flag without grpc-encoding
+            [],  // no message at all
+        ]
+    )
+    func malformed(body: [UInt8]) throws {
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+            body: body
+        )
+        #expect(result.grpcStatus == "3")
+        #expect(result.grpcMessage?.hasPrefix("milvus-guard:") == true)
+        #expect(record.requests.isEmpty)
+    }
+
+    @Test("A message over the size limit is refused before it is buffered")
+    func oversized() throws {
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/Insert"),
+            body: TestClient.grpcFrame([UInt8](repeating: 7, count: 4096))
+        ) { limits in
+            limits.maxMessageBytes = 1024
+        }
+        #expect(result.grpcStatus == "3")
+        #expect(record.requests.isEmpty)
+    }
+
+    @Test("A request beyond the held-bytes budget is refused with RESOURCE_EXHAUSTED")
+    func overBudget() throws {
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/Insert"),
+            body: TestClient.grpcFrame([UInt8](repeating: 7, count: 200_000))
+        ) { limits in
+            limits.heldBytesPerConnection = 100_000
+        }
+        #expect(result.grpcStatus == "8")
+        #expect(result.grpcMessage?.hasPrefix("milvus-guard:") == true)
+        #expect(record.requests.isEmpty)
+    }
+
+    @Test("A gzip-compressed request is inflated for inspection and forwarded compressed, unchanged")
+    func gzip() throws {
+        let compressed = try GzipDeflater.deflate(Self.dropTwice[...], format: .gzip)
+        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(compressed.count).bigEndian, Array.init)
+        body += compressed
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(
+                path: "/milvus.proto.milvus.MilvusService/DropCollection",
+                metadata: [HeaderField("grpc-encoding", "gzip")]
+            ),
+            body: body
+        )
+        #expect(result.grpcStatus == "0")
+        #expect(record.bodies == [body])
+    }
+
+    @Test("A gzip bomb stops at the message limit and is refused")
+    func gzipBomb() throws {
+        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 1 << 20)[...], format: .gzip)
+        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
+        body += zeros
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(
+                path: "/milvus.proto.milvus.MilvusService/DropCollection",
+                metadata: [HeaderField("grpc-encoding", "gzip")]
+            ),
+            body: body
+        ) { limits in
+            limits.maxMessageBytes = 64 * 1024
+        }
+        #expect(result.grpcStatus == "3")
+        #expect(record.requests.isEmpty)
+    }
+
+    @Test("An encoding the guard can't inflate is refused with UNIMPLEMENTED")
+    func unknownEncoding() throws {
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(
+                path: "/milvus.proto.milvus.MilvusService/DropCollection",
+                metadata: [HeaderField("grpc-encoding", "snappy")]
+            ),
+            body: TestClient.rawGRPCFrame(Self.dropTwice)
+        )
+        #expect(result.grpcStatus == "12")
+        #expect(record.requests.isEmpty)
+    }
+}
