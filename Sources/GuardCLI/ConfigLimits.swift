@@ -19,6 +19,9 @@ enum ConfigLimits {
     static let drainTimeout = 0...3_600_000
     /// HTTP/2 windows (RFC 9113 §6.9.2): 65535, the protocol's initial window, up to 2^31-1.
     static let windowBytes = 65_535...Int(Int32.max)
+    /// `limits.held_bytes_per_connection` and `limits.held_bytes_total`: 64 KiB...64 GiB of requests held
+    /// for inspection.
+    static let heldBytes = 65_536...(64 << 30)
     /// A Unix-domain socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
     static let unixPathBytes = 107
 }

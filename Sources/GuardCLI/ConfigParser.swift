@@ -22,7 +22,7 @@ struct ConfigParser {
         static let tls = ["cert", "key", "client_ca"]
         static let limits = [
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
-            "stream_window_bytes", "connection_window_bytes",
+            "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
         ]
     }
 
@@ -180,6 +180,10 @@ struct ConfigParser {
                 limits.streamWindowBytes = try self.bytes(child, in: ConfigLimits.windowBytes)
             case "connection_window_bytes":
                 limits.connectionWindowBytes = try self.bytes(child, in: ConfigLimits.windowBytes)
+            case "held_bytes_per_connection":
+                limits.heldBytesPerConnection = try self.bytes(child, in: ConfigLimits.heldBytes)
+            case "held_bytes_total":
+                limits.heldBytesTotal = try self.bytes(child, in: ConfigLimits.heldBytes)
             default:
                 throw self.unknownKey(child, allowed: Keys.limits)
             }
