@@ -16,7 +16,8 @@
 /// - **Checked before buffered.** The declared length is compared with ``maxMessageSize`` as soon as the
 ///   5-byte prefix is complete, before any payload byte is kept, so a 5-byte prefix cannot make the guard
 ///   buffer 4 GiB. The error is ``WireError/Code/messageTooLarge`` with ``WireError/declaredLength``.
-///   The payload buffer grows with what actually arrives; it is never reserved from the declared length.
+///   The payload buffer starts at no more than 64 KiB and grows geometrically with what actually arrives,
+///   capped at the declared length: a large declared length alone reserves nothing.
 /// - **No copy for whole messages.** When a message arrives entirely inside one `ArraySlice<UInt8>` or
 ///   `[UInt8]` chunk, ``GRPCMessage/payload`` is a slice of that chunk (shared storage). Other collections
 ///   (`UnsafeRawBufferPointer` included, whose memory the decoder cannot keep) are copied once per message.
