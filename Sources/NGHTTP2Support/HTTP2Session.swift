@@ -442,9 +442,7 @@ extension HTTP2Session {
             self.block.oversized = true
             return
         }
-        self.block.fields.append(
-            HeaderField(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
-        )
+        self.block.fields.append(HeaderField(KnownHeaders.string(name), KnownHeaders.string(value)))
     }
 
     private func frameReceived(_ frame: nghttp2_frame) {
@@ -484,35 +482,44 @@ extension HTTP2Session {
 }
 
 /// Calls `body` with an `nghttp2_nv` array over the fields. nghttp2 copies name/value pairs in every
-/// submit call, so the pointers only need to live for the call.
+/// submit call, so the pointers only need to live for the call: names and values are copied into one
+/// temporary buffer (on the stack when small), and so is the array.
 private func withNameValues<R>(
     _ fields: [HeaderField],
     _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
 ) -> R {
-    var storage: [UInt8] = []
-    storage.reserveCapacity(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
-    var ranges: [(Int, Int, Int, Int)] = []
-    ranges.reserveCapacity(fields.count)
-    for field in fields {
-        let nameStart = storage.count
-        storage.append(contentsOf: field.name.utf8)
-        let valueStart = storage.count
-        storage.append(contentsOf: field.value.utf8)
-        ranges.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
+    var total = 0
+    for field in fields { total += field.name.utf8.count + field.value.utf8.count }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { storage in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { nva in
+            var offset = 0
+            for (index, field) in fields.enumerated() {
+                let name = copyUTF8(field.name, into: storage, at: offset)
+                let value = copyUTF8(field.value, into: storage, at: offset + name)
+                nva.initializeElement(
+                    at: index,
+                    to: nghttp2_nv(
+                        name: storage.baseAddress! + offset,
+                        value: storage.baseAddress! + offset + name,
+                        namelen: name,
+                        valuelen: value,
+                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                    )
+                )
+                offset += name + value
+            }
+            defer { _ = nva.prefix(fields.count).deinitialize() }
+            return body(UnsafePointer(nva.baseAddress!), fields.count)
+        }
     }
-    return storage.withUnsafeMutableBufferPointer { bytes in
-        let base = bytes.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
-        var nva = ranges.map { range in
-            nghttp2_nv(
-                name: base + range.0,
-                value: base + range.2,
-                namelen: range.1,
-                valuelen: range.3,
-                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-            )
-        }
-        return nva.withUnsafeMutableBufferPointer { nv in
-            body(UnsafePointer(nv.baseAddress ?? UnsafeMutablePointer<nghttp2_nv>(bitPattern: 8)!), nv.count)
-        }
+}
+
+/// Copies a string's UTF-8 bytes into `buffer` at `offset`; returns how many.
+private func copyUTF8(_ text: String, into buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) -> Int {
+    var text = text
+    return text.withUTF8 { bytes in
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        (buffer.baseAddress! + offset).update(from: source, count: bytes.count)
+        return bytes.count
     }
 }

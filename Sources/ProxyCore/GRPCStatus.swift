@@ -107,3 +107,9 @@ func isHopByHop(_ name: String) -> Bool {
     default: false
     }
 }
+
+/// The fields without hop-by-hop ones; the same array (no copy) when there are none, as is usual.
+func withoutHopByHop(_ fields: [HeaderField]) -> [HeaderField] {
+    guard fields.contains(where: { isHopByHop($0.name) }) else { return fields }
+    return fields.filter { !isHopByHop($0.name) }
+}

@@ -43,6 +43,12 @@ final class ProxiedCall {
     private(set) var responseStarted = false
     private(set) var responseFinished = false
     private(set) var clientClosed = false
+    /// The client's connection is gone: its session can no longer be told about consumed bytes.
+    private var clientConnectionGone = false
+    /// The upstream connection whose session received this call's response bytes. Kept after the
+    /// upstream stream closes: bytes framed to the client later must still reopen that connection's
+    /// window (a closed stream's bytes count for the connection only).
+    private weak var accountingUpstream: UpstreamConnection?
     /// The gRPC status the client got, for the log line.
     private(set) var finalStatus: String?
     var deadlineTimer: TimerQueue.ID?
@@ -69,6 +75,7 @@ final class ProxiedCall {
             return false
         }
         self.upstream = upstream
+        self.accountingUpstream = upstream
         self.upstreamStreamID = streamID
         upstream.streams[streamID] = self
         for chunk in self.pendingBody {
@@ -184,7 +191,7 @@ final class ProxiedCall {
         let held = min(count, self.heldInFlight)
         self.heldInFlight -= held
         self.client?.releaseHeld(held)
-        guard count > held, let client = self.client, !self.clientClosed else { return }
+        guard count > held, let client = self.client, !self.clientConnectionGone else { return }
         client.session.consume(streamID: self.clientStreamID, count: count - held)
         client.markDirty()
     }
@@ -193,7 +200,7 @@ final class ProxiedCall {
 
     func responseHeaders(_ fields: [HeaderField], endStream: Bool) {
         guard let client = self.client, !self.clientClosed, !self.responseFinished else { return }
-        let forwarded = fields.filter { !isHopByHop($0.name) }
+        let forwarded = withoutHopByHop(fields)
         do {
             try client.session.submitResponse(streamID: self.clientStreamID, forwarded, endStream: endStream)
         } catch {
@@ -223,7 +230,7 @@ final class ProxiedCall {
     func responseEnd(trailers: [HeaderField]?) {
         guard let client = self.client, !self.clientClosed, self.responseStarted, !self.responseFinished else { return }
         self.responseFinished = true
-        let forwarded = trailers?.filter { !isHopByHop($0.name) }
+        let forwarded = trailers.map(withoutHopByHop)
         self.finalStatus = forwarded?.first { $0.name == "grpc-status" }?.value
         client.session.finishBody(streamID: self.clientStreamID, trailers: forwarded)
         client.markDirty()
@@ -232,7 +239,7 @@ final class ProxiedCall {
     /// The client session framed `count` response bytes: upstream may send that much more.
     func responseBytesSent(_ count: Int) {
         self.responseInFlight -= count
-        guard let upstream = self.upstream else { return }
+        guard let upstream = self.upstream ?? self.accountingUpstream else { return }
         upstream.session.consume(streamID: self.upstreamStreamID, count: count)
         upstream.markDirty()
     }
@@ -284,6 +291,7 @@ final class ProxiedCall {
     /// The client's stream closed (completed, reset, or its connection is gone).
     func clientStreamClosed(connectionGone: Bool) {
         self.clientClosed = true
+        self.clientConnectionGone = connectionGone
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
         if let client = self.client {
             let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
@@ -351,7 +359,7 @@ final class ProxiedCall {
     private func releaseRequestWindow() {
         guard self.requestInFlight > 0 else { return }
         self.client?.releaseHeld(self.heldInFlight)
-        if let client = self.client, !self.clientClosed, self.requestInFlight > self.heldInFlight {
+        if let client = self.client, !self.clientConnectionGone, self.requestInFlight > self.heldInFlight {
             client.session.consume(streamID: self.clientStreamID, count: self.requestInFlight - self.heldInFlight)
             client.markDirty()
         }
@@ -360,7 +368,9 @@ final class ProxiedCall {
     }
 
     private func releaseResponseWindow(from upstream: UpstreamConnection? = nil) {
-        guard self.responseInFlight > 0, let upstream = upstream ?? self.upstream else { return }
+        guard self.responseInFlight > 0, let upstream = upstream ?? self.upstream ?? self.accountingUpstream else {
+            return
+        }
         upstream.session.consume(streamID: self.upstreamStreamID, count: self.responseInFlight)
         upstream.markDirty()
         self.responseInFlight = 0

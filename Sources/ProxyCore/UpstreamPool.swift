@@ -93,6 +93,11 @@ final class UpstreamPool {
     /// The request headers as sent upstream: hop-by-hop fields dropped, the scheme set for the upstream
     /// transport; everything else (metadata, grpc-timeout, authorization) as the client sent it.
     private func upstreamHeaders(for call: ProxiedCall) -> [HeaderField] {
+        if !call.requestHeaders.contains(where: {
+            isHopByHop($0.name) || ($0.name == ":scheme" && $0.value != self.scheme)
+        }) {
+            return call.requestHeaders
+        }
         var headers: [HeaderField] = []
         headers.reserveCapacity(call.requestHeaders.count)
         for field in call.requestHeaders where !isHopByHop(field.name) {

@@ -147,4 +147,25 @@ struct InspectionTests {
         #expect(result.grpcStatus == "12")
         #expect(record.requests.isEmpty)
     }
+
+    @Test("Many calls over one upstream connection never exhaust its connection window (regression)")
+    func connectionWindowIsReturned() throws {
+        // Response bytes framed to the client after the upstream stream has closed must still reopen the
+        // upstream connection's window; with 64 KiB windows, 40 calls of 8 KiB would stall otherwise.
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port), maxConnectionsPerLoop: 1) {
+            limits in
+            limits.streamWindowBytes = 65_535
+            limits.connectionWindowBytes = 65_535
+        }
+        let client = try TestClient(port: proxy.port)
+        for index in 0..<40 {
+            let body = TestClient.grpcFrame([UInt8](repeating: UInt8(index), count: 8192))
+            let result = try client.call(TestClient.grpcRequest(), body: body, timeoutMilliseconds: 5_000)
+            #expect(result.grpcStatus == "0", "call \(index)")
+            #expect(result.body == body)
+        }
+        #expect(upstream.record.value.connections == 1)
+        #expect(proxy.stop())
+    }
 }
