@@ -14,7 +14,7 @@ import pytest
 
 import harness
 from conftest import requires_guard
-from rawh2 import grpc_frame, grpc_headers, h2_request, http1_request
+from rawh2 import H2Client, grpc_frame, grpc_headers, h2_request, http1_request
 
 pytestmark = requires_guard
 
@@ -85,3 +85,49 @@ def test_grpcio_deadline_through_guard(silent_stack):
         harness.raw_call(guard.address, harness.GET_VERSION, b"", timeout=0.05)
     assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert guard.server.alive()
+
+
+def _guard_status(response) -> tuple[str, str]:
+    assert response.status == 200, response
+    return response.grpc("grpc-status"), response.grpc("grpc-message") or ""
+
+
+# Codes pymilvus does not retry (MILVUS.md, "Errors clients see"): a refusal must use one of them.
+NOT_RETRIED = {"3", "4", "6", "7", "8", "12", "16"}
+
+
+def test_oversized_message_is_refused_before_its_body(silent_stack):
+    guard, upstream = silent_stack
+    method = harness.MILVUS_SERVICE + "Insert"
+    # Declares a 600 MiB message (over the 512 MiB default) and sends only its first bytes.
+    body = bytes([0]) + (600 * 1024 * 1024).to_bytes(4, "big") + b"\x1a\x05books"
+    client = H2Client(guard.host, guard.port)
+    try:
+        stream_id = client.send_request(grpc_headers(client.authority, method), body, end_stream=False)
+        status, message = _guard_status(client.response(stream_id, timeout=10))
+    finally:
+        client.close()
+    assert status in NOT_RETRIED, (status, message)
+    assert message.startswith("milvus-guard:"), message
+    assert method not in upstream.requests()
+
+
+def test_unknown_rpc_is_unimplemented_and_not_forwarded(silent_stack):
+    guard, upstream = silent_stack
+    for path in ("/milvus.proto.milvus.MilvusService/NoSuchRpc", "/grpc.health.v1.Health/Check"):
+        response = h2_request(guard.host, guard.port, grpc_headers(guard.address, path), grpc_frame(b""), timeout=10)
+        status, message = _guard_status(response)
+        assert status == "12", (path, status, message)
+        assert message.startswith("milvus-guard:"), message
+        assert path not in upstream.requests()
+
+
+def test_second_message_on_a_unary_call_is_refused(silent_stack):
+    guard, upstream = silent_stack
+    method = harness.MILVUS_SERVICE + "DropCollection"
+    body = grpc_frame(b"\x1a\x05books") + grpc_frame(b"\x1a\x06movies")
+    response = h2_request(guard.host, guard.port, grpc_headers(guard.address, method), body, timeout=10)
+    status, message = _guard_status(response)
+    assert status == "3", (status, message)
+    assert message.startswith("milvus-guard:"), message
+    assert method not in upstream.requests()
