@@ -1,3 +1,5 @@
+import Glibc
+
 /// Header names and values every gRPC call carries, as static strings: a received field that matches one
 /// reuses it instead of allocating a new `String` (long ones like `content-type: application/grpc` or a
 /// Milvus `:path` would otherwise allocate on every call).
@@ -14,11 +16,12 @@ enum KnownHeaders {
         "/milvus.proto.milvus.MilvusService/GetLoadState", "/milvus.proto.milvus.MilvusService/Connect",
     ]
 
-    /// Buckets by length and first byte, so a lookup compares at most a few candidates.
-    private static let buckets: [Int: [String]] = {
-        var buckets: [Int: [String]] = [:]
+    /// Buckets by length and first byte, so a lookup compares at most a few candidates (their bytes
+    /// kept beside them for a plain `memcmp`).
+    private static let buckets: [Int: [(bytes: [UInt8], string: String)]] = {
+        var buckets: [Int: [(bytes: [UInt8], string: String)]] = [:]
         for name in table {
-            buckets[Self.key(name.utf8.count, name.utf8.first ?? 0), default: []].append(name)
+            buckets[Self.key(name.utf8.count, name.utf8.first ?? 0), default: []].append((Array(name.utf8), name))
         }
         return buckets
     }()
@@ -28,8 +31,11 @@ enum KnownHeaders {
     /// The bytes as a `String`: a shared constant when they spell a known header, else a new string.
     static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         if let first = bytes.first, let candidates = Self.buckets[Self.key(bytes.count, first)] {
-            for candidate in candidates where candidate.utf8.elementsEqual(bytes) {
-                return candidate
+            for candidate in candidates {
+                let equal = candidate.bytes.withUnsafeBufferPointer { known in
+                    memcmp(known.baseAddress!, bytes.baseAddress!, bytes.count) == 0
+                }
+                if equal { return candidate.string }
             }
         }
         return String(decoding: bytes, as: UTF8.self)

@@ -121,7 +121,9 @@ final class EventLoop {
             self.armTimer()
             let count = tokens.withUnsafeMutableBufferPointer { t in
                 masks.withUnsafeMutableBufferPointer { m in
-                    clinux_epoll_wait(self.epoll, t.baseAddress, m.baseAddress, 256, -1)
+                    // Connections still dirty after the last flush rounds must not wait for an
+                    // unrelated wake-up: poll without blocking then.
+                    clinux_epoll_wait(self.epoll, t.baseAddress, m.baseAddress, 256, self.dirty.isEmpty ? -1 : 0)
                 }
             }
             if count < 0 { continue }

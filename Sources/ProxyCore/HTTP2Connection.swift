@@ -120,6 +120,9 @@ final class HTTP2Connection: LoopHandler {
                     }
                 }
                 self.loop.markDirty(self)
+                // A short read drained the socket: skip the read that would only say EAGAIN (epoll is
+                // level-triggered and wakes us again for anything that arrives later).
+                if count < self.loop.readBuffer.count { return }
             }
         }
     }
