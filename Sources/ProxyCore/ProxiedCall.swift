@@ -119,7 +119,11 @@ final class ProxiedCall {
     /// client's window is reopened at once (the budget, not the window, bounds what a request may hold).
     private func hold(_ bytes: [UInt8]) {
         guard var gate = self.gate, let client = self.client else { return }
+        // Take the gate out while it grows: a second reference to its buffer would make every append
+        // copy the whole held message (quadratic in the message size).
+        self.gate = nil
         guard client.reserveHeld(bytes.count) else {
+            self.gate = gate
             self.refuse(GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later"))
             client.session.consume(streamID: self.clientStreamID, count: bytes.count)
             return
@@ -141,15 +145,16 @@ final class ProxiedCall {
     /// it, then open the upstream stream with the held bytes, or refuse.
     private func decide(atEnd: Bool) {
         guard var gate = self.gate, let client = self.client else { return }
+        self.gate = nil
         let decoded: MilvusCall
         let forward: [ArraySlice<UInt8>]
         do {
             (decoded, forward) = try gate.decide(atEnd: atEnd)
         } catch {
+            self.gate = gate
             self.refuse(error.status)
             return
         }
-        self.gate = nil
         self.milvusCall = decoded
         if let status = client.worker.admit(decoded, call: self) {
             client.releaseHeld(gate.heldBytes)
