@@ -1,3 +1,4 @@
+import Glibc
 import NGHTTP2Support
 import Testing
 import ZlibSupport
@@ -165,6 +166,21 @@ struct InspectionTests {
             #expect(result.grpcStatus == "0", "call \(index)")
             #expect(result.body == body)
         }
+        #expect(upstream.record.value.connections == 1)
+        #expect(proxy.stop())
+    }
+
+    @Test("The upstream can be a Unix-domain socket")
+    func unixUpstream() throws {
+        let path = "/tmp/milvus-guard-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        defer { unlink(path) }
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0), unixPath: path)
+        let proxy = try RunningProxy(upstream: .unix(path: path))
+        let client = try TestClient(port: proxy.port)
+        let body = TestClient.grpcFrame([1, 2, 3])
+        let result = try client.call(TestClient.grpcRequest(), body: body)
+        #expect(result.grpcStatus == "0")
+        #expect(result.body == body)
         #expect(upstream.record.value.connections == 1)
         #expect(proxy.stop())
     }

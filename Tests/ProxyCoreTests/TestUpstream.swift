@@ -37,7 +37,8 @@ final class TestUpstream {
     private let boundPort = Locked<UInt16>(0)
     private let thread: TestThread
 
-    init(behavior: Behavior, maxConcurrentStreams: UInt32 = 100) throws {
+    /// Starts the upstream on a loopback TCP port, or on a Unix-domain socket at `unixPath`.
+    init(behavior: Behavior, maxConcurrentStreams: UInt32 = 100, unixPath: String? = nil) throws {
         let (record, stopping, boundPort) = (self.record, self.stopping, self.boundPort)
         let failure = Locked<String?>(nil)
         self.thread = try TestThread(name: "test-upstream") {
@@ -45,9 +46,10 @@ final class TestUpstream {
                 let server = try UpstreamServer(
                     behavior: behavior,
                     maxConcurrentStreams: maxConcurrentStreams,
-                    record: record
+                    record: record,
+                    unixPath: unixPath
                 )
-                boundPort.set(server.port)
+                boundPort.set(unixPath == nil ? server.port : 1)
                 server.run(until: stopping)
             } catch {
                 failure.set("\(error)")
@@ -80,13 +82,18 @@ private final class UpstreamServer {
     let listener: Socket
     var peers: [UpstreamPeer] = []
 
-    init(behavior: TestUpstream.Behavior, maxConcurrentStreams: UInt32, record: Locked<UpstreamRecord>) throws {
+    init(
+        behavior: TestUpstream.Behavior,
+        maxConcurrentStreams: UInt32,
+        record: Locked<UpstreamRecord>,
+        unixPath: String?
+    ) throws {
         self.behavior = behavior
         self.record = record
         var settings = HTTP2SessionSettings()
         settings.maxConcurrentStreams = maxConcurrentStreams
         self.settings = settings
-        self.listener = try Socket.listen(on: .tcp(host: "127.0.0.1", port: 0))
+        self.listener = try Socket.listen(on: unixPath.map { .unix(path: $0) } ?? .tcp(host: "127.0.0.1", port: 0))
     }
 
     var port: UInt16 { self.listener.localPort ?? 0 }
