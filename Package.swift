@@ -39,6 +39,13 @@ let package = Package(
         .target(name: "ProtoWire", swiftSettings: swiftSettings),
         .target(name: "MilvusCatalog", dependencies: ["ProtoWire"], swiftSettings: swiftSettings),
 
+        // The policy: rules that return decisions, loaded from policies/.
+        .target(
+            name: "GuardPolicy",
+            dependencies: ["MilvusCatalog", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+
         // The proxy.
         .target(
             name: "ProxyCore",
@@ -51,7 +58,7 @@ let package = Package(
         .target(
             name: "GuardCLI",
             dependencies: [
-                "ProxyCore", "MilvusCatalog",
+                "ProxyCore", "MilvusCatalog", "GuardPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -74,6 +81,14 @@ let package = Package(
             name: "MilvusCatalogTests",
             dependencies: [
                 "MilvusCatalog", "ProtoWire", .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GuardPolicyTests",
+            dependencies: [
+                "GuardPolicy", "MilvusCatalog", .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings

@@ -1,7 +1,7 @@
 public import ArgumentParser
 
 /// The `milvus-guard` root command. It does nothing itself; each subcommand lives in its own file
-/// (`ServeCommand.swift`, and later the policy, password, reload and audit commands).
+/// (`ServeCommand.swift`, `PolicyCommand.swift`, and later the password, reload and audit commands).
 ///
 /// The executable target's `Entry.swift` holds `@main extension GuardCommand {}`.
 public struct GuardCommand: ParsableCommand {
@@ -10,7 +10,7 @@ public struct GuardCommand: ParsableCommand {
         commandName: "milvus-guard",
         abstract: "A policy-enforcing gRPC proxy in front of Milvus.",
         version: GuardVersion.current,
-        subcommands: [ServeCommand.self]
+        subcommands: [ServeCommand.self, PolicyCommand.self]
     )
 
     /// Creates the command; ArgumentParser calls this while parsing.

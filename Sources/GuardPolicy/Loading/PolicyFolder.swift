@@ -1,0 +1,169 @@
+import Foundation
+
+/// Loads every `*.yaml` and `*.yml` file of a folder (not its subfolders) and merges them into one ``Policy``.
+///
+/// Files are read in name order. A user, API key or role defined in two files is an error at the second
+/// definition; so is a role name that no file defines, a `tls_subject` or an API key hash shared by two
+/// principals, and a folder with no policy file (it would refuse everything, which is most likely a mistake).
+public enum PolicyFolder {
+    /// Loads the folder at `path`; messages and rule ids name files `<displayPath>/<file>`.
+    ///
+    /// - Parameters:
+    ///   - path: the folder, absolute or relative to the process's working folder.
+    ///   - displayPath: how messages name the folder (default: `path` as given).
+    /// - Throws: ``GuardPolicyError`` with every problem found.
+    public static func load(path: String, displayPath: String? = nil) throws -> Policy {
+        let display = displayPath ?? path
+        let prefix = display.hasSuffix("/") ? display : display + "/"
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw GuardPolicyError(problems: [PolicyProblem(file: display, line: nil, message: "no such folder")])
+        }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: path)
+                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }
+                .sorted()
+        } catch {
+            throw GuardPolicyError(problems: [
+                PolicyProblem(file: display, line: nil, message: "cannot list the folder")
+            ])
+        }
+        var files: [(name: String, text: String)] = []
+        var problems: [PolicyProblem] = []
+        for name in names {
+            let shown = prefix + name
+            guard let data = FileManager.default.contents(atPath: (path as NSString).appendingPathComponent(name))
+            else {
+                problems.append(PolicyProblem(file: shown, line: nil, message: "cannot read the file"))
+                continue
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                problems.append(PolicyProblem(file: shown, line: nil, message: "is not UTF-8 text"))
+                continue
+            }
+            files.append((shown, text))
+        }
+        if !problems.isEmpty { throw GuardPolicyError(problems: problems) }
+        guard !files.isEmpty else {
+            throw GuardPolicyError(problems: [
+                PolicyProblem(file: display, line: nil, message: "has no *.yaml or *.yml policy files")
+            ])
+        }
+        return try Self.merge(files)
+    }
+
+    /// Parses and merges the given files (name as messages show it, text), in the given order.
+    /// - Throws: ``GuardPolicyError`` with every problem found.
+    public static func merge(_ files: [(name: String, text: String)]) throws -> Policy {
+        let parsed = files.map { PolicyFile.parse($0.text, name: $0.name) }
+        var problems = parsed.flatMap(\.problems)
+        let warnings = parsed.flatMap(\.warnings)
+
+        var roles: [String: Role] = [:]
+        var roleOrder: [Role] = []
+        var users: [String: User] = [:]
+        var apiKeys: [String: APIKey] = [:]
+        var anonymous: RuleID?
+        var anonymousRoles: [String] = []
+        var references: [PolicyFile.RoleReference] = []
+        var referenceFiles: [String] = []
+        var subjects: [String: User] = [:]
+        var digests: [[UInt8]: APIKey] = [:]
+
+        func duplicate(_ what: String, at id: RuleID, first: RuleID) {
+            problems.append(
+                PolicyProblem(file: id.file, line: id.line, message: "\(what): defined twice (first at \(first))")
+            )
+        }
+
+        for file in parsed {
+            for role in file.roles {
+                if let first = roles[role.name] {
+                    duplicate("roles.\(role.name)", at: role.definedAt, first: first.definedAt)
+                    continue
+                }
+                roles[role.name] = role
+                roleOrder.append(role)
+            }
+            for (user, userReferences) in file.users {
+                if let first = users[user.name] {
+                    duplicate("users.\(user.name)", at: user.definedAt, first: first.definedAt)
+                    continue
+                }
+                if let subject = user.tlsSubject {
+                    if let other = subjects[subject] {
+                        problems.append(
+                            PolicyProblem(
+                                file: user.definedAt.file,
+                                line: user.definedAt.line,
+                                message:
+                                    "users.\(user.name).tls_subject: also names users.\(other.name) (\(other.definedAt))"
+                            )
+                        )
+                    }
+                    subjects[subject] = user
+                }
+                users[user.name] = user
+                references += userReferences
+                referenceFiles += Array(repeating: file.name, count: userReferences.count)
+            }
+            for (key, keyReferences) in file.apiKeys {
+                if let first = apiKeys[key.name] {
+                    duplicate("api_keys.\(key.name)", at: key.definedAt, first: first.definedAt)
+                    continue
+                }
+                if let other = digests[key.sha256] {
+                    problems.append(
+                        PolicyProblem(
+                            file: key.definedAt.file,
+                            line: key.definedAt.line,
+                            message:
+                                "api_keys.\(key.name).sha256: same hash as api_keys.\(other.name) (\(other.definedAt))"
+                        )
+                    )
+                }
+                digests[key.sha256] = key
+                apiKeys[key.name] = key
+                references += keyReferences
+                referenceFiles += Array(repeating: file.name, count: keyReferences.count)
+            }
+            if let (definedAt, anonymousReferences) = file.anonymous {
+                if let first = anonymous {
+                    duplicate("users.\(Principal.anonymousName)", at: definedAt, first: first)
+                } else {
+                    anonymous = definedAt
+                    anonymousRoles = anonymousReferences.map(\.name)
+                    references += anonymousReferences
+                    referenceFiles += Array(repeating: file.name, count: anonymousReferences.count)
+                }
+            }
+        }
+        for (reference, file) in zip(references, referenceFiles) where roles[reference.name] == nil {
+            problems.append(
+                PolicyProblem(
+                    file: file,
+                    line: reference.line,
+                    message: "\(reference.key): unknown role \(PolicyFile.quoted(reference.name))"
+                )
+            )
+        }
+        guard problems.isEmpty else {
+            let order = Dictionary(files.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+            let sorted = problems.enumerated().sorted { lhs, rhs in
+                let left = (order[lhs.element.file] ?? 0, lhs.element.line ?? 0, lhs.offset)
+                let right = (order[rhs.element.file] ?? 0, rhs.element.line ?? 0, rhs.offset)
+                return left < right
+            }
+            throw GuardPolicyError(problems: sorted.map(\.element))
+        }
+        return Policy(
+            ruleSet: RuleSet(roles: roleOrder),
+            users: users,
+            apiKeys: apiKeys,
+            anonymous: Principal(name: Principal.anonymousName, roles: anonymousRoles, authentication: .anonymous),
+            modes: Dictionary(parsed.map { ($0.name, $0.mode) }, uniquingKeysWith: { first, _ in first }),
+            warnings: warnings
+        )
+    }
+}

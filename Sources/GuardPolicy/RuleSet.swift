@@ -1,0 +1,82 @@
+public import MilvusCatalog
+
+/// The roles of a loaded policy, immutable, evaluated per call. Sendable: a reload builds a new one and hands it
+/// to every event loop; calls in flight keep the decision they got.
+///
+/// Evaluation (``evaluate(principal:call:)``), for the rules of the principal's roles:
+/// 1. **Deny beats allow.** A deny rule whose actions match the RPC and whose patterns match any target of the
+///    call decides: the call is refused, citing that rule.
+/// 2. **Session RPCs.** Connect, GetVersion, CheckHealth and AllocTimestamp are allowed to every principal that
+///    is not anonymous (``RuleID/session``). The anonymous principal gets them only from an explicit allow.
+/// 3. **Every target needs an allow.** Each target of the call (see ``PolicyTarget/targets(of:)``) must be
+///    covered by some allow rule; RenameCollection needs both names, Flush every collection it lists.
+/// 4. **Otherwise deny**, with no rule: "no rule allows it".
+///
+/// Unknown role names in a principal give no rules (the loader refuses them in policy files).
+public struct RuleSet: Hashable, Sendable {
+    /// The roles, by name.
+    public let roles: [String: Role]
+
+    /// The RPCs every authenticated principal may call (rule 2).
+    public static let sessionRPCs: Set<String> = ["Connect", "GetVersion", "CheckHealth", "AllocTimestamp"]
+
+    /// Creates a rule set from roles with distinct names.
+    public init(roles: [Role]) {
+        self.roles = Dictionary(roles.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// The number of rules over all roles.
+    public var ruleCount: Int { self.roles.values.reduce(0) { $0 + $1.rules.count } }
+
+    /// Decides whether `principal` may make `call`.
+    public func evaluate(principal: Principal, call: MilvusCall) -> Decision {
+        self.evaluate(principal: principal, rpc: call.rpc, targets: PolicyTarget.targets(of: call))
+    }
+
+    /// Decides whether `principal` may call `rpc` on `targets` (one or more; an empty list is treated as the
+    /// cluster). Used by ``evaluate(principal:call:)`` and by `policy explain`.
+    public func evaluate(principal: Principal, rpc: RPCDescriptor, targets: [PolicyTarget]) -> Decision {
+        let targets = targets.isEmpty ? [PolicyTarget.cluster] : targets
+        var allows: [Rule] = []
+        for roleName in principal.roles {
+            guard let role = self.roles[roleName] else { continue }
+            for rule in role.rules where rule.matches(rpc) {
+                switch rule.effect {
+                case .deny:
+                    if let target = targets.first(where: { rule.covers($0) }) {
+                        return .deny(by: rule.id, reason: Self.reason(principal, rpc, target, rule.id.description))
+                    }
+                case .allow:
+                    allows.append(rule)
+                }
+            }
+        }
+        // Rule 1 is complete: no deny applies, so an allow now decides.
+        if principal.authentication != .anonymous, Self.sessionRPCs.contains(rpc.name) {
+            return .allow(by: .session)
+        }
+        var firstAllow: RuleID?
+        for target in targets {
+            guard let rule = allows.first(where: { $0.covers(target) }) else {
+                return .deny(by: nil, reason: Self.reason(principal, rpc, target, "no rule allows it"))
+            }
+            firstAllow = firstAllow ?? rule.id
+        }
+        guard let firstAllow else {
+            return .deny(by: nil, reason: Self.reason(principal, rpc, .cluster, "no rule allows it"))
+        }
+        return .allow(by: firstAllow)
+    }
+
+    /// `<user> may not <Rpc> on <target> (<why>)`: the denial sentence the proxy sends after `milvus-guard: `.
+    public static func reason(
+        _ principal: Principal,
+        _ rpc: RPCDescriptor,
+        _ target: PolicyTarget,
+        _ why: String
+    )
+        -> String
+    {
+        "\(principal.name) may not \(rpc.name) on \(target) (\(why))"
+    }
+}
