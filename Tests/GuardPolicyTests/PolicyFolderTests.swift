@@ -304,3 +304,63 @@ struct PolicyFolderTests {
         #expect(policy.users.isEmpty)
     }
 }
+
+@Suite("Shadow mode")
+struct ShadowModeTests {
+    static let enforced = """
+        roles:
+          writer:
+            - allow: [read, write, destructive]
+              on: ["default.*"]
+        """
+    static let shadow = """
+        mode: shadow
+        roles:
+          extra:
+            - allow: ["*"]
+              on: ["*"]
+          strict:
+            - deny: [destructive]
+              on: ["default.*"]
+        """
+
+    @Test("Shadow files never change what is enforced; their denials are reported as would-deny")
+    func shadowRules() throws {
+        let policy = try PolicyFolder.merge([("p/a.yaml", Self.enforced), ("p/b.yaml", Self.shadow)])
+        let app = principal("app", ["writer", "strict", "extra"])
+        let drop = policy.decide(principal: app, call: Calls.make("DropCollection", collection: "books"))
+        #expect(drop.decision == .allow(by: RuleID(file: "p/a.yaml", line: 3)))
+        #expect(
+            drop.wouldDeny
+                == .deny(
+                    by: RuleID(file: "p/b.yaml", line: 7),
+                    reason: "app may not DropCollection on default.books (p/b.yaml:7)"
+                )
+        )
+        #expect(policy.mode(of: RuleID(file: "p/b.yaml", line: 7)) == .shadow)
+
+        let insert = policy.decide(principal: app, call: Calls.make("Insert", collection: "books"))
+        #expect(insert.decision.isAllowed)
+        #expect(insert.wouldDeny == nil)
+
+        // The shadow file's allow grants nothing yet.
+        let other = policy.decide(principal: app, call: Calls.make("Search", database: "prod", collection: "x"))
+        #expect(other.decision == .deny(by: nil, reason: "app may not Search on prod.x (no rule allows it)"))
+        #expect(other.wouldDeny == nil)
+        #expect(
+            policy.ruleSet.evaluate(principal: app, call: Calls.make("Search", database: "prod", collection: "x"))
+                .isAllowed
+        )
+    }
+
+    @Test("Without shadow files, decide is evaluate")
+    func enforceOnly() throws {
+        let policy = try PolicyFolder.merge([("p/a.yaml", Self.enforced)])
+        let call = Calls.make("DropCollection", collection: "books")
+        let app = principal("app", ["writer"])
+        #expect(
+            policy.decide(principal: app, call: call)
+                == Policy.Outcome(decision: policy.ruleSet.evaluate(principal: app, call: call), wouldDeny: nil)
+        )
+    }
+}
