@@ -253,44 +253,37 @@ final class ProxiedCall {
 
     /// The upstream stream closed (normally or reset).
     func upstreamStreamClosed(errorCode: UInt32) {
-        self.upstream = nil
-        self.releaseRequestWindow()
-        guard !self.responseFinished, let client = self.client, !self.clientClosed else { return }
-        if self.responseStarted {
-            self.responseFinished = true
-            self.finalStatus = "reset"
-            client.session.resetStream(
-                self.clientStreamID,
-                errorCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode
-            )
-            client.markDirty()
-        } else {
-            let status: GRPCStatus
-            switch errorCode {
-            case HTTP2ErrorCode.refusedStream:
-                status = GRPCStatus(.unavailable, "upstream refused the stream")
-            case HTTP2ErrorCode.cancel:
-                status = GRPCStatus(.cancelled, "upstream cancelled the call")
-            default:
-                status = GRPCStatus(.unavailable, "upstream reset the stream (HTTP/2 error \(errorCode))")
-            }
-            self.respond(status)
+        let status: GRPCStatus
+        switch errorCode {
+        case HTTP2ErrorCode.refusedStream:
+            status = GRPCStatus(.unavailable, "upstream refused the stream")
+        case HTTP2ErrorCode.cancel:
+            status = GRPCStatus(.cancelled, "upstream cancelled the call")
+        default:
+            status = GRPCStatus(.unavailable, "upstream reset the stream (HTTP/2 error \(errorCode))")
         }
+        self.upstreamEnded(status, resetCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode)
     }
 
     /// The upstream connection failed or could not be opened.
     func upstreamFailed(_ status: GRPCStatus) {
+        self.upstreamEnded(status, resetCode: HTTP2ErrorCode.internalError)
+    }
+
+    /// The upstream side is gone before the response finished: a call whose response has not started
+    /// gets `status`; one already streaming a response can only be reset with `resetCode`.
+    private func upstreamEnded(_ status: GRPCStatus, resetCode: UInt32) {
         self.upstream = nil
         self.releaseRequestWindow()
         guard !self.responseFinished, let client = self.client, !self.clientClosed else { return }
-        if self.responseStarted {
-            self.responseFinished = true
-            self.finalStatus = "reset"
-            client.session.resetStream(self.clientStreamID, errorCode: HTTP2ErrorCode.internalError)
-            client.markDirty()
-        } else {
+        guard self.responseStarted else {
             self.respond(status)
+            return
         }
+        self.responseFinished = true
+        self.finalStatus = "reset"
+        client.session.resetStream(self.clientStreamID, errorCode: resetCode)
+        client.markDirty()
     }
 
     /// The client's stream closed (completed, reset, or its connection is gone).

@@ -34,13 +34,8 @@ final class Socket {
     /// - Throws: ``ProxyError`` naming the address and the system's reason.
     static func listen(on address: SocketAddress, backlog: Int32 = 1024) throws -> Socket {
         let resolved = try self.resolve(address)
-        let fd = Glibc.socket(
-            resolved.family,
-            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
-            0
-        )
-        guard fd >= 0 else { throw ProxyError("cannot create a socket for \(address): \(errnoText())") }
-        let socket = Socket(descriptor: fd)
+        let socket = try Self.make(family: resolved.family, for: address)
+        let fd = socket.descriptor
         if case .tcp = address { socket.setOption(SOL_SOCKET, SO_REUSEADDR, 1) }
         if case .unix(let path) = address { unlink(path) }
         let bound = resolved.withSockaddr { Glibc.bind(fd, $0, $1) }
@@ -104,13 +99,8 @@ final class Socket {
     /// - Throws: ``ProxyError`` when the address can't be resolved or the connect fails at once.
     static func connect(to address: SocketAddress) throws -> Socket {
         let resolved = try self.resolve(address)
-        let fd = Glibc.socket(
-            resolved.family,
-            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
-            0
-        )
-        guard fd >= 0 else { throw ProxyError("cannot create a socket: \(errnoText())") }
-        let socket = Socket(descriptor: fd)
+        let socket = try Self.make(family: resolved.family, for: address)
+        let fd = socket.descriptor
         socket.peer = address.description
         if resolved.family != AF_UNIX { socket.setOption(Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
         let result = resolved.withSockaddr { Glibc.connect(fd, $0, $1) }
@@ -162,6 +152,17 @@ final class Socket {
     private func setOption(_ level: Int32, _ name: Int32, _ value: Int32) {
         var value = value
         _ = setsockopt(self.descriptor, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// A non-blocking, close-on-exec stream socket.
+    private static func make(family: Int32, for address: SocketAddress) throws -> Socket {
+        let fd = Glibc.socket(
+            family,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
+            0
+        )
+        guard fd >= 0 else { throw ProxyError("cannot create a socket for \(address): \(errnoText())") }
+        return Socket(descriptor: fd)
     }
 
     // MARK: Addresses
