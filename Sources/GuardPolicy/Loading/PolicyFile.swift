@@ -306,40 +306,27 @@ struct PolicyFile {
         return references
     }
 
-    /// Parses `pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>`; records a problem or a warning.
+    /// Parses a stored password (``PasswordHash/init(encoded:)``); records a problem, or a warning for a low
+    /// iteration count.
     private mutating func passwordHash(_ text: String, _ entry: Entry) -> PasswordHash? {
-        let parts = text.split(separator: "$", omittingEmptySubsequences: false)
-        let format = "must be \"pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>\""
-        guard parts.count == 4, parts[0] == PasswordHash.scheme else {
-            self.problem(at: entry.line, "\(entry.key): \(format) (see milvus-guard hash-password)")
+        let password: PasswordHash
+        do {
+            password = try PasswordHash(encoded: text)
+        } catch {
+            self.problem(at: entry.line, "\(entry.key): \(error)")
             return nil
         }
-        guard let iterations = Int(parts[1]), iterations >= PasswordHash.minimumIterations else {
-            self.problem(
-                at: entry.line,
-                "\(entry.key): the iteration count must be a number of at least \(PasswordHash.minimumIterations), got \(Self.quoted(String(parts[1])))"
-            )
-            return nil
-        }
-        guard let salt = Data(base64Encoded: String(parts[2])), !salt.isEmpty else {
-            self.problem(at: entry.line, "\(entry.key): the salt is not valid, non-empty base64")
-            return nil
-        }
-        guard let hash = Data(base64Encoded: String(parts[3])), hash.count >= 16 else {
-            self.problem(at: entry.line, "\(entry.key): the hash is not valid base64 of at least 16 bytes")
-            return nil
-        }
-        if iterations < PasswordHash.recommendedIterations {
+        if password.iterations < PasswordHash.recommendedIterations {
             self.warnings.append(
                 PolicyProblem(
                     file: self.name,
                     line: entry.line,
-                    message:
-                        "\(entry.key): \(iterations) PBKDF2 iterations is weak; use at least \(PasswordHash.recommendedIterations) (milvus-guard hash-password uses 600000)"
+                    message: "\(entry.key): \(password.iterations) PBKDF2 iterations is weak; use at least "
+                        + "\(PasswordHash.recommendedIterations) (milvus-guard hash-password uses 600000)"
                 )
             )
         }
-        return PasswordHash(iterations: iterations, salt: Array(salt), hash: Array(hash))
+        return password
     }
 
     // MARK: - Nodes
