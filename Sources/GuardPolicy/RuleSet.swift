@@ -37,35 +37,41 @@ public struct RuleSet: Hashable, Sendable {
     /// cluster). Used by ``evaluate(principal:call:)`` and by `policy explain`.
     public func evaluate(principal: Principal, rpc: RPCDescriptor, targets: [PolicyTarget]) -> Decision {
         let targets = targets.isEmpty ? [PolicyTarget.cluster] : targets
-        var allows: [Rule] = []
+        // Rule 1, over all roles first: a deny anywhere decides. Two passes instead of collecting the allow rules,
+        // so a decision allocates nothing.
         for roleName in principal.roles {
             guard let role = self.roles[roleName] else { continue }
-            for rule in role.rules where rule.matches(rpc) {
-                switch rule.effect {
-                case .deny:
-                    if let target = targets.first(where: { rule.covers($0) }) {
-                        return .deny(by: rule.id, reason: Self.reason(principal, rpc, target, rule.id.description))
-                    }
-                case .allow:
-                    allows.append(rule)
+            for rule in role.rules where rule.effect == .deny && rule.matches(rpc) {
+                if let target = targets.first(where: { rule.covers($0) }) {
+                    return .deny(by: rule.id, reason: Self.reason(principal, rpc, target, rule.id.description))
                 }
             }
         }
-        // Rule 1 is complete: no deny applies, so an allow now decides.
         if principal.authentication != .anonymous, Self.sessionRPCs.contains(rpc.name) {
             return .allow(by: .session)
         }
         var firstAllow: RuleID?
         for target in targets {
-            guard let rule = allows.first(where: { $0.covers(target) }) else {
+            guard let rule = self.firstAllow(for: principal, rpc: rpc, on: target) else {
                 return .deny(by: nil, reason: Self.reason(principal, rpc, target, "no rule allows it"))
             }
-            firstAllow = firstAllow ?? rule.id
+            firstAllow = firstAllow ?? rule
         }
         guard let firstAllow else {
             return .deny(by: nil, reason: Self.reason(principal, rpc, .cluster, "no rule allows it"))
         }
         return .allow(by: firstAllow)
+    }
+
+    /// The first allow rule of the principal's roles (in role order, then file order) that covers `target`.
+    private func firstAllow(for principal: Principal, rpc: RPCDescriptor, on target: PolicyTarget) -> RuleID? {
+        for roleName in principal.roles {
+            guard let role = self.roles[roleName] else { continue }
+            for rule in role.rules where rule.effect == .allow && rule.matches(rpc) && rule.covers(target) {
+                return rule.id
+            }
+        }
+        return nil
     }
 
     /// `<user> may not <Rpc> on <target> (<why>)`: the denial sentence the proxy sends after `milvus-guard: `.

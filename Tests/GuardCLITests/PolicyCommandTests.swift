@@ -149,3 +149,16 @@ struct PolicyCommandTests {
         #expect(GuardCommand.exitCode(for: error) == .validationFailure)
     }
 }
+
+@Suite("policy commands and guard.yaml")
+struct PolicyCommandConfigTests {
+    @Test("check exits 2 when guard.yaml itself is broken")
+    func brokenConfig() throws {
+        let folder = try TemporaryFolder()
+        try folder.write("guard.yaml", "polices: x\n")
+        let check = try #require(try GuardCommand.parseAsRoot(["policy", "check"]) as? PolicyCheckCommand)
+        let result = check.check(currentDirectory: folder.path)
+        #expect(result.exitCode == 2)
+        #expect(result.output == ["guard.yaml:1: polices: unknown key (did you mean policies?)"])
+    }
+}
