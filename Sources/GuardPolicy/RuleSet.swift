@@ -37,8 +37,8 @@ public struct RuleSet: Hashable, Sendable {
     /// cluster). Used by ``evaluate(principal:call:)`` and by `policy explain`.
     public func evaluate(principal: Principal, rpc: RPCDescriptor, targets: [PolicyTarget]) -> Decision {
         let targets = targets.isEmpty ? [PolicyTarget.cluster] : targets
-        // Rule 1, over all roles first: a deny anywhere decides. Two passes instead of collecting the allow rules,
-        // so a decision allocates nothing.
+        // Rule 1, over all roles first: a deny anywhere decides. A second pass finds the allows (rather than
+        // collecting them here), so an allowed call's evaluation allocates no array of rules.
         for roleName in principal.roles {
             guard let role = self.roles[roleName] else { continue }
             for rule in role.rules where rule.effect == .deny && rule.matches(rpc) {
