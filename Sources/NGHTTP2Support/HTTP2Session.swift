@@ -245,6 +245,11 @@ public final class HTTP2Session {
         _ = nghttp2_submit_goaway(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
     }
 
+    /// How many DATA bytes the peer's connection-level window lets us send now.
+    public var remoteConnectionWindow: Int {
+        Int(nghttp2_session_get_remote_window_size(self.session))
+    }
+
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS arrive, on a client).
     public var remoteMaxConcurrentStreams: Int {
         Int(nghttp2_session_get_remote_settings(self.session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))

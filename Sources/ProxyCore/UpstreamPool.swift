@@ -17,6 +17,8 @@ final class UpstreamPool {
     private(set) var connections: [UpstreamConnection] = []
     private var queue: [ProxiedCall] = []
     private let scheme: String
+    /// Remaining upstream connection window below which another connection is opened (see ``start(_:)``).
+    static let spreadBelowWindow = 16 * 1024
     private let tls: TLSContext?
 
     init(
@@ -46,8 +48,23 @@ final class UpstreamPool {
 
     /// Finds or opens an upstream stream for the call.
     func start(_ call: ProxiedCall) {
-        if let ready = self.connections.first(where: { $0.state == .ready && $0.capacity > 0 }) {
-            self.open(call, on: ready)
+        // The ready connection with the most room in the upstream's connection window. When even that
+        // one's window is spent, another connection is opened (up to the limit) while the call still
+        // goes out on this one: a gRPC server's connection window starts small (64 KiB), so requests
+        // with bodies would otherwise queue behind one window; small calls never open more.
+        var best: UpstreamConnection?
+        for connection in self.connections where connection.state == .ready && connection.capacity > 0 {
+            let window = connection.session.remoteConnectionWindow
+            if best.map({ window > $0.session.remoteConnectionWindow }) ?? true { best = connection }
+        }
+        if let best {
+            if best.session.remoteConnectionWindow < Self.spreadBelowWindow,
+                self.connections.count < self.configuration.maxConnectionsPerLoop,
+                !self.connections.contains(where: { $0.state == .connecting })
+            {
+                _ = try? self.connect()
+            }
+            self.open(call, on: best)
             return
         }
         if let connecting = self.connections.first(where: { $0.state == .connecting && $0.capacity > 0 }) {
