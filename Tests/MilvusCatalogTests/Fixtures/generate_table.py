@@ -8,7 +8,7 @@ action class comes from the "Every RPC" table of ../shared/MILVUS.md (checked to
 Regenerate (from the repository root):
     python3 -m venv /tmp/wire-venv && /tmp/wire-venv/bin/pip install pymilvus==3.0.2
     /tmp/wire-venv/bin/python Tests/MilvusCatalogTests/Fixtures/generate_table.py \
-        /work/shared/MILVUS.md > Sources/MilvusCatalog/MilvusRPCs+Table.swift
+        ../shared/MILVUS.md > Sources/MilvusCatalog/MilvusRPCs+Table.swift
     swift format format -i Sources/MilvusCatalog/MilvusRPCs+Table.swift
 """
 import re
