@@ -16,24 +16,21 @@ enum KnownHeaders {
         "/milvus.proto.milvus.MilvusService/GetLoadState", "/milvus.proto.milvus.MilvusService/Connect",
     ]
 
-    /// Buckets by length and first byte, so a lookup compares at most a few candidates (their bytes
-    /// kept beside them for a plain `memcmp`).
-    private static let buckets: [Int: [(bytes: [UInt8], string: String)]] = {
-        var buckets: [Int: [(bytes: [UInt8], string: String)]] = [:]
-        for name in table {
-            buckets[Self.key(name.utf8.count, name.utf8.first ?? 0), default: []].append((Array(name.utf8), name))
-        }
-        return buckets
+    /// Candidates by length (the index), so a lookup is one array access and a `memcmp` or two; their
+    /// bytes are kept beside them.
+    private static let byLength: [[(bytes: [UInt8], string: String)]] = {
+        let longest = table.map(\.utf8.count).max() ?? 0
+        var byLength = [[(bytes: [UInt8], string: String)]](repeating: [], count: longest + 1)
+        for name in table { byLength[name.utf8.count].append((Array(name.utf8), name)) }
+        return byLength
     }()
-
-    private static func key(_ count: Int, _ first: UInt8) -> Int { count << 8 | Int(first) }
 
     /// The bytes as a `String`: a shared constant when they spell a known header, else a new string.
     static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
-        if let first = bytes.first, let candidates = Self.buckets[Self.key(bytes.count, first)] {
-            for candidate in candidates {
+        if let base = bytes.baseAddress, bytes.count > 0, bytes.count < Self.byLength.count {
+            for candidate in Self.byLength[bytes.count] {
                 let equal = candidate.bytes.withUnsafeBufferPointer { known in
-                    memcmp(known.baseAddress!, bytes.baseAddress!, bytes.count) == 0
+                    memcmp(known.baseAddress!, base, bytes.count) == 0
                 }
                 if equal { return candidate.string }
             }

@@ -102,9 +102,14 @@ func parseGRPCTimeout(_ value: String) -> Int? {
 
 /// Header fields that describe one hop, never forwarded (RFC 9113 §8.2.2).
 func isHopByHop(_ name: String) -> Bool {
+    // Most names are rejected by their length alone (this runs for every header of every call).
+    switch name.utf8.count {
+    case 4, 7, 10, 16, 17: break
+    default: return false
+    }
     switch name {
-    case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host": true
-    default: false
+    case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host": return true
+    default: return false
     }
 }
 
