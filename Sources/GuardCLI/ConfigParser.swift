@@ -23,6 +23,7 @@ struct ConfigParser {
         static let limits = [
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
+            "handshake_timeout",
         ]
     }
 
@@ -180,6 +181,8 @@ struct ConfigParser {
                 limits.streamWindowBytes = try self.bytes(child, in: ConfigLimits.windowBytes)
             case "connection_window_bytes":
                 limits.connectionWindowBytes = try self.bytes(child, in: ConfigLimits.windowBytes)
+            case "handshake_timeout":
+                limits.handshakeTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.handshakeTimeout)
             case "held_bytes_per_connection":
                 limits.heldBytesPerConnection = try self.bytes(child, in: ConfigLimits.heldBytes)
             case "held_bytes_total":

@@ -230,6 +230,14 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     }
 
     var lastActivity: UInt64 { self.connection.lastActivity }
+
+    /// Closes a connection whose client has not finished the TLS handshake and the HTTP/2 preface
+    /// within the handshake timeout (a slowloris holds sockets open without ever speaking).
+    func closeIfStillHandshaking(now: UInt64, limit: UInt64) {
+        guard self.connection.isHandshaking, now - self.connection.openedAt > limit else { return }
+        self.logger.warning("closing a connection that did not complete its handshake in time")
+        self.connection.close(reason: "handshake timeout")
+    }
 }
 
 @available(*, unavailable)

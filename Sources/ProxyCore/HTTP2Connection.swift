@@ -48,6 +48,13 @@ final class HTTP2Connection: LoopHandler {
     var isMarkedDirty = false
     /// Monotonic time of the last byte read, for idle timeouts.
     private(set) var lastActivity: UInt64 = EventLoop.now()
+    /// When the connection was accepted or opened, for the handshake timeout.
+    let openedAt: UInt64 = EventLoop.now()
+
+    /// Whether the peer has yet to complete the TLS handshake or (as a client) the HTTP/2 preface.
+    var isHandshaking: Bool {
+        self.prefaceChecked != nil || (self.tls.map { !$0.isHandshakeComplete } ?? false)
+    }
 
     private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     private static let outputChunk = 64 * 1024

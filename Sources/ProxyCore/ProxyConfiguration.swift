@@ -128,6 +128,9 @@ public struct Limits: Sendable, Equatable {
     public var maxHeaderListBytes: Int = 65_536
     /// A client connection with no open stream for this long is closed with GOAWAY.
     public var idleTimeoutMilliseconds: Int = 300_000
+    /// A client must finish the TLS handshake and send the HTTP/2 preface within this long after
+    /// connecting, or it is disconnected (checked once a second).
+    public var handshakeTimeoutMilliseconds: Int = 10_000
     /// On SIGTERM/SIGINT, calls in flight get this long to finish before the proxy exits.
     public var drainTimeoutMilliseconds: Int = 30_000
     /// Request bytes one client connection may have held for inspection at once (a request is held until

@@ -130,8 +130,10 @@ final class ProxyWorker: LoopHandler {
         self.loop.schedule(afterMilliseconds: 1000) { [unowned self] in
             let now = EventLoop.now()
             let idleLimit = UInt64(self.configuration.limits.idleTimeoutMilliseconds) * 1_000_000
-            for client in self.clients.values where !client.hasCalls && now - client.lastActivity > idleLimit {
-                client.closeIfIdle()
+            let handshakeLimit = UInt64(self.configuration.limits.handshakeTimeoutMilliseconds) * 1_000_000
+            for client in self.clients.values {
+                client.closeIfStillHandshaking(now: now, limit: handshakeLimit)
+                if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
             }
             if self.draining {
                 self.stopIfDrained()

@@ -184,4 +184,31 @@ struct InspectionTests {
         #expect(upstream.record.value.connections == 1)
         #expect(proxy.stop())
     }
+
+    @Test("A client that connects and never sends the HTTP/2 preface is disconnected after the handshake timeout")
+    func handshakeTimeout() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port)) { limits in
+            limits.handshakeTimeoutMilliseconds = 1_000
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = proxy.port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(connected == 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        // Nothing is sent; the guard closes the connection (EOF) well before the 5 s receive timeout.
+        #expect(recv(fd, &byte, 1, 0) == 0)
+        #expect(proxy.stop())
+    }
 }
