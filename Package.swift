@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "GuardCLI",
             dependencies: [
-                "ProxyCore", "MilvusCatalog", "GuardPolicy",
+                "ProxyCore", "OpenSSLSupport", "MilvusCatalog", "GuardPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
