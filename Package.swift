@@ -51,6 +51,7 @@ let package = Package(
             name: "ProxyCore",
             dependencies: [
                 "CLinux", "NGHTTP2Support", "OpenSSLSupport", "ZlibSupport", "ProtoWire", "MilvusCatalog",
+                "GuardPolicy",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -100,7 +101,8 @@ let package = Package(
         .testTarget(
             name: "ProxyCoreTests",
             dependencies: [
-                "ProxyCore", "NGHTTP2Support", "CLinux", "ZlibSupport", .product(name: "Logging", package: "swift-log"),
+                "ProxyCore", "NGHTTP2Support", "CLinux", "ZlibSupport", "GuardPolicy", "OpenSSLSupport",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

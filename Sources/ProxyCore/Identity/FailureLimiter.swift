@@ -1,0 +1,41 @@
+/// Counts failed authentications per client address in one-minute windows: from the `threshold + 1`th
+/// failure in a window, the address is refused (RESOURCE_EXHAUSTED) until the window is over.
+struct FailureLimiter {
+    private struct Window {
+        var started: UInt64
+        var failures: Int
+    }
+
+    let threshold: Int
+    let window: UInt64
+    private var windows: [String: Window] = [:]
+
+    init(threshold: Int = 20, windowNanoseconds: UInt64 = 60 * 1_000_000_000) {
+        self.threshold = threshold
+        self.window = windowNanoseconds
+    }
+
+    /// Whether attempts from `address` are refused at `now`.
+    mutating func isBlocked(_ address: String, now: UInt64) -> Bool {
+        guard let current = self.windows[address] else { return false }
+        guard now - current.started < self.window else {
+            self.windows[address] = nil
+            return false
+        }
+        return current.failures >= self.threshold
+    }
+
+    /// Records a failed attempt from `address`.
+    mutating func recordFailure(_ address: String, now: UInt64) {
+        if var current = self.windows[address], now - current.started < self.window {
+            current.failures += 1
+            self.windows[address] = current
+        } else {
+            self.windows[address] = Window(started: now, failures: 1)
+        }
+        if self.windows.count > 100_000 {
+            // Many addresses: drop the windows that are over, so the table stays bounded.
+            self.windows = self.windows.filter { now - $0.value.started < self.window }
+        }
+    }
+}
