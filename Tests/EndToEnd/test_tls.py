@@ -1,0 +1,76 @@
+"""TLS on the client side of the guard: pymilvus and grpcio over TLS (ALPN h2), certificates made per run."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from pymilvus import MilvusClient
+
+import harness
+from conftest import DIRECT, _guard_binary
+
+pytestmark = pytest.mark.skipif(DIRECT, reason="MILVUS_GUARD_E2E_DIRECT=1: no guard in front")
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for localhost / 127.0.0.1, with the openssl CLI."""
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca-key.pem", "ca.pem", "key.pem", "csr.pem", "cert.pem"))
+    extensions = folder / "ext.cnf"
+    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=milvus-guard e2e CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(extensions))
+    return ca, cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_guard(milvus, log_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ca, cert, key = _certificates(folder)
+    port = harness.free_port()
+    config = folder / "guard.yaml"
+    config.write_text(f'listen: "127.0.0.1:{port}"\nupstream: "{milvus.address}"\ntls: {{cert: {cert}, key: {key}}}\n')
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-tls", extra=["--config", str(config)],
+        ready=lambda address: harness.tcp_accepts("127.0.0.1", port),
+    )
+    yield port, ca
+    server.stop()
+
+
+def test_pymilvus_over_tls(tls_guard):
+    port, ca = tls_guard
+    client = MilvusClient(uri=f"https://localhost:{port}", server_pem_path=str(ca), server_name="localhost", timeout=30)
+    try:
+        name = "tls_flow"
+        if client.has_collection(name):
+            client.drop_collection(name)
+        client.create_collection(name, dimension=4)
+        client.insert(name, [{"id": i, "vector": [i, 0.5, 0.25, 0.125]} for i in range(10)])
+        hits = client.search(name, data=[[3, 0.5, 0.25, 0.125]], limit=1)
+        assert hits[0][0]["id"] == 3
+        client.drop_collection(name)
+    finally:
+        client.close()
+
+
+def test_grpcio_over_tls_and_plaintext_refused(tls_guard):
+    port, ca = tls_guard
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        version = channel.unary_unary(harness.MILVUS_SERVICE + "GetVersion", request_serializer=None,
+                                      response_deserializer=None)
+        assert version(b"", timeout=10) is not None
+    # A client that does not speak TLS gets no gRPC answer from a TLS listener.
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        version = channel.unary_unary(harness.MILVUS_SERVICE + "GetVersion", request_serializer=None,
+                                      response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as failure:
+            version(b"", timeout=5)
+        assert failure.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
