@@ -26,7 +26,7 @@ private final class PipeReader: LoopHandler {
     }
 }
 
-@Suite("LoopMailbox and EventLoop")
+@Suite("LoopMailbox and EventLoop", .timeLimit(.minutes(1)))
 struct EventLoopTests {
     /// Runs an event loop on its own thread; `setUp` runs on that thread before `run()`.
     static func runLoop(

@@ -7,7 +7,7 @@ import ZlibSupport
 
 /// The gate in front of the upstream: every request is complete and decoded before a byte of it is
 /// forwarded, and what cannot be decoded is refused with a code pymilvus does not retry.
-@Suite("Requests are inspected before they are forwarded", .serialized)
+@Suite("Requests are inspected before they are forwarded", .serialized, .timeLimit(.minutes(2)))
 struct InspectionTests {
     /// DropCollectionRequest with collection_name (3) given twice: Milvus acts on the last one.
     static let dropTwice: [UInt8] = [0x1A, 1] + Array("a".utf8) + [0x1A, 1] + Array("b".utf8)
