@@ -24,6 +24,10 @@ enum ConfigLimits {
     /// `limits.held_bytes_per_connection` and `limits.held_bytes_total`: 64 KiB...64 GiB of requests held
     /// for inspection.
     static let heldBytes = 65_536...(64 << 30)
+    /// `limits.auth_failures_per_minute`: failed authentications per client address before it is refused.
+    static let authFailures = 1...1_000_000
+    /// `limits.credential_cache`: how long a verified credential is reused, 0s (never)...24h.
+    static let credentialCache = 0...86_400_000
     /// A Unix-domain socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
     static let unixPathBytes = 107
 }

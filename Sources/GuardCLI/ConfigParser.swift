@@ -1,3 +1,5 @@
+import Foundation
+import GuardPolicy
 import Logging
 import ProxyCore
 import Yams
@@ -16,14 +18,17 @@ struct ConfigParser {
 
     /// The keys each mapping accepts; anything else is an error (a typo must not pass silently).
     private enum Keys {
-        static let root = ["listen", "upstream", "policies", "store", "threads", "tls", "limits", "log_level"]
-        static let upstream = ["address", "tls", "max_connections", "connect_timeout"]
+        static let root = [
+            "listen", "upstream", "policies", "mode", "store", "threads", "tls", "limits", "log_level", "pid_file",
+        ]
+        static let upstream = ["address", "tls", "max_connections", "connect_timeout", "auth"]
+        static let upstreamAuth = ["user", "password_file"]
         static let upstreamTLS = ["ca", "server_name"]
         static let tls = ["cert", "key", "client_ca"]
         static let limits = [
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
-            "handshake_timeout",
+            "handshake_timeout", "auth_failures_per_minute", "credential_cache",
         ]
     }
 
@@ -62,6 +67,14 @@ struct ConfigParser {
                 config.proxy.upstream = try self.upstream(entry)
             case "policies":
                 config.policiesPath = try self.path(entry)
+            case "mode":
+                let text = try self.string(entry)
+                guard let mode = Policy.Mode(rawValue: text) else {
+                    throw self.error(at: entry.line, key: entry.key, "must be enforce or shadow, not \"\(text)\"")
+                }
+                config.mode = mode
+            case "pid_file":
+                config.pidFilePath = try self.path(entry)
             case "store":
                 config.storePath = try self.path(entry)
             case "threads":
@@ -106,6 +119,8 @@ struct ConfigParser {
                 upstream.connectTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
                     try ConfigValue.milliseconds(text, in: ConfigLimits.connectTimeout)
                 }
+            case "auth":
+                upstream.authorization = try self.upstreamAuth(child)
             default:
                 throw self.unknownKey(child, allowed: Keys.upstream)
             }
@@ -121,6 +136,48 @@ struct ConfigParser {
         try self.value(entry) { text throws(ValueProblem) in
             try ConfigValue.address(text, for: .upstream, baseDirectory: self.baseDirectory)
         }
+    }
+
+    /// `upstream.auth: {user: …, password_file: …}`: the credential the guard sends to Milvus instead of the
+    /// client's, as the `authorization` value (base64 of `user:password`). The file holds the password; one
+    /// trailing newline is ignored.
+    private func upstreamAuth(_ entry: Entry) throws -> String {
+        guard case .mapping = entry.value else {
+            throw self.error(at: entry.line, key: entry.key, "must be a mapping with user and password_file")
+        }
+        var user: String?
+        var password: String?
+        for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
+            switch child.name {
+            case "user":
+                let name = try self.string(child)
+                guard !name.isEmpty, !name.contains(":") else {
+                    throw self.error(at: child.line, key: child.key, "must be a non-empty user name without a colon")
+                }
+                user = name
+            case "password_file":
+                let path = try self.readableFile(child)
+                guard let data = FileManager.default.contents(atPath: path),
+                    var text = String(data: data, encoding: .utf8)
+                else {
+                    throw self.error(at: child.line, key: child.key, "cannot read \(path) as UTF-8 text")
+                }
+                if text.hasSuffix("\r\n") {
+                    text.removeLast(2)
+                } else if text.hasSuffix("\n") {
+                    text.removeLast()
+                }
+                guard !text.isEmpty else { throw self.error(at: child.line, key: child.key, "\(path) is empty") }
+                password = text
+            default:
+                throw self.unknownKey(child, allowed: Keys.upstreamAuth)
+            }
+        }
+        guard let user else { throw self.error(at: entry.keyLine, key: "\(entry.key).user", "is required") }
+        guard let password else {
+            throw self.error(at: entry.keyLine, key: "\(entry.key).password_file", "is required")
+        }
+        return Data("\(user):\(password)".utf8).base64EncodedString()
     }
 
     /// `upstream.tls`: `true` (system trust store), `false`, or `{ca: …, server_name: …}`.
@@ -183,6 +240,12 @@ struct ConfigParser {
                 limits.connectionWindowBytes = try self.bytes(child, in: ConfigLimits.windowBytes)
             case "handshake_timeout":
                 limits.handshakeTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.handshakeTimeout)
+            case "auth_failures_per_minute":
+                limits.authFailuresPerWindow = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.integer(text, in: ConfigLimits.authFailures)
+                }
+            case "credential_cache":
+                limits.credentialCacheMilliseconds = try self.duration(child, in: ConfigLimits.credentialCache)
             case "held_bytes_per_connection":
                 limits.heldBytesPerConnection = try self.bytes(child, in: ConfigLimits.heldBytes)
             case "held_bytes_total":

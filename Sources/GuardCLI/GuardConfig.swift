@@ -1,4 +1,5 @@
 import Foundation
+public import GuardPolicy
 public import Logging
 public import ProxyCore
 
@@ -16,6 +17,11 @@ public struct GuardConfig: Sendable, Equatable {
     public var proxy: ProxyConfiguration
     /// The absolute path of the policy folder (`policies`, default `policies` beside the config file).
     public var policiesPath: String
+    /// `mode`: `enforce` (default) or `shadow` (forward what the policy denies, log it as `would deny`).
+    public var mode: Policy.Mode = .enforce
+    /// Where `serve` writes its process id and `reload` finds it (`pid_file`, default `guard.pid` beside the
+    /// config file).
+    public var pidFilePath: String
     /// The absolute path of the audit/approval database (`store`, default `guard.db` beside the config file).
     public var storePath: String
     /// The least severe log level printed (`log_level`, default `info`).
@@ -29,11 +35,13 @@ public struct GuardConfig: Sendable, Equatable {
         proxy: ProxyConfiguration,
         policiesPath: String,
         storePath: String,
+        pidFilePath: String,
         logLevel: Logger.Level = .info,
         sourcePath: String? = nil
     ) {
         self.proxy = proxy
         self.policiesPath = policiesPath
+        self.pidFilePath = pidFilePath
         self.storePath = storePath
         self.logLevel = logLevel
         self.sourcePath = sourcePath
@@ -52,6 +60,7 @@ public struct GuardConfig: Sendable, Equatable {
             ),
             policiesPath: ConfigValue.resolve("policies", relativeTo: baseDirectory),
             storePath: ConfigValue.resolve("guard.db", relativeTo: baseDirectory),
+            pidFilePath: ConfigValue.resolve("guard.pid", relativeTo: baseDirectory),
             logLevel: .info
         )
     }

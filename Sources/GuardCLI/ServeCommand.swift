@@ -1,6 +1,7 @@
 public import ArgumentParser
 import Foundation
 import Glibc
+import GuardPolicy
 import Logging
 import ProxyCore
 
@@ -79,6 +80,17 @@ public struct ServeCommand: ParsableCommand {
             throw ExitCode(2)
         }
 
+        // 1b. The policy: deny by default, so without a loadable policy nothing starts.
+        let policy: Policy
+        do {
+            policy = try Self.loadPolicy(config)
+        } catch let error as GuardPolicyError {
+            for problem in error.problems { Self.printError("\(problem)") }
+            Self.printError("milvus-guard: the policy folder \(config.policiesPath) does not load; nothing started")
+            throw ExitCode(2)
+        }
+        for warning in policy.warnings { Self.printError("warning: \(warning)") }
+
         // 2. Signals: blocked before any thread exists, so all threads inherit the mask and only the
         //    watcher's sigwait sees them. A client closing its socket must not kill us with SIGPIPE.
         SignalWatcher.blockHandledSignals()
@@ -97,21 +109,47 @@ public struct ServeCommand: ParsableCommand {
         // 4. The proxy (validates TLS files and addresses; binds nothing yet).
         let server: ProxyServer
         do {
-            server = try ProxyServer(configuration: config.proxy, logger: logger)
+            server = try ProxyServer(
+                configuration: config.proxy,
+                policy: ActivePolicy(policy: policy, mode: config.mode),
+                logger: logger
+            )
         } catch {
             Self.printError("milvus-guard: \(error)")
             throw ExitCode.failure
+        }
+
+        logger.info(
+            "policy loaded",
+            metadata: [
+                "policies": "\(config.policiesPath)", "mode": "\(config.mode)",
+                "users": "\(policy.users.count)", "api-keys": "\(policy.apiKeys.count)",
+                "rules": "\(policy.ruleSet.ruleCount)",
+            ]
+        )
+        if config.mode == .shadow {
+            logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
         }
 
         // 5. The signal thread: SIGTERM/SIGINT drain, SIGHUP reloads.
         let watcher = SignalWatcher(
             logger: logger,
             onShutdown: { server.shutdown() },
-            onReload: Self.reloadHandler(config: config, logger: logger)
+            onReload: Self.reloadHandler(config: config, server: server, logger: logger)
         )
         watcher.start()
 
-        // 6. Serve until drained.
+        // 6. The pid file `milvus-guard reload` signals; removed on the way out.
+        let pidWritten = FileManager.default.createFile(
+            atPath: config.pidFilePath,
+            contents: Data("\(getpid())\n".utf8)
+        )
+        if !pidWritten {
+            logger.warning("cannot write the pid file", metadata: ["path": "\(config.pidFilePath)"])
+        }
+        defer { if pidWritten { try? FileManager.default.removeItem(atPath: config.pidFilePath) } }
+
+        // 7. Serve until drained.
         do {
             try server.run()
         } catch {
@@ -120,12 +158,59 @@ public struct ServeCommand: ParsableCommand {
         }
     }
 
-    /// What SIGHUP does. The reload hook: a later part re-reads `config.policiesPath`, builds a new
-    /// rule set and hands it to the server; for now it only logs.
-    static func reloadHandler(config: GuardConfig, logger: Logger) -> @Sendable () -> Void {
-        let policiesPath = config.policiesPath
+    /// Loads the policy folder of `config`; rule ids name files `<folder name>/<file>:<line>`.
+    /// - Throws: ``GuardPolicyError`` with every problem.
+    static func loadPolicy(_ config: GuardConfig) throws -> Policy {
+        let display = (config.policiesPath as NSString).lastPathComponent
+        return try PolicyFolder.load(path: config.policiesPath, displayPath: display)
+    }
+
+    /// What SIGHUP (and `milvus-guard reload`) does: re-read `mode` from the config file and the policy
+    /// folder, and put them in force at once. A config or policy that does not load is logged and
+    /// changes nothing: the old policy stays in force.
+    static func reloadHandler(config: GuardConfig, server: ProxyServer, logger: Logger) -> @Sendable () -> Void {
+        let original = config
         return {
-            logger.notice("reload requested", metadata: ["policies": "\(policiesPath)"])
+            var current = original
+            if let source = original.sourcePath {
+                do {
+                    let reread = try GuardConfig.load(
+                        file: source,
+                        currentDirectory: FileManager.default.currentDirectoryPath
+                    )
+                    current.mode = reread.mode
+                    current.policiesPath = reread.policiesPath
+                } catch {
+                    logger.error(
+                        "reload rejected: the config file does not load; the old policy stays in force",
+                        metadata: ["error": "\(error)"]
+                    )
+                    return
+                }
+            }
+            let policy: Policy
+            do {
+                policy = try Self.loadPolicy(current)
+            } catch let error as GuardPolicyError {
+                logger.error(
+                    "reload rejected: the new policy does not load; the old policy stays in force",
+                    metadata: ["problems": "\(error.problems.map(\.description).joined(separator: "; "))"]
+                )
+                return
+            } catch {
+                logger.error("reload rejected; the old policy stays in force", metadata: ["error": "\(error)"])
+                return
+            }
+            for warning in policy.warnings { logger.warning("policy: \(warning)") }
+            server.reload(ActivePolicy(policy: policy, mode: current.mode))
+            logger.notice(
+                "policy reloaded",
+                metadata: [
+                    "policies": "\(current.policiesPath)", "mode": "\(current.mode)",
+                    "users": "\(policy.users.count)", "api-keys": "\(policy.apiKeys.count)",
+                    "rules": "\(policy.ruleSet.ruleCount)",
+                ]
+            )
         }
     }
 

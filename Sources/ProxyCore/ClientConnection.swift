@@ -1,3 +1,4 @@
+import GuardPolicy
 import Logging
 import MilvusCatalog
 import NGHTTP2Support
@@ -12,6 +13,13 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     private var calls: [Int32: ProxiedCall] = [:]
     /// Request bytes this connection's calls hold for inspection (see ``Limits/heldBytesPerConnection``).
     private var heldBytes = 0
+    /// The client's address without the port (the unit of the authentication-failure limit).
+    let peerHost: String
+    /// The last `authorization` value verified on this connection and whom it named: clients send the same
+    /// one on every call, so a call costs a string comparison.
+    private var memo: (authorization: String, principal: Principal, generation: Int, expires: UInt64)?
+    /// The principal the TLS client certificate names, per policy generation (nil inside: names nobody).
+    private var certificatePrincipal: (generation: Int, principal: Principal?)?
 
     init(worker: ProxyWorker, socket: Socket, session: HTTP2Session, tls: TLSConnection?) throws {
         self.worker = worker
@@ -22,6 +30,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             tls: tls,
             connecting: false
         )
+        self.peerHost = Self.host(of: socket.peer)
         var logger = worker.logger
         logger[metadataKey: "client"] = "\(socket.peer)"
         self.logger = logger
@@ -94,6 +103,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         var timeout: String?
         var encoding: String?
         var database: String?
+        var authorization: String?
         for field in fields {
             switch field.name {
             case ":path": path = field.value
@@ -102,6 +112,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             case "grpc-timeout": timeout = field.value
             case "grpc-encoding": encoding = field.value
             case "dbname": database = field.value
+            case "authorization": authorization = field.value
             default: break
             }
         }
@@ -153,9 +164,50 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 call?.deadlineExceeded(after: milliseconds)
             }
         }
+        // Identity is settled while the body arrives (a password check runs off the loop meanwhile).
+        call.authorization = authorization
+        call.identity = self.worker.identify(call, authorization: authorization, client: self)
         // The call waits in its gate until its request is complete; a request with no body at all is
         // decided now (and refused: every Milvus RPC carries a message).
         if endStream { call.requestEnd() }
+    }
+
+    // MARK: Identity
+
+    /// The principal remembered for `authorization` on this connection, if still valid.
+    func rememberedPrincipal(for authorization: String, generation: Int, now: UInt64) -> Principal? {
+        guard let memo = self.memo, memo.generation == generation, memo.expires > now,
+            memo.authorization == authorization
+        else { return nil }
+        return memo.principal
+    }
+
+    func remember(_ principal: Principal, for authorization: String, generation: Int, until expires: UInt64) {
+        self.memo = (authorization, principal, generation, expires)
+    }
+
+    /// The user the verified TLS client certificate names, as a principal; nil without TLS, without a client
+    /// certificate, or when no user's `tls_subject` matches it.
+    func tlsPrincipal(in policy: Policy, generation: Int) -> Principal? {
+        guard let tls = self.connection.tls else { return nil }
+        if let known = self.certificatePrincipal, known.generation == generation { return known.principal }
+        let user = TLSIdentity.user(
+            subject: tls.peerCertificateSubject,
+            alternativeNames: tls.peerCertificateSANs,
+            in: policy.users
+        )
+        let principal = user?.principal(authentication: .tls)
+        self.certificatePrincipal = (generation, principal)
+        return principal
+    }
+
+    /// `1.2.3.4:5` → `1.2.3.4`, `[::1]:5` → `::1`; anything else as is.
+    static func host(of peer: String) -> String {
+        if peer.hasPrefix("["), let close = peer.firstIndex(of: "]") {
+            return String(peer[peer.index(after: peer.startIndex)..<close])
+        }
+        if let colon = peer.lastIndex(of: ":"), !peer[..<colon].contains(":") { return String(peer[..<colon]) }
+        return peer
     }
 
     /// Takes `count` bytes from this connection's and the process's held-bytes budgets.

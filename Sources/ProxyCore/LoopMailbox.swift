@@ -3,20 +3,25 @@ import Glibc
 import Synchronization
 
 /// Messages other threads may send to an event loop. Values only: never closures over loop state.
-public enum LoopMessage: Sendable {
+enum LoopMessage: Sendable {
     /// Begin a graceful shutdown: GOAWAY to clients, stop accepting, exit once calls have drained or
     /// the deadline (monotonic nanoseconds) has passed.
     case shutdown(deadline: UInt64)
+    /// A reloaded policy: decide new calls with it and forget cached verifications.
+    case policyChanged(ActivePolicy, generation: Int)
+    /// The verifier thread checked a password: `key` is the cache key of the `authorization` value,
+    /// `generation` the policy it was checked against.
+    case credentialVerified(key: [UInt8], outcome: Authenticator.Outcome, generation: Int)
 }
 
 /// The only way into an event loop from another thread: a queue under a mutex plus an eventfd that
 /// wakes the loop's epoll.
-public final class LoopMailbox: Sendable {
+final class LoopMailbox: Sendable {
     private let queue = Mutex<[LoopMessage]>([])
     /// The eventfd registered for EPOLLIN in the loop's epoll set.
     let wakeDescriptor: Int32
 
-    public init() {
+    init() {
         self.wakeDescriptor = clinux_eventfd()
         precondition(self.wakeDescriptor >= 0, "eventfd failed: errno \(errno)")
     }
@@ -24,7 +29,7 @@ public final class LoopMailbox: Sendable {
     deinit { close(self.wakeDescriptor) }
 
     /// Queues a message and wakes the loop. Safe from any thread.
-    public func send(_ message: LoopMessage) {
+    func send(_ message: LoopMessage) {
         self.queue.withLock { $0.append(message) }
         _ = clinux_eventfd_signal(self.wakeDescriptor)
     }

@@ -37,6 +37,9 @@ final class LoopThread {
 
     /// Waits for the thread to end.
     func join() { pthread_join(self.thread, nil) }
+
+    /// Lets the thread end on its own, without a ``join()``.
+    func detach() { pthread_detach(self.thread) }
 }
 
 @available(*, unavailable)

@@ -1,3 +1,4 @@
+import GuardPolicy
 import Logging
 import MilvusCatalog
 import NGHTTP2Support
@@ -26,6 +27,19 @@ final class ProxiedCall {
     var gate: RequestGate?
     /// The decoded request, once the gate has decided.
     private(set) var milvusCall: MilvusCall?
+    /// The client's `authorization` metadata, if any.
+    var authorization: String?
+    /// Who the call is from; `.pending` while a password is being verified.
+    var identity: CallIdentity = .pending
+    /// The caller, once known and judged.
+    var principal: Principal?
+    /// The rule behind the decision.
+    var rule: RuleID?
+    /// What the gate decided.
+    var verdict: CallVerdict?
+    /// A decoded request waiting for its caller's identity: the bytes to forward and how many of them
+    /// are held (counted against the held-bytes budgets).
+    private var awaitingJudgement: (forward: [ArraySlice<UInt8>], held: Int)?
     /// Body bytes received from the client before the upstream stream opened.
     private var pendingBody: [ArraySlice<UInt8>] = []
     /// How many of ``pendingBody``'s bytes were held by the gate (already taken from the client's window
@@ -156,14 +170,34 @@ final class ProxiedCall {
             return
         }
         self.milvusCall = decoded
-        if let status = client.worker.admit(decoded, call: self) {
-            client.releaseHeld(gate.heldBytes)
+        self.awaitingJudgement = (forward, gate.heldBytes)
+        self.judgeIfReady()
+    }
+
+    /// The verifier settled who the call is from.
+    func identityResolved(_ identity: CallIdentity) {
+        self.identity = identity
+        self.judgeIfReady()
+    }
+
+    /// Once the request is decoded and the caller known: let the worker judge, then forward or refuse.
+    private func judgeIfReady() {
+        if case .pending = self.identity { return }
+        guard let (forward, held) = self.awaitingJudgement, let decoded = self.milvusCall, let client = self.client
+        else { return }
+        self.awaitingJudgement = nil
+        guard !self.responseFinished, !self.clientClosed else {
+            client.releaseHeld(held)
+            return
+        }
+        if let status = client.worker.judge(self, decoded: decoded, identity: self.identity) {
+            client.releaseHeld(held)
             self.respond(status)
             return
         }
         // The gate took the prefix and payload apart; what goes on is exactly what arrived.
         self.pendingBody = forward + self.pendingBody
-        self.pendingHeld = gate.heldBytes
+        self.pendingHeld = held
         client.worker.pool.start(self)
     }
 
@@ -293,12 +327,15 @@ final class ProxiedCall {
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
         if let client = self.client {
             let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
-            client.releaseHeld(self.pendingHeld + (self.gate?.heldBytes ?? 0))
+            client.releaseHeld(
+                self.pendingHeld + (self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0)
+            )
             if !connectionGone {
                 client.session.consume(streamID: self.clientStreamID, count: unsent - self.pendingHeld)
             }
         }
         self.gate = nil
+        self.awaitingJudgement = nil
         self.pendingHeld = 0
         self.pendingBody = []
         self.releaseResponseWindow()

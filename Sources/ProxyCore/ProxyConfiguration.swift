@@ -77,17 +77,23 @@ public struct UpstreamConfiguration: Sendable, Equatable {
     public var maxConnectionsPerLoop: Int
     /// How long a connection attempt may take before the calls waiting on it fail with UNAVAILABLE.
     public var connectTimeoutMilliseconds: Int
+    /// The `authorization` value the guard sends to Milvus instead of the client's (`upstream.auth` in
+    /// guard.yaml: base64 of `user:password`), so that applications never hold Milvus passwords. When nil,
+    /// the client's `authorization` goes upstream unchanged.
+    public var authorization: String?
 
     public init(
         address: SocketAddress,
         tls: ClientTLSConfiguration? = nil,
         maxConnectionsPerLoop: Int = 8,
-        connectTimeoutMilliseconds: Int = 5_000
+        connectTimeoutMilliseconds: Int = 5_000,
+        authorization: String? = nil
     ) {
         self.address = address
         self.tls = tls
         self.maxConnectionsPerLoop = maxConnectionsPerLoop
         self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.authorization = authorization
     }
 }
 
@@ -142,6 +148,13 @@ public struct Limits: Sendable, Equatable {
     public var streamWindowBytes: Int = 1 << 20
     /// HTTP/2 connection-level receive window (both sides).
     public var connectionWindowBytes: Int = 16 << 20
+    /// Failed authentications one client address may make per ``authFailureWindowMilliseconds``; further
+    /// attempts from that address get RESOURCE_EXHAUSTED until the window is over.
+    public var authFailuresPerWindow: Int = 20
+    /// The window of ``authFailuresPerWindow``.
+    public var authFailureWindowMilliseconds: Int = 60_000
+    /// How long a successful password or API-key verification is reused (a reload forgets them all).
+    public var credentialCacheMilliseconds: Int = 300_000
 
     public init() {}
 }

@@ -1,3 +1,4 @@
+public import GuardPolicy
 public import Logging
 import Synchronization
 
@@ -9,10 +10,13 @@ public final class ProxyServer: Sendable {
     private let mailboxes: [LoopMailbox]
     private let port = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// The policy in force and its generation (bumped by every reload); loops that start late read it here.
+    private let active: Mutex<(policy: ActivePolicy, generation: Int)>
 
     /// Validates what can be checked without binding (thread count, limits).
+    /// - Parameter policy: what the loops enforce until the first ``reload(_:)``.
     /// - Throws: ``ProxyError`` naming the problem.
-    public init(configuration: ProxyConfiguration, logger: Logger) throws {
+    public init(configuration: ProxyConfiguration, policy: ActivePolicy, logger: Logger) throws {
         guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
         // Load the TLS files once here so that a bad certificate fails before anything starts.
         _ = try configuration.tls.map { try TLSContexts.server($0) }
@@ -20,6 +24,18 @@ public final class ProxyServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.mailboxes = (0..<configuration.threads).map { _ in LoopMailbox() }
+        self.active = Mutex((policy, 1))
+    }
+
+    /// Puts a new policy in force on every loop: calls decided from now on use it; calls already decided
+    /// keep their decision. Cached credential verifications are forgotten (a changed password counts at
+    /// once). Safe from any thread.
+    public func reload(_ policy: ActivePolicy) {
+        let generation = self.active.withLock { active in
+            active = (policy, active.generation + 1)
+            return active.generation
+        }
+        for mailbox in self.mailboxes { mailbox.send(.policyChanged(policy, generation: generation)) }
     }
 
     /// The TCP port clients connect to, once ``run()`` has bound it (useful with port 0); 0 before.
@@ -43,7 +59,8 @@ public final class ProxyServer: Sendable {
                 "threads": "\(self.configuration.threads)",
             ]
         )
-        let budget = HeldBytesBudget(limit: self.configuration.limits.heldBytesTotal)
+        let services = try SharedServices(limits: self.configuration.limits)
+        defer { services.stop() }
         var threads: [LoopThread] = []
         for (index, mailbox) in self.mailboxes.enumerated() {
             let configuration = self.configuration
@@ -53,11 +70,14 @@ public final class ProxyServer: Sendable {
                 try LoopThread(name: "guard-loop-\(index)") { [logger] in
                     do {
                         let loop = try EventLoop(mailbox: mailbox)
+                        let (policy, generation) = self.active.withLock { $0 }
                         let worker = try ProxyWorker(
                             loop: loop,
                             listener: descriptor,
                             configuration: configuration,
-                            heldBudget: budget,
+                            services: services,
+                            policy: policy,
+                            generation: generation,
                             logger: logger
                         )
                         withExtendedLifetime(worker) { loop.run() }

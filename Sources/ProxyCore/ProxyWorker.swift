@@ -1,4 +1,5 @@
 import CLinux
+import GuardPolicy
 import Logging
 import MilvusCatalog
 import NGHTTP2Support
@@ -20,18 +21,35 @@ final class ProxyWorker: LoopHandler {
     private var draining = false
     private var drainDeadline: UInt64 = 0
 
-    /// The process-wide budget of request bytes held for inspection.
-    let heldBudget: HeldBytesBudget
+    /// What all loops share (held-bytes budget, failure limiter, verifier thread).
+    let services: SharedServices
+    /// The policy in force on this loop, and its generation.
+    private(set) var active: ActivePolicy
+    private(set) var generation: Int
+    /// Successful verifications on this loop (see ``VerificationCache``).
+    var verifications: VerificationCache
+    /// Calls waiting for a password verification, by the cache key of their `authorization` value: one
+    /// PBKDF2 serves every call that presented the same credential meanwhile.
+    var awaitingVerification: [[UInt8]: [ProxiedCall]] = [:]
+
+    var heldBudget: HeldBytesBudget { self.services.heldBudget }
 
     init(
         loop: EventLoop,
         listener: Int32,
         configuration: ProxyConfiguration,
-        heldBudget: HeldBytesBudget,
+        services: SharedServices,
+        policy: ActivePolicy,
+        generation: Int,
         logger: Logger
     ) throws {
         self.loop = loop
-        self.heldBudget = heldBudget
+        self.services = services
+        self.active = policy
+        self.generation = generation
+        self.verifications = VerificationCache(
+            ttlNanoseconds: UInt64(configuration.limits.credentialCacheMilliseconds) * 1_000_000
+        )
         self.listener = listener
         self.configuration = configuration
         self.logger = logger
@@ -88,28 +106,6 @@ final class ProxyWorker: LoopHandler {
         if self.draining { self.stopIfDrained() }
     }
 
-    // MARK: Decisions
-
-    /// Decides a decoded call: nil lets it through, a status refuses it. Identity and policy (RBAC from
-    /// policies/) plug in here; until then every call the catalog decodes is let through.
-    func admit(_ decoded: MilvusCall, call: ProxiedCall) -> GRPCStatus? {
-        if self.logger.logLevel <= .debug {
-            self.logger.debug(
-                "decoded",
-                metadata: [
-                    "rpc": "\(decoded.rpc.name)",
-                    "action": "\(decoded.rpc.actionClass)",
-                    "db": "\(decoded.database)",
-                    "collection": "\(decoded.collection ?? "-")",
-                    "partitions": "\(decoded.partitions)",
-                    "rows": "\(decoded.rowCount.map(String.init) ?? "-")",
-                    "filter": "\(decoded.filter ?? "-")",
-                ]
-            )
-        }
-        return nil
-    }
-
     // MARK: Messages and timers
 
     private func receive(_ message: LoopMessage) {
@@ -121,6 +117,13 @@ final class ProxyWorker: LoopHandler {
             self.loop.unregister(self.listener, token: self.listenerToken)
             for client in self.clients.values { client.beginShutdown() }
             self.stopIfDrained()
+        case .policyChanged(let policy, let generation):
+            guard generation > self.generation else { return }
+            self.active = policy
+            self.generation = generation
+            self.logger.debug("policy reloaded", metadata: ["generation": "\(generation)"])
+        case .credentialVerified(let key, let outcome, let generation):
+            self.credentialVerified(key: key, outcome: outcome, generation: generation)
         }
     }
 

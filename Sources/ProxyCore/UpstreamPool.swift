@@ -110,6 +110,16 @@ final class UpstreamPool {
     /// The request headers as sent upstream: hop-by-hop fields dropped, the scheme set for the upstream
     /// transport; everything else (metadata, grpc-timeout, authorization) as the client sent it.
     private func upstreamHeaders(for call: ProxiedCall) -> [HeaderField] {
+        if let authorization = self.configuration.authorization {
+            // The guard's own credential replaces the client's: applications never hold Milvus passwords.
+            var headers: [HeaderField] = []
+            headers.reserveCapacity(call.requestHeaders.count + 1)
+            for field in call.requestHeaders where !isHopByHop(field.name) && field.name != "authorization" {
+                headers.append(field.name == ":scheme" ? HeaderField(":scheme", self.scheme) : field)
+            }
+            headers.append(HeaderField("authorization", authorization))
+            return headers
+        }
         if !call.requestHeaders.contains(where: {
             isHopByHop($0.name) || ($0.name == ":scheme" && $0.value != self.scheme)
         }) {

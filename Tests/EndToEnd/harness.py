@@ -8,6 +8,8 @@ polled with a deadline, and every socket has a timeout.
 from __future__ import annotations
 
 import atexit
+import base64
+import hashlib
 import os
 import shutil
 import signal
@@ -59,6 +61,7 @@ class Server:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.work_dir: Optional[Path] = cwd
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             _die_with_parent(argv),
@@ -136,6 +139,36 @@ def raw_call(address: str, method: str, payload: bytes = b"", timeout: float = 5
         return call(payload, timeout=timeout, metadata=metadata)
 
 
+def grpc_answers(address: str) -> bool:
+    """True once the server answers a gRPC call at all (UNAUTHENTICATED counts: the guard is up)."""
+    try:
+        raw_call(address, GET_VERSION, b"", timeout=2.0)
+        return True
+    except grpc.RpcError as error:
+        return error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def pbkdf2(password: str, iterations: int = 1000) -> str:
+    """A policy-file password hash; the loader accepts 1000 iterations (and warns), which keeps tests fast."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"pbkdf2-sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def transport_policy() -> str:
+    """The policy of the suite's shared guards, whose tests are about the transport, not RBAC: anonymous
+    and root (password Milvus) may call everything. The RBAC tests start guards with their own policies."""
+    return f"""\
+users:
+  anonymous: {{ roles: [all] }}
+  root: {{ password: "{pbkdf2('Milvus')}", roles: [all] }}
+roles:
+  all:
+    - allow: ["*"]
+      on: ["*"]
+"""
+
+
 def get_version_ok(address: str) -> bool:
     try:
         raw_call(address, GET_VERSION, b"", timeout=2.0)
@@ -176,12 +209,22 @@ def start_guard(
     name: str = "milvus-guard",
     extra: Optional[list[str]] = None,
     ready: Optional[Callable[[str], bool]] = None,
+    config: str = "",
+    policies: Optional[dict[str, str]] = None,
 ) -> Server:
-    """Starts the guard; readiness is GetVersion through it, or TCP accept when `ready` says so."""
+    """Starts the guard in a folder of its own, `<log_dir>/<name>-<port>`, holding `guard.yaml` (`config`)
+    and `policies/` (file name -> text; default: `transport_policy()`); `server.work_dir` names it.
+    Readiness is GetVersion through it, or whatever `ready` says."""
     argv = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream] + (extra or [])
-    # Runs in the log directory: the guard reads ./guard.yaml when given no --config, and a developer's
-    # guard.yaml in the repository root must not change what the suite tests.
-    server = Server(name, argv, log_dir / f"{name}.log", cwd=log_dir)
+    # A folder of its own: the guard reads ./guard.yaml and ./policies, and a developer's guard.yaml in the
+    # repository root must not change what the suite tests.
+    work_dir = log_dir / f"{name}-{port}"
+    (work_dir / "policies").mkdir(parents=True)
+    (work_dir / "guard.yaml").write_text(config)
+    for file_name, text in (policies if policies is not None else {"transport.yaml": transport_policy()}).items():
+        (work_dir / "policies" / file_name).write_text(text)
+    server = Server(name, argv, log_dir / f"{name}.log", cwd=work_dir)
+    server.work_dir = work_dir
     address = f"127.0.0.1:{port}"
     check = ready or get_version_ok
 

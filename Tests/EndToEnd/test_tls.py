@@ -34,10 +34,9 @@ def tls_guard(milvus, log_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
     ca, cert, key = _certificates(folder)
     port = harness.free_port()
-    config = folder / "guard.yaml"
-    config.write_text(f'listen: "127.0.0.1:{port}"\nupstream: "{milvus.address}"\ntls: {{cert: {cert}, key: {key}}}\n')
+    config = f'listen: "127.0.0.1:{port}"\nupstream: "{milvus.address}"\ntls: {{cert: {cert}, key: {key}}}\n'
     server = harness.start_guard(
-        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-tls", extra=["--config", str(config)],
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-tls", config=config,
         ready=lambda address: harness.tcp_accepts("127.0.0.1", port),
     )
     yield port, ca

@@ -304,7 +304,7 @@ struct GuardConfigTests {
             ),
             (
                 "audit: true\n",
-                "guard.yaml:1: audit: unknown key (expected one of listen, upstream, policies, store, threads, tls, limits, log_level)"
+                "guard.yaml:1: audit: unknown key (expected one of listen, upstream, policies, mode, store, threads, tls, limits, log_level, pid_file)"
             ),
         ]
     )

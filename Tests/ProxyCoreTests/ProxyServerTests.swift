@@ -48,7 +48,7 @@ struct ProxyServerTests {
         let client = try TestClient(port: proxy.port)
         let metadata = [
             HeaderField("host", "client.example"),
-            HeaderField("authorization", "Basic cm9vdDpNaWx2dXM="),
+            HeaderField("authorization", "cm9vdDpNaWx2dXM="),
             HeaderField("dbname", "default"),
             HeaderField("x-request-id", "abc-123"),
             HeaderField("grpc-timeout", "5S"),

@@ -1,3 +1,4 @@
+import GuardPolicy
 import Logging
 
 @testable import ProxyCore
@@ -11,6 +12,9 @@ final class RunningProxy {
     init(
         upstream: SocketAddress,
         maxConnectionsPerLoop: Int = 8,
+        policy: ActivePolicy? = nil,
+        authorization: String? = nil,
+        tls: ServerTLSConfiguration? = nil,
         configure: (inout Limits) -> Void = { _ in }
     ) throws {
         var limits = Limits()
@@ -21,13 +25,16 @@ final class RunningProxy {
             upstream: UpstreamConfiguration(
                 address: upstream,
                 maxConnectionsPerLoop: maxConnectionsPerLoop,
-                connectTimeoutMilliseconds: 2_000
+                connectTimeoutMilliseconds: 2_000,
+                authorization: authorization
             ),
             threads: 1,
+            tls: tls,
             limits: limits
         )
         let server = try ProxyServer(
             configuration: configuration,
+            policy: try policy ?? .allowingAnonymous(),
             logger: Logger(label: "proxy-test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
         self.server = server
@@ -62,4 +69,26 @@ func closedPort() throws -> UInt16 {
     let port = socket.localPort ?? 1
     socket.close()
     return port
+}
+
+extension ActivePolicy {
+    /// For tests of the transport: the anonymous principal and `root` (password `Milvus`) may call everything.
+    static func allowingAnonymous() throws -> ActivePolicy {
+        try .fromYAML(
+            """
+            users:
+              anonymous: {roles: [all]}
+              root: {password: "\(try PolicyEnforcementTests.hash("Milvus"))", roles: [all]}
+            roles:
+              all:
+                - allow: ["*"]
+                  on: ["*"]
+            """
+        )
+    }
+
+    /// A policy from one file's text, named `test.yaml` in rule ids.
+    static func fromYAML(_ text: String, mode: Policy.Mode = .enforce) throws -> ActivePolicy {
+        ActivePolicy(policy: try PolicyFolder.merge([(name: "test.yaml", text: text)]), mode: mode)
+    }
 }

@@ -1,0 +1,115 @@
+import GuardPolicy
+import Logging
+import MilvusCatalog
+
+/// Decisions: the policy's verdict on a decoded call from a known caller, mapped to gRPC in one place.
+///
+/// | outcome | status |
+/// | --- | --- |
+/// | allowed | forwarded |
+/// | denied by the policy | PERMISSION_DENIED `milvus-guard: <user> may not <Rpc> on <db>.<collection> (<rule>)` |
+/// | denied, no credential (anonymous) | UNAUTHENTICATED |
+/// | wrong or malformed credential | UNAUTHENTICATED |
+/// | too many failed authentications | RESOURCE_EXHAUSTED |
+/// | denied in shadow mode | forwarded, logged as `would deny` |
+///
+/// None of these codes is retried by pymilvus.
+extension ProxyWorker {
+    /// Decides a decoded call: nil lets it through, a status refuses it. Records on the call who made it
+    /// and what was decided (for logs and, later, the audit record).
+    func judge(_ call: ProxiedCall, decoded: MilvusCall, identity: CallIdentity) -> GRPCStatus? {
+        let principal: Principal
+        switch identity {
+        case .pending:
+            preconditionFailure("a call is judged only once its identity is settled")
+        case .refused(let status, let claimed):
+            call.verdict = .failed
+            self.logger.info(
+                "refused",
+                metadata: [
+                    "client": "\(call.client?.peerHost ?? "-")", "user": "\(claimed ?? "-")",
+                    "rpc": "\(decoded.rpc.name)", "reason": "\(status.message)",
+                ]
+            )
+            return status
+        case .known(let known):
+            principal = known
+        }
+        call.principal = principal
+        let outcome = self.active.policy.decide(principal: principal, call: decoded)
+        call.rule = outcome.decision.rule
+        switch outcome.decision {
+        case .allow:
+            call.verdict = .allowed
+            if let wouldDeny = outcome.wouldDeny, case .deny(let rule, let reason) = wouldDeny {
+                self.logWouldDeny(call, reason: reason, rule: rule, scope: "shadow file")
+            }
+            if self.logger.logLevel <= .debug { self.logDecoded(decoded, principal: principal) }
+            return nil
+        case .deny(let rule, let reason):
+            if principal.authentication == .anonymous {
+                call.verdict = .failed
+                self.logger.info(
+                    "refused anonymous call",
+                    metadata: ["rpc": "\(decoded.rpc.name)", "reason": "\(reason)"]
+                )
+                return GRPCStatus(
+                    .unauthenticated,
+                    "no credentials: send token=\"user:password\" or an API key (\(reason))"
+                )
+            }
+            if self.active.mode == .shadow {
+                call.verdict = .wouldDeny
+                self.logWouldDeny(call, reason: reason, rule: rule, scope: "shadow mode")
+                return nil
+            }
+            call.verdict = .denied
+            self.logger.info(
+                "denied",
+                metadata: [
+                    "user": "\(principal.name)", "rpc": "\(decoded.rpc.name)",
+                    "rule": "\(rule.map { "\($0)" } ?? "no rule allows it")", "reason": "\(reason)",
+                ]
+            )
+            return GRPCStatus(.permissionDenied, reason)
+        }
+    }
+
+    private func logWouldDeny(_ call: ProxiedCall, reason: String, rule: RuleID?, scope: String) {
+        self.logger.notice(
+            "would deny",
+            metadata: [
+                "reason": "\(reason)", "rule": "\(rule.map { "\($0)" } ?? "no rule allows it")",
+                "scope": "\(scope)",
+            ]
+        )
+    }
+
+    private func logDecoded(_ decoded: MilvusCall, principal: Principal) {
+        self.logger.debug(
+            "decoded",
+            metadata: [
+                "user": "\(principal.name)",
+                "rpc": "\(decoded.rpc.name)",
+                "action": "\(decoded.rpc.actionClass)",
+                "db": "\(decoded.database)",
+                "collection": "\(decoded.collection ?? "-")",
+                "partitions": "\(decoded.partitions)",
+                "rows": "\(decoded.rowCount.map(String.init) ?? "-")",
+                "filter": "\(decoded.filter ?? "-")",
+            ]
+        )
+    }
+}
+
+/// What became of a call at the gate, for logs and the audit record.
+enum CallVerdict: String {
+    /// The policy allowed it.
+    case allowed
+    /// The policy denied it (PERMISSION_DENIED).
+    case denied
+    /// The policy would deny it, but shadow mode forwarded it.
+    case wouldDeny = "would_deny"
+    /// Refused before a policy decision: no or wrong credential, malformed request, limits.
+    case failed
+}

@@ -1,0 +1,28 @@
+import Synchronization
+
+/// What the event loops share across threads: budgets, the authentication-failure limiter and the thread
+/// that verifies passwords. Each piece is Sendable; loops use them without waiting on one another for long.
+final class SharedServices: Sendable {
+    /// The process-wide budget of request bytes held for inspection.
+    let heldBudget: HeldBytesBudget
+    /// Failed authentications per client address, over all loops (a client's connections may land on any).
+    let failures: Mutex<FailureLimiter>
+    /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core.
+    let verifier: OffLoopExecutor
+
+    init(limits: Limits) throws {
+        self.heldBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
+        self.failures = Mutex(
+            FailureLimiter(
+                threshold: limits.authFailuresPerWindow,
+                windowNanoseconds: UInt64(limits.authFailureWindowMilliseconds) * 1_000_000
+            )
+        )
+        self.verifier = try OffLoopExecutor(name: "guard-verifier", capacity: 1024)
+    }
+
+    /// Stops the verifier thread (after the loops have stopped).
+    func stop() {
+        self.verifier.stop()
+    }
+}

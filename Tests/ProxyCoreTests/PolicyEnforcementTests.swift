@@ -1,0 +1,266 @@
+import Glibc
+import GuardPolicy
+import NGHTTP2Support
+import OpenSSLSupport
+import Testing
+
+@testable import ProxyCore
+
+/// Identity and policy wired into the loops: who may call what, what the refusals say, and that a refused
+/// call never reaches the upstream.
+@Suite("Identity and policy in the proxy", .serialized, .timeLimit(.minutes(2)))
+struct PolicyEnforcementTests {
+    static let milvus = "/milvus.proto.milvus.MilvusService/"
+
+    /// `app` (password `app-secret`) writes default.books; `reader` reads default.*; the API key
+    /// `ingest-token` writes default.books too.
+    static func policyYAML(appPassword: String = "app-secret") throws -> String {
+        """
+        users:
+          app: { password: "\(try Self.hash(appPassword))", roles: [writer] }
+          reader: { password: "\(try Self.hash("reader-secret"))", roles: [reader] }
+        api_keys:
+          ingest: { sha256: "\(Self.hex(Crypto.sha256(Array("ingest-token".utf8))))", roles: [writer] }
+        roles:
+          writer:
+            - allow: [read, write]
+              on: ["default.books"]
+          reader:
+            - allow: [read]
+              on: ["default.*"]
+        """
+    }
+
+    /// A PBKDF2 string at the loader's minimum iteration count (fast tests).
+    static func hash(_ password: String) throws -> String {
+        let salt = try Crypto.randomBytes(count: 16)
+        let hash = try Crypto.pbkdf2SHA256(password: Array(password.utf8), salt: salt, iterations: 1_000, length: 32)
+        return PasswordHash(iterations: 1_000, salt: salt, hash: hash).encoded
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef")
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
+    }
+
+    static func token(_ text: String) -> HeaderField {
+        HeaderField("authorization", Self.base64(Array(text.utf8)))
+    }
+
+    static func base64(_ bytes: [UInt8]) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        var out = ""
+        var index = 0
+        while index < bytes.count {
+            let chunk = Array(bytes[index..<min(index + 3, bytes.count)])
+            let value = chunk.enumerated().reduce(0) { $0 | Int($1.element) << (16 - 8 * $1.offset) }
+            for position in 0..<4 {
+                out.append(position <= chunk.count ? alphabet[(value >> (18 - 6 * position)) & 63] : "=")
+            }
+            index += 3
+        }
+        return out
+    }
+
+    /// A request naming `collection` (field 3) in database `db` (field 2): valid for HasCollection,
+    /// DropCollection and the like.
+    static func body(collection: String, db: String = "default") -> [UInt8] {
+        TestClient.rawGRPCFrame(
+            [0x12, UInt8(db.utf8.count)] + Array(db.utf8) + [0x1A, UInt8(collection.utf8.count)]
+                + Array(collection.utf8)
+        )
+    }
+
+    struct Setup {
+        let upstream: TestUpstream
+        let proxy: RunningProxy
+        let client: TestClient
+
+        func call(_ rpc: String, _ collection: String = "books", auth: HeaderField?) throws -> StreamResult {
+            try self.client.call(
+                TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + rpc, metadata: auth.map { [$0] } ?? []),
+                body: PolicyEnforcementTests.body(collection: collection)
+            )
+        }
+    }
+
+    func setUp(
+        policy: ActivePolicy? = nil,
+        authorization: String? = nil,
+        configure: (inout Limits) -> Void = { _ in }
+    ) throws -> Setup {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(
+            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            policy: try policy ?? .fromYAML(Self.policyYAML()),
+            authorization: authorization,
+            configure: configure
+        )
+        return Setup(upstream: upstream, proxy: proxy, client: try TestClient(port: proxy.port))
+    }
+
+    @Test("A user may do what its role allows, and nothing else; refusals never reach the upstream")
+    func allowAndDeny() throws {
+        let setup = try self.setUp()
+        let app = Self.token("app:app-secret")
+        #expect(try setup.call("HasCollection", auth: app).grpcStatus == "0")
+        #expect(try setup.call("Connect", auth: app).grpcStatus == "0")  // a session RPC, no rule needed
+
+        let drop = try setup.call("DropCollection", auth: app)
+        #expect(drop.grpcStatus == "7")
+        #expect(
+            drop.grpcMessage == "milvus-guard: app may not DropCollection on default.books (no rule allows it)"
+        )
+        let other = try setup.call("HasCollection", "movies", auth: app)
+        #expect(other.grpcStatus == "7")
+        #expect(other.grpcMessage?.contains("app may not HasCollection on default.movies") == true)
+
+        let reader = Self.token("reader:reader-secret")
+        #expect(try setup.call("HasCollection", "movies", auth: reader).grpcStatus == "0")
+        #expect(try setup.call("DropCollection", auth: reader).grpcStatus == "7")
+        #expect(setup.proxy.stop())
+        let paths = setup.upstream.record.value.requests.compactMap { $0.first { $0.name == ":path" }?.value }
+        #expect(paths.map { String($0.dropFirst(Self.milvus.count)) } == ["HasCollection", "Connect", "HasCollection"])
+    }
+
+    @Test("Wrong password, unknown user, malformed token and no token: UNAUTHENTICATED, never forwarded")
+    func unauthenticated() throws {
+        let setup = try self.setUp()
+        let wrong = try setup.call("HasCollection", auth: Self.token("app:nope"))
+        #expect(wrong.grpcStatus == "16")
+        #expect(wrong.grpcMessage == "milvus-guard: wrong user name or password for \"app\"")
+        let unknown = try setup.call("HasCollection", auth: Self.token("mallory:x"))
+        #expect(unknown.grpcStatus == "16")
+        #expect(unknown.grpcMessage == "milvus-guard: wrong user name or password for \"mallory\"")
+        let badKey = try setup.call("HasCollection", auth: Self.token("not-a-key"))
+        #expect(badKey.grpcStatus == "16")
+        #expect(badKey.grpcMessage == "milvus-guard: unknown API key")
+        let garbage = try setup.call("HasCollection", auth: HeaderField("authorization", "%%%"))
+        #expect(garbage.grpcStatus == "16")
+        let none = try setup.call("Connect", auth: nil)
+        #expect(none.grpcStatus == "16")
+        #expect(none.grpcMessage?.hasPrefix("milvus-guard: no credentials") == true)
+        #expect(setup.proxy.stop())
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
+    @Test("An API key authenticates as its key's name")
+    func apiKey() throws {
+        let setup = try self.setUp()
+        #expect(try setup.call("HasCollection", auth: Self.token("ingest-token")).grpcStatus == "0")
+        let drop = try setup.call("DropCollection", auth: Self.token("ingest-token"))
+        #expect(drop.grpcMessage == "milvus-guard: ingest may not DropCollection on default.books (no rule allows it)")
+    }
+
+    @Test("Calls opened together while a password is verified all get the verdict")
+    func concurrentVerification() throws {
+        let setup = try self.setUp()
+        var streams: [Int32] = []
+        for index in 0..<8 {
+            let password = index % 2 == 0 ? "app:app-secret" : "app:wrong"
+            streams.append(
+                try setup.client.start(
+                    TestClient.grpcRequest(path: Self.milvus + "HasCollection", metadata: [Self.token(password)]),
+                    body: Self.body(collection: "books")
+                )
+            )
+        }
+        try setup.client.run { client in streams.allSatisfy { client.streams[$0]?.closedWith != nil } }
+        for (index, stream) in streams.enumerated() {
+            #expect(setup.client.streams[stream]?.grpcStatus == (index % 2 == 0 ? "0" : "16"))
+        }
+    }
+
+    @Test("From the limit's next failure on, an address gets RESOURCE_EXHAUSTED, even with the right password")
+    func failureLimit() throws {
+        let setup = try self.setUp { $0.authFailuresPerWindow = 3 }
+        for _ in 0..<3 {
+            #expect(try setup.call("HasCollection", auth: Self.token("app:guess")).grpcStatus == "16")
+        }
+        let blocked = try setup.call("HasCollection", auth: Self.token("app:app-secret"))
+        #expect(blocked.grpcStatus == "8")
+        #expect(blocked.grpcMessage?.contains("too many failed authentications from 127.0.0.1") == true)
+    }
+
+    @Test("A reload puts a changed password in force at once; cached verifications are forgotten")
+    func reloadChangesPassword() throws {
+        let setup = try self.setUp()
+        let old = Self.token("app:app-secret")
+        #expect(try setup.call("HasCollection", auth: old).grpcStatus == "0")
+        setup.proxy.server.reload(try .fromYAML(Self.policyYAML(appPassword: "new-secret")))
+        // The reload reaches the loop through its mailbox: the next call may still race it.
+        var status: String?
+        for _ in 0..<100 {
+            status = try setup.call("HasCollection", auth: old).grpcStatus
+            if status == "16" { break }
+            usleep(10_000)
+        }
+        #expect(status == "16")
+        #expect(try setup.call("HasCollection", auth: Self.token("app:new-secret")).grpcStatus == "0")
+    }
+
+    @Test("Shadow mode forwards what the policy denies; authentication is still required")
+    func shadowMode() throws {
+        let setup = try self.setUp(policy: .fromYAML(Self.policyYAML(), mode: .shadow))
+        #expect(try setup.call("DropCollection", auth: Self.token("app:app-secret")).grpcStatus == "0")
+        #expect(try setup.call("DropCollection", auth: Self.token("app:wrong")).grpcStatus == "16")
+        #expect(setup.proxy.stop())
+        #expect(setup.upstream.record.value.requests.count == 1)
+    }
+
+    @Test("With upstream credentials, the guard's authorization replaces the client's")
+    func upstreamCredential() throws {
+        let setup = try self.setUp(authorization: "Z3VhcmQ6czNjcmV0")
+        #expect(try setup.call("HasCollection", auth: Self.token("app:app-secret")).grpcStatus == "0")
+        #expect(setup.proxy.stop())
+        let headers = setup.upstream.record.value.requests.first ?? []
+        #expect(headers.filter { $0.name == "authorization" }.map(\.value) == ["Z3VhcmQ6czNjcmV0"])
+    }
+
+    @Test("Anonymous calls pass only where a policy grants the anonymous principal something")
+    func anonymous() throws {
+        let yaml = """
+            users:
+              anonymous: { roles: [health] }
+            roles:
+              health:
+                - allow: [CheckHealth, HasCollection]
+                  on: ["*"]
+            """
+        let setup = try self.setUp(policy: .fromYAML(yaml))
+        #expect(try setup.call("HasCollection", auth: nil).grpcStatus == "0")
+        let drop = try setup.call("DropCollection", auth: nil)
+        #expect(drop.grpcStatus == "16")
+        #expect(drop.grpcMessage?.contains("anonymous may not DropCollection on default.books") == true)
+    }
+}
+
+@Suite("TLS client certificates name users")
+struct TLSIdentityTests {
+    static func user(_ name: String, _ subject: String) -> User {
+        User(name: name, password: nil, tlsSubject: subject, roles: [], definedAt: RuleID(file: "t.yaml", line: 1))
+    }
+
+    @Test("CN=, the whole subject and subject alternative names match; other names do not")
+    func matching() {
+        let users = [
+            "svc": Self.user("svc", "CN=svc"),
+            "full": Self.user("full", "CN=other,O=Example"),
+            "spiffe": Self.user("spiffe", "URI:spiffe://example.org/job"),
+            "dns": Self.user("dns", "job.example.org"),
+        ]
+        #expect(TLSIdentity.user(subject: "CN=svc,O=Example", alternativeNames: [], in: users)?.name == "svc")
+        #expect(TLSIdentity.user(subject: "CN=other,O=Example", alternativeNames: [], in: users)?.name == "full")
+        #expect(
+            TLSIdentity.user(subject: "CN=x", alternativeNames: ["spiffe://example.org/job"], in: users)?.name
+                == "spiffe"
+        )
+        #expect(TLSIdentity.user(subject: nil, alternativeNames: ["job.example.org"], in: users)?.name == "dns")
+        #expect(TLSIdentity.user(subject: "CN=svc2", alternativeNames: ["svc"], in: users) == nil)
+        #expect(TLSIdentity.user(subject: "CN=sv\\,c", alternativeNames: [], in: users) == nil)
+        #expect(TLSIdentity.commonName(of: "O=a\\,b,CN=x") == "x")
+        #expect(ClientConnection.host(of: "127.0.0.1:5000") == "127.0.0.1")
+        #expect(ClientConnection.host(of: "[::1]:5000") == "::1")
+        #expect(ClientConnection.host(of: "unix") == "unix")
+    }
+}
