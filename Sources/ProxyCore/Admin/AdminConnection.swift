@@ -87,7 +87,7 @@ final class AdminConnection: LoopHandler {
                 "method": "\(request.method.rawValue)",
                 "path": "\(request.path)",
                 "status": "\(response.status)",
-                "principal": "\(principal ?? "-")",
+                "principal": "\(principal)",
             ]
         )
         self.send(response.serialized(includeBody: request.method == .get))

@@ -25,18 +25,18 @@ struct AdminRouter: Sendable {
         }
     }
 
-    /// The answer to a valid request, and the principal it was served to (nil when none was needed or the
-    /// credentials were refused), for the log.
-    func respond(to request: AdminRequest) -> (response: AdminResponse, principal: String?) {
-        if request.path == "/healthz" { return (.text(200, "ok\n"), nil) }
+    /// The answer to a valid request, and for the log who it was served to: the principal, or the backend's
+    /// reason for refusing the credentials (never sent to the client), or `-` for `/healthz`.
+    func respond(to request: AdminRequest) -> (response: AdminResponse, principal: String) {
+        if request.path == "/healthz" { return (.text(200, "ok\n"), "-") }
         let principal: String
         switch self.backend.authorizeAdmin(authorization: request.authorization) {
         case .allowed(let name):
             principal = name
-        case .unauthenticated:
-            return (.text(401, "authentication required\n", fields: [Self.challenge]), nil)
-        case .forbidden:
-            return (.text(403, "forbidden: the admin action is not allowed for this user\n"), nil)
+        case .unauthenticated(let reason):
+            return (.text(401, "authentication required\n", fields: [Self.challenge]), "refused: \(reason)")
+        case .forbidden(let reason):
+            return (.text(403, "forbidden: the admin action is not allowed for this user\n"), "refused: \(reason)")
         }
         switch request.path {
         case "/readyz":
