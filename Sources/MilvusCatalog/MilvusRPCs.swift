@@ -7,6 +7,17 @@ public enum MilvusRPCs {
     private static let byName: [String: RPCDescriptor] = Dictionary(
         uniqueKeysWithValues: Self.all.map { ($0.name, $0) }
     )
+    /// Each catalog descriptor's position in ``all``, keyed by the identity of its shared storage.
+    private static let indexByIdentity: [ObjectIdentifier: Int] = Dictionary(
+        uniqueKeysWithValues: Self.all.enumerated().map { ($0.element.identity, $0.offset) }
+    )
+
+    /// The position of `descriptor` in ``all`` (a dense key `0..<all.count` for per-RPC tables such as the
+    /// proxy's metrics), or `nil` for a descriptor that is not the catalog's own. Hashes one pointer; allocates
+    /// nothing.
+    public static func index(of descriptor: RPCDescriptor) -> Int? {
+        Self.indexByIdentity[descriptor.identity]
+    }
 
     /// The RPC whose gRPC `:path` is exactly `path`, byte for byte, or `nil`.
     ///

@@ -62,6 +62,9 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
 
     private let storage: Storage
 
+    /// The identity of the shared storage: the same for every copy of one catalog descriptor.
+    var identity: ObjectIdentifier { ObjectIdentifier(self.storage) }
+
     init(
         name: String,
         actionClass: ActionClass,

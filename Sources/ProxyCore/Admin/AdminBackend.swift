@@ -1,0 +1,33 @@
+/// What the admin listener needs from the rest of the guard: the policy (who may use it), the audit store and
+/// readiness. The integrator implements it (GuardCLI wires the policy and the store); ProxyCore only calls it.
+///
+/// Every method runs on the admin thread, one request at a time, never on a proxy loop, so an implementation
+/// may block (PBKDF2 verification, a SQLite query) without slowing the proxy; a slow one only delays other
+/// admin requests, each of which has its own deadline.
+public protocol AdminBackend: Sendable {
+    /// Checks a request's `Authorization` header (HTTP Basic `user:password`, or `Bearer <api key>`) against
+    /// the policy: `.allowed` when the principal's roles allow the `admin` action, `.forbidden` when the
+    /// credential is valid but they do not, `.unauthenticated` when it is missing or wrong.
+    func authorizeAdmin(authorization: String?) -> AdminAuthorization
+
+    /// `GET /audit` with its decoded query parameters (the `audit` CLI's filters, e.g. `user`, `since`):
+    /// a JSON body, or ``AdminResponse/error(_:_:)`` with 400 (bad filter) or 503 (store unavailable).
+    func audit(parameters: [String: String]) -> AdminResponse
+
+    /// `GET /readyz`: nil when the guard is ready (upstream reachable, audit store writable), else the reason.
+    func readinessProblem() -> String?
+
+    /// Metrics the proxy's registry does not hold (e.g. `milvus_guard_audit_queue_depth`), already in the
+    /// Prometheus text format with their HELP and TYPE lines, appended to `/metrics`; may be empty.
+    func extraMetrics() -> String
+}
+
+/// The outcome of checking an admin request's credentials.
+public enum AdminAuthorization: Sendable, Equatable {
+    /// The principal may use the admin endpoints.
+    case allowed(principal: String)
+    /// No credential, or a wrong one: 401 with `WWW-Authenticate: Basic realm="milvus-guard"`.
+    case unauthenticated(reason: String)
+    /// A valid principal whose roles do not allow `admin`: 403.
+    case forbidden(reason: String)
+}

@@ -1,0 +1,152 @@
+import CLinux
+import Logging
+
+/// One admin client connection: read one request, write one answer, close. Admin thread only.
+///
+/// States, in order:
+/// - `reading`: bytes go to the ``AdminRequestParser`` until it has an outcome;
+/// - `writing`: the serialized answer goes out as the socket takes it (EPOLLOUT while it does not);
+/// - `lingering`: the answer is out and our side is shut for writing; bytes still arriving are read and
+///   dropped until the client closes. Closing at once with unread input would make the kernel send RST,
+///   which can destroy the answer before the client reads it (RFC 9112 §9.6).
+///
+/// One deadline covers the whole connection (``AdminConfiguration/connectionTimeoutMilliseconds``): whatever the
+/// state, the connection is closed when it passes, which is what ends a slowloris client.
+final class AdminConnection: LoopHandler {
+    private enum State {
+        case reading
+        case writing
+        case lingering
+        case closed
+    }
+
+    private unowned let worker: AdminWorker
+    private let socket: Socket
+    private var token: UInt64 = 0
+    private var parser: AdminRequestParser
+    private var state = State.reading
+    private var output: [UInt8] = []
+    private var written = 0
+    private var deadline: TimerQueue.ID = 0
+
+    init(worker: AdminWorker, socket: Socket) throws {
+        self.worker = worker
+        self.socket = socket
+        self.parser = AdminRequestParser(maxHeadBytes: worker.configuration.maxHeadBytes)
+        self.token = try worker.loop.register(
+            socket.descriptor,
+            events: CLINUX_EPOLLIN | CLINUX_EPOLLRDHUP,
+            handler: self
+        )
+        self.deadline = worker.loop.schedule(afterMilliseconds: worker.configuration.connectionTimeoutMilliseconds) {
+            [unowned self] in
+            self.deadline = 0
+            if self.state == .reading {
+                self.worker.logger.notice(
+                    "admin request not received in time",
+                    metadata: ["peer": "\(self.socket.peer)"]
+                )
+            }
+            self.close()
+        }
+    }
+
+    func handleEvents(_ events: UInt32) {
+        switch self.state {
+        case .reading: self.readRequest()
+        case .writing: self.flush()
+        case .lingering: self.discardInput()
+        case .closed: return
+        }
+    }
+
+    private func readRequest() {
+        while self.state == .reading {
+            let result = self.worker.loop.readBuffer.withUnsafeMutableBytes { self.socket.read(into: $0) }
+            switch result {
+            case .bytes(let count):
+                switch self.parser.feed(self.worker.loop.readBuffer[..<count]) {
+                case .needMore: continue
+                case .request(let request): self.answer(request)
+                case .failure(let failure): self.answer(failure)
+                }
+            case .wouldBlock:
+                return
+            case .endOfFile:
+                self.close()
+            }
+        }
+    }
+
+    private func answer(_ request: AdminRequest) {
+        let (response, principal) = self.worker.router.respond(to: request)
+        self.worker.logger.info(
+            "admin request",
+            metadata: [
+                "peer": "\(self.socket.peer)",
+                "method": "\(request.method.rawValue)",
+                "path": "\(request.path)",
+                "status": "\(response.status)",
+                "principal": "\(principal)",
+            ]
+        )
+        self.send(response.serialized(includeBody: request.method == .get))
+    }
+
+    private func answer(_ failure: AdminRequestParser.Failure) {
+        let response = self.worker.router.respond(to: failure)
+        self.worker.logger.notice(
+            "admin request refused",
+            metadata: ["peer": "\(self.socket.peer)", "status": "\(response.status)", "reason": "\(failure)"]
+        )
+        self.send(response.serialized())
+    }
+
+    private func send(_ bytes: [UInt8]) {
+        self.output = bytes
+        self.written = 0
+        self.state = .writing
+        self.flush()
+    }
+
+    private func flush() {
+        while self.written < self.output.count {
+            let result = self.output[self.written...].withUnsafeBytes { self.socket.write($0) }
+            guard let count = result else { return self.close() }
+            if count == 0 {
+                self.worker.loop.modify(self.socket.descriptor, token: self.token, events: CLINUX_EPOLLOUT)
+                return
+            }
+            self.written += count
+        }
+        self.output = []
+        self.socket.shutdownWrite()
+        self.state = .lingering
+        self.worker.loop.modify(self.socket.descriptor, token: self.token, events: CLINUX_EPOLLIN | CLINUX_EPOLLRDHUP)
+        self.discardInput()
+    }
+
+    private func discardInput() {
+        while self.state == .lingering {
+            let result = self.worker.loop.readBuffer.withUnsafeMutableBytes { self.socket.read(into: $0) }
+            switch result {
+            case .bytes: continue
+            case .wouldBlock: return
+            case .endOfFile: self.close()
+            }
+        }
+    }
+
+    /// Unregisters and closes the socket, cancels the deadline and leaves the worker. Idempotent.
+    func close() {
+        guard self.state != .closed else { return }
+        self.state = .closed
+        if self.deadline != 0 { self.worker.loop.cancelTimer(self.deadline) }
+        self.worker.loop.unregister(self.socket.descriptor, token: self.token)
+        self.socket.close()
+        self.worker.connectionClosed(self)
+    }
+}
+
+@available(*, unavailable)
+extension AdminConnection: Sendable {}
