@@ -197,6 +197,8 @@ final class AdminWorker: LoopHandler {
             self.loop.unregister(self.listener, token: self.listenerToken)
             for connection in Array(self.connections.values) { connection.close() }
             self.loop.stop()
+        case .policyChanged, .credentialVerified:
+            break  // proxy-loop messages; the admin loop is never sent them
         }
     }
 }
