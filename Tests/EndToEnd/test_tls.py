@@ -73,3 +73,48 @@ def test_grpcio_over_tls_and_plaintext_refused(tls_guard):
         with pytest.raises(grpc.RpcError) as failure:
             version(b"", timeout=5)
         assert failure.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _client_certificate(folder: Path, ca: Path, common_name: str) -> tuple[Path, Path]:
+    """A client certificate signed by the test CA (whose key sits beside it)."""
+    key, csr, cert = folder / f"{common_name}-key.pem", folder / f"{common_name}.csr", folder / f"{common_name}.pem"
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={common_name}")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(folder / "ca-key.pem"), "-CAcreateserial",
+        "-out", str(cert), "-days", "2")
+    return key, cert
+
+
+def test_client_certificate_names_the_principal(milvus, log_dir, tmp_path):
+    """With tls.client_ca, a certificate whose subject matches a user's tls_subject is that user."""
+    ca, cert, key = _certificates(tmp_path)
+    svc_key, svc_cert = _client_certificate(tmp_path, ca, "svc")
+    port = harness.free_port()
+    config = f"tls: {{cert: {cert}, key: {key}, client_ca: {ca}}}\n"
+    policy = """\
+users:
+  svc: { tls_subject: "CN=svc", roles: [reader] }
+roles:
+  reader:
+    - allow: [read]
+      on: ["default.*"]
+"""
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-mtls", config=config,
+        policies={"svc.yaml": policy}, ready=lambda address: harness.tcp_accepts("127.0.0.1", port),
+    )
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca.read_bytes(), private_key=svc_key.read_bytes(), certificate_chain=svc_cert.read_bytes()
+        )
+        request = b"\x12\x07default\x1a\x05books"  # HasCollectionRequest(db_name, collection_name)
+        with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+            call = lambda method: channel.unary_unary(harness.MILVUS_SERVICE + method, request_serializer=None,
+                                                      response_deserializer=None)
+            assert call("HasCollection")(request, timeout=10) is not None
+            with pytest.raises(grpc.RpcError) as denied:
+                call("DropCollection")(request, timeout=10)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert denied.value.details().startswith("milvus-guard: svc may not DropCollection on default.books")
+    finally:
+        server.stop()
