@@ -1,3 +1,4 @@
+import AuditStore
 import Logging
 import ProxyCore
 import Yams
@@ -16,7 +17,8 @@ struct ConfigParser {
 
     /// The keys each mapping accepts; anything else is an error (a typo must not pass silently).
     private enum Keys {
-        static let root = ["listen", "upstream", "policies", "store", "threads", "tls", "limits", "log_level"]
+        static let root = ["listen", "upstream", "policies", "store", "audit", "threads", "tls", "limits", "log_level"]
+        static let audit = ["reads", "sync"]
         static let upstream = ["address", "tls", "max_connections", "connect_timeout"]
         static let upstreamTLS = ["ca", "server_name"]
         static let tls = ["cert", "key", "client_ca"]
@@ -64,6 +66,8 @@ struct ConfigParser {
                 config.policiesPath = try self.path(entry)
             case "store":
                 config.storePath = try self.path(entry)
+            case "audit":
+                config.audit = try self.audit(entry)
             case "threads":
                 config.proxy.threads = try self.value(entry) { text throws(ValueProblem) in
                     try ConfigValue.integer(text, in: ConfigLimits.threads)
@@ -158,6 +162,31 @@ struct ConfigParser {
         guard let certificate else { throw self.error(at: entry.keyLine, key: "\(entry.key).cert", "is required") }
         guard let key else { throw self.error(at: entry.keyLine, key: "\(entry.key).key", "is required") }
         return ServerTLSConfiguration(certificatePath: certificate, keyPath: key, clientCAPath: clientCA)
+    }
+
+    /// `audit: {reads: true|false, sync: full|normal}`; keys left out keep their defaults.
+    private func audit(_ entry: Entry) throws -> AuditSettings {
+        var audit = AuditSettings()
+        for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
+            switch child.name {
+            case "reads":
+                let text = try self.scalarText(child)
+                guard let value = child.value.bool else {
+                    throw self.error(at: child.line, key: child.key, "must be true or false, got \"\(text)\"")
+                }
+                audit.reads = value
+            case "sync":
+                audit.synchronous = try self.value(child) { text throws(ValueProblem) in
+                    guard let mode = AuditStoreOptions.Synchronous(rawValue: text) else {
+                        throw ValueProblem("must be full or normal, got \(ConfigValue.quoted(text))")
+                    }
+                    return mode
+                }
+            default:
+                throw self.unknownKey(child, allowed: Keys.audit)
+            }
+        }
+        return audit
     }
 
     /// `limits: {…}`; keys left out keep ProxyCore's defaults.

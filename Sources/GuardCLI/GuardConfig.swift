@@ -18,6 +18,8 @@ public struct GuardConfig: Sendable, Equatable {
     public var policiesPath: String
     /// The absolute path of the audit/approval database (`store`, default `guard.db` beside the config file).
     public var storePath: String
+    /// The `audit:` section: whether reads are recorded, and how commits are synced.
+    public var audit: AuditSettings
     /// The least severe log level printed (`log_level`, default `info`).
     public var logLevel: Logger.Level
     /// The absolute path of the file this was read from; nil when no file was read (all defaults).
@@ -29,12 +31,14 @@ public struct GuardConfig: Sendable, Equatable {
         proxy: ProxyConfiguration,
         policiesPath: String,
         storePath: String,
+        audit: AuditSettings = AuditSettings(),
         logLevel: Logger.Level = .info,
         sourcePath: String? = nil
     ) {
         self.proxy = proxy
         self.policiesPath = policiesPath
         self.storePath = storePath
+        self.audit = audit
         self.logLevel = logLevel
         self.sourcePath = sourcePath
     }
