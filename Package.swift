@@ -46,6 +46,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Services behind protocols: the audit log (SQLite, and in memory for tests).
+        .target(name: "AuditStore", dependencies: ["SQLiteSupport", "OpenSSLSupport"], swiftSettings: swiftSettings),
+
         // The proxy.
         .target(
             name: "ProxyCore",
@@ -59,7 +62,7 @@ let package = Package(
         .target(
             name: "GuardCLI",
             dependencies: [
-                "ProxyCore", "OpenSSLSupport", "MilvusCatalog", "GuardPolicy",
+                "ProxyCore", "OpenSSLSupport", "MilvusCatalog", "GuardPolicy", "AuditStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -96,6 +99,11 @@ let package = Package(
         ),
         .testTarget(name: "NGHTTP2SupportTests", dependencies: ["NGHTTP2Support"], swiftSettings: swiftSettings),
         .testTarget(name: "OpenSSLSupportTests", dependencies: ["OpenSSLSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AuditStoreTests",
+            dependencies: ["AuditStore", "SQLiteSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SQLiteSupportTests", dependencies: ["SQLiteSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ZlibSupportTests", dependencies: ["ZlibSupport"], swiftSettings: swiftSettings),
         .testTarget(
@@ -109,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "GuardCLITests",
             dependencies: [
-                "GuardCLI", "ProxyCore",
+                "GuardCLI", "ProxyCore", "AuditStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

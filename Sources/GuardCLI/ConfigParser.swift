@@ -1,3 +1,4 @@
+import AuditStore
 import Foundation
 import GuardPolicy
 import Logging
@@ -19,8 +20,10 @@ struct ConfigParser {
     /// The keys each mapping accepts; anything else is an error (a typo must not pass silently).
     private enum Keys {
         static let root = [
-            "listen", "upstream", "policies", "mode", "store", "threads", "tls", "limits", "log_level", "pid_file",
+            "listen", "upstream", "policies", "mode", "store", "audit", "threads", "tls", "limits", "log_level",
+            "pid_file",
         ]
+        static let audit = ["reads", "sync"]
         static let upstream = ["address", "tls", "max_connections", "connect_timeout", "auth"]
         static let upstreamAuth = ["user", "password_file"]
         static let upstreamTLS = ["ca", "server_name"]
@@ -77,6 +80,8 @@ struct ConfigParser {
                 config.pidFilePath = try self.path(entry)
             case "store":
                 config.storePath = try self.path(entry)
+            case "audit":
+                config.audit = try self.audit(entry)
             case "threads":
                 config.proxy.threads = try self.value(entry) { text throws(ValueProblem) in
                     try ConfigValue.integer(text, in: ConfigLimits.threads)
@@ -215,6 +220,31 @@ struct ConfigParser {
         guard let certificate else { throw self.error(at: entry.keyLine, key: "\(entry.key).cert", "is required") }
         guard let key else { throw self.error(at: entry.keyLine, key: "\(entry.key).key", "is required") }
         return ServerTLSConfiguration(certificatePath: certificate, keyPath: key, clientCAPath: clientCA)
+    }
+
+    /// `audit: {reads: true|false, sync: full|normal}`; keys left out keep their defaults.
+    private func audit(_ entry: Entry) throws -> AuditSettings {
+        var audit = AuditSettings()
+        for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
+            switch child.name {
+            case "reads":
+                let text = try self.scalarText(child)
+                guard let value = child.value.bool else {
+                    throw self.error(at: child.line, key: child.key, "must be true or false, got \"\(text)\"")
+                }
+                audit.reads = value
+            case "sync":
+                audit.synchronous = try self.value(child) { text throws(ValueProblem) in
+                    guard let mode = AuditStoreOptions.Synchronous(rawValue: text) else {
+                        throw ValueProblem("must be full or normal, got \(ConfigValue.quoted(text))")
+                    }
+                    return mode
+                }
+            default:
+                throw self.unknownKey(child, allowed: Keys.audit)
+            }
+        }
+        return audit
     }
 
     /// `limits: {…}`; keys left out keep ProxyCore's defaults.

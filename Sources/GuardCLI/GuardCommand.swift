@@ -10,7 +10,9 @@ public struct GuardCommand: ParsableCommand {
         commandName: "milvus-guard",
         abstract: "A policy-enforcing gRPC proxy in front of Milvus.",
         version: GuardVersion.current,
-        subcommands: [ServeCommand.self, PolicyCommand.self, HashPasswordCommand.self, ReloadCommand.self]
+        subcommands: [
+            ServeCommand.self, PolicyCommand.self, HashPasswordCommand.self, ReloadCommand.self, AuditCommand.self,
+        ]
     )
 
     /// Creates the command; ArgumentParser calls this while parsing.

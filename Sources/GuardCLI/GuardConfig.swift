@@ -24,6 +24,8 @@ public struct GuardConfig: Sendable, Equatable {
     public var pidFilePath: String
     /// The absolute path of the audit/approval database (`store`, default `guard.db` beside the config file).
     public var storePath: String
+    /// The `audit:` section: whether reads are recorded, and how commits are synced.
+    public var audit: AuditSettings
     /// The least severe log level printed (`log_level`, default `info`).
     public var logLevel: Logger.Level
     /// The absolute path of the file this was read from; nil when no file was read (all defaults).
@@ -36,6 +38,7 @@ public struct GuardConfig: Sendable, Equatable {
         policiesPath: String,
         storePath: String,
         pidFilePath: String,
+        audit: AuditSettings = AuditSettings(),
         logLevel: Logger.Level = .info,
         sourcePath: String? = nil
     ) {
@@ -43,6 +46,7 @@ public struct GuardConfig: Sendable, Equatable {
         self.policiesPath = policiesPath
         self.pidFilePath = pidFilePath
         self.storePath = storePath
+        self.audit = audit
         self.logLevel = logLevel
         self.sourcePath = sourcePath
     }

@@ -1,3 +1,4 @@
+import AuditStore
 import Foundation
 import GuardCLI
 import Logging
@@ -303,8 +304,8 @@ struct GuardConfigTests {
                 "guard.yaml:3: upstream.tls.ca_file: unknown key (did you mean ca?)"
             ),
             (
-                "audit: true\n",
-                "guard.yaml:1: audit: unknown key (expected one of listen, upstream, policies, mode, store, threads, tls, limits, log_level, pid_file)"
+                "metrics: true\n",
+                "guard.yaml:1: metrics: unknown key (expected one of listen, upstream, policies, mode, store, audit, threads, tls, limits, log_level, pid_file)"
             ),
         ]
     )
@@ -421,5 +422,46 @@ struct GuardConfigTests {
         let error = #expect(throws: ConfigError.self) { try config.apply(overrides, currentDirectory: "/") }
         #expect(error?.description == message)
         #expect(error?.file == nil)
+    }
+}
+
+@Suite("guard.yaml audit section")
+struct AuditConfigTests {
+    private func load(_ yaml: String) throws -> GuardConfig {
+        let folder = try TemporaryFolder()
+        try folder.write("guard.yaml", yaml)
+        return try GuardConfig.load(configPath: "guard.yaml", currentDirectory: folder.path)
+    }
+
+    @Test("Without an audit section, reads are not recorded and commits are fully synced")
+    func defaults() throws {
+        #expect(try self.load("threads: 2\n").audit == AuditSettings(reads: false, synchronous: .full))
+    }
+
+    @Test("audit.reads and audit.sync are read")
+    func values() throws {
+        #expect(
+            try self.load("audit:\n  reads: true\n  sync: normal\n").audit
+                == AuditSettings(reads: true, synchronous: .normal)
+        )
+        #expect(try self.load("audit: {sync: full}\n").audit == AuditSettings(reads: false, synchronous: .full))
+    }
+
+    @Test(
+        "Bad audit values are located at their line",
+        arguments: [
+            ("audit:\n  reads: maybe\n", "guard.yaml:2: audit.reads: must be true or false, got \"maybe\""),
+            ("audit:\n  sync: off\n", "guard.yaml:2: audit.sync: must be full or normal, got \"off\""),
+            ("threads: 1\naudit:\n  read: true\n", "guard.yaml:3: audit.read: unknown key (did you mean reads?)"),
+            ("audit: yes\n", "guard.yaml:1: audit: must be a mapping of keys to values, got \"yes\""),
+        ]
+    )
+    func errors(yaml: String, message: String) throws {
+        let folder = try TemporaryFolder()
+        try folder.write("guard.yaml", yaml)
+        let error = #expect(throws: ConfigError.self) {
+            try GuardConfig.load(configPath: "guard.yaml", currentDirectory: folder.path)
+        }
+        #expect(error?.description == message)
     }
 }

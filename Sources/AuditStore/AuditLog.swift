@@ -1,0 +1,44 @@
+/// The outcome of writing one submitted record.
+public struct AuditResult: Sendable, Hashable {
+    /// The token passed to ``AuditLog/submit(_:token:listener:)``.
+    public let token: UInt64
+    /// The record's sequence number in the chain when it was written; nil when it was not.
+    public let sequence: Int64?
+    /// Why the record was not written; nil when it was.
+    public let error: AuditStoreError?
+
+    /// Creates a result; exactly one of `sequence` and `error` should be set.
+    public init(token: UInt64, sequence: Int64?, error: AuditStoreError?) {
+        self.token = token
+        self.sequence = sequence
+        self.error = error
+    }
+}
+
+/// Receives the results of records it submitted.
+///
+/// Called on the store's writer thread after each batch, once per listener with the results of that listener's
+/// records in submission order. It must return quickly and never block: the proxy forwards the results to its loop
+/// through `LoopMailbox.send(_:)`.
+public protocol AuditListener: AnyObject, Sendable {
+    /// The results of this listener's records in the batch just committed (or failed).
+    func auditCompleted(_ results: [AuditResult])
+}
+
+/// Where the proxy writes audit records: a bounded queue in front of one writer thread.
+///
+/// The writer commits everything queued in one transaction (group commit), then reports to each listener. A
+/// record is durable when its result arrives without an error; the proxy forwards a mutation only then.
+public protocol AuditLog: Sendable {
+    /// Queues a record.
+    ///
+    /// - Returns: false when the bounded queue is full or the store is closed; the proxy then refuses the call with
+    ///   RESOURCE_EXHAUSTED. Nothing is reported to `listener` for a record that was not queued.
+    func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool
+    /// Records queued or being written.
+    var queueDepth: Int { get }
+    /// Whether the last batch (or the last probe, while idle after a failure) could write; for /readyz.
+    var isWritable: Bool { get }
+    /// Writes what is queued, then stops the writer thread. Later submits return false. Idempotent.
+    func close()
+}

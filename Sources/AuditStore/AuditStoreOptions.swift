@@ -1,0 +1,25 @@
+/// How a store's writer behaves.
+public struct AuditStoreOptions: Sendable, Hashable {
+    /// SQLite's `PRAGMA synchronous` for the writer (guard.yaml `audit.sync`).
+    public enum Synchronous: String, Sendable, Hashable, CaseIterable {
+        /// Every commit is fsynced: a committed record survives a power loss. The default.
+        case full
+        /// In WAL mode, commits are fsynced at checkpoints only: a power loss may lose the last commits (never
+        /// corrupt the file). A process crash loses nothing.
+        case normal
+    }
+
+    /// Records the queue holds before ``AuditLog/submit(_:token:listener:)`` returns false.
+    public var queueCapacity: Int
+    /// Durability of each commit.
+    public var synchronous: Synchronous
+    /// How long a write waits for another process's lock before the batch fails.
+    public var busyTimeoutMilliseconds: Int
+
+    /// Creates options; the defaults suit production.
+    public init(queueCapacity: Int = 65_536, synchronous: Synchronous = .full, busyTimeoutMilliseconds: Int = 5_000) {
+        self.queueCapacity = queueCapacity
+        self.synchronous = synchronous
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+    }
+}

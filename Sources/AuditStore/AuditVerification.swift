@@ -1,0 +1,54 @@
+/// The result of checking the hash chain.
+public enum AuditVerification: Sendable, Hashable {
+    /// Every record links to the one before it and matches its hash. `head` is the last record's hash (64 zeros for
+    /// an empty store): record it elsewhere to detect a later truncation of the newest records.
+    case ok(count: Int, head: String)
+    /// The first record that breaks the chain.
+    case broken(AuditChainProblem)
+}
+
+/// Where and how the chain breaks.
+public struct AuditChainProblem: Sendable, Hashable, CustomStringConvertible {
+    /// What is wrong.
+    public enum Kind: String, Sendable, Hashable {
+        /// The record's content no longer matches its hash (a column was updated).
+        case altered
+        /// Records are missing before this sequence number (deleted, and no checkpoint covers them).
+        case removed
+        /// The record does not link to the record before it (added behind the store's back, or its prev_hash was
+        /// changed).
+        case inserted
+    }
+
+    /// The sequence number of the first bad record (for ``Kind/removed``: the first missing one).
+    public let sequence: Int64
+    /// What is wrong.
+    public let kind: Kind
+    /// One sentence for people.
+    public let detail: String
+
+    /// Creates a problem report.
+    public init(sequence: Int64, kind: Kind, detail: String) {
+        self.sequence = sequence
+        self.kind = kind
+        self.detail = detail
+    }
+
+    /// `record 12 altered: …`.
+    public var description: String { "record \(self.sequence) \(self.kind.rawValue): \(self.detail)" }
+}
+
+/// Reads, checks and prunes an audit store; free of CLI types so an HTTP admin endpoint can use it too.
+public protocol AuditReader {
+    /// The newest `query.limit` calls matching the query, oldest first.
+    /// - Throws: ``AuditStoreError`` if the store cannot be read.
+    func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry]
+    /// Checks the whole hash chain.
+    /// - Throws: ``AuditStoreError`` if the store cannot be read (a broken chain is a result, not an error).
+    func verify() throws(AuditStoreError) -> AuditVerification
+    /// Deletes the oldest records, up to the first one at or after `before` (UTC ms), and appends a checkpoint
+    /// record carrying the sequence number and hash of the last deleted one.
+    /// - Returns: How many records were deleted (0 appends no checkpoint).
+    /// - Throws: ``AuditStoreError`` if the store cannot be written.
+    func prune(before: Int64) throws(AuditStoreError) -> Int
+}

@@ -1,0 +1,163 @@
+import Glibc
+import Synchronization
+
+/// Where a writer thread appends batches: the SQLite file, or memory. Created on the writer thread and used only
+/// there, so it need not be `Sendable`.
+protocol AuditBatchSink: AnyObject {
+    /// Appends `records` to the chain in one transaction.
+    /// - Returns: Their sequence numbers, in order.
+    /// - Throws: ``AuditStoreError`` (`audit store unavailable: …`); nothing of the batch was written.
+    func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64]
+    /// Checks, without writing a record, whether a batch could be written now.
+    func probe() throws(AuditStoreError)
+}
+
+/// The bounded queue and the writer thread shared by every ``AuditLog`` implementation.
+///
+/// Any thread submits; one thread takes *everything* queued, appends it in one transaction (group commit), then
+/// reports the results to each listener. While the last write failed and nothing is queued, the thread probes the
+/// store once a second so ``isWritable`` recovers without traffic. Design:
+///
+/// ```
+/// submit ──▶ [queue ≤ capacity] ──wake──▶ writer: take all ─▶ sink.append ─▶ listeners
+/// ```
+///
+/// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
+/// most one extra (empty) wake-up.
+final class AuditWriter: Sendable {
+    private struct Pending: Sendable {
+        let record: AuditRecord
+        let token: UInt64
+        let listener: (any AuditListener)?
+    }
+
+    private struct State: Sendable {
+        var queue: [Pending] = []
+        var inFlight = 0
+        var wakePending = false
+        var closing = false
+        var thread: pthread_t?
+    }
+
+    private let state = Mutex(State())
+    private let writable = Atomic<Bool>(true)
+    private let wake = WakeSignal()
+    private let capacity: Int
+    /// Interval of the recovery probe while the store is failing and idle.
+    private let probeMilliseconds: Int
+
+    /// Starts the writer thread; `makeSink` runs on it.
+    /// - Throws: ``AuditStoreError`` if the system refuses a thread.
+    init(
+        name: String,
+        capacity: Int,
+        probeMilliseconds: Int = 1000,
+        makeSink: @escaping @Sendable () -> any AuditBatchSink
+    ) throws(AuditStoreError) {
+        self.capacity = max(1, capacity)
+        self.probeMilliseconds = probeMilliseconds
+        final class Box {
+            let body: () -> Void
+            init(_ body: @escaping () -> Void) { self.body = body }
+        }
+        let box = Unmanaged.passRetained(Box { [self] in self.run(sink: makeSink()) }).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(
+            &thread,
+            nil,
+            { raw in
+                guard let raw else { return nil }
+                Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+                return nil
+            },
+            box
+        )
+        guard status == 0 else {
+            Unmanaged<Box>.fromOpaque(box).release()
+            throw AuditStoreError("cannot start the \(name) thread: \(String(cString: strerror(status)))")
+        }
+        self.state.withLock { $0.thread = thread }
+    }
+
+    func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        let (accepted, signal) = self.state.withLock { state -> (Bool, Bool) in
+            guard !state.closing, state.queue.count < self.capacity else { return (false, false) }
+            state.queue.append(Pending(record: record, token: token, listener: listener))
+            let signal = !state.wakePending
+            state.wakePending = true
+            return (true, signal)
+        }
+        if signal { self.wake.signal() }
+        return accepted
+    }
+
+    var queueDepth: Int {
+        self.state.withLock { $0.queue.count + $0.inFlight }
+    }
+
+    var isWritable: Bool {
+        self.writable.load(ordering: .acquiring)
+    }
+
+    /// Writes what is queued and joins the thread. Must not be called from a listener (the writer thread).
+    func close() {
+        let thread = self.state.withLock { state -> pthread_t? in
+            state.closing = true
+            defer { state.thread = nil }
+            return state.thread
+        }
+        self.wake.signal()
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    /// The writer thread's loop.
+    private func run(sink: any AuditBatchSink) {
+        while true {
+            let (batch, closing) = self.state.withLock { state -> ([Pending], Bool) in
+                state.wakePending = false
+                let batch = state.queue
+                state.queue = []
+                state.inFlight = batch.count
+                return (batch, state.closing)
+            }
+            guard !batch.isEmpty else {
+                if closing { return }
+                if self.isWritable {
+                    self.wake.wait()
+                } else if !self.wake.wait(milliseconds: self.probeMilliseconds) {
+                    if (try? sink.probe()) != nil { self.writable.store(true, ordering: .releasing) }
+                }
+                continue
+            }
+            var results: [AuditResult]
+            do {
+                let sequences = try sink.append(batch.map(\.record))
+                self.writable.store(true, ordering: .releasing)
+                results = zip(batch, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
+            } catch {
+                self.writable.store(false, ordering: .releasing)
+                results = batch.map { AuditResult(token: $0.token, sequence: nil, error: error) }
+            }
+            self.state.withLock { $0.inFlight = 0 }
+            Self.notify(batch, results)
+        }
+    }
+
+    /// Calls each listener once with its records' results, in submission order.
+    private static func notify(_ batch: [Pending], _ results: [AuditResult]) {
+        var order: [ObjectIdentifier] = []
+        var groups: [ObjectIdentifier: (listener: any AuditListener, results: [AuditResult])] = [:]
+        for (pending, result) in zip(batch, results) {
+            guard let listener = pending.listener else { continue }
+            let id = ObjectIdentifier(listener)
+            if groups[id] == nil {
+                order.append(id)
+                groups[id] = (listener, [])
+            }
+            groups[id]?.results.append(result)
+        }
+        for id in order {
+            if let group = groups[id] { group.listener.auditCompleted(group.results) }
+        }
+    }
+}

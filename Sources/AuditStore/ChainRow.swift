@@ -1,0 +1,136 @@
+import OpenSSLSupport
+
+/// A record as stored: its content columns (``columnNames``, sequence first), the previous record's hash and its
+/// own hash.
+///
+/// This is the store-independent heart of the hash chain; docs/audit.md describes the same rules for people
+/// re-implementing the check:
+/// - canonical = the content columns as a compact JSON array, in ``columnNames`` order;
+/// - hash = lowercase hex SHA-256 of the UTF-8 bytes of `prev_hash + canonical` (prev_hash as 64 hex characters);
+/// - the first record's prev_hash is 64 zeros.
+struct ChainRow: Hashable, Sendable {
+    /// The content columns, in storage and canonical order. `prev_hash` and `hash` follow them in the table.
+    static let columnNames = [
+        "seq", "kind", "call_id", "time_ms", "principal", "auth", "client", "tls", "rpc", "action", "db", "collection",
+        "partitions", "targets", "filter", "rows", "request_bytes", "decision", "rule", "approval_id", "snapshot_id",
+        "status", "message", "duration_us",
+    ]
+    /// prev_hash of the first record.
+    static let zeroHash = String(repeating: "0", count: 64)
+
+    /// Values for ``columnNames``.
+    var columns: [CanonicalValue]
+    var prevHash: String
+    var hash: String
+
+    /// The sequence number (column `seq`); 0 if the column is not an integer (a tampered row).
+    var sequence: Int64 { self.columns.first?.integer ?? 0 }
+    /// The record kind (column `kind`).
+    var kind: String? { self.columns[1].text }
+
+    /// Builds the row for `record` at `sequence` after a record whose hash is `prevHash`, computing its hash.
+    init(record: AuditRecord, sequence: Int64, prevHash: String) {
+        self.columns = Self.columns(of: record, sequence: sequence)
+        self.prevHash = prevHash
+        self.hash = Self.hash(prevHash: prevHash, columns: self.columns)
+    }
+
+    /// A row as read back from a store.
+    init(columns: [CanonicalValue], prevHash: String, hash: String) {
+        self.columns = columns
+        self.prevHash = prevHash
+        self.hash = hash
+    }
+
+    /// The canonical text: the content columns as a compact JSON array.
+    static func canonical(_ columns: [CanonicalValue]) -> String {
+        "[" + columns.map(\.json).joined(separator: ",") + "]"
+    }
+
+    /// SHA-256 of `prevHash + canonical`, as 64 lowercase hex characters.
+    static func hash(prevHash: String, columns: [CanonicalValue]) -> String {
+        Hex.encode(Crypto.sha256(Array((prevHash + Self.canonical(columns)).utf8)))
+    }
+
+    /// The content columns of a record.
+    static func columns(of record: AuditRecord, sequence: Int64) -> [CanonicalValue] {
+        [
+            .integer(sequence),
+            .text(record.kind.rawValue),
+            .text(record.callID),
+            .integer(record.timeMilliseconds),
+            CanonicalValue(record.principal),
+            CanonicalValue(record.authentication),
+            CanonicalValue(record.client),
+            CanonicalValue(record.tls.map { $0 ? 1 : 0 }),
+            CanonicalValue(record.rpc),
+            CanonicalValue(record.action),
+            CanonicalValue(record.database),
+            CanonicalValue(record.collection),
+            .text(JSONText.array(record.partitions)),
+            .text(JSONText.object(record.targets)),
+            CanonicalValue(record.filter),
+            CanonicalValue(record.rows),
+            CanonicalValue(record.requestBytes),
+            CanonicalValue(record.decision),
+            CanonicalValue(record.rule),
+            CanonicalValue(record.approvalID),
+            CanonicalValue(record.snapshotID),
+            CanonicalValue(record.status.map(Int64.init)),
+            CanonicalValue(record.message),
+            CanonicalValue(record.durationMilliseconds.map(Self.microseconds)),
+        ]
+    }
+
+    /// Milliseconds as whole microseconds, rounded to nearest; clamped to Int64.
+    static func microseconds(_ milliseconds: Double) -> Int64 {
+        let value = (milliseconds * 1000).rounded()
+        guard value.isFinite else { return 0 }
+        return Int64(exactly: value) ?? (value < 0 ? .min : .max)
+    }
+
+    /// The record the columns describe; nil when a column has a type or value no writer produces.
+    var record: AuditRecord? {
+        let c = self.columns
+        guard c.count == Self.columnNames.count, let kindText = c[1].text,
+            let kind = AuditRecord.Kind(rawValue: kindText),
+            let callID = c[2].text, let time = c[3].integer
+        else { return nil }
+        var record = AuditRecord(kind: kind, callID: callID, timeMilliseconds: time)
+        record.principal = c[4].text
+        record.authentication = c[5].text
+        record.client = c[6].text
+        record.tls = c[7].integer.map { $0 != 0 }
+        record.rpc = c[8].text
+        record.action = c[9].text
+        record.database = c[10].text
+        record.collection = c[11].text
+        record.partitions = c[12].text.flatMap(JSONText.parseArray) ?? []
+        record.targets = c[13].text.flatMap(JSONText.parseObject) ?? [:]
+        record.filter = c[14].text
+        record.rows = c[15].integer
+        record.requestBytes = c[16].integer
+        record.decision = c[17].text
+        record.rule = c[18].text
+        record.approvalID = c[19].text
+        record.snapshotID = c[20].text
+        record.status = c[21].integer.flatMap { Int32(exactly: $0) }
+        record.message = c[22].text
+        record.durationMilliseconds = c[23].integer.map { Double($0) / 1000 }
+        return record
+    }
+}
+
+/// Lowercase hexadecimal.
+enum Hex {
+    static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,138 @@
+import Synchronization
+
+/// An ``AuditLog`` and ``AuditReader`` in memory, for tests: the same queue, writer thread, group commit, hash chain,
+/// queries, verification and pruning as ``SQLiteAuditStore``, without a file.
+///
+/// ``failWrites(with:)`` makes batches fail the way a full or read-only disk does, so the proxy's refusal path can
+/// be tested.
+public final class MemoryAuditStore: AuditLog, AuditReader {
+    /// The rows and the injected failure, shared by the writer thread and readers.
+    final class Storage: Sendable {
+        struct State: Sendable {
+            var rows: [ChainRow] = []
+            var failure: AuditStoreError?
+        }
+        let state = Mutex(State())
+    }
+
+    private let storage = Storage()
+    private let writer: AuditWriter
+
+    /// Starts the writer thread.
+    /// - Throws: ``AuditStoreError`` if no thread can be started.
+    public init(options: AuditStoreOptions = .init(), probeMilliseconds: Int = 1000) throws(AuditStoreError) {
+        let storage = self.storage
+        self.writer = try AuditWriter(
+            name: "memory audit writer",
+            capacity: options.queueCapacity,
+            probeMilliseconds: probeMilliseconds
+        ) {
+            MemoryBatchSink(storage: storage)
+        }
+    }
+
+    deinit {
+        self.writer.close()
+    }
+
+    /// Makes every batch (and probe) fail with `error` until called with nil.
+    public func failWrites(with error: AuditStoreError?) {
+        self.storage.state.withLock { $0.failure = error }
+    }
+
+    /// Every record written so far, in sequence order (checkpoints included).
+    public var records: [AuditRecord] {
+        self.storage.state.withLock { $0.rows.compactMap(\.record) }
+    }
+
+    public func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(record, token: token, listener: listener)
+    }
+
+    public var queueDepth: Int { self.writer.queueDepth }
+
+    public var isWritable: Bool { self.writer.isWritable }
+
+    public func close() { self.writer.close() }
+
+    public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {
+        guard query.limit > 0 else { return [] }
+        let rows = self.storage.state.withLock { $0.rows }
+        var outcomes: [String: AuditRecord] = [:]
+        for row in rows {
+            guard let record = row.record, record.kind == .outcome, outcomes[record.callID] == nil else { continue }
+            outcomes[record.callID] = record
+        }
+        var entries: [AuditEntry] = []
+        for row in rows.reversed() {
+            guard entries.count < query.limit else { break }
+            guard let record = row.record, query.matches(record) else { continue }
+            entries.append(
+                AuditEntry(
+                    id: row.sequence,
+                    record: record,
+                    outcomeRecord: record.kind == .request ? outcomes[record.callID] : nil,
+                    hash: row.hash,
+                    prevHash: row.prevHash
+                )
+            )
+        }
+        return entries.reversed()
+    }
+
+    public func verify() throws(AuditStoreError) -> AuditVerification {
+        let rows = self.storage.state.withLock { $0.rows }
+        return ChainVerifier.verify(
+            rows: rows,
+            checkpoints: rows.filter { $0.kind == AuditRecord.Kind.checkpoint.rawValue }
+        )
+    }
+
+    public func prune(before: Int64) throws(AuditStoreError) -> Int {
+        try self.storage.state.withLock { state throws(AuditStoreError) -> Int in
+            if let failure = state.failure { throw failure }
+            let cut = state.rows.firstIndex { ($0.columns[3].integer ?? 0) >= before } ?? state.rows.count
+            guard cut > 0, let head = state.rows.last else { return 0 }
+            let last = state.rows[cut - 1]
+            state.rows.removeFirst(cut)
+            let checkpoint = ChainVerifier.checkpoint(
+                after: last,
+                deleted: cut,
+                before: before,
+                now: AuditTime.nowMilliseconds()
+            )
+            state.rows.append(ChainRow(record: checkpoint, sequence: head.sequence + 1, prevHash: head.hash))
+            return cut
+        }
+    }
+}
+
+/// The writer thread's side of ``MemoryAuditStore``.
+final class MemoryBatchSink: AuditBatchSink {
+    private let storage: MemoryAuditStore.Storage
+
+    init(storage: MemoryAuditStore.Storage) {
+        self.storage = storage
+    }
+
+    func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
+        try self.storage.state.withLock { state throws(AuditStoreError) -> [Int64] in
+            if let failure = state.failure { throw failure }
+            var sequence = state.rows.last?.sequence ?? 0
+            var prevHash = state.rows.last?.hash ?? ChainRow.zeroHash
+            var sequences: [Int64] = []
+            for record in records {
+                sequence += 1
+                let row = ChainRow(record: record, sequence: sequence, prevHash: prevHash)
+                state.rows.append(row)
+                sequences.append(sequence)
+                prevHash = row.hash
+            }
+            return sequences
+        }
+    }
+
+    func probe() throws(AuditStoreError) {
+        if let failure = self.storage.state.withLock({ $0.failure }) { throw failure }
+    }
+}

@@ -1,0 +1,202 @@
+import Glibc
+import SQLiteSupport
+
+/// Everything SQL about the audit store: the table, its migrations, and the statements both the writer thread and
+/// the reader use. Nothing outside the SQLite implementation sees SQL.
+enum SQLiteAuditSchema {
+    /// The table holding every record.
+    static let table = "audit_records"
+
+    /// Ordered migrations; migration `i` takes the schema from version `i` to `i + 1` (`PRAGMA user_version`).
+    /// Never edit a released migration: append a new one.
+    static let migrations: [String] = [
+        // v1: the records table. Columns follow ChainRow.columnNames, then prev_hash and hash.
+        """
+        CREATE TABLE audit_records (
+            seq INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            time_ms INTEGER NOT NULL,
+            principal TEXT,
+            auth TEXT,
+            client TEXT,
+            tls INTEGER,
+            rpc TEXT,
+            action TEXT,
+            db TEXT,
+            collection TEXT,
+            partitions TEXT NOT NULL,
+            targets TEXT NOT NULL,
+            filter TEXT,
+            rows INTEGER,
+            request_bytes INTEGER,
+            decision TEXT,
+            rule TEXT,
+            approval_id TEXT,
+            snapshot_id TEXT,
+            status INTEGER,
+            message TEXT,
+            duration_us INTEGER,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_records_time ON audit_records (time_ms);
+        """,
+        // v2: joining an outcome to its request looked it up by call_id with a full scan.
+        """
+        CREATE INDEX audit_records_call ON audit_records (call_id, kind);
+        """,
+    ]
+
+    /// The schema version this code writes.
+    static var currentVersion: Int { Self.migrations.count }
+
+    /// Every column, in table order.
+    static let allColumns = ChainRow.columnNames + ["prev_hash", "hash"]
+
+    /// `col, col, …` with an optional table alias.
+    static func columnList(alias: String? = nil) -> String {
+        Self.allColumns.map { column in alias.map { "\($0).\(Self.quoted(column))" } ?? Self.quoted(column) }.joined(
+            separator: ", "
+        )
+    }
+
+    /// Column names that are SQL keywords (`rows`, `filter`) need quotes.
+    private static func quoted(_ name: String) -> String { "\"\(name)\"" }
+
+    /// Sets WAL mode and brings the schema to ``currentVersion`` in one `BEGIN IMMEDIATE` transaction, so two
+    /// processes opening a new file at once migrate it once.
+    /// - Throws: ``AuditStoreError`` if the file is newer than this code or cannot be written.
+    static func migrate(_ db: SQLiteConnection) throws(AuditStoreError) {
+        do {
+            let journal = try Self.setWAL(db)
+            guard journal?.lowercased() == "wal" else {
+                throw AuditStoreError("cannot switch \(db.path) to WAL mode (journal mode \(journal ?? "unknown"))")
+            }
+            try db.transaction(.immediate) { () throws(SQLiteError) in
+                let version = try Self.userVersion(db)
+                guard version <= Self.currentVersion else {
+                    throw SQLiteError(
+                        extendedCode: 1,
+                        message:
+                            "schema version \(version) is newer than this milvus-guard supports (\(Self.currentVersion))"
+                    )
+                }
+                for migration in Self.migrations[version...] {
+                    try db.exec(migration)
+                }
+                try db.exec("PRAGMA user_version = \(Self.currentVersion)")
+            }
+        } catch let error as SQLiteError {
+            throw Self.error(error, path: db.path)
+        } catch let error as AuditStoreError {
+            throw error
+        } catch {
+            throw AuditStoreError("\(db.path): \(error)")
+        }
+    }
+
+    /// Switches to WAL and returns the journal mode now in force. The statement is finalized on return: a
+    /// statement left open would make the migration's COMMIT fail with SQLITE_BUSY.
+    private static func setWAL(_ db: SQLiteConnection) throws(SQLiteError) -> String? {
+        let mode = try db.prepare("PRAGMA journal_mode = WAL")
+        return try mode.step() == .row ? mode.string(at: 0) : nil
+    }
+
+    /// `PRAGMA user_version`: 0 for a file that holds no audit store.
+    static func userVersion(_ db: SQLiteConnection) throws(SQLiteError) -> Int {
+        let statement = try db.prepare("PRAGMA user_version")
+        return try statement.step() == .row ? Int(statement.int64(at: 0)) : 0
+    }
+
+    /// The newest record, or nil for an empty store.
+    static func head(_ db: SQLiteConnection) throws(SQLiteError) -> ChainRow? {
+        let statement = try db.prepare("SELECT \(Self.columnList()) FROM audit_records ORDER BY seq DESC LIMIT 1")
+        return try statement.step() == .row ? Self.row(statement, from: 0) : nil
+    }
+
+    /// Appends `records` after the current head. Call inside a `BEGIN IMMEDIATE` transaction: reading the head and
+    /// inserting under one write lock is what keeps two processes' records in one chain.
+    static func append(_ records: [AuditRecord], to db: SQLiteConnection) throws(SQLiteError) -> [Int64] {
+        try Self.append(records, to: db, after: try Self.head(db))
+    }
+
+    /// Appends `records` after `head` (nil: the chain is empty), which the caller read in this transaction.
+    static func append(
+        _ records: [AuditRecord],
+        to db: SQLiteConnection,
+        after head: ChainRow?
+    ) throws(SQLiteError) -> [Int64] {
+        var sequence = head?.sequence ?? 0
+        var prevHash = head?.hash ?? ChainRow.zeroHash
+        let placeholders = Array(repeating: "?", count: Self.allColumns.count).joined(separator: ", ")
+        let insert = try db.prepare("INSERT INTO audit_records (\(Self.columnList())) VALUES (\(placeholders))")
+        var sequences: [Int64] = []
+        sequences.reserveCapacity(records.count)
+        for record in records {
+            sequence += 1
+            let row = ChainRow(record: record, sequence: sequence, prevHash: prevHash)
+            try insert.bind(row.columns.map(Self.value) + [.text(row.prevHash), .text(row.hash)])
+            try insert.run()
+            insert.reset()
+            sequences.append(sequence)
+            prevHash = row.hash
+        }
+        return sequences
+    }
+
+    static func value(_ value: CanonicalValue) -> SQLiteValue {
+        switch value {
+        case .integer(let integer): .integer(integer)
+        case .text(let text): .text(text)
+        case .null: .null
+        }
+    }
+
+    /// Reads ``allColumns`` starting at column `offset`. A REAL or BLOB (never written by the store) is kept as text,
+    /// so the row fails its hash instead of being silently converted.
+    static func row(_ statement: borrowing Statement, from offset: Int) -> ChainRow {
+        var columns: [CanonicalValue] = []
+        columns.reserveCapacity(ChainRow.columnNames.count)
+        for index in 0..<ChainRow.columnNames.count {
+            switch statement.value(at: offset + index) {
+            case .integer(let value): columns.append(.integer(value))
+            case .text(let value): columns.append(.text(value))
+            case .null: columns.append(.null)
+            case .real(let value): columns.append(.text("\(value)"))
+            case .blob(let bytes): columns.append(.text(Hex.encode(bytes)))
+            }
+        }
+        let base = offset + ChainRow.columnNames.count
+        return ChainRow(
+            columns: columns,
+            prevHash: statement.string(at: base) ?? "",
+            hash: statement.string(at: base + 1) ?? ""
+        )
+    }
+
+    /// A short message for a SQLite failure while writing.
+    static func error(_ error: SQLiteError, path: String) -> AuditStoreError {
+        switch error.code {
+        case .full: .unavailable("disk full (\(path))")
+        case .readOnly: .unavailable("\(path) is read-only")
+        case .busy, .locked: .unavailable("\(path) is locked by another process")
+        case .permission, .cantOpen: .unavailable("cannot open \(path): \(error.message)")
+        case .ioError: .unavailable("I/O error on \(path): \(error.message)")
+        case .corrupt, .notADatabase: .unavailable("\(path) is damaged or not a database: \(error.message)")
+        default: .unavailable("\(path): \(error.message)")
+        }
+    }
+
+    /// Fails when the file has no write permission bits: the proxy may run as root, for which a chmod'ed file stays
+    /// writable, but an operator who made it read-only wants writes to stop.
+    static func checkWritable(_ path: String) throws(AuditStoreError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw .unavailable("cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & 0o222 != 0 else {
+            throw .unavailable("\(path) is read-only")
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import SQLiteSupport
+import Synchronization
+
+/// The audit log in a SQLite file (WAL mode), written by one writer thread with group commit.
+///
+/// `init` creates the file if needed and migrates its schema. The writer thread opens its own connection; before
+/// each batch it checks the file still has a write permission bit, then appends the whole batch in one
+/// `BEGIN IMMEDIATE` transaction that reads the chain's head and inserts after it, so several processes sharing the
+/// file keep one chain. A failed batch reports its error to every listener; the next batch (or the idle probe)
+/// tries again, reopening the connection.
+///
+/// Also an ``AuditReader`` through its own connection, for an admin endpoint.
+public final class SQLiteAuditStore: AuditLog, AuditReader {
+    private let writer: AuditWriter
+    private let reader: Mutex<SQLiteAuditReader>
+    /// The database file.
+    public let path: String
+
+    /// Opens or creates the store and starts its writer thread.
+    ///
+    /// - Throws: ``AuditStoreError`` if the file can't be created, opened or migrated (`audit store unavailable: …`),
+    ///   or its schema is newer than this code.
+    public init(path: String, options: AuditStoreOptions = .init()) throws(AuditStoreError) {
+        self.path = path
+        let connection: SQLiteConnection
+        do {
+            connection = try SQLiteConnection(
+                path: path,
+                mode: .readWriteCreate,
+                busyTimeoutMilliseconds: options.busyTimeoutMilliseconds
+            )
+        } catch {
+            throw SQLiteAuditSchema.error(error, path: path)
+        }
+        try SQLiteAuditSchema.migrate(connection)
+        self.reader = Mutex(SQLiteAuditReader(connection: connection))
+        self.writer = try AuditWriter(name: "audit writer", capacity: options.queueCapacity) {
+            SQLiteBatchSink(path: path, options: options)
+        }
+    }
+
+    deinit {
+        self.writer.close()
+    }
+
+    public func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(record, token: token, listener: listener)
+    }
+
+    public var queueDepth: Int { self.writer.queueDepth }
+
+    public var isWritable: Bool { self.writer.isWritable }
+
+    public func close() { self.writer.close() }
+
+    public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {
+        try self.reader.withLock { reader throws(AuditStoreError) in try reader.query(query) }
+    }
+
+    public func verify() throws(AuditStoreError) -> AuditVerification {
+        try self.reader.withLock { reader throws(AuditStoreError) in try reader.verify() }
+    }
+
+    public func prune(before: Int64) throws(AuditStoreError) -> Int {
+        try self.reader.withLock { reader throws(AuditStoreError) in try reader.prune(before: before) }
+    }
+}
+
+/// The writer thread's side of ``SQLiteAuditStore``: its own connection, opened lazily and dropped after a failure
+/// so the next batch starts from a fresh open.
+final class SQLiteBatchSink: AuditBatchSink {
+    private let path: String
+    private let options: AuditStoreOptions
+    private var connection: SQLiteConnection?
+
+    init(path: String, options: AuditStoreOptions) {
+        self.path = path
+        self.options = options
+    }
+
+    private func connect() throws(SQLiteError) -> SQLiteConnection {
+        if let connection = self.connection { return connection }
+        let connection = try SQLiteConnection(
+            path: self.path,
+            mode: .readWrite,
+            busyTimeoutMilliseconds: self.options.busyTimeoutMilliseconds
+        )
+        try connection.exec("PRAGMA synchronous = \(self.options.synchronous == .full ? "FULL" : "NORMAL")")
+        self.connection = connection
+        return connection
+    }
+
+    func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
+        try SQLiteAuditSchema.checkWritable(self.path)
+        do {
+            let db = try self.connect()
+            return try db.transaction(.immediate) { () throws(SQLiteError) in
+                try SQLiteAuditSchema.append(records, to: db)
+            }
+        } catch {
+            self.connection = nil
+            throw SQLiteAuditSchema.error(error, path: self.path)
+        }
+    }
+
+    func probe() throws(AuditStoreError) {
+        try SQLiteAuditSchema.checkWritable(self.path)
+        do {
+            let db = try self.connect()
+            try db.transaction(.immediate) { () throws(SQLiteError) in }
+        } catch {
+            self.connection = nil
+            throw SQLiteAuditSchema.error(error, path: self.path)
+        }
+    }
+}

@@ -1,0 +1,280 @@
+public import ArgumentParser
+import AuditStore
+import Foundation
+
+/// `milvus-guard audit`: list, verify and prune the audit log. Listing is the default subcommand, so
+/// `milvus-guard audit --user alice` lists.
+///
+/// Exit codes: 0 success; 1 the store can't be opened or read, or (verify) the chain is broken; 2 a bad flag value,
+/// no store to read, or a broken guard.yaml.
+public struct AuditCommand: ParsableCommand {
+    /// The subcommand's name, help and subcommands.
+    public static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "List, verify and prune the audit log.",
+        subcommands: [AuditListCommand.self, AuditVerifyCommand.self, AuditPruneCommand.self],
+        defaultSubcommand: AuditListCommand.self
+    )
+
+    /// Creates the command; ArgumentParser calls this while parsing.
+    public init() {}
+
+    /// The store to open: `--store` (relative to `currentDirectory`), else the `store` of `guard.yaml` in
+    /// `currentDirectory`.
+    /// - Throws: ``ConfigError`` when neither is there, or guard.yaml is broken.
+    static func storePath(_ store: String?, currentDirectory: String) throws -> String {
+        if let store {
+            return ConfigValue.resolve(store, relativeTo: currentDirectory)
+        }
+        let implicit = ConfigValue.resolve(GuardConfig.defaultFileName, relativeTo: currentDirectory)
+        guard FileManager.default.fileExists(atPath: implicit) else {
+            throw ConfigError(
+                key: "--store",
+                problem: "no audit store given, and no guard.yaml in the current folder to name one"
+            )
+        }
+        return try GuardConfig.load(file: GuardConfig.defaultFileName, currentDirectory: currentDirectory).storePath
+    }
+
+    /// Prints `output` and exits with `code` unless it is 0.
+    static func finish(_ result: (output: [String], exitCode: Int32)) throws {
+        for line in result.output {
+            if result.exitCode == 0 {
+                print(line)
+            } else {
+                FileHandle.standardError.write(Data("\(line)\n".utf8))
+            }
+        }
+        if result.exitCode != 0 { throw ExitCode(result.exitCode) }
+    }
+}
+
+/// `milvus-guard audit [list]`: the newest calls matching the filters, oldest first, as a table or JSON lines.
+public struct AuditListCommand: ParsableCommand {
+    /// The subcommand's name and help.
+    public static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Show recorded calls (the default).",
+        discussion: """
+            Times for --since and --until are a duration back from now (30s, 30m, 1h, 7d, 2w) or an RFC 3339 time \
+            or date (2025-05-01T12:00:00Z, 2025-05-01). --since is inclusive, --until exclusive. The newest --limit \
+            calls are shown, oldest first.
+            """
+    )
+
+    /// `--store path`.
+    @Option(name: .long, help: ArgumentHelp("The audit database (default: store of ./guard.yaml).", valueName: "file"))
+    public var store: String?
+    /// `--since time`.
+    @Option(name: .long, help: ArgumentHelp("Calls at or after this time.", valueName: "time"))
+    public var since: String?
+    /// `--until time`.
+    @Option(name: .long, help: ArgumentHelp("Calls before this time.", valueName: "time"))
+    public var until: String?
+    /// `--user name`.
+    @Option(name: .long, help: ArgumentHelp("Only this principal.", valueName: "name"))
+    public var user: String?
+    /// `--db name`.
+    @Option(name: .long, help: ArgumentHelp("Only this database.", valueName: "name"))
+    public var db: String?
+    /// `--collection name`.
+    @Option(name: .long, help: ArgumentHelp("Only this collection.", valueName: "name"))
+    public var collection: String?
+    /// `--rpc name`.
+    @Option(name: .long, help: ArgumentHelp("Only this RPC, e.g. Delete.", valueName: "name"))
+    public var rpc: String?
+    /// `--decision allowed|denied|approval_required|failed`.
+    @Option(name: .long, help: ArgumentHelp("allowed, denied, approval_required or failed.", valueName: "decision"))
+    public var decision: String?
+    /// `--limit n`.
+    @Option(name: .long, help: ArgumentHelp("Show at most this many calls (the newest).", valueName: "n"))
+    public var limit: Int = 100
+    /// `--format table|json`.
+    @Option(name: .long, help: ArgumentHelp("table (for people) or json (one object per line).", valueName: "format"))
+    public var format: String = "table"
+
+    /// The decisions `--decision` accepts.
+    static let decisions = ["allowed", "denied", "approval_required", "failed"]
+
+    /// Creates the command; ArgumentParser calls this while parsing.
+    public init() {}
+
+    /// The query the flags describe.
+    /// - Throws: ``ConfigError`` naming the flag whose value is bad.
+    func makeQuery(now: Int64) throws -> AuditQuery {
+        func bound(_ text: String?, _ flag: String) throws -> Int64? {
+            guard let text else { return nil }
+            guard let value = AuditTime.parseBound(text, now: now) else {
+                throw ConfigError(
+                    key: flag,
+                    problem: "expected a duration (30m, 1h, 7d) or an RFC 3339 time or date, got \"\(text)\""
+                )
+            }
+            return value
+        }
+        if let decision = self.decision, !Self.decisions.contains(decision) {
+            throw ConfigError(
+                key: "--decision",
+                problem: "must be one of \(Self.decisions.joined(separator: ", ")), got \"\(decision)\""
+            )
+        }
+        guard self.limit >= 1 else {
+            throw ConfigError(key: "--limit", problem: "must be at least 1, got \(self.limit)")
+        }
+        guard ["table", "json"].contains(self.format) else {
+            throw ConfigError(key: "--format", problem: "must be table or json, got \"\(self.format)\"")
+        }
+        return AuditQuery(
+            since: try bound(self.since, "--since"),
+            until: try bound(self.until, "--until"),
+            user: self.user,
+            database: self.db,
+            collection: self.collection,
+            rpc: self.rpc,
+            decision: self.decision,
+            limit: self.limit
+        )
+    }
+
+    /// What `run()` prints and its exit code, for tests; `now` (UTC ms) anchors relative times, default the clock.
+    public func execute(
+        currentDirectory: String,
+        now: Int64? = nil
+    ) -> (
+        output: [String], exitCode: Int32
+    ) {
+        let query: AuditQuery
+        let path: String
+        do {
+            query = try self.makeQuery(now: now ?? AuditTime.nowMilliseconds())
+            path = try AuditCommand.storePath(self.store, currentDirectory: currentDirectory)
+        } catch {
+            return (["milvus-guard: \(error)"], 2)
+        }
+        let entries: [AuditEntry]
+        do {
+            entries = try SQLiteAuditReader(path: path).query(query)
+        } catch {
+            return (["milvus-guard: \(error)"], 1)
+        }
+        if self.format == "json" {
+            return (entries.map { $0.jsonLine() }, 0)
+        }
+        guard !entries.isEmpty else { return (["no calls match"], 0) }
+        return (AuditTable.lines(entries), 0)
+    }
+
+    /// Prints the calls.
+    public func run() throws {
+        try AuditCommand.finish(self.execute(currentDirectory: FileManager.default.currentDirectoryPath))
+    }
+}
+
+/// `milvus-guard audit verify`: checks the hash chain.
+public struct AuditVerifyCommand: ParsableCommand {
+    /// The subcommand's name and help.
+    public static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the audit log's hash chain.",
+        discussion: """
+            Prints "ok: N records, head <hash>" and exits 0, or names the first bad record and exits 1. Keep the \
+            head hash somewhere else: removing the newest records is only detectable against it.
+            """
+    )
+
+    /// `--store path`.
+    @Option(name: .long, help: ArgumentHelp("The audit database (default: store of ./guard.yaml).", valueName: "file"))
+    public var store: String?
+
+    /// Creates the command; ArgumentParser calls this while parsing.
+    public init() {}
+
+    /// What `run()` prints and its exit code, for tests.
+    public func execute(currentDirectory: String) -> (output: [String], exitCode: Int32) {
+        let path: String
+        do {
+            path = try AuditCommand.storePath(self.store, currentDirectory: currentDirectory)
+        } catch {
+            return (["milvus-guard: \(error)"], 2)
+        }
+        do {
+            switch try SQLiteAuditReader(path: path).verify() {
+            case .ok(let count, let head):
+                return (["ok: \(count) records, head \(head)"], 0)
+            case .broken(let problem):
+                return (["broken: \(problem)"], 1)
+            }
+        } catch {
+            return (["milvus-guard: \(error)"], 1)
+        }
+    }
+
+    /// Prints the result.
+    public func run() throws {
+        try AuditCommand.finish(self.execute(currentDirectory: FileManager.default.currentDirectoryPath))
+    }
+}
+
+/// `milvus-guard audit prune --before DATE`: deletes old records and appends a checkpoint.
+public struct AuditPruneCommand: ParsableCommand {
+    /// The subcommand's name and help.
+    public static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Delete records older than a date, leaving a checkpoint in the chain.",
+        discussion: """
+            DATE is an RFC 3339 time or date, or a duration back from now (90d). Deletes the oldest records up to \
+            the first one at or after DATE, and appends a checkpoint record so verify still passes.
+            """
+    )
+
+    /// `--before time`.
+    @Option(name: .long, help: ArgumentHelp("Delete records before this time.", valueName: "date"))
+    public var before: String
+
+    /// `--store path`.
+    @Option(name: .long, help: ArgumentHelp("The audit database (default: store of ./guard.yaml).", valueName: "file"))
+    public var store: String?
+
+    /// Creates the command; ArgumentParser calls this while parsing.
+    public init() {}
+
+    /// What `run()` prints and its exit code, for tests; `now` (UTC ms) anchors relative times, default the clock.
+    public func execute(
+        currentDirectory: String,
+        now: Int64? = nil
+    ) -> (
+        output: [String], exitCode: Int32
+    ) {
+        let path: String
+        guard let before = AuditTime.parseBound(self.before, now: now ?? AuditTime.nowMilliseconds()) else {
+            return (
+                [
+                    "milvus-guard: --before: expected an RFC 3339 time or date, or a duration (90d), got \"\(self.before)\""
+                ], 2
+            )
+        }
+        do {
+            path = try AuditCommand.storePath(self.store, currentDirectory: currentDirectory)
+        } catch {
+            return (["milvus-guard: \(error)"], 2)
+        }
+        do {
+            let deleted = try SQLiteAuditReader(path: path, writable: true).prune(before: before)
+            let when = AuditTime.format(milliseconds: before)
+            return (
+                [
+                    deleted == 0
+                        ? "nothing to prune before \(when)"
+                        : "pruned \(deleted) records before \(when); checkpoint appended"
+                ], 0
+            )
+        } catch {
+            return (["milvus-guard: \(error)"], 1)
+        }
+    }
+
+    /// Prunes and prints the count.
+    public func run() throws {
+        try AuditCommand.finish(self.execute(currentDirectory: FileManager.default.currentDirectoryPath))
+    }
+}

@@ -1,0 +1,52 @@
+import AuditStore
+
+/// The `audit` table for people: one line per call, columns aligned, `-` for what does not apply.
+enum AuditTable {
+    static let header = ["TIME", "PRINCIPAL", "CLIENT", "RPC", "TARGET", "ROWS", "DECISION", "OUTCOME", "DURATION"]
+
+    /// The header and one line per entry.
+    static func lines(_ entries: [AuditEntry]) -> [String] {
+        let rows = [Self.header] + entries.map(Self.cells)
+        var widths = Array(repeating: 0, count: Self.header.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+        }
+        return rows.map { row in
+            var line = ""
+            for (index, cell) in row.enumerated() {
+                let last = index == row.count - 1
+                line += last ? cell : cell + String(repeating: " ", count: widths[index] - cell.count + 2)
+            }
+            return line
+        }
+    }
+
+    /// The cells of one call.
+    static func cells(_ entry: AuditEntry) -> [String] {
+        let record = entry.record
+        let target =
+            switch (record.database, record.collection) {
+            case (let db?, let collection?): "\(db).\(collection)"
+            case (let db?, nil): db
+            case (nil, let collection?): collection
+            case (nil, nil): "-"
+            }
+        let outcome =
+            switch entry.outcome {
+            case .ok: "ok"
+            case .unknown: "unknown"
+            case .failed: entry.status.map { "failed (\($0))" } ?? "failed"
+            }
+        return [
+            AuditTime.format(milliseconds: record.timeMilliseconds),
+            record.principal ?? "-",
+            record.client ?? "-",
+            record.rpc ?? "-",
+            target,
+            record.rows.map { String($0) } ?? "-",
+            record.decision ?? "-",
+            outcome,
+            entry.durationMilliseconds.map { AuditEntry.formatMilliseconds($0) + " ms" } ?? "-",
+        ]
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import SQLiteSupport
+import Testing
+
+@testable import AuditStore
+
+@Suite("schema migrations")
+struct MigrationTests {
+    /// Schema v1 exactly as the first release created it, written out here rather than taken from the code, so a
+    /// later edit of migration 1 cannot make this test pass by accident.
+    static let version1 = """
+        CREATE TABLE audit_records (
+            seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, call_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
+            principal TEXT, auth TEXT, client TEXT, tls INTEGER, rpc TEXT, action TEXT, db TEXT, collection TEXT,
+            partitions TEXT NOT NULL, targets TEXT NOT NULL, filter TEXT, rows INTEGER, request_bytes INTEGER,
+            decision TEXT, rule TEXT, approval_id TEXT, snapshot_id TEXT, status INTEGER, message TEXT,
+            duration_us INTEGER, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_records_time ON audit_records (time_ms);
+        PRAGMA user_version = 1;
+        """
+
+    @Test("A version 1 store is upgraded to the current version, keeping its records and chain")
+    func upgradeFromVersion1() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        do {
+            let db = try SQLiteConnection(path: path)
+            try db.exec("PRAGMA journal_mode = WAL")
+            try db.exec(Self.version1)
+            // One record, chained by hand as a v1 writer would have.
+            let row = ChainRow(record: fullRequest(1), sequence: 1, prevHash: ChainRow.zeroHash)
+            let insert = try db.prepare(
+                "INSERT INTO audit_records VALUES (\(Array(repeating: "?", count: 26).joined(separator: ", ")))"
+            )
+            try insert.bind(row.columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
+            try insert.run()
+        }
+        #expect(SQLiteAuditSchema.currentVersion == 2)
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        let check = try SQLiteConnection(path: path, mode: .readOnly)
+        let version = try check.prepare("PRAGMA user_version")
+        #expect(try version.step() == .row)
+        #expect(version.int64(at: 0) == 2)
+        let index = try check.prepare(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'audit_records_call'"
+        )
+        #expect(try index.step() == .row)
+        #expect(index.int64(at: 0) == 1)
+
+        write([outcome(1)], to: store)
+        let entries = try store.query(AuditQuery())
+        #expect(entries.map(\.id) == [1])
+        #expect(entries.first?.outcome == .ok)
+        #expect(try store.verify() == .ok(count: 2, head: try #require(store.records(path: path).last)))
+    }
+
+    @Test("A store newer than this code is refused with a clear message")
+    func newerSchema() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        do {
+            let db = try SQLiteConnection(path: path)
+            try db.exec(Self.version1)
+            try db.exec("PRAGMA user_version = 99")
+        }
+        let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditStore(path: path) }
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (2)") == true)
+        let readError = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: path) }
+        #expect(readError?.message.contains("schema version 99") == true)
+    }
+
+    @Test("The reader refuses a missing file and a file that is not an audit store, and creates nothing")
+    func readerNeedsAStore() throws {
+        let folder = try TemporaryDirectory()
+        let missing = folder.file("missing.db")
+        let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: missing) }
+        #expect(error?.message == "cannot open \(missing): no such file, or no permission")
+        #expect(!FileManager.default.fileExists(atPath: missing))
+        let empty = folder.file("empty.db")
+        _ = try SQLiteConnection(path: empty)
+        let notStore = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: empty) }
+        #expect(notStore?.message == "\(empty) is not a milvus-guard audit store")
+    }
+}
+
+extension SQLiteAuditStore {
+    /// Every stored hash in sequence order, read with a separate connection.
+    fileprivate func records(path: String) throws -> [String] {
+        let db = try SQLiteConnection(path: path, mode: .readOnly)
+        let statement = try db.prepare("SELECT hash FROM audit_records ORDER BY seq")
+        var hashes: [String] = []
+        while try statement.step() == .row { hashes.append(statement.string(at: 0) ?? "") }
+        return hashes
+    }
+}

@@ -1,0 +1,247 @@
+import AuditStore
+import Foundation
+import SQLiteSupport
+import Synchronization
+import Testing
+
+@Suite("SQLiteAuditStore")
+struct SQLiteAuditStoreTests {
+    @Test("Records round-trip through query, joined with their outcome")
+    func roundTrip() throws {
+        let folder = try TemporaryDirectory()
+        let store = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { store.close() }
+        var refusal = AuditRecord(kind: .refusal, callID: callID(2), timeMilliseconds: 1_746_100_801_000)
+        refusal.principal = "bob"
+        refusal.rpc = "DropCollection"
+        refusal.decision = "denied"
+        refusal.rule = "policies/app.yaml:20"
+        refusal.status = 7
+        refusal.message = "milvus-guard: denied"
+        refusal.durationMilliseconds = 0.125
+        let results = write([fullRequest(1), outcome(1, status: 0, message: ""), refusal], to: store)
+        #expect(results.map(\.sequence) == [1, 2, 3])
+        #expect(results.allSatisfy { $0.error == nil })
+
+        let entries = try store.query(AuditQuery())
+        try #require(entries.count == 2)
+        #expect(entries[0].id == 1)
+        #expect(entries[0].record == fullRequest(1))
+        #expect(entries[0].outcome == .ok)
+        #expect(entries[0].status == 0)
+        #expect(entries[0].durationMilliseconds == 12.345)
+        #expect(entries[1].id == 3)
+        #expect(entries[1].record == refusal)
+        #expect(entries[1].outcome == .failed)
+        #expect(entries[1].status == 7)
+        #expect(entries[1].message == "milvus-guard: denied")
+    }
+
+    @Test("Each record stores the previous record's hash; verify reports the count and head")
+    func chainLinks() throws {
+        let folder = try TemporaryDirectory()
+        let store = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { store.close() }
+        write((1...5).map { fullRequest($0) }, to: store)
+        let entries = try store.query(AuditQuery())
+        #expect(entries.count == 5)
+        #expect(entries[0].prevHash == String(repeating: "0", count: 64))
+        for (previous, next) in zip(entries, entries.dropFirst()) {
+            #expect(next.prevHash == previous.hash)
+            #expect(previous.hash.count == 64)
+        }
+        #expect(Set(entries.map(\.hash)).count == 5)
+        #expect(try store.verify() == .ok(count: 5, head: entries[4].hash))
+    }
+
+    @Test("Many threads submitting: every token gets its result, sequences are unique, the chain holds")
+    func groupCommit() throws {
+        let folder = try TemporaryDirectory()
+        let store = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { store.close() }
+        let threads = 8
+        let perThread = 400
+        let listeners = (0..<threads).map { _ in CollectingListener() }
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            for i in 0..<perThread {
+                let token = UInt64(thread * perThread + i)
+                var accepted = false
+                while !accepted {
+                    accepted = store.submit(fullRequest(Int(token)), token: token, listener: listeners[thread])
+                }
+            }
+        }
+        var sequences: [Int64] = []
+        for (thread, listener) in listeners.enumerated() {
+            let results = listener.wait(for: perThread)
+            #expect(results.count == perThread)
+            #expect(results.allSatisfy { $0.error == nil })
+            // Results come back in submission order for each listener.
+            #expect(results.map(\.token) == (0..<perThread).map { UInt64(thread * perThread + $0) })
+            sequences += results.compactMap(\.sequence)
+        }
+        #expect(Set(sequences) == Set(1...Int64(threads * perThread)))
+        #expect(listeners.allSatisfy { $0.calls <= perThread })
+        guard case .ok(let count, _) = try store.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == threads * perThread)
+    }
+
+    @Test("submit returns false when the queue is full, and the queued records are written later")
+    func queueFull() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(
+            path: path,
+            options: AuditStoreOptions(queueCapacity: 4, busyTimeoutMilliseconds: 60_000)
+        )
+        defer { store.close() }
+        // Another connection holds the write lock, so the writer blocks in BEGIN IMMEDIATE after taking one batch.
+        let blocker = try SQLiteConnection(path: path, mode: .readWrite)
+        try blocker.exec("BEGIN IMMEDIATE")
+        let listener = CollectingListener()
+        var accepted = 0
+        var refused = false
+        for n in 0..<100 {
+            if store.submit(fullRequest(n), token: UInt64(n), listener: listener) {
+                accepted += 1
+            } else {
+                refused = true
+                break
+            }
+        }
+        #expect(refused)
+        #expect(accepted >= 4 && accepted <= 8)
+        #expect(store.queueDepth == accepted)
+        try blocker.exec("ROLLBACK")
+        let results = listener.wait(for: accepted)
+        #expect(results.count == accepted)
+        #expect(results.allSatisfy { $0.error == nil })
+        #expect(store.submit(fullRequest(999), token: 999, listener: listener))
+        #expect(listener.wait(for: accepted + 1).count == accepted + 1)
+    }
+
+    @Test("A read-only file fails the batch with a short message, and writing recovers once it is writable")
+    func readOnlyFile() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        #expect(write([fullRequest(1)], to: store).first?.sequence == 1)
+
+        #expect(chmod(path, 0o444) == 0)
+        let failed = write([fullRequest(2), fullRequest(3)], to: store, firstToken: 10)
+        #expect(failed.map(\.token) == [10, 11])
+        #expect(failed.allSatisfy { $0.sequence == nil })
+        #expect(failed.first?.error?.message == "audit store unavailable: \(path) is read-only")
+        #expect(!store.isWritable)
+
+        #expect(chmod(path, 0o644) == 0)
+        let recovered = write([fullRequest(4)], to: store, firstToken: 20)
+        #expect(recovered.first?.sequence == 2)
+        #expect(recovered.first?.error == nil)
+        #expect(store.isWritable)
+        #expect(try store.query(AuditQuery()).map(\.record.callID) == [callID(1), callID(4)])
+    }
+
+    @Test("A lock held past the busy timeout fails the batch with a short message")
+    func busy() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path, options: AuditStoreOptions(busyTimeoutMilliseconds: 10))
+        defer { store.close() }
+        let blocker = try SQLiteConnection(path: path, mode: .readWrite)
+        try blocker.exec("BEGIN IMMEDIATE")
+        let failed = write([fullRequest(1)], to: store)
+        #expect(failed.first?.error?.message == "audit store unavailable: \(path) is locked by another process")
+        try blocker.exec("ROLLBACK")
+        #expect(write([fullRequest(2)], to: store).first?.sequence == 1)
+    }
+
+    @Test("A request without an outcome shows outcome unknown; a failed upstream call shows failed")
+    func outcomes() throws {
+        let folder = try TemporaryDirectory()
+        let store = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { store.close() }
+        write([fullRequest(1), fullRequest(2), outcome(2, status: 14, message: "upstream gone")], to: store)
+        let entries = try store.query(AuditQuery())
+        #expect(entries.map(\.outcome) == [.unknown, .failed])
+        #expect(entries[0].status == nil)
+        #expect(entries[0].durationMilliseconds == nil)
+        #expect(entries[1].status == 14)
+        #expect(entries[1].message == "upstream gone")
+        #expect(
+            entries[0].jsonLine().contains(
+                "\"outcome\":\"unknown\",\"status\":null,\"message\":null,\"duration_ms\":null"
+            )
+        )
+    }
+
+    @Test("Queries filter by time, user, database, collection, RPC and decision, and keep the newest N")
+    func filters() throws {
+        let folder = try TemporaryDirectory()
+        let store = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { store.close() }
+        var records: [AuditRecord] = []
+        for n in 1...6 {
+            var record = fullRequest(n, time: Int64(n) * 1000)
+            record.principal = n % 2 == 0 ? "bob" : "alice"
+            record.collection = n <= 3 ? "books" : "films"
+            record.rpc = n == 5 ? "Insert" : "Delete"
+            record.decision = n == 6 ? "denied" : "allowed"
+            records.append(record)
+        }
+        write(records, to: store)
+        func ids(_ query: AuditQuery) throws -> [Int64] { try store.query(query).map(\.id) }
+        #expect(try ids(AuditQuery(since: 2000, until: 5000)) == [2, 3, 4])
+        #expect(try ids(AuditQuery(user: "bob")) == [2, 4, 6])
+        #expect(try ids(AuditQuery(database: "default", collection: "films")) == [4, 5, 6])
+        #expect(try ids(AuditQuery(database: "other")) == [])
+        #expect(try ids(AuditQuery(rpc: "Insert")) == [5])
+        #expect(try ids(AuditQuery(decision: "denied")) == [6])
+        #expect(try ids(AuditQuery(limit: 2)) == [5, 6])
+        #expect(try ids(AuditQuery(limit: 0)) == [])
+    }
+
+    @Test("close writes what is queued; later submits return false")
+    func closeDrains() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        let listener = CollectingListener()
+        for n in 0..<50 { #expect(store.submit(fullRequest(n), token: UInt64(n), listener: listener)) }
+        store.close()
+        #expect(listener.results.count == 50)
+        #expect(!store.submit(fullRequest(99), token: 99, listener: listener))
+        store.close()
+        let reader = try SQLiteAuditReader(path: path)
+        #expect(try reader.query(AuditQuery(limit: 1000)).count == 50)
+    }
+
+    @Test("Two stores on one file (two processes) interleave into one valid chain")
+    func twoWriters() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let first = try SQLiteAuditStore(path: path)
+        let second = try SQLiteAuditStore(path: path)
+        let listeners = [CollectingListener(), CollectingListener()]
+        DispatchQueue.concurrentPerform(iterations: 2) { index in
+            let store = index == 0 ? first : second
+            for n in 0..<200 {
+                while !store.submit(fullRequest(index * 1000 + n), token: UInt64(n), listener: listeners[index]) {}
+            }
+        }
+        #expect(listeners[0].wait(for: 200).allSatisfy { $0.error == nil })
+        #expect(listeners[1].wait(for: 200).allSatisfy { $0.error == nil })
+        first.close()
+        second.close()
+        let reader = try SQLiteAuditReader(path: path)
+        guard case .ok(let count, _) = try reader.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 400)
+    }
+}

@@ -1,0 +1,215 @@
+import ArgumentParser
+import AuditStore
+import Foundation
+import GuardCLI
+import Synchronization
+import Testing
+
+/// Counts results from the audit writer thread.
+private final class Counter: AuditListener {
+    let count = Mutex(0)
+    func auditCompleted(_ results: [AuditResult]) { self.count.withLock { $0 += results.count } }
+}
+
+/// 2025-05-01T12:00:00.000Z
+private let noon: Int64 = 1_746_100_800_000
+
+/// Writes a small audit log at `path`: an allowed Delete with its outcome, a denied DropCollection, and an Insert
+/// whose outcome never came.
+private func makeStore(_ path: String) throws {
+    let store = try SQLiteAuditStore(path: path)
+    var delete = AuditRecord(kind: .request, callID: String(repeating: "1", count: 32), timeMilliseconds: noon)
+    delete.principal = "alice"
+    delete.client = "10.0.0.7:5000"
+    delete.rpc = "Delete"
+    delete.database = "default"
+    delete.collection = "books"
+    delete.filter = "id in [1]"
+    delete.decision = "allowed"
+    var done = AuditRecord(kind: .outcome, callID: delete.callID, timeMilliseconds: noon + 20)
+    done.status = 0
+    done.durationMilliseconds = 20
+    var drop = AuditRecord(kind: .refusal, callID: String(repeating: "2", count: 32), timeMilliseconds: noon + 60_000)
+    drop.principal = "bob"
+    drop.rpc = "DropCollection"
+    drop.database = "default"
+    drop.collection = "films"
+    drop.decision = "denied"
+    drop.status = 7
+    drop.durationMilliseconds = 0.25
+    var insert = AuditRecord(
+        kind: .request,
+        callID: String(repeating: "3", count: 32),
+        timeMilliseconds: noon + 120_000
+    )
+    insert.principal = "alice"
+    insert.rpc = "Insert"
+    insert.database = "default"
+    insert.collection = "books"
+    insert.rows = 1000
+    insert.decision = "allowed"
+    let counter = Counter()
+    for (token, record) in [delete, done, drop, insert].enumerated() {
+        #expect(store.submit(record, token: UInt64(token), listener: counter))
+    }
+    store.close()
+    #expect(counter.count.withLock { $0 } == 4)
+}
+
+@Suite("milvus-guard audit")
+struct AuditCommandTests {
+    private func list(_ arguments: [String], in folder: TemporaryFolder) throws -> (output: [String], exitCode: Int32) {
+        let command = try #require(try GuardCommand.parseAsRoot(["audit"] + arguments) as? AuditListCommand)
+        return command.execute(currentDirectory: folder.path, now: noon + 180_000)
+    }
+
+    @Test("audit is registered with list (the default), verify and prune")
+    func registered() throws {
+        #expect(GuardCommand.configuration.subcommands.contains { $0 == AuditCommand.self })
+        #expect(
+            AuditCommand.configuration.subcommands.map { $0.configuration.commandName } == ["list", "verify", "prune"]
+        )
+        #expect(try GuardCommand.parseAsRoot(["audit", "--user", "x"]) is AuditListCommand)
+    }
+
+    @Test("The table shows one aligned line per call with its outcome")
+    func table() throws {
+        let folder = try TemporaryFolder()
+        try makeStore(folder.file("audit.db"))
+        let result = try self.list(["--store", "audit.db"], in: folder)
+        #expect(result.exitCode == 0)
+        #expect(
+            result.output == [
+                "TIME                      PRINCIPAL  CLIENT         RPC             TARGET         ROWS  DECISION  OUTCOME     DURATION",
+                "2025-05-01T12:00:00.000Z  alice      10.0.0.7:5000  Delete          default.books  -     allowed   ok          20.000 ms",
+                "2025-05-01T12:01:00.000Z  bob        -              DropCollection  default.films  -     denied    failed (7)  0.250 ms",
+                "2025-05-01T12:02:00.000Z  alice      -              Insert          default.books  1000  allowed   unknown     -",
+            ]
+        )
+    }
+
+    @Test("JSON lines carry the stable field names; filters narrow the selection")
+    func json() throws {
+        let folder = try TemporaryFolder()
+        try makeStore(folder.file("audit.db"))
+        let result = try self.list(["--store", "audit.db", "--format", "json", "--user", "alice"], in: folder)
+        #expect(result.exitCode == 0)
+        #expect(result.output.count == 2)
+        #expect(result.output[0].hasPrefix(#"{"id":1,"time":"2025-05-01T12:00:00.000Z","principal":"alice","#))
+        #expect(result.output[0].contains(#""filter":"id in [1]""#))
+        #expect(result.output[1].contains(#""outcome":"unknown""#))
+        #expect(
+            try self.list(["--store", "audit.db", "--decision", "denied", "--format", "json"], in: folder).output.count
+                == 1
+        )
+        // The header and the Insert, the only call in the last 90 seconds.
+        #expect(try self.list(["--store", "audit.db", "--since", "90s"], in: folder).output.count == 2)
+        #expect(
+            try self.list(["--store", "audit.db", "--until", "2025-05-01T12:01:00Z"], in: folder).output.count == 2
+        )
+        #expect(
+            try self.list(["--store", "audit.db", "--limit", "1", "--format", "json"], in: folder).output.count == 1
+        )
+        #expect(try self.list(["--store", "audit.db", "--rpc", "Search"], in: folder).output == ["no calls match"])
+    }
+
+    @Test(
+        "Bad filter values are refused with exit 2",
+        arguments: [
+            (
+                ["--since", "yesterday"],
+                "milvus-guard: --since: expected a duration (30m, 1h, 7d) or an RFC 3339 time or date, got \"yesterday\""
+            ),
+            (
+                ["--until", "2025-02-30"],
+                "milvus-guard: --until: expected a duration (30m, 1h, 7d) or an RFC 3339 time or date, got \"2025-02-30\""
+            ),
+            (
+                ["--decision", "maybe"],
+                "milvus-guard: --decision: must be one of allowed, denied, approval_required, failed, got \"maybe\""
+            ),
+            (["--limit", "0"], "milvus-guard: --limit: must be at least 1, got 0"),
+            (["--format", "xml"], "milvus-guard: --format: must be table or json, got \"xml\""),
+        ]
+    )
+    func badValues(arguments: [String], message: String) throws {
+        let folder = try TemporaryFolder()
+        try makeStore(folder.file("audit.db"))
+        #expect(try self.list(["--store", "audit.db"] + arguments, in: folder) == ([message], 2))
+    }
+
+    @Test("Without --store, guard.yaml's store is read; with neither, exit 2")
+    func storeLookup() throws {
+        let folder = try TemporaryFolder()
+        #expect(
+            try self.list([], in: folder)
+                == (
+                    [
+                        "milvus-guard: --store: no audit store given, and no guard.yaml in the current folder to name one"
+                    ], 2
+                )
+        )
+        try folder.write("guard.yaml", "store: data/guard.db\n")
+        try FileManager.default.createDirectory(atPath: folder.file("data"), withIntermediateDirectories: true)
+        try makeStore(folder.file("data/guard.db"))
+        #expect(try self.list(["--format", "json"], in: folder).output.count == 3)
+        try folder.write("guard.yaml", "stor: x\n")
+        #expect(try self.list([], in: folder).exitCode == 2)
+    }
+
+    @Test("A missing store is an error, and is not created")
+    func missingStore() throws {
+        let folder = try TemporaryFolder()
+        let result = try self.list(["--store", "nope.db"], in: folder)
+        #expect(result == (["milvus-guard: cannot open \(folder.file("nope.db")): no such file, or no permission"], 1))
+        #expect(!FileManager.default.fileExists(atPath: folder.file("nope.db")))
+    }
+
+    @Test("verify prints the count and head hash; a tampered store exits 1 naming the record")
+    func verify() throws {
+        let folder = try TemporaryFolder()
+        try makeStore(folder.file("audit.db"))
+        let command = try #require(
+            try GuardCommand.parseAsRoot(["audit", "verify", "--store", "audit.db"]) as? AuditVerifyCommand
+        )
+        let ok = command.execute(currentDirectory: folder.path)
+        #expect(ok.exitCode == 0)
+        #expect(ok.output.count == 1)
+        #expect(ok.output[0].hasPrefix("ok: 4 records, head "))
+        #expect(ok.output[0].count == "ok: 4 records, head ".count + 64)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["sqlite3", folder.file("audit.db"), "UPDATE audit_records SET rows = 1 WHERE seq = 4"]
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "the sqlite3 shell is needed (apt-get install -y sqlite3)")
+        #expect(
+            command.execute(currentDirectory: folder.path) == (
+                ["broken: record 4 altered: its content does not match its hash"], 1
+            )
+        )
+    }
+
+    @Test("prune deletes old records, and verify still passes")
+    func prune() throws {
+        let folder = try TemporaryFolder()
+        try makeStore(folder.file("audit.db"))
+        let prune = try #require(
+            try GuardCommand.parseAsRoot(["audit", "prune", "--before", "2025-05-01T12:01:00Z", "--store", "audit.db"])
+                as? AuditPruneCommand
+        )
+        #expect(
+            prune.execute(currentDirectory: folder.path)
+                == (["pruned 2 records before 2025-05-01T12:01:00.000Z; checkpoint appended"], 0)
+        )
+        let verify = try #require(
+            try GuardCommand.parseAsRoot(["audit", "verify", "--store", "audit.db"]) as? AuditVerifyCommand
+        )
+        #expect(verify.execute(currentDirectory: folder.path).output.first?.hasPrefix("ok: 3 records, head ") == true)
+        let bad = try #require(
+            try GuardCommand.parseAsRoot(["audit", "prune", "--before", "soon"]) as? AuditPruneCommand
+        )
+        #expect(bad.execute(currentDirectory: folder.path).exitCode == 2)
+    }
+}
