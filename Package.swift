@@ -54,7 +54,7 @@ let package = Package(
             name: "ProxyCore",
             dependencies: [
                 "CLinux", "NGHTTP2Support", "OpenSSLSupport", "ZlibSupport", "ProtoWire", "MilvusCatalog",
-                "GuardPolicy",
+                "GuardPolicy", "AuditStore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

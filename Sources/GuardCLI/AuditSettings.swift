@@ -2,6 +2,8 @@ public import AuditStore
 
 /// guard.yaml's `audit:` section.
 public struct AuditSettings: Sendable, Equatable {
+    /// `audit.enabled`: whether calls are audited at all. Default true; false only for measuring the cost.
+    public var enabled: Bool = true
     /// `audit.reads`: whether read RPCs (Search, Query, Get…) are recorded too. Default false: only mutations,
     /// administration and refusals are.
     public var reads: Bool

@@ -20,10 +20,11 @@ struct ConfigParser {
     /// The keys each mapping accepts; anything else is an error (a typo must not pass silently).
     private enum Keys {
         static let root = [
-            "listen", "upstream", "policies", "mode", "store", "audit", "threads", "tls", "limits", "log_level",
-            "pid_file",
+            "listen", "upstream", "policies", "mode", "store", "audit", "admin", "threads", "tls", "limits",
+            "log_level", "pid_file",
         ]
-        static let audit = ["reads", "sync"]
+        static let audit = ["enabled", "reads", "sync"]
+        static let admin = ["listen"]
         static let upstream = ["address", "tls", "max_connections", "connect_timeout", "auth"]
         static let upstreamAuth = ["user", "password_file"]
         static let upstreamTLS = ["ca", "server_name"]
@@ -78,6 +79,8 @@ struct ConfigParser {
                 config.mode = mode
             case "pid_file":
                 config.pidFilePath = try self.path(entry)
+            case "admin":
+                config.adminListen = try self.admin(entry)
             case "store":
                 config.storePath = try self.path(entry)
             case "audit":
@@ -227,6 +230,8 @@ struct ConfigParser {
         var audit = AuditSettings()
         for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
             switch child.name {
+            case "enabled":
+                audit.enabled = try self.bool(child)
             case "reads":
                 let text = try self.scalarText(child)
                 guard let value = child.value.bool else {
@@ -245,6 +250,26 @@ struct ConfigParser {
             }
         }
         return audit
+    }
+
+    /// `admin: {listen: host:port}`: where the admin listener serves /healthz, /readyz, /metrics, /audit.
+    private func admin(_ entry: Entry) throws -> SocketAddress {
+        guard case .mapping = entry.value else {
+            throw self.error(at: entry.line, key: entry.key, "must be a mapping with listen")
+        }
+        var listen: SocketAddress?
+        for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
+            switch child.name {
+            case "listen":
+                listen = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.address(text, for: .listen, baseDirectory: self.baseDirectory)
+                }
+            default:
+                throw self.unknownKey(child, allowed: Keys.admin)
+            }
+        }
+        guard let listen else { throw self.error(at: entry.keyLine, key: "\(entry.key).listen", "is required") }
+        return listen
     }
 
     /// `limits: {…}`; keys left out keep ProxyCore's defaults.

@@ -24,6 +24,8 @@ public struct GuardConfig: Sendable, Equatable {
     public var pidFilePath: String
     /// The absolute path of the audit/approval database (`store`, default `guard.db` beside the config file).
     public var storePath: String
+    /// `admin.listen`: where the admin listener serves; nil (the default) turns it off.
+    public var adminListen: SocketAddress?
     /// The `audit:` section: whether reads are recorded, and how commits are synced.
     public var audit: AuditSettings
     /// The least severe log level printed (`log_level`, default `info`).

@@ -1,4 +1,5 @@
 public import ArgumentParser
+import AuditStore
 import Foundation
 import Glibc
 import GuardPolicy
@@ -106,17 +107,70 @@ public struct ServeCommand: ParsableCommand {
         var logger = Logger(label: "milvus-guard")
         logger.logLevel = level
 
-        // 4. The proxy (validates TLS files and addresses; binds nothing yet).
+        // 4. The audit store: opened (and migrated) before anything is served, so a store that can't be
+        //    opened starts nothing. Closed after the loops have drained, writing what is queued.
+        let audit: ProxyAudit?
+        if config.audit.enabled {
+            do {
+                let store = try SQLiteAuditStore(
+                    path: config.storePath,
+                    options: AuditStoreOptions(synchronous: config.audit.synchronous)
+                )
+                audit = ProxyAudit(log: store, reads: config.audit.reads)
+            } catch {
+                Self.printError("milvus-guard: cannot open the audit store \(config.storePath): \(error.message)")
+                throw ExitCode.failure
+            }
+            logger.info(
+                "audit store open",
+                metadata: [
+                    "store": "\(config.storePath)", "reads": "\(config.audit.reads)",
+                    "sync": "\(config.audit.synchronous)",
+                ]
+            )
+        } else {
+            audit = nil
+            logger.warning("audit.enabled is false: no call is recorded")
+        }
+        defer { audit?.log.close() }
+
+        // 5. The proxy (validates TLS files and addresses; binds nothing yet).
         let server: ProxyServer
         do {
             server = try ProxyServer(
                 configuration: config.proxy,
                 policy: ActivePolicy(policy: policy, mode: config.mode),
+                audit: audit,
                 logger: logger
             )
         } catch {
             Self.printError("milvus-guard: \(error)")
             throw ExitCode.failure
+        }
+
+        // 6. The admin listener, when configured.
+        var admin: AdminServer?
+        if let listen = config.adminListen {
+            let storePath = config.storePath
+            let backend = ProxyAdminBackend(server: server, audit: audit) { () throws(AuditStoreError) -> any AuditReader in
+                try SQLiteAuditReader(path: storePath)
+            }
+            do {
+                admin = try AdminServer.start(
+                    configuration: AdminConfiguration(listen: listen),
+                    backend: backend,
+                    metrics: server.metrics,
+                    logger: logger
+                )
+            } catch {
+                Self.printError("milvus-guard: cannot start the admin listener on \(listen): \(error)")
+                throw ExitCode.failure
+            }
+            logger.info("admin listener", metadata: ["listen": "\(listen)", "port": "\(admin?.boundPort ?? 0)"])
+        }
+        defer {
+            admin?.shutdown()
+            admin?.join()
         }
 
         logger.info(
@@ -131,7 +185,7 @@ public struct ServeCommand: ParsableCommand {
             logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
         }
 
-        // 5. The signal thread: SIGTERM/SIGINT drain, SIGHUP reloads.
+        // 7. The signal thread: SIGTERM/SIGINT drain, SIGHUP reloads.
         let watcher = SignalWatcher(
             logger: logger,
             onShutdown: { server.shutdown() },
@@ -139,7 +193,7 @@ public struct ServeCommand: ParsableCommand {
         )
         watcher.start()
 
-        // 6. The pid file `milvus-guard reload` signals; removed on the way out.
+        // 8. The pid file `milvus-guard reload` signals; removed on the way out.
         let pidWritten = FileManager.default.createFile(
             atPath: config.pidFilePath,
             contents: Data("\(getpid())\n".utf8)
@@ -149,7 +203,7 @@ public struct ServeCommand: ParsableCommand {
         }
         defer { if pidWritten { try? FileManager.default.removeItem(atPath: config.pidFilePath) } }
 
-        // 7. Serve until drained.
+        // 9. Serve until drained.
         do {
             try server.run()
         } catch {

@@ -63,6 +63,29 @@ public struct RuleSet: Hashable, Sendable {
         return .allow(by: firstAllow)
     }
 
+    /// Whether `principal` holds the whole action class `action` across the cluster: some allow rule of its
+    /// roles names the class (or `*`) on a pattern that covers the cluster (`*`), and no deny rule names the
+    /// class (or `*`) anywhere. The admin listener asks this for `admin`; rules naming single RPCs do not count.
+    /// - Returns: the allow rule, or nil.
+    public func grantsActionClass(_ action: ActionClass, to principal: Principal) -> RuleID? {
+        func names(_ rule: Rule) -> Bool {
+            rule.actions.contains {
+                if case .any = $0 { return true }
+                if case .actionClass(let named) = $0 { return named == action }
+                return false
+            }
+        }
+        var granted: RuleID?
+        for roleName in principal.roles {
+            guard let role = self.roles[roleName] else { continue }
+            for rule in role.rules where names(rule) {
+                if rule.effect == .deny { return nil }
+                if granted == nil, rule.covers(.cluster) { granted = rule.id }
+            }
+        }
+        return granted
+    }
+
     /// The first allow rule of the principal's roles (in role order, then file order) that covers `target`.
     private func firstAllow(for principal: Principal, rpc: RPCDescriptor, on target: PolicyTarget) -> RuleID? {
         for roleName in principal.roles {

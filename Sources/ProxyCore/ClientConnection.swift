@@ -15,6 +15,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     private var heldBytes = 0
     /// The client's address without the port (the unit of the authentication-failure limit).
     let peerHost: String
+    /// The client's address and port, for audit records.
+    let peer: String
     /// The last `authorization` value verified on this connection and whom it named: clients send the same
     /// one on every call, so a call costs a string comparison.
     private var memo: (authorization: String, principal: Principal, generation: Int, expires: UInt64)?
@@ -30,6 +32,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             tls: tls,
             connecting: false
         )
+        self.peer = socket.peer
         self.peerHost = Self.host(of: socket.peer)
         var logger = worker.logger
         logger[metadataKey: "client"] = "\(socket.peer)"
@@ -68,6 +71,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 if let call = self.calls.removeValue(forKey: streamID) {
                     call.clientStreamClosed(connectionGone: false)
                     self.logCompletion(call)
+                    self.worker.callFinished(call)
                 }
             case .goaway, .remoteSettingsChanged:
                 break
@@ -81,7 +85,10 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         if let reason { self.logger.debug("client connection closed", metadata: ["reason": "\(reason)"]) }
         let calls = self.calls
         self.calls = [:]
-        for call in calls.values { call.clientStreamClosed(connectionGone: true) }
+        for call in calls.values {
+            call.clientStreamClosed(connectionGone: true)
+            self.worker.callFinished(call)
+        }
         self.worker.clientClosed(self)
     }
 

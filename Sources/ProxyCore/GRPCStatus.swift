@@ -58,6 +58,35 @@ public struct GRPCStatus: Sendable, Hashable, CustomStringConvertible {
         ]
     }
 
+    /// Decodes a percent-encoded grpc-message value; malformed escapes are kept as they are.
+    static func percentDecoded(_ text: String) -> String {
+        guard text.utf8.contains(0x25) else { return text }
+        let input = Array(text.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(input.count)
+        var index = 0
+        func hexValue(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case 0x30...0x39: byte - 0x30
+            case 0x41...0x46: byte - 0x37
+            case 0x61...0x66: byte - 0x57
+            default: nil
+            }
+        }
+        while index < input.count {
+            if input[index] == 0x25, index + 2 < input.count, let high = hexValue(input[index + 1]),
+                let low = hexValue(input[index + 2])
+            {
+                bytes.append(high << 4 | low)
+                index += 3
+            } else {
+                bytes.append(input[index])
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Percent-encodes a grpc-message value: bytes outside printable ASCII (0x20–0x7E) and `%`
     /// itself become `%XX` of their UTF-8 bytes (gRPC PROTOCOL-HTTP2.md, "Responses").
     static func percentEncoded(_ text: String) -> String {

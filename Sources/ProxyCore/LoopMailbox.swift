@@ -1,3 +1,4 @@
+import AuditStore
 import CLinux
 import Glibc
 import Synchronization
@@ -12,6 +13,8 @@ enum LoopMessage: Sendable {
     /// The verifier thread checked a password: `key` is the cache key of the `authorization` value,
     /// `generation` the policy it was checked against.
     case credentialVerified(key: [UInt8], outcome: Authenticator.Outcome, generation: Int)
+    /// The audit writer committed (or failed) a batch holding records this loop submitted.
+    case audited([AuditResult])
 }
 
 /// The only way into an event loop from another thread: a queue under a mutex plus an eventfd that

@@ -37,6 +37,16 @@ final class ProxiedCall {
     var rule: RuleID?
     /// What the gate decided.
     var verdict: CallVerdict?
+    /// The audit id of the call, once a record was made.
+    var callID: String?
+    /// Whether a request record went to the audit store (an outcome record must follow).
+    var requestRecorded = false
+    /// The status the guard itself answered with (a refusal, a deadline), if it did.
+    private(set) var guardStatus: GRPCStatus?
+    /// grpc-message of the upstream's answer, percent-decoded.
+    private(set) var finalMessage: String?
+    /// The size of the request as held by the gate.
+    private(set) var requestBytes = 0
     /// A decoded request waiting for its caller's identity: the bytes to forward and how many of them
     /// are held (counted against the held-bytes budgets).
     private var awaitingJudgement: (forward: [ArraySlice<UInt8>], held: Int)?
@@ -170,6 +180,7 @@ final class ProxiedCall {
             return
         }
         self.milvusCall = decoded
+        self.requestBytes = gate.heldBytes
         self.awaitingJudgement = (forward, gate.heldBytes)
         self.judgeIfReady()
     }
@@ -198,7 +209,26 @@ final class ProxiedCall {
         // The gate took the prefix and payload apart; what goes on is exactly what arrived.
         self.pendingBody = forward + self.pendingBody
         self.pendingHeld = held
-        client.worker.pool.start(self)
+        switch client.worker.auditBeforeForwarding(self, decoded: decoded) {
+        case .forward: client.worker.pool.start(self)
+        case .wait: break  // ``auditSettled(_:)`` follows
+        case .refuse(let status): self.auditSettled(status)
+        }
+    }
+
+    /// The request record is durable (nil): forward; or it can't be written: refuse, never forward.
+    func auditSettled(_ refusal: GRPCStatus?) {
+        guard let client = self.client, !self.responseFinished, !self.clientClosed else { return }
+        guard let refusal else {
+            client.worker.pool.start(self)
+            return
+        }
+        let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
+        client.releaseHeld(self.pendingHeld)
+        client.session.consume(streamID: self.clientStreamID, count: unsent - self.pendingHeld)
+        self.pendingBody = []
+        self.pendingHeld = 0
+        self.respond(refusal)
     }
 
     /// Refuses the call from the gate and gives its held bytes back to the budgets.
@@ -250,6 +280,7 @@ final class ProxiedCall {
         if endStream {
             self.responseFinished = true
             self.finalStatus = fields.first { $0.name == "grpc-status" }?.value
+            self.finalMessage = fields.first { $0.name == "grpc-message" }.map { GRPCStatus.percentDecoded($0.value) }
         }
         client.markDirty()
     }
@@ -271,6 +302,7 @@ final class ProxiedCall {
         self.responseFinished = true
         let forwarded = trailers.map(withoutHopByHop)
         self.finalStatus = forwarded?.first { $0.name == "grpc-status" }?.value
+        self.finalMessage = forwarded?.first { $0.name == "grpc-message" }.map { GRPCStatus.percentDecoded($0.value) }
         client.session.finishBody(streamID: self.clientStreamID, trailers: forwarded)
         client.markDirty()
     }
@@ -354,6 +386,7 @@ final class ProxiedCall {
         if self.responseStarted {
             self.responseFinished = true
             self.finalStatus = String(status.code.rawValue)
+            self.guardStatus = status
             client.session.finishBody(streamID: self.clientStreamID, trailers: status.trailers)
             client.markDirty()
         } else {
@@ -367,6 +400,7 @@ final class ProxiedCall {
         self.responseStarted = true
         self.responseFinished = true
         self.finalStatus = String(status.code.rawValue)
+        self.guardStatus = status
         try? client.session.submitResponse(streamID: self.clientStreamID, status.trailersOnlyHeaders, endStream: true)
         client.markDirty()
         if status.code != .ok {

@@ -12,11 +12,20 @@ public final class ProxyServer: Sendable {
     private let stopping = Atomic<Bool>(false)
     /// The policy in force and its generation (bumped by every reload); loops that start late read it here.
     private let active: Mutex<(policy: ActivePolicy, generation: Int)>
+    private let audit: ProxyAudit?
+    /// Counters and histograms of every loop (rendered by the admin listener's /metrics).
+    public let metrics: ProxyMetrics
 
     /// Validates what can be checked without binding (thread count, limits).
     /// - Parameter policy: what the loops enforce until the first ``reload(_:)``.
     /// - Throws: ``ProxyError`` naming the problem.
-    public init(configuration: ProxyConfiguration, policy: ActivePolicy, logger: Logger) throws {
+    /// - Parameter audit: where records go; nil turns auditing off.
+    public init(
+        configuration: ProxyConfiguration,
+        policy: ActivePolicy,
+        audit: ProxyAudit? = nil,
+        logger: Logger
+    ) throws {
         guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
         // Load the TLS files once here so that a bad certificate fails before anything starts.
         _ = try configuration.tls.map { try TLSContexts.server($0) }
@@ -25,7 +34,14 @@ public final class ProxyServer: Sendable {
         self.logger = logger
         self.mailboxes = (0..<configuration.threads).map { _ in LoopMailbox() }
         self.active = Mutex((policy, 1))
+        self.audit = audit
+        self.metrics = ProxyMetrics(loopCount: configuration.threads)
     }
+
+    /// The policy in force now (for the admin listener).
+    public var currentPolicy: ActivePolicy { self.active.withLock { $0.policy } }
+    /// Bumped by every reload.
+    var policyGeneration: Int { self.active.withLock { $0.generation } }
 
     /// Puts a new policy in force on every loop: calls decided from now on use it; calls already decided
     /// keep their decision. Cached credential verifications are forgotten (a changed password counts at
@@ -59,7 +75,7 @@ public final class ProxyServer: Sendable {
                 "threads": "\(self.configuration.threads)",
             ]
         )
-        let services = try SharedServices(limits: self.configuration.limits)
+        let services = try SharedServices(limits: self.configuration.limits, audit: self.audit)
         defer { services.stop() }
         var threads: [LoopThread] = []
         for (index, mailbox) in self.mailboxes.enumerated() {
@@ -78,6 +94,7 @@ public final class ProxyServer: Sendable {
                             services: services,
                             policy: policy,
                             generation: generation,
+                            metrics: self.metrics.forLoop(index),
                             logger: logger
                         )
                         withExtendedLifetime(worker) { loop.run() }

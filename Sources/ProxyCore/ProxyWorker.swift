@@ -31,6 +31,16 @@ final class ProxyWorker: LoopHandler {
     /// Calls waiting for a password verification, by the cache key of their `authorization` value: one
     /// PBKDF2 serves every call that presented the same credential meanwhile.
     var awaitingVerification: [[UInt8]: [ProxiedCall]] = [:]
+    /// Mutations waiting for their request record to be durable, by audit token.
+    var awaitingAudit: [UInt64: ProxiedCall] = [:]
+    var auditTokens: UInt64 = 0
+    /// Call ids: a random prefix per loop and a counter.
+    let callIDPrefix: String
+    var callCounter: UInt64 = 0
+    /// Receives the audit writer's results for this loop.
+    let auditListener: LoopAuditListener
+    /// This loop's counters.
+    let metrics: LoopMetrics
 
     var heldBudget: HeldBytesBudget { self.services.heldBudget }
 
@@ -41,9 +51,14 @@ final class ProxyWorker: LoopHandler {
         services: SharedServices,
         policy: ActivePolicy,
         generation: Int,
+        metrics: LoopMetrics,
         logger: Logger
     ) throws {
         self.loop = loop
+        self.metrics = metrics
+        self.auditListener = LoopAuditListener(mailbox: loop.mailbox)
+        let random = (try? Crypto.randomBytes(count: 8)) ?? []
+        self.callIDPrefix = Self.hex(random.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } ^ EventLoop.now())
         self.services = services
         self.active = policy
         self.generation = generation
@@ -94,6 +109,7 @@ final class ProxyWorker: LoopHandler {
                 let tls = try self.serverTLS.map { try TLSConnection(context: $0) }
                 let client = try ClientConnection(worker: self, socket: socket, session: session, tls: tls)
                 self.clients[ObjectIdentifier(client)] = client
+                self.metrics.connectionOpened()
                 client.markDirty()  // our SETTINGS go out at once
             } catch {
                 self.logger.warning("cannot set up a client connection", metadata: ["error": "\(error)"])
@@ -103,6 +119,7 @@ final class ProxyWorker: LoopHandler {
 
     func clientClosed(_ client: ClientConnection) {
         self.clients[ObjectIdentifier(client)] = nil
+        self.metrics.connectionClosed()
         if self.draining { self.stopIfDrained() }
     }
 
@@ -124,6 +141,8 @@ final class ProxyWorker: LoopHandler {
             self.logger.debug("policy reloaded", metadata: ["generation": "\(generation)"])
         case .credentialVerified(let key, let outcome, let generation):
             self.credentialVerified(key: key, outcome: outcome, generation: generation)
+        case .audited(let results):
+            self.audited(results)
         }
     }
 

@@ -9,8 +9,11 @@ final class SharedServices: Sendable {
     let failures: Mutex<FailureLimiter>
     /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core.
     let verifier: OffLoopExecutor
+    /// The audit log and what goes in it; nil when auditing is off.
+    let audit: ProxyAudit?
 
-    init(limits: Limits) throws {
+    init(limits: Limits, audit: ProxyAudit?) throws {
+        self.audit = audit
         self.heldBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
         self.failures = Mutex(
             FailureLimiter(

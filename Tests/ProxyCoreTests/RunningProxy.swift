@@ -15,6 +15,7 @@ final class RunningProxy {
         policy: ActivePolicy? = nil,
         authorization: String? = nil,
         tls: ServerTLSConfiguration? = nil,
+        audit: ProxyAudit? = nil,
         configure: (inout Limits) -> Void = { _ in }
     ) throws {
         var limits = Limits()
@@ -35,6 +36,7 @@ final class RunningProxy {
         let server = try ProxyServer(
             configuration: configuration,
             policy: try policy ?? .allowingAnonymous(),
+            audit: audit,
             logger: Logger(label: "proxy-test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
         self.server = server

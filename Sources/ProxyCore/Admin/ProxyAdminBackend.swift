@@ -1,0 +1,163 @@
+public import AuditStore
+import Glibc
+import GuardPolicy
+import MilvusCatalog
+import Synchronization
+
+/// The admin listener's view of the running guard: callers are checked against the policy in force
+/// (a user or API key whose roles grant the `admin` action), /audit reads the audit store, /readyz probes
+/// Milvus and the store. Runs on the admin thread, never on a proxy loop, so it may block.
+public final class ProxyAdminBackend: AdminBackend {
+    private let server: ProxyServer
+    private let audit: ProxyAudit?
+    /// Opens a reader of the audit store (one per request: SQLite connections are cheap, and a reader
+    /// sees the writer's commits).
+    private let openReader: @Sendable () throws(AuditStoreError) -> any AuditReader
+    private let upstream: SocketAddress
+    private let verifications = Mutex(VerificationCache(ttlNanoseconds: 60 * 1_000_000_000, capacity: 256))
+    private let failures = Mutex(FailureLimiter(threshold: 20))
+
+    public init(
+        server: ProxyServer,
+        audit: ProxyAudit?,
+        openReader: @escaping @Sendable () throws(AuditStoreError) -> any AuditReader
+    ) {
+        self.server = server
+        self.audit = audit
+        self.openReader = openReader
+        self.upstream = server.configuration.upstream.address
+    }
+
+    // MARK: Authorization
+
+    /// `Authorization: Basic base64(user:password)` or `Bearer <api key>` (or `Bearer user:password`).
+    public func authorizeAdmin(authorization: String?) -> AdminAuthorization {
+        guard let authorization, !authorization.isEmpty else {
+            return .unauthenticated(reason: "no credentials")
+        }
+        let credential: Credential?
+        if authorization.hasPrefix("Basic ") {
+            credential = Credential(authorization: String(authorization.dropFirst(6)))
+        } else if authorization.hasPrefix("Bearer ") {
+            let token = String(authorization.dropFirst(7))
+            if let colon = token.firstIndex(of: ":"), colon != token.startIndex {
+                credential = .password(user: String(token[..<colon]), password: String(token[token.index(after: colon)...]))
+            } else {
+                credential = token.isEmpty ? nil : .apiKey(token)
+            }
+        } else {
+            credential = nil
+        }
+        guard let credential else { return .unauthenticated(reason: "malformed authorization header") }
+        let policy = self.server.currentPolicy.policy
+        let generation = self.server.policyGeneration
+        let now = EventLoop.now()
+        let key = VerificationCache.key(for: authorization)
+        var outcome = self.verifications.withLock { $0.lookup(key, now: now, generation: generation) }
+        if outcome == nil {
+            // The limiter is keyed by credential here (the admin router does not expose the peer address):
+            // 20 failures a minute for one user name or key.
+            let limitKey: String
+            switch credential {
+            case .password(let user, _): limitKey = "user:" + user
+            case .apiKey: limitKey = "api-key"
+            }
+            if self.failures.withLock({ $0.isBlocked(limitKey, now: now) }) {
+                return .unauthenticated(reason: "too many failed attempts; try again in a minute")
+            }
+            let verified = Authenticator.verify(credential, policy: policy)
+            switch verified {
+            case .authenticated:
+                self.verifications.withLock { $0.store(verified, for: key, now: now, generation: generation) }
+            case .rejected:
+                self.failures.withLock { $0.recordFailure(limitKey, now: now) }
+            }
+            outcome = verified
+        }
+        switch outcome {
+        case .authenticated(let principal)?:
+            guard policy.enforcedRuleSet.grantsActionClass(.admin, to: principal) != nil else {
+                return .forbidden(reason: "\(principal.name) is not granted the admin action on *")
+            }
+            return .allowed(principal: principal.name)
+        case .rejected(let reason)?:
+            return .unauthenticated(reason: reason)
+        case nil:
+            return .unauthenticated(reason: "not verified")
+        }
+    }
+
+    // MARK: Routes
+
+    /// GET /audit: the `milvus-guard audit` filters as query parameters (`since`, `until`, `user`, `db`,
+    /// `collection`, `rpc`, `decision`, `limit`), JSON lines as the CLI prints them, wrapped in an array.
+    public func audit(parameters: [String: String]) -> AdminResponse {
+        guard self.audit != nil else { return .error(404, "auditing is off") }
+        let allowed: Set<String> = ["since", "until", "user", "db", "collection", "rpc", "decision", "limit"]
+        if let unknown = parameters.keys.sorted().first(where: { !allowed.contains($0) }) {
+            return .error(400, "unknown parameter \"\(unknown)\" (use \(allowed.sorted().joined(separator: ", ")))")
+        }
+        let now = AuditTime.nowMilliseconds()
+        var query = AuditQuery()
+        for (name, bound) in [("since", \AuditQuery.since), ("until", \AuditQuery.until)] {
+            guard let text = parameters[name] else { continue }
+            guard let value = AuditTime.parseBound(text, now: now) else {
+                return .error(400, "\(name): not a duration (30m, 1h, 7d) or an RFC 3339 time: \"\(text)\"")
+            }
+            query[keyPath: bound] = value
+        }
+        query.user = parameters["user"]
+        query.database = parameters["db"]
+        query.collection = parameters["collection"]
+        query.rpc = parameters["rpc"]
+        query.decision = parameters["decision"]
+        if let text = parameters["limit"] {
+            guard let limit = Int(text), (1...10_000).contains(limit) else {
+                return .error(400, "limit: must be 1...10000, got \"\(text)\"")
+            }
+            query.limit = limit
+        }
+        do {
+            let entries = try self.openReader().query(query)
+            return .json(200, "[" + entries.map { $0.jsonLine() }.joined(separator: ",\n") + "]\n")
+        } catch {
+            return .error(503, "audit store unavailable: \(error.message)")
+        }
+    }
+
+    /// Ready when Milvus accepts a connection and the audit store can be written.
+    public func readinessProblem() -> String? {
+        if let audit = self.audit, !audit.log.isWritable { return "audit store not writable" }
+        if let problem = Self.probe(self.upstream, timeoutMilliseconds: 1_000) {
+            return "upstream \(self.upstream) unreachable: \(problem)"
+        }
+        return nil
+    }
+
+    public func extraMetrics() -> String {
+        guard let audit = self.audit else { return "" }
+        return """
+            # HELP milvus_guard_audit_queue_depth Audit records queued or being written.
+            # TYPE milvus_guard_audit_queue_depth gauge
+            milvus_guard_audit_queue_depth \(audit.log.queueDepth)
+            # HELP milvus_guard_audit_writable Whether the audit store could write its last batch (1) or not (0).
+            # TYPE milvus_guard_audit_writable gauge
+            milvus_guard_audit_writable \(audit.log.isWritable ? 1 : 0)
+
+            """
+    }
+
+    /// Connects to `address` and closes again; nil on success, else why not.
+    static func probe(_ address: SocketAddress, timeoutMilliseconds: Int32) -> String? {
+        let socket: Socket
+        do {
+            socket = try Socket.connect(to: address)
+        } catch {
+            return "\(error)"
+        }
+        defer { socket.close() }
+        var descriptor = pollfd(fd: socket.descriptor, events: Int16(POLLOUT), revents: 0)
+        guard poll(&descriptor, 1, timeoutMilliseconds) == 1 else { return "connect timed out" }
+        return socket.connectionError()
+    }
+}

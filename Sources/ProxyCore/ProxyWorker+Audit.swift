@@ -1,0 +1,189 @@
+import AuditStore
+import Glibc
+import GuardPolicy
+import Logging
+import MilvusCatalog
+
+/// Auditing: every mutation is recorded before it is forwarded (write-ahead), its outcome when it ends;
+/// every refusal is recorded; allowed reads only with `audit.reads`.
+///
+/// Records go to the audit log's writer thread; a mutation waits for the result of its request record,
+/// which comes back through the mailbox (``LoopMessage/audited(_:)``). If the store can't write, the
+/// mutation is refused with RESOURCE_EXHAUSTED and never forwarded.
+extension ProxyWorker {
+    /// What to do with an allowed call before it is forwarded.
+    enum AuditGate {
+        /// Forward now (nothing to wait for).
+        case forward
+        /// The request record is on its way to the store; ``ProxiedCall/auditSettled(_:)`` follows.
+        case wait
+        /// Refuse: the record can't be written.
+        case refuse(GRPCStatus)
+    }
+
+    /// Writes the request record of an allowed call. Mutations wait for it; reads (with `audit.reads`)
+    /// don't.
+    func auditBeforeForwarding(_ call: ProxiedCall, decoded: MilvusCall) -> AuditGate {
+        guard let audit = self.services.audit else { return .forward }
+        let mutation = decoded.rpc.actionClass != .read
+        guard mutation || audit.reads else { return .forward }
+        let token = self.nextAuditToken()
+        let record = self.auditRecord(.request, for: call, decoded: decoded)
+        guard audit.log.submit(record, token: token, listener: mutation ? self.auditListener : nil) else {
+            guard mutation else { return .forward }  // a read's record is not a condition of the read
+            return .refuse(GRPCStatus(.resourceExhausted, "audit store unavailable: the audit queue is full"))
+        }
+        call.requestRecorded = true
+        guard mutation else { return .forward }
+        self.awaitingAudit[token] = call
+        return .wait
+    }
+
+    /// Results of a batch: forward the mutations whose records are durable, refuse the others.
+    func audited(_ results: [AuditResult]) {
+        for result in results {
+            guard let call = self.awaitingAudit.removeValue(forKey: result.token) else { continue }
+            if let error = result.error {
+                self.logger.error(
+                    "audit store unavailable: refusing a mutation",
+                    metadata: ["rpc": "\(call.path)", "error": "\(error.message)"]
+                )
+                call.requestRecorded = false  // not in the store: no outcome record can point at it
+                call.auditSettled(GRPCStatus(.resourceExhausted, "audit store unavailable: \(error.message)"))
+            } else {
+                call.auditSettled(nil)
+            }
+        }
+    }
+
+    /// A call ended (its stream closed): the outcome record of a recorded request, or the record of a
+    /// refusal; and the metrics.
+    func callFinished(_ call: ProxiedCall) {
+        let decision: CallDecision
+        switch call.verdict {
+        case .allowed?, .wouldDeny?: decision = .allowed
+        case .denied?: decision = .denied
+        case .failed?, nil: decision = call.guardStatus == nil ? .allowed : .failed
+        }
+        let status: CallStatus
+        if let code = call.finalStatus.flatMap({ Int($0) }).flatMap(GRPCStatusCode.init(rawValue:)) {
+            status = .code(code)
+        } else {
+            status = call.finalStatus == "reset" ? .reset : .missing
+        }
+        self.metrics.recordCall(
+            rpc: call.milvusCall?.rpc ?? MilvusRPCs.descriptor(forPath: call.path),
+            decision: decision,
+            status: status,
+            durationNanoseconds: EventLoop.now() - call.startedAt
+        )
+
+        guard let audit = self.services.audit else { return }
+        let kind: AuditRecord.Kind
+        if call.requestRecorded {
+            kind = .outcome
+        } else if call.guardStatus != nil {
+            kind = .refusal
+        } else {
+            return
+        }
+        let record = self.auditRecord(kind, for: call, decoded: call.milvusCall)
+        if !audit.log.submit(record, token: self.nextAuditToken(), listener: nil) {
+            self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "\(kind)"])
+        }
+    }
+
+    private func nextAuditToken() -> UInt64 {
+        self.auditTokens &+= 1
+        return self.auditTokens
+    }
+
+    /// The record of `call`: who, from where, what, on what, and what was decided; with the status,
+    /// message and duration for outcomes and refusals.
+    func auditRecord(_ kind: AuditRecord.Kind, for call: ProxiedCall, decoded: MilvusCall?) -> AuditRecord {
+        var record = AuditRecord(kind: kind, callID: self.callID(for: call), timeMilliseconds: Self.wallClockMilliseconds())
+        if let principal = call.principal {
+            record.principal = principal.name
+            record.authentication = Self.label(principal.authentication)
+        } else if case .refused(_, let claimed) = call.identity {
+            record.principal = claimed
+        }
+        record.client = call.client?.peer
+        record.tls = call.client.map { $0.connection.tls != nil }
+        record.rpc = decoded?.rpc.name ?? MilvusRPCs.descriptor(forPath: call.path)?.name ?? call.path
+        if let decoded {
+            record.action = decoded.rpc.actionClass.rawValue
+            record.database = decoded.database
+            record.collection = decoded.collection
+            record.partitions = decoded.partitions
+            record.filter = decoded.filter
+            record.rows = decoded.rowCount.map(Int64.init)
+            record.targets = Self.targets(of: decoded)
+        }
+        record.requestBytes = Int64(call.requestBytes)
+        record.decision = (call.verdict ?? .failed).rawValue
+        record.rule = call.rule.map { "\($0)" }
+        if kind != .request {
+            if let status = call.guardStatus {
+                record.status = Int32(status.code.rawValue)
+                record.message = status.message
+            } else {
+                record.status = call.finalStatus.flatMap { Int32($0) } ?? (call.finalStatus == nil ? nil : -1)
+                record.message = call.finalMessage ?? (call.finalStatus == "reset" ? "stream reset" : nil)
+            }
+            record.durationMilliseconds = Double(EventLoop.now() - call.startedAt) / 1_000_000
+        }
+        return record
+    }
+
+    /// Named targets other than database, collection and partitions.
+    static func targets(of call: MilvusCall) -> [String: String] {
+        var targets: [String: String] = [:]
+        if let index = call.indexName { targets["index"] = index }
+        if let field = call.fieldName { targets["field"] = field }
+        if let alias = call.alias { targets["alias"] = alias }
+        if !call.users.isEmpty { targets["user"] = call.users.joined(separator: ",") }
+        if !call.roles.isEmpty { targets["role"] = call.roles.joined(separator: ",") }
+        if let name = call.newCollectionName { targets["new_collection"] = name }
+        if let database = call.newDatabase { targets["new_database"] = database }
+        if !call.resourceGroups.isEmpty { targets["resource_group"] = call.resourceGroups.joined(separator: ",") }
+        if let group = call.privilegeGroup { targets["privilege_group"] = group }
+        if let snapshot = call.snapshotName { targets["snapshot"] = snapshot }
+        if call.collections.count > 1 || (call.collection == nil && !call.collections.isEmpty) {
+            targets["collections"] = call.collections.joined(separator: ",")
+        }
+        for target in call.otherTargets { targets[target.kind.rawValue] = target.value }
+        return targets
+    }
+
+    static func label(_ authentication: Principal.Authentication) -> String {
+        switch authentication {
+        case .password: "password"
+        case .apiKey: "api_key"
+        case .tls: "tls"
+        case .anonymous: "anonymous"
+        }
+    }
+
+    /// A call's id: this loop's random prefix and a counter, 32 hex digits, made once per call.
+    private func callID(for call: ProxiedCall) -> String {
+        if let id = call.callID { return id }
+        self.callCounter &+= 1
+        let id = self.callIDPrefix + Self.hex(self.callCounter)
+        call.callID = id
+        return id
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for index in 0..<16 { bytes[index] = digits[Int((value >> UInt64(60 - 4 * index)) & 0xF)] }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func wallClockMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,119 @@
+import AuditStore
+import Glibc
+import GuardPolicy
+import NGHTTP2Support
+import Testing
+
+@testable import ProxyCore
+
+/// Auditing in the proxy: mutations are recorded before they are forwarded and their outcome after;
+/// refusals are recorded; a store that can't write stops mutations but not reads.
+@Suite("Audit records from the proxy", .serialized, .timeLimit(.minutes(2)))
+struct AuditTests {
+    struct Setup {
+        let upstream: TestUpstream
+        let proxy: RunningProxy
+        let client: TestClient
+        let store: MemoryAuditStore
+
+        func call(_ rpc: String, _ collection: String = "books", auth: HeaderField? = nil) throws -> StreamResult {
+            try self.client.call(
+                TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + rpc, metadata: auth.map { [$0] } ?? []),
+                body: PolicyEnforcementTests.body(collection: collection)
+            )
+        }
+
+        /// The records, once `count` have been written (the outcome record is written after the answer).
+        func records(count: Int) -> [AuditRecord] {
+            for _ in 0..<500 where self.store.records.count < count { usleep(2_000) }
+            return self.store.records
+        }
+    }
+
+    func setUp(reads: Bool = false, policy: ActivePolicy? = nil) throws -> Setup {
+        let store = try MemoryAuditStore()
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(
+            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            policy: policy,
+            audit: ProxyAudit(log: store, reads: reads)
+        )
+        return Setup(upstream: upstream, proxy: proxy, client: try TestClient(port: proxy.port), store: store)
+    }
+
+    @Test("A mutation gets a request record and an outcome record pointing at it")
+    func mutation() throws {
+        let setup = try self.setUp()
+        let root = PolicyEnforcementTests.token("root:Milvus")
+        #expect(try setup.call("DropCollection", auth: root).grpcStatus == "0")
+        let records = setup.records(count: 2)
+        try #require(records.count == 2)
+        let (request, outcome) = (records[0], records[1])
+        #expect(request.kind == .request)
+        #expect(request.principal == "root")
+        #expect(request.authentication == "password")
+        #expect(request.rpc == "DropCollection")
+        #expect(request.action == "destructive")
+        #expect(request.database == "default")
+        #expect(request.collection == "books")
+        #expect(request.decision == "allowed")
+        #expect(request.rule == "test.yaml:6")
+        #expect(request.client?.hasPrefix("127.0.0.1:") == true)
+        #expect(request.tls == false)
+        #expect(request.status == nil)
+        #expect(outcome.kind == .outcome)
+        #expect(outcome.callID == request.callID)
+        #expect(request.callID.count == 32)
+        #expect(outcome.status == 0)
+        #expect(outcome.durationMilliseconds != nil)
+    }
+
+    @Test("Reads are not recorded unless audit.reads is on; refusals always are")
+    func readsAndRefusals() throws {
+        let quiet = try self.setUp()
+        #expect(try quiet.call("HasCollection").grpcStatus == "0")
+        #expect(try quiet.call("HasCollection", auth: HeaderField("authorization", "%%")).grpcStatus == "16")
+        let refusal = try #require(quiet.records(count: 1).first)
+        #expect(refusal.kind == .refusal)
+        #expect(refusal.rpc == "HasCollection")
+        #expect(refusal.decision == "failed")
+        #expect(refusal.status == 16)
+        #expect(refusal.message?.hasPrefix("milvus-guard: the authorization metadata") == true)
+        usleep(50_000)
+        #expect(quiet.store.records.count == 1)
+
+        let loud = try self.setUp(reads: true)
+        #expect(try loud.call("HasCollection").grpcStatus == "0")
+        let records = loud.records(count: 2)
+        #expect(records.map(\.kind) == [.request, .outcome])
+        #expect(records.first?.principal == "anonymous")
+    }
+
+    @Test("A policy denial is recorded with its rule and status")
+    func denial() throws {
+        let setup = try self.setUp(policy: try .fromYAML(PolicyEnforcementTests.policyYAML()))
+        let app = PolicyEnforcementTests.token("app:app-secret")
+        #expect(try setup.call("DropCollection", auth: app).grpcStatus == "7")
+        let record = try #require(setup.records(count: 1).first)
+        #expect(record.kind == .refusal)
+        #expect(record.principal == "app")
+        #expect(record.decision == "denied")
+        #expect(record.status == 7)
+        #expect(record.message == "milvus-guard: app may not DropCollection on default.books (no rule allows it)")
+    }
+
+    @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")
+    func storeUnavailable() throws {
+        let setup = try self.setUp()
+        setup.store.failWrites(with: AuditStoreError("disk full"))
+        let drop = try setup.call("DropCollection")
+        #expect(drop.grpcStatus == "8")
+        #expect(drop.grpcMessage == "milvus-guard: audit store unavailable: disk full")
+        #expect(try setup.call("HasCollection").grpcStatus == "0")
+        setup.store.failWrites(with: nil)
+        #expect(try setup.call("DropCollection").grpcStatus == "0")
+        #expect(setup.proxy.stop())
+        let paths = setup.upstream.record.value.requests.compactMap { $0.first { $0.name == ":path" }?.value }
+        #expect(paths.map { String($0.dropFirst(PolicyEnforcementTests.milvus.count)) } == ["HasCollection", "DropCollection"])
+    }
+}
