@@ -2,9 +2,10 @@
 #   cd "$(dirname "$0")/.." && . scripts/lib/common.sh
 # Everything here is idempotent: a second run installs nothing that is already there.
 
-# System packages the Swift build needs (Package.swift's system libraries, through pkg-config), and the
-# openssl CLI, which the TLS tests use to make throwaway certificates.
-BUILD_APT_PACKAGES=(pkg-config libnghttp2-dev libssl-dev libsqlite3-dev zlib1g-dev openssl)
+# System packages the Swift build needs (Package.swift's system libraries, through pkg-config), the
+# openssl CLI, which the TLS tests use to make throwaway certificates, and the sqlite3 shell, which the
+# AuditStore tests use to tamper with an audit log behind its back.
+BUILD_APT_PACKAGES=(pkg-config libnghttp2-dev libssl-dev libsqlite3-dev zlib1g-dev openssl sqlite3)
 
 # The Python environment for milvus-lite, pymilvus and the end-to-end suite (pinned there).
 VENV_DIR=".venv"
