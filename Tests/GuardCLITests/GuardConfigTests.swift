@@ -305,7 +305,7 @@ struct GuardConfigTests {
             ),
             (
                 "metrics: true\n",
-                "guard.yaml:1: metrics: unknown key (expected one of listen, upstream, policies, mode, store, audit, threads, tls, limits, log_level, pid_file)"
+                "guard.yaml:1: metrics: unknown key (expected one of listen, upstream, policies, mode, store, audit, admin, threads, tls, limits, log_level, pid_file)"
             ),
         ]
     )

@@ -114,6 +114,10 @@ struct AuditTests {
         #expect(try setup.call("DropCollection").grpcStatus == "0")
         #expect(setup.proxy.stop())
         let paths = setup.upstream.record.value.requests.compactMap { $0.first { $0.name == ":path" }?.value }
-        #expect(paths.map { String($0.dropFirst(PolicyEnforcementTests.milvus.count)) } == ["HasCollection", "DropCollection"])
+        #expect(
+            paths.map { String($0.dropFirst(PolicyEnforcementTests.milvus.count)) } == [
+                "HasCollection", "DropCollection",
+            ]
+        )
     }
 }

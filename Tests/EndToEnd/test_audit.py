@@ -1,0 +1,149 @@
+"""The audit store end to end: a pymilvus session through the guard, then `milvus-guard audit` and
+`audit verify` on the store it wrote, tampering with sqlite3, and a read-only store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import grpc
+import pytest
+from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException
+
+import harness
+from conftest import DIRECT, _guard_binary
+
+pytestmark = pytest.mark.skipif(DIRECT, reason="MILVUS_GUARD_E2E_DIRECT=1: no guard in front")
+
+REFUSED = (MilvusException, grpc.RpcError)
+
+
+def policy() -> str:
+    return f"""\
+users:
+  root: {{ password: "{harness.pbkdf2('Milvus')}", roles: [admin] }}
+  app:  {{ password: "{harness.pbkdf2('app-secret')}", roles: [writer] }}
+roles:
+  admin:
+    - allow: ["*"]
+      on: ["*"]
+  writer:
+    - allow: [read, write, Delete]
+      on: ["default.ledger"]
+"""
+
+
+def guard_cli(work_dir, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([_guard_binary(), *args], cwd=work_dir, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def audited(milvus, log_dir):
+    port = harness.free_port()
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-audit",
+        policies={"audit.yaml": policy()}, ready=harness.grpc_answers,
+    )
+    address = f"http://127.0.0.1:{port}"
+    admin = MilvusClient(uri=address, token="root:Milvus", timeout=30)
+    if admin.has_collection("ledger"):
+        admin.drop_collection("ledger")
+    admin.create_collection("ledger", dimension=4)
+    admin.close()
+    yield server, address
+    server.stop()
+
+
+def app_entries(work_dir) -> list[dict]:
+    listed = guard_cli(work_dir, "audit", "--user", "app", "--format", "json", "--limit", "1000")
+    assert listed.returncode == 0, listed.stderr
+    return [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+
+
+def test_session_is_audited_exactly_and_verifies(audited):
+    server, address = audited
+    app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+    try:
+        app.insert("ledger", [{"id": i, "vector": [float(i), 0.5, 0.25, 0.125]} for i in range(10)])
+        app.insert("ledger", [{"id": i, "vector": [float(i), 0.5, 0.25, 0.125]} for i in range(10, 15)])
+        app.search("ledger", data=[[1.0, 0.5, 0.25, 0.125]], limit=1)  # a read: not recorded
+        app.delete("ledger", filter="id in [1, 2]")
+        with pytest.raises(REFUSED) as denied:
+            app.drop_collection("ledger")
+        assert "milvus-guard: app may not DropCollection on default.ledger" in str(denied.value)
+    finally:
+        app.close()
+
+    entries = app_entries(server.work_dir)
+    summary = [(e["rpc"], e["collection"], e["rows"], e["filter"], e["decision"], e["outcome"], e["status"])
+               for e in entries]
+    assert summary == [
+        ("Insert", "ledger", 10, None, "allowed", "ok", 0),
+        ("Insert", "ledger", 5, None, "allowed", "ok", 0),
+        ("Delete", "ledger", None, "id in [1, 2]", "allowed", "ok", 0),
+        ("DropCollection", "ledger", None, None, "denied", "failed", 7),
+    ]
+    for entry in entries:
+        assert entry["principal"] == "app" and entry["auth"] == "password" and entry["db"] == "default"
+        assert entry["client"].startswith("127.0.0.1:") and entry["tls"] is False
+        assert len(entry["hash"]) == 64 and len(entry["prev_hash"]) == 64
+    assert entries[3]["rule"] is None and "no rule allows it" in entries[3]["message"]
+    assert entries[0]["rule"].startswith("policies/audit.yaml:")
+
+    table = guard_cli(server.work_dir, "audit", "--user", "app")
+    assert table.returncode == 0 and "DropCollection" in table.stdout and "denied" in table.stdout
+
+    verify = guard_cli(server.work_dir, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stdout.startswith("ok: ")
+
+
+def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
+    server, _ = audited
+    sqlite3 = shutil.which("sqlite3")
+    assert sqlite3, "sqlite3 CLI missing (scripts/lib/common.sh installs it)"
+    copy = tmp_path / "copy.db"
+    backup = subprocess.run([sqlite3, str(server.work_dir / "guard.db"), f".backup {copy}"], capture_output=True,
+                            text=True, timeout=30)
+    assert backup.returncode == 0, backup.stderr
+    assert guard_cli(server.work_dir, "audit", "verify", "--store", str(copy)).returncode == 0
+    edit = subprocess.run([sqlite3, str(copy), "UPDATE audit_records SET principal = 'root' WHERE principal = 'app' "
+                           "AND rpc = 'DropCollection';"], capture_output=True, text=True, timeout=30)
+    assert edit.returncode == 0, edit.stderr
+    verify = guard_cli(server.work_dir, "audit", "verify", "--store", str(copy))
+    assert verify.returncode != 0
+    assert "altered" in (verify.stdout + verify.stderr)
+
+
+def test_read_only_store_refuses_mutations_and_serves_reads(audited):
+    server, address = audited
+    store = server.work_dir / "guard.db"
+    mode = store.stat().st_mode
+    app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+    try:
+        os.chmod(store, 0o444)
+        with pytest.raises(REFUSED) as refused:
+            app.insert("ledger", [{"id": 99, "vector": [0.0, 0.5, 0.25, 0.125]}])
+        assert "milvus-guard: audit store unavailable" in str(refused.value)
+        assert app.search("ledger", data=[[1.0, 0.5, 0.25, 0.125]], limit=1)[0]
+    finally:
+        os.chmod(store, stat.S_IMODE(mode))
+        app.close()
+    # Writable again: mutations go through once the store recovers.
+    app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+    try:
+        harness.wait_until(lambda: _insert_ok(app), 15, "inserts to work again after chmod")
+    finally:
+        app.close()
+
+
+def _insert_ok(app: MilvusClient) -> bool:
+    try:
+        app.insert("ledger", [{"id": 100, "vector": [0.0, 0.5, 0.25, 0.125]}])
+        return True
+    except REFUSED:
+        return False
