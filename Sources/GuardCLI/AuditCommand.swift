@@ -83,8 +83,11 @@ public struct AuditListCommand: ParsableCommand {
     /// `--rpc name`.
     @Option(name: .long, help: ArgumentHelp("Only this RPC, e.g. Delete.", valueName: "name"))
     public var rpc: String?
-    /// `--decision allowed|denied|approval_required|failed`.
-    @Option(name: .long, help: ArgumentHelp("allowed, denied, approval_required or failed.", valueName: "decision"))
+    /// `--decision allowed|denied|would_deny|approval_required|failed`.
+    @Option(
+        name: .long,
+        help: ArgumentHelp("allowed, denied, would_deny, approval_required or failed.", valueName: "decision")
+    )
     public var decision: String?
     /// `--limit n`.
     @Option(name: .long, help: ArgumentHelp("Show at most this many calls (the newest).", valueName: "n"))
@@ -94,7 +97,7 @@ public struct AuditListCommand: ParsableCommand {
     public var format: String = "table"
 
     /// The decisions `--decision` accepts.
-    static let decisions = ["allowed", "denied", "approval_required", "failed"]
+    static let decisions = ["allowed", "denied", "would_deny", "approval_required", "failed"]
 
     /// Creates the command; ArgumentParser calls this while parsing.
     public init() {}

@@ -152,7 +152,8 @@ public struct ServeCommand: ParsableCommand {
         var admin: AdminServer?
         if let listen = config.adminListen {
             let storePath = config.storePath
-            let backend = ProxyAdminBackend(server: server, audit: audit) { () throws(AuditStoreError) -> any AuditReader in
+            let backend = ProxyAdminBackend(server: server, audit: audit) {
+                () throws(AuditStoreError) -> any AuditReader in
                 try SQLiteAuditReader(path: storePath)
             }
             do {

@@ -49,7 +49,10 @@ extension ProxyWorker {
                     metadata: ["rpc": "\(call.path)", "error": "\(error.message)"]
                 )
                 call.requestRecorded = false  // not in the store: no outcome record can point at it
-                call.auditSettled(GRPCStatus(.resourceExhausted, "audit store unavailable: \(error.message)"))
+                let why =
+                    error.message.hasPrefix("audit store unavailable")
+                    ? error.message : "audit store unavailable: \(error.message)"
+                call.auditSettled(GRPCStatus(.resourceExhausted, why))
             } else {
                 call.auditSettled(nil)
             }
@@ -101,7 +104,11 @@ extension ProxyWorker {
     /// The record of `call`: who, from where, what, on what, and what was decided; with the status,
     /// message and duration for outcomes and refusals.
     func auditRecord(_ kind: AuditRecord.Kind, for call: ProxiedCall, decoded: MilvusCall?) -> AuditRecord {
-        var record = AuditRecord(kind: kind, callID: self.callID(for: call), timeMilliseconds: Self.wallClockMilliseconds())
+        var record = AuditRecord(
+            kind: kind,
+            callID: self.callID(for: call),
+            timeMilliseconds: Self.wallClockMilliseconds()
+        )
         if let principal = call.principal {
             record.principal = principal.name
             record.authentication = Self.label(principal.authentication)
@@ -127,9 +134,15 @@ extension ProxyWorker {
             if let status = call.guardStatus {
                 record.status = Int32(status.code.rawValue)
                 record.message = status.message
+            } else if let final = call.finalStatus {
+                // A gRPC status from upstream, or "reset": the stream was reset after the response started.
+                record.status = Int32(final) ?? Int32(GRPCStatusCode.unavailable.rawValue)
+                record.message =
+                    call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
             } else {
-                record.status = call.finalStatus.flatMap { Int32($0) } ?? (call.finalStatus == nil ? nil : -1)
-                record.message = call.finalMessage ?? (call.finalStatus == "reset" ? "stream reset" : nil)
+                // The client went away (RST_STREAM or a closed connection) before any answer.
+                record.status = Int32(GRPCStatusCode.cancelled.rawValue)
+                record.message = "cancelled by the client before an answer"
             }
             record.durationMilliseconds = Double(EventLoop.now() - call.startedAt) / 1_000_000
         }

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import urllib.error
+import urllib.request
 import shutil
 import stat
 import subprocess
@@ -43,11 +46,13 @@ def guard_cli(work_dir, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def audited(milvus, log_dir):
-    port = harness.free_port()
+    port, admin_port = harness.free_port(), harness.free_port()
     server = harness.start_guard(
         _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-audit",
-        policies={"audit.yaml": policy()}, ready=harness.grpc_answers,
+        config=f'admin: {{listen: "127.0.0.1:{admin_port}"}}\n', policies={"audit.yaml": policy()},
+        ready=harness.grpc_answers,
     )
+    server.admin_port = admin_port
     address = f"http://127.0.0.1:{port}"
     admin = MilvusClient(uri=address, token="root:Milvus", timeout=30)
     if admin.has_collection("ledger"):
@@ -147,3 +152,34 @@ def _insert_ok(app: MilvusClient) -> bool:
         return True
     except REFUSED:
         return False
+
+
+def admin_get(server, path: str, credential: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.admin_port}{path}")
+    if credential:
+        request.add_header("Authorization", "Basic " + base64.b64encode(credential.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_admin_listener(audited):
+    server, _ = audited
+    assert admin_get(server, "/healthz")[0] == 200
+    assert admin_get(server, "/metrics")[0] == 401
+    assert admin_get(server, "/metrics", "root:wrong")[0] == 401
+    assert admin_get(server, "/metrics", "app:app-secret")[0] == 403  # app has no admin action
+    status, metrics = admin_get(server, "/metrics", "root:Milvus")
+    assert status == 200
+    assert 'milvus_guard_calls_total{rpc="Insert",decision="allowed",status="0"}' in metrics
+    assert "milvus_guard_call_duration_seconds_bucket" in metrics
+    assert "milvus_guard_audit_queue_depth" in metrics
+    status, body = admin_get(server, "/readyz", "root:Milvus")
+    assert status == 200, body
+    status, body = admin_get(server, "/audit?user=app&rpc=DropCollection", "root:Milvus")
+    assert status == 200, body
+    entries = json.loads(body)
+    assert entries and all(e["rpc"] == "DropCollection" and e["decision"] == "denied" for e in entries)
+    assert admin_get(server, "/audit?since=yesterday", "root:Milvus")[0] == 400

@@ -41,7 +41,10 @@ public final class ProxyAdminBackend: AdminBackend {
         } else if authorization.hasPrefix("Bearer ") {
             let token = String(authorization.dropFirst(7))
             if let colon = token.firstIndex(of: ":"), colon != token.startIndex {
-                credential = .password(user: String(token[..<colon]), password: String(token[token.index(after: colon)...]))
+                credential = .password(
+                    user: String(token[..<colon]),
+                    password: String(token[token.index(after: colon)...])
+                )
             } else {
                 credential = token.isEmpty ? nil : .apiKey(token)
             }
