@@ -83,6 +83,7 @@ final class ProxyWorker: LoopHandler {
             configuration: configuration.upstream,
             sessionSettings: upstreamSettings,
             tls: try configuration.upstream.tls.map { try TLSContexts.client($0) },
+            metrics: metrics,
             logger: logger
         )
         // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes only one of them per connection.

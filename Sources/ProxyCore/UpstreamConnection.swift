@@ -77,6 +77,7 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
                 self.streams[streamID]?.requestBytesSent(count)
             case .streamClosed(let streamID, let errorCode):
                 if let call = self.streams.removeValue(forKey: streamID) {
+                    if errorCode != 0 { self.pool?.metrics?.recordUpstreamError(.reset) }
                     call.upstreamStreamClosed(errorCode: errorCode)
                 }
                 self.pool?.streamFreed(on: self)
@@ -111,6 +112,15 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
             ? GRPCStatus(.unavailable, "upstream \(address) unreachable: \(reason ?? "connection closed")")
             : GRPCStatus(.unavailable, "upstream \(address) connection lost: \(reason ?? "connection closed")")
         if reason != nil || !self.streams.isEmpty {
+            let kind: UpstreamErrorKind
+            if wasConnecting {
+                kind =
+                    reason?.contains("timed out") == true
+                    ? .connectTimeout : reason?.contains("TLS") == true ? .tls : .connect
+            } else {
+                kind = .reset
+            }
+            self.pool?.metrics?.recordUpstreamError(kind)
             self.pool?.logger.warning(
                 wasConnecting ? "upstream unreachable" : "upstream connection lost",
                 metadata: ["upstream": "\(address)", "reason": "\(reason ?? "closed by peer")"]

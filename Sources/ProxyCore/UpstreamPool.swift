@@ -20,15 +20,19 @@ final class UpstreamPool {
     /// Remaining upstream connection window below which another connection is opened (see ``start(_:)``).
     static let spreadBelowWindow = 16 * 1024
     private let tls: TLSContext?
+    /// The loop's counters (upstream errors).
+    let metrics: LoopMetrics?
 
     init(
         loop: EventLoop,
         configuration: UpstreamConfiguration,
         sessionSettings: HTTP2SessionSettings,
         tls: TLSContext?,
+        metrics: LoopMetrics? = nil,
         logger: Logger
     ) {
         self.loop = loop
+        self.metrics = metrics
         self.configuration = configuration
         self.sessionSettings = sessionSettings
         self.tls = tls
@@ -76,6 +80,7 @@ final class UpstreamPool {
                 let connection = try self.connect()
                 connection.waiting.append(call)
             } catch {
+                self.metrics?.recordUpstreamError(.connect)
                 call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(self.address) unreachable: \(error)"))
             }
             return
