@@ -44,12 +44,32 @@ struct ChainRow: Hashable, Sendable {
 
     /// The canonical text: the content columns as a compact JSON array.
     static func canonical(_ columns: [CanonicalValue]) -> String {
-        "[" + columns.map(\.json).joined(separator: ",") + "]"
+        var bytes: [UInt8] = []
+        Self.appendCanonical(columns, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the canonical text's UTF-8 bytes to `out`.
+    static func appendCanonical(_ columns: [CanonicalValue], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (index, column) in columns.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            switch column {
+            case .integer(let value): out.append(contentsOf: String(value).utf8)
+            case .text(let value): JSONText.appendQuoted(value, to: &out)
+            case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])  // null
+            }
+        }
+        out.append(UInt8(ascii: "]"))
     }
 
     /// SHA-256 of `prevHash + canonical`, as 64 lowercase hex characters.
     static func hash(prevHash: String, columns: [CanonicalValue]) -> String {
-        Hex.encode(Crypto.sha256(Array((prevHash + Self.canonical(columns)).utf8)))
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(512)
+        bytes.append(contentsOf: prevHash.utf8)
+        Self.appendCanonical(columns, to: &bytes)
+        return Hex.encode(Crypto.sha256(bytes))
     }
 
     /// The content columns of a record.

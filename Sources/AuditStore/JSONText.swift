@@ -7,40 +7,63 @@
 enum JSONText {
     /// `text` as a JSON string literal, quotes included.
     static func quote(_ text: String) -> String {
-        var out = "\""
+        var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
+        Self.appendQuoted(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `text` as a JSON string literal to `out`. Works on UTF-8 bytes: the bytes that need escaping are
+    /// all ASCII, and no byte of a multi-byte UTF-8 sequence is ASCII, so this escapes exactly what escaping
+    /// scalar by scalar would (the records are hashed in bulk: this is the writer's hot path).
+    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
+        let hex = Self.hexDigits
+        out.append(0x22)
+        for byte in text.utf8 {
+            switch byte {
+            case 0x22: out.append(contentsOf: [0x5C, 0x22])  // \"
+            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])  // \\
+            case 0x08: out.append(contentsOf: [0x5C, 0x62])  // \b
+            case 0x0C: out.append(contentsOf: [0x5C, 0x66])  // \f
+            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])  // \n
+            case 0x0D: out.append(contentsOf: [0x5C, 0x72])  // \r
+            case 0x09: out.append(contentsOf: [0x5C, 0x74])  // \t
+            case 0..<0x20:
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])  // \u00xx
             default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+                out.append(byte)
             }
         }
-        return out + "\""
+        out.append(0x22)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// `["a","b"]`, compact.
     static func array(_ values: [String]) -> String {
-        "[" + values.map(Self.quote).joined(separator: ",") + "]"
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for (index, value) in values.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            Self.appendQuoted(value, to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// `{"k":"v"}`, compact, keys sorted by Unicode code point (as Python's `sort_keys=True`).
+    /// `{"k":"v"}`, compact, keys sorted by Unicode code point (as Python's `sort_keys=True`; for UTF-8, byte
+    /// order is code-point order).
     static func object(_ values: [String: String]) -> String {
-        let keys = values.keys.sorted {
-            Array($0.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.unicodeScalars.map(\.value))
+        guard !values.isEmpty else { return "{}" }
+        let keys = values.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        for (index, key) in keys.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            Self.appendQuoted(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            Self.appendQuoted(values[key] ?? "", to: &out)
         }
-        return "{" + keys.map { Self.quote($0) + ":" + Self.quote(values[$0] ?? "") }.joined(separator: ",") + "}"
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses a JSON array of strings; nil if `text` is anything else.

@@ -118,7 +118,17 @@ enum SQLiteAuditSchema {
     /// Appends `records` after the current head. Call inside a `BEGIN IMMEDIATE` transaction: reading the head and
     /// inserting under one write lock is what keeps two processes' records in one chain.
     static func append(_ records: [AuditRecord], to db: SQLiteConnection) throws(SQLiteError) -> [Int64] {
-        try Self.append(records, to: db, after: try Self.head(db))
+        // Only the head's sequence and hash are needed to extend the chain: read those two columns, not the row.
+        var sequence: Int64 = 0
+        var prevHash = ChainRow.zeroHash
+        do {
+            let head = try db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+            if try head.step() == .row {
+                sequence = head.int64(at: 0)
+                prevHash = head.string(at: 1) ?? ""
+            }
+        }  // the reading statement is finalized here, before the inserts
+        return try Self.append(records, to: db, sequence: sequence, prevHash: prevHash)
     }
 
     /// Appends `records` after `head` (nil: the chain is empty), which the caller read in this transaction.
@@ -127,8 +137,18 @@ enum SQLiteAuditSchema {
         to db: SQLiteConnection,
         after head: ChainRow?
     ) throws(SQLiteError) -> [Int64] {
-        var sequence = head?.sequence ?? 0
-        var prevHash = head?.hash ?? ChainRow.zeroHash
+        try Self.append(records, to: db, sequence: head?.sequence ?? 0, prevHash: head?.hash ?? ChainRow.zeroHash)
+    }
+
+    /// Appends `records` after the record `sequence` whose hash is `prevHash` (0 and zeros: the chain is empty).
+    static func append(
+        _ records: [AuditRecord],
+        to db: SQLiteConnection,
+        sequence head: Int64,
+        prevHash headHash: String
+    ) throws(SQLiteError) -> [Int64] {
+        var sequence = head
+        var prevHash = headHash
         let placeholders = Array(repeating: "?", count: Self.allColumns.count).joined(separator: ", ")
         let insert = try db.prepare("INSERT INTO audit_records (\(Self.columnList())) VALUES (\(placeholders))")
         var sequences: [Int64] = []
@@ -136,7 +156,15 @@ enum SQLiteAuditSchema {
         for record in records {
             sequence += 1
             let row = ChainRow(record: record, sequence: sequence, prevHash: prevHash)
-            try insert.bind(row.columns.map(Self.value) + [.text(row.prevHash), .text(row.hash)])
+            for (index, column) in row.columns.enumerated() {
+                switch column {
+                case .integer(let value): try insert.bind(value, at: index + 1)
+                case .text(let value): try insert.bind(value, at: index + 1)
+                case .null: try insert.bindNull(at: index + 1)
+                }
+            }
+            try insert.bind(row.prevHash, at: row.columns.count + 1)
+            try insert.bind(row.hash, at: row.columns.count + 2)
             try insert.run()
             insert.reset()
             sequences.append(sequence)

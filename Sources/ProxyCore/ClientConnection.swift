@@ -111,6 +111,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         var encoding: String?
         var database: String?
         var authorization: String?
+        var repeated: String?
         for field in fields {
             switch field.name {
             case ":path": path = field.value
@@ -118,8 +119,12 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             case "content-type": contentType = field.value
             case "grpc-timeout": timeout = field.value
             case "grpc-encoding": encoding = field.value
-            case "dbname": database = field.value
-            case "authorization": authorization = field.value
+            case "dbname":
+                if database != nil { repeated = "dbname" }
+                database = field.value
+            case "authorization":
+                if authorization != nil { repeated = "authorization" }
+                authorization = field.value
             default: break
             }
         }
@@ -141,6 +146,12 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         else {
             self.refuseNonGRPC(streamID: streamID, method: method, contentType: contentType, path: path)
             self.calls[streamID] = nil
+            return
+        }
+        // The guard and Milvus must read the same value: Milvus takes the first of a repeated key, so a
+        // second `dbname` could otherwise name the database the policy checked while Milvus acts on another.
+        if let repeated {
+            call.respond(GRPCStatus(.invalidArgument, "the \(repeated) metadata appears more than once"))
             return
         }
         guard let rpc = MilvusRPCs.descriptor(forPath: path) else {

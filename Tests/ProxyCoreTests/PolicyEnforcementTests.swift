@@ -264,3 +264,28 @@ struct TLSIdentityTests {
         #expect(ClientConnection.host(of: "unix") == "unix")
     }
 }
+
+@Suite("Metadata the guard and Milvus must read alike", .serialized, .timeLimit(.minutes(1)))
+struct RepeatedMetadataTests {
+    @Test(
+        "A repeated dbname or authorization is refused with INVALID_ARGUMENT and never forwarded",
+        arguments: ["dbname", "authorization"]
+    )
+    func repeated(name: String) throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
+        let client = try TestClient(port: proxy.port)
+        let value = name == "dbname" ? "default" : "cm9vdDpNaWx2dXM="
+        let result = try client.call(
+            TestClient.grpcRequest(
+                path: PolicyEnforcementTests.milvus + "HasCollection",
+                metadata: [HeaderField(name, name == "dbname" ? "prod" : value), HeaderField(name, value)]
+            ),
+            body: PolicyEnforcementTests.body(collection: "books")
+        )
+        #expect(result.grpcStatus == "3")
+        #expect(result.grpcMessage == "milvus-guard: the \(name) metadata appears more than once")
+        #expect(proxy.stop())
+        #expect(upstream.record.value.requests.isEmpty)
+    }
+}
