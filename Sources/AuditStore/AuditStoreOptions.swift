@@ -15,9 +15,19 @@ public struct AuditStoreOptions: Sendable, Hashable {
     public var synchronous: Synchronous
     /// How long a write waits for another process's lock before the batch fails.
     public var busyTimeoutMilliseconds: Int
+    /// How long records nobody waits for (outcomes, refusals) may wait to share a commit with later records; a
+    /// mutation's request record, which a call waits for, is never delayed. A crash loses at most this much of
+    /// them (their requests then show outcome `unknown`). 0 commits every batch at once.
+    public var lazyCommitMilliseconds: Int
 
     /// Creates options; the defaults suit production.
-    public init(queueCapacity: Int = 65_536, synchronous: Synchronous = .full, busyTimeoutMilliseconds: Int = 5_000) {
+    public init(
+        queueCapacity: Int = 65_536,
+        synchronous: Synchronous = .full,
+        busyTimeoutMilliseconds: Int = 5_000,
+        lazyCommitMilliseconds: Int = 20
+    ) {
+        self.lazyCommitMilliseconds = lazyCommitMilliseconds
         self.queueCapacity = queueCapacity
         self.synchronous = synchronous
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds

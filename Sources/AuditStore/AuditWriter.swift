@@ -45,6 +45,11 @@ final class AuditWriter: Sendable {
     private let capacity: Int
     /// Interval of the recovery probe while the store is failing and idle.
     private let probeMilliseconds: Int
+    /// How long a batch that nobody waits for (outcomes, refusals) may wait for more records before it is
+    /// committed; a record somebody waits for (a mutation's request) ends the wait at once.
+    private let lazyMilliseconds: Int
+    /// A lazy batch is committed at once from this many records.
+    private static let lazyBatchLimit = 4096
 
     /// Starts the writer thread; `makeSink` runs on it.
     /// - Throws: ``AuditStoreError`` if the system refuses a thread.
@@ -52,10 +57,12 @@ final class AuditWriter: Sendable {
         name: String,
         capacity: Int,
         probeMilliseconds: Int = 1000,
+        lazyMilliseconds: Int = 0,
         makeSink: @escaping @Sendable () -> any AuditBatchSink
     ) throws(AuditStoreError) {
         self.capacity = max(1, capacity)
         self.probeMilliseconds = probeMilliseconds
+        self.lazyMilliseconds = max(0, lazyMilliseconds)
         final class Box {
             let body: () -> Void
             init(_ body: @escaping () -> Void) { self.body = body }
@@ -110,16 +117,46 @@ final class AuditWriter: Sendable {
         if let thread { pthread_join(thread, nil) }
     }
 
+    /// Takes everything queued.
+    private func take() -> ([Pending], Bool) {
+        self.state.withLock { state -> ([Pending], Bool) in
+            state.wakePending = false
+            let batch = state.queue
+            state.queue = []
+            state.inFlight += batch.count
+            return (batch, state.closing)
+        }
+    }
+
+    /// Group commit for records nobody waits for: while the batch holds only such records (outcomes,
+    /// refusals), wait up to ``lazyMilliseconds`` for more, so that they share a commit (and its fsync) with
+    /// the next mutation's request record instead of costing one of their own.
+    private func extendLazily(_ batch: inout [Pending], closing: inout Bool) {
+        guard self.lazyMilliseconds > 0, !closing, self.isWritable,
+            !batch.contains(where: { $0.listener != nil })
+        else { return }
+        let deadline = Self.monotonicMilliseconds() + Int64(self.lazyMilliseconds)
+        while batch.count < Self.lazyBatchLimit {
+            let remaining = deadline - Self.monotonicMilliseconds()
+            guard remaining > 0 else { return }
+            _ = self.wake.wait(milliseconds: Int(remaining))
+            let (more, closingNow) = self.take()
+            batch += more
+            closing = closingNow
+            if closingNow || more.contains(where: { $0.listener != nil }) { return }
+        }
+    }
+
+    private static func monotonicMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
     /// The writer thread's loop.
     private func run(sink: any AuditBatchSink) {
         while true {
-            let (batch, closing) = self.state.withLock { state -> ([Pending], Bool) in
-                state.wakePending = false
-                let batch = state.queue
-                state.queue = []
-                state.inFlight = batch.count
-                return (batch, state.closing)
-            }
+            var (batch, closing) = self.take()
             guard !batch.isEmpty else {
                 if closing { return }
                 if self.isWritable {
@@ -129,6 +166,7 @@ final class AuditWriter: Sendable {
                 }
                 continue
             }
+            self.extendLazily(&batch, closing: &closing)
             var results: [AuditResult]
             do {
                 let sequences = try sink.append(batch.map(\.record))

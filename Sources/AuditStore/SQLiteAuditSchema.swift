@@ -115,6 +115,36 @@ enum SQLiteAuditSchema {
         return try statement.step() == .row ? Self.row(statement, from: 0) : nil
     }
 
+    /// The head query and the insert, prepared once per connection (the writer appends a batch every few
+    /// milliseconds under load; parsing the SQL each time cost more than the inserts of a small batch).
+    final class AppendStatements {
+        let head: Statement
+        let insert: Statement
+
+        init(_ db: SQLiteConnection) throws(SQLiteError) {
+            self.head = try db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+            self.insert = try db.prepare(SQLiteAuditSchema.insertSQL)
+        }
+    }
+
+    static let insertSQL =
+        "INSERT INTO audit_records (\(SQLiteAuditSchema.columnList())) VALUES ("
+        + Array(repeating: "?", count: SQLiteAuditSchema.allColumns.count).joined(separator: ", ") + ")"
+
+    /// Appends `records` after the current head with prepared statements. Call inside a `BEGIN IMMEDIATE`
+    /// transaction.
+    static func append(_ records: [AuditRecord], using statements: AppendStatements) throws(SQLiteError) -> [Int64] {
+        var sequence: Int64 = 0
+        var prevHash = ChainRow.zeroHash
+        defer { statements.head.reset() }
+        if try statements.head.step() == .row {
+            sequence = statements.head.int64(at: 0)
+            prevHash = statements.head.string(at: 1) ?? ""
+        }
+        statements.head.reset()
+        return try Self.append(records, insert: statements.insert, sequence: sequence, prevHash: prevHash)
+    }
+
     /// Appends `records` after the current head. Call inside a `BEGIN IMMEDIATE` transaction: reading the head and
     /// inserting under one write lock is what keeps two processes' records in one chain.
     static func append(_ records: [AuditRecord], to db: SQLiteConnection) throws(SQLiteError) -> [Int64] {
@@ -147,10 +177,20 @@ enum SQLiteAuditSchema {
         sequence head: Int64,
         prevHash headHash: String
     ) throws(SQLiteError) -> [Int64] {
+        let insert = try db.prepare(Self.insertSQL)
+        return try Self.append(records, insert: insert, sequence: head, prevHash: headHash)
+    }
+
+    /// Appends `records` with a prepared insert after the record `sequence` whose hash is `prevHash`.
+    static func append(
+        _ records: [AuditRecord],
+        insert: borrowing Statement,
+        sequence head: Int64,
+        prevHash headHash: String
+    ) throws(SQLiteError) -> [Int64] {
         var sequence = head
         var prevHash = headHash
-        let placeholders = Array(repeating: "?", count: Self.allColumns.count).joined(separator: ", ")
-        let insert = try db.prepare("INSERT INTO audit_records (\(Self.columnList())) VALUES (\(placeholders))")
+        defer { insert.reset() }
         var sequences: [Int64] = []
         sequences.reserveCapacity(records.count)
         for record in records {

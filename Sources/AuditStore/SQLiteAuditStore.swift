@@ -34,7 +34,11 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         }
         try SQLiteAuditSchema.migrate(connection)
         self.reader = Mutex(SQLiteAuditReader(connection: connection))
-        self.writer = try AuditWriter(name: "audit writer", capacity: options.queueCapacity) {
+        self.writer = try AuditWriter(
+            name: "audit writer",
+            capacity: options.queueCapacity,
+            lazyMilliseconds: options.lazyCommitMilliseconds
+        ) {
             SQLiteBatchSink(path: path, options: options)
         }
     }
@@ -72,6 +76,8 @@ final class SQLiteBatchSink: AuditBatchSink {
     private let path: String
     private let options: AuditStoreOptions
     private var connection: SQLiteConnection?
+    /// Prepared with ``connection``, dropped with it.
+    private var statements: SQLiteAuditSchema.AppendStatements?
 
     init(path: String, options: AuditStoreOptions) {
         self.path = path
@@ -92,12 +98,20 @@ final class SQLiteBatchSink: AuditBatchSink {
 
     func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
         try SQLiteAuditSchema.checkWritable(self.path)
-        do {
+        do throws(SQLiteError) {
             let db = try self.connect()
+            let statements: SQLiteAuditSchema.AppendStatements
+            if let prepared = self.statements {
+                statements = prepared
+            } else {
+                statements = try SQLiteAuditSchema.AppendStatements(db)
+                self.statements = statements
+            }
             return try db.transaction(.immediate) { () throws(SQLiteError) in
-                try SQLiteAuditSchema.append(records, to: db)
+                try SQLiteAuditSchema.append(records, using: statements)
             }
         } catch {
+            self.statements = nil
             self.connection = nil
             throw SQLiteAuditSchema.error(error, path: self.path)
         }
@@ -109,6 +123,7 @@ final class SQLiteBatchSink: AuditBatchSink {
             let db = try self.connect()
             try db.transaction(.immediate) { () throws(SQLiteError) in }
         } catch {
+            self.statements = nil
             self.connection = nil
             throw SQLiteAuditSchema.error(error, path: self.path)
         }

@@ -126,7 +126,7 @@ struct AuditCommandTests {
             ),
             (
                 ["--decision", "maybe"],
-                "milvus-guard: --decision: must be one of allowed, denied, approval_required, failed, got \"maybe\""
+                "milvus-guard: --decision: must be one of allowed, denied, would_deny, approval_required, failed, got \"maybe\""
             ),
             (["--limit", "0"], "milvus-guard: --limit: must be at least 1, got 0"),
             (["--format", "xml"], "milvus-guard: --format: must be table or json, got \"xml\""),
