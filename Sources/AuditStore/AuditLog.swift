@@ -39,6 +39,9 @@ public protocol AuditLog: Sendable {
     var queueDepth: Int { get }
     /// Whether the last batch (or the last probe, while idle after a failure) could write; for /readyz.
     var isWritable: Bool { get }
+    /// Batches committed and records in them since the store was opened (for /metrics: records per batch is
+    /// what group commit achieves).
+    var committed: (batches: Int, records: Int) { get }
     /// Writes what is queued, then stops the writer thread. Later submits return false. Idempotent.
     func close()
 }

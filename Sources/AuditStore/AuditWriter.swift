@@ -41,6 +41,8 @@ final class AuditWriter: Sendable {
 
     private let state = Mutex(State())
     private let writable = Atomic<Bool>(true)
+    private let batchesCommitted = Atomic<Int>(0)
+    private let recordsCommitted = Atomic<Int>(0)
     private let wake = WakeSignal()
     private let capacity: Int
     /// Interval of the recovery probe while the store is failing and idle.
@@ -104,6 +106,10 @@ final class AuditWriter: Sendable {
 
     var isWritable: Bool {
         self.writable.load(ordering: .acquiring)
+    }
+
+    var committed: (batches: Int, records: Int) {
+        (self.batchesCommitted.load(ordering: .relaxed), self.recordsCommitted.load(ordering: .relaxed))
     }
 
     /// Writes what is queued and joins the thread. Must not be called from a listener (the writer thread).
@@ -171,6 +177,8 @@ final class AuditWriter: Sendable {
             do {
                 let sequences = try sink.append(batch.map(\.record))
                 self.writable.store(true, ordering: .releasing)
+                self.batchesCommitted.add(1, ordering: .relaxed)
+                self.recordsCommitted.add(batch.count, ordering: .relaxed)
                 results = zip(batch, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
             } catch {
                 self.writable.store(false, ordering: .releasing)

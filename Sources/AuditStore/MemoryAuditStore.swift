@@ -53,6 +53,8 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
 
     public var isWritable: Bool { self.writer.isWritable }
 
+    public var committed: (batches: Int, records: Int) { self.writer.committed }
+
     public func close() { self.writer.close() }
 
     public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {

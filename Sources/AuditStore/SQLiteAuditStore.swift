@@ -55,6 +55,8 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
 
     public var isWritable: Bool { self.writer.isWritable }
 
+    public var committed: (batches: Int, records: Int) { self.writer.committed }
+
     public func close() { self.writer.close() }
 
     public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {

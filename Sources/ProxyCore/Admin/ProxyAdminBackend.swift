@@ -139,7 +139,14 @@ public final class ProxyAdminBackend: AdminBackend {
 
     public func extraMetrics() -> String {
         guard let audit = self.audit else { return "" }
+        let committed = audit.log.committed
         return """
+            # HELP milvus_guard_audit_batches_total Audit transactions committed (group commit).
+            # TYPE milvus_guard_audit_batches_total counter
+            milvus_guard_audit_batches_total \(committed.batches)
+            # HELP milvus_guard_audit_records_total Audit records committed.
+            # TYPE milvus_guard_audit_records_total counter
+            milvus_guard_audit_records_total \(committed.records)
             # HELP milvus_guard_audit_queue_depth Audit records queued or being written.
             # TYPE milvus_guard_audit_queue_depth gauge
             milvus_guard_audit_queue_depth \(audit.log.queueDepth)
