@@ -109,6 +109,30 @@ extension ProxyWorker {
             callID: self.callID(for: call),
             timeMilliseconds: Self.wallClockMilliseconds()
         )
+        // An outcome points to its request by call id and carries only what the request could not know: the
+        // status, its message and the duration (half the bytes to insert and hash).
+        if kind != .outcome { self.describe(call, decoded: decoded, in: &record) }
+        if kind != .request {
+            if let status = call.guardStatus {
+                record.status = Int32(status.code.rawValue)
+                record.message = status.message
+            } else if let final = call.finalStatus {
+                // A gRPC status from upstream, or "reset": the stream was reset after the response started.
+                record.status = Int32(final) ?? Int32(GRPCStatusCode.unavailable.rawValue)
+                record.message =
+                    call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
+            } else {
+                // The client went away (RST_STREAM or a closed connection) before any answer.
+                record.status = Int32(GRPCStatusCode.cancelled.rawValue)
+                record.message = "cancelled by the client before an answer"
+            }
+            record.durationMilliseconds = Double(EventLoop.now() - call.startedAt) / 1_000_000
+        }
+        return record
+    }
+
+    /// Who made the call, from where, what and on what, and what was decided.
+    private func describe(_ call: ProxiedCall, decoded: MilvusCall?, in record: inout AuditRecord) {
         if let principal = call.principal {
             record.principal = principal.name
             record.authentication = Self.label(principal.authentication)
@@ -130,23 +154,6 @@ extension ProxyWorker {
         record.requestBytes = Int64(call.requestBytes)
         record.decision = (call.verdict ?? .failed).rawValue
         record.rule = call.rule.map { "\($0)" }
-        if kind != .request {
-            if let status = call.guardStatus {
-                record.status = Int32(status.code.rawValue)
-                record.message = status.message
-            } else if let final = call.finalStatus {
-                // A gRPC status from upstream, or "reset": the stream was reset after the response started.
-                record.status = Int32(final) ?? Int32(GRPCStatusCode.unavailable.rawValue)
-                record.message =
-                    call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
-            } else {
-                // The client went away (RST_STREAM or a closed connection) before any answer.
-                record.status = Int32(GRPCStatusCode.cancelled.rawValue)
-                record.message = "cancelled by the client before an answer"
-            }
-            record.durationMilliseconds = Double(EventLoop.now() - call.startedAt) / 1_000_000
-        }
-        return record
     }
 
     /// Named targets other than database, collection and partitions.
