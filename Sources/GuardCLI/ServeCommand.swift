@@ -174,14 +174,7 @@ public struct ServeCommand: ParsableCommand {
             admin?.join()
         }
 
-        logger.info(
-            "policy loaded",
-            metadata: [
-                "policies": "\(config.policiesPath)", "mode": "\(config.mode)",
-                "users": "\(policy.users.count)", "api-keys": "\(policy.apiKeys.count)",
-                "rules": "\(policy.ruleSet.ruleCount)",
-            ]
-        )
+        logger.info("policy loaded", metadata: Self.summary(of: policy, config: config))
         if config.mode == .shadow {
             logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
         }
@@ -211,6 +204,14 @@ public struct ServeCommand: ParsableCommand {
             Self.printError("milvus-guard: \(error)")
             throw ExitCode.failure
         }
+    }
+
+    /// What the log says about a policy put in force.
+    static func summary(of policy: Policy, config: GuardConfig) -> Logger.Metadata {
+        [
+            "policies": "\(config.policiesPath)", "mode": "\(config.mode)", "users": "\(policy.users.count)",
+            "api-keys": "\(policy.apiKeys.count)", "rules": "\(policy.ruleSet.ruleCount)",
+        ]
     }
 
     /// Loads the policy folder of `config`; rule ids name files `<folder name>/<file>:<line>`.
@@ -258,14 +259,7 @@ public struct ServeCommand: ParsableCommand {
             }
             for warning in policy.warnings { logger.warning("policy: \(warning)") }
             server.reload(ActivePolicy(policy: policy, mode: current.mode))
-            logger.notice(
-                "policy reloaded",
-                metadata: [
-                    "policies": "\(current.policiesPath)", "mode": "\(current.mode)",
-                    "users": "\(policy.users.count)", "api-keys": "\(policy.apiKeys.count)",
-                    "rules": "\(policy.ruleSet.ruleCount)",
-                ]
-            )
+            logger.notice("policy reloaded", metadata: Self.summary(of: policy, config: current))
         }
     }
 

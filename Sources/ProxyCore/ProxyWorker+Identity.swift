@@ -25,14 +25,8 @@ extension ProxyWorker {
             return .known(principal)
         }
         let key = VerificationCache.key(for: authorization)
-        if case .authenticated(let principal)? = self.verifications.lookup(key, now: now, generation: self.generation) {
-            client.remember(
-                principal,
-                for: authorization,
-                generation: self.generation,
-                until: now + self.verifications.ttl
-            )
-            return .known(principal)
+        if let cached = self.verifications.lookup(key, now: now, generation: self.generation) {
+            return self.settle(cached, claimed: nil, authorization: authorization, client: client, now: now)
         }
         let address = client.peerHost
         if self.services.failures.withLock({ $0.isBlocked(address, now: now) }) {
