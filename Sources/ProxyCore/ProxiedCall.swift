@@ -168,7 +168,7 @@ final class ProxiedCall {
     /// The whole request (or a bidi stream's first message) is here: decode it, let the worker judge
     /// it, then open the upstream stream with the held bytes, or refuse.
     private func decide(atEnd: Bool) {
-        guard var gate = self.gate, let client = self.client else { return }
+        guard var gate = self.gate, self.client != nil else { return }
         self.gate = nil
         let decoded: MilvusCall
         let forward: [ArraySlice<UInt8>]

@@ -1,4 +1,4 @@
-public import GuardPolicy
+import GuardPolicy
 public import Logging
 import Synchronization
 
