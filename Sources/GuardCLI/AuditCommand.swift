@@ -20,18 +20,22 @@ public struct AuditCommand: ParsableCommand {
     public init() {}
 
     /// The store to open: `--store` (relative to `currentDirectory`), else the `store` of `guard.yaml` in
-    /// `currentDirectory`.
-    /// - Throws: ``ConfigError`` when neither is there, or guard.yaml is broken.
+    /// `currentDirectory`, else `guard.db` there (where `serve` without a config file writes it).
+    /// - Throws: ``ConfigError`` when none is there, or guard.yaml is broken.
     static func storePath(_ store: String?, currentDirectory: String) throws -> String {
         if let store {
             return ConfigValue.resolve(store, relativeTo: currentDirectory)
         }
         let implicit = ConfigValue.resolve(GuardConfig.defaultFileName, relativeTo: currentDirectory)
         guard FileManager.default.fileExists(atPath: implicit) else {
-            throw ConfigError(
-                key: "--store",
-                problem: "no audit store given, and no guard.yaml in the current folder to name one"
-            )
+            let fallback = GuardConfig.defaults(baseDirectory: currentDirectory).storePath
+            guard FileManager.default.fileExists(atPath: fallback) else {
+                throw ConfigError(
+                    key: "--store",
+                    problem: "no audit store given, and neither guard.yaml nor guard.db in the current folder"
+                )
+            }
+            return fallback
         }
         return try GuardConfig.load(file: GuardConfig.defaultFileName, currentDirectory: currentDirectory).storePath
     }

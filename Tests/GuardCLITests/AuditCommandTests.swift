@@ -145,7 +145,7 @@ struct AuditCommandTests {
             try self.list([], in: folder)
                 == (
                     [
-                        "milvus-guard: --store: no audit store given, and no guard.yaml in the current folder to name one"
+                        "milvus-guard: --store: no audit store given, and neither guard.yaml nor guard.db in the current folder"
                     ], 2
                 )
         )
