@@ -46,6 +46,18 @@ struct GRPCStatusTests {
         #expect(GRPCStatus.percentEncoded(text) == encoded)
     }
 
+    @Test(
+        "Percent-decoding inverts the encoding and keeps malformed escapes as they are",
+        arguments: [
+            ("milvus-guard: 100%25 %E2%9C%93", "milvus-guard: 100% ✓"), ("no escapes", "no escapes"),
+            ("%", "%"), ("%4", "%4"), ("%zz1", "%zz1"), ("a%41b", "aAb"), ("%e6%97%a5", "日"),
+        ] as [(String, String)]
+    )
+    func percentDecoding(encoded: String, text: String) {
+        #expect(GRPCStatus.percentDecoded(encoded) == text)
+        #expect(GRPCStatus.percentDecoded(GRPCStatus.percentEncoded(text)) == text)
+    }
+
     @Test("The encoding leaves only printable ASCII and decodes back to the original bytes")
     func percentRoundTrip() {
         let text = "milvus-guard: collection \"docs\" – denied 100% ✓\r\n"
