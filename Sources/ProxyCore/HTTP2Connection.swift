@@ -36,6 +36,8 @@ final class HTTP2Connection: LoopHandler {
     private var outputOffset = 0
     private var writableRegistered = false
     private var events: [HTTP2Event] = []
+    /// The buffer ``dispatchEvents()`` hands to the delegate, kept empty between dispatches for reuse.
+    private var spareEvents: [HTTP2Event] = []
     /// Decrypted bytes (TLS only), reused between reads.
     private var plaintext: [UInt8] = []
     /// Session output waiting to be encrypted (TLS only), reused between writes.
@@ -201,9 +203,15 @@ final class HTTP2Connection: LoopHandler {
 
     private func dispatchEvents() {
         guard !self.events.isEmpty else { return }
-        let batch = self.events
-        self.events.removeAll(keepingCapacity: true)
+        // Hand the batch over by swapping buffers, so neither array is shared when it is emptied: copying
+        // `events` and then emptying it with `keepingCapacity` would allocate a fresh buffer every time.
+        // A nested dispatch (from the delegate) finds no spare buffer and simply allocates one.
+        var batch = self.spareEvents
+        self.spareEvents = []
+        swap(&batch, &self.events)
         self.delegate?.connection(self, handle: batch)
+        batch.removeAll(keepingCapacity: true)
+        self.spareEvents = batch
     }
 
     // MARK: Writing
