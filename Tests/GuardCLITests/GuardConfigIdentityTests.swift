@@ -7,16 +7,11 @@ import Testing
 @Suite("guard.yaml: mode, pid file, upstream credentials, authentication limits")
 struct GuardConfigIdentityTests {
     private func load(_ yaml: String, in folder: TemporaryFolder) throws -> GuardConfig {
-        try folder.write("guard.yaml", yaml)
-        return try GuardConfig.load(configPath: "guard.yaml", currentDirectory: folder.path)
+        try folder.loadConfig(yaml)
     }
 
     private func failure(_ yaml: String, in folder: TemporaryFolder) throws -> String? {
-        try folder.write("guard.yaml", yaml)
-        let error = #expect(throws: ConfigError.self) {
-            try GuardConfig.load(configPath: "guard.yaml", currentDirectory: folder.path)
-        }
-        return error?.description
+        try folder.configFailure(yaml)
     }
 
     @Test("Defaults: enforce, guard.pid beside the file, the client's credential goes upstream")

@@ -7,19 +7,12 @@ import Testing
 
 @Suite("guard.yaml parsing")
 struct GuardConfigTests {
-    /// Writes `yaml` as guard.yaml in a new folder and loads it the way `serve --config guard.yaml` does.
     private func load(_ yaml: String, in folder: TemporaryFolder) throws -> GuardConfig {
-        try folder.write("guard.yaml", yaml)
-        return try GuardConfig.load(configPath: "guard.yaml", currentDirectory: folder.path)
+        try folder.loadConfig(yaml)
     }
 
-    /// The error loading `yaml` gives, printed as the CLI prints it.
     private func failure(_ yaml: String, in folder: TemporaryFolder) throws -> String? {
-        try folder.write("guard.yaml", yaml)
-        let error = #expect(throws: ConfigError.self) {
-            try GuardConfig.load(configPath: "guard.yaml", currentDirectory: folder.path)
-        }
-        return error?.description
+        try folder.configFailure(yaml)
     }
 
     @Test("An empty file gives the defaults, with paths beside the file", arguments: ["", "# only a comment\n", "~\n"])

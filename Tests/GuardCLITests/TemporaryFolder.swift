@@ -1,4 +1,6 @@
 import Foundation
+import GuardCLI
+import Testing
 
 /// A fresh folder under the system temp folder, removed when the value is released. Each test makes
 /// its own, so tests can run in parallel.
@@ -29,4 +31,22 @@ final class TemporaryFolder {
 
     /// `name` inside the folder.
     func file(_ name: String) -> String { self.path + "/" + name }
+}
+
+extension TemporaryFolder {
+    /// Writes `yaml` as guard.yaml here and loads it the way `serve --config guard.yaml` does.
+    func loadConfig(_ yaml: String) throws -> GuardConfig {
+        try self.write("guard.yaml", yaml)
+        return try GuardConfig.load(configPath: "guard.yaml", currentDirectory: self.path)
+    }
+
+    /// The error loading `yaml` as guard.yaml gives, printed as the CLI prints it (nil, and a recorded issue,
+    /// when it loads).
+    func configFailure(_ yaml: String) throws -> String? {
+        try self.write("guard.yaml", yaml)
+        let error = #expect(throws: ConfigError.self) {
+            try GuardConfig.load(configPath: "guard.yaml", currentDirectory: self.path)
+        }
+        return error?.description
+    }
 }
