@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "milvus-guard", targets: ["milvus-guard"]),
         // For the FuzzTesting/ and Benchmarks/ sub-packages, which depend on this package by path.
         .library(name: "MilvusCatalog", targets: ["ProtoWire", "MilvusCatalog"]),
+        .library(name: "AuditStore", targets: ["AuditStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
