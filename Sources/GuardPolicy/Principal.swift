@@ -1,6 +1,6 @@
 /// Who is calling: a name, the roles the policy gives it, and how it proved who it is.
 ///
-/// The identity layer (not built yet) makes one from a verified credential: ``User/principal(authentication:)``,
+/// ProxyCore's identity layer makes one from a verified credential: ``User/principal(authentication:)``,
 /// ``APIKey/principal``, or ``Policy/anonymous``.
 public struct Principal: Hashable, Sendable {
     /// How the principal was authenticated.

@@ -5,7 +5,7 @@ import Testing
 @testable import ProxyCore
 
 /// The identity pieces: credential parsing, verification against the policy files, the verification
-/// cache and the per-address failure limit. (Wiring them into the loops is the next step of issue 4.)
+/// cache and the per-address failure limit (PolicyEnforcementTests drives them through the proxy).
 @Suite("Identity")
 struct IdentityTests {
     @Test(
