@@ -223,12 +223,22 @@ final class ProxiedCall {
             client.worker.pool.start(self)
             return
         }
-        let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
-        client.releaseHeld(self.pendingHeld)
-        client.session.consume(streamID: self.clientStreamID, count: unsent - self.pendingHeld)
+        self.discardPendingBody()
+        self.respond(refusal)
+    }
+
+    /// Drops the body that waited for an upstream stream: its held bytes go back to the budgets and, while
+    /// the client's session is still there, the rest reopens the client's window.
+    private func discardPendingBody() {
+        if let client = self.client {
+            let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
+            client.releaseHeld(self.pendingHeld)
+            if !self.clientConnectionGone {
+                client.session.consume(streamID: self.clientStreamID, count: unsent - self.pendingHeld)
+            }
+        }
         self.pendingBody = []
         self.pendingHeld = 0
-        self.respond(refusal)
     }
 
     /// Refuses the call from the gate and gives its held bytes back to the budgets.
@@ -357,19 +367,10 @@ final class ProxiedCall {
         self.clientClosed = true
         self.clientConnectionGone = connectionGone
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
-        if let client = self.client {
-            let unsent = self.pendingBody.reduce(0) { $0 + $1.count }
-            client.releaseHeld(
-                self.pendingHeld + (self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0)
-            )
-            if !connectionGone {
-                client.session.consume(streamID: self.clientStreamID, count: unsent - self.pendingHeld)
-            }
-        }
+        self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
+        self.discardPendingBody()
         self.gate = nil
         self.awaitingJudgement = nil
-        self.pendingHeld = 0
-        self.pendingBody = []
         self.releaseResponseWindow()
         // A call that had not finished both ways is cancelled upstream.
         if self.upstream != nil && (!self.responseFinished || !self.requestEndSent) {
