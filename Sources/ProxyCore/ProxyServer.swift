@@ -40,8 +40,8 @@ public final class ProxyServer: Sendable {
 
     /// The policy in force now (for the admin listener).
     public var currentPolicy: ActivePolicy { self.active.withLock { $0.policy } }
-    /// Bumped by every reload.
-    var policyGeneration: Int { self.active.withLock { $0.generation } }
+    /// The policy in force and its generation (bumped by every reload), read together.
+    var currentPolicyAndGeneration: (policy: ActivePolicy, generation: Int) { self.active.withLock { $0 } }
 
     /// Puts a new policy in force on every loop: calls decided from now on use it; calls already decided
     /// keep their decision. Cached credential verifications are forgotten (a changed password counts at

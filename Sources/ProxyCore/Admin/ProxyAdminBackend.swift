@@ -52,8 +52,9 @@ public final class ProxyAdminBackend: AdminBackend {
             credential = nil
         }
         guard let credential else { return .unauthenticated(reason: "malformed authorization header") }
-        let policy = self.server.currentPolicy.policy
-        let generation = self.server.policyGeneration
+        // One read: a verification cached under a generation must have been made against that policy.
+        let (active, generation) = self.server.currentPolicyAndGeneration
+        let policy = active.policy
         let now = EventLoop.now()
         let key = VerificationCache.key(for: authorization)
         var outcome = self.verifications.withLock { $0.lookup(key, now: now, generation: generation) }
