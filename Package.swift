@@ -48,7 +48,7 @@ let package = Package(
         ),
 
         // Services behind protocols: the audit log (SQLite, and in memory for tests).
-        .target(name: "AuditStore", dependencies: ["SQLiteSupport", "OpenSSLSupport"], swiftSettings: swiftSettings),
+        .target(name: "AuditStore", dependencies: ["CLinux", "SQLiteSupport", "OpenSSLSupport"], swiftSettings: swiftSettings),
 
         // The proxy.
         .target(

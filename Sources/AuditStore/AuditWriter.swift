@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Synchronization
 
@@ -25,14 +26,29 @@ protocol AuditBatchSink: AnyObject {
 /// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
 /// most one extra (empty) wake-up.
 final class AuditWriter: Sendable {
-    private struct Pending: Sendable {
-        let record: AuditRecord
+    /// Who waits for a queued record; `queue.records[i]` belongs to `queue.waiters[i]`.
+    private struct Waiter: Sendable {
         let token: UInt64
         let listener: (any AuditListener)?
     }
 
+    /// Records and their waiters in two arrays, so a batch's records go to the sink without a copy.
+    private struct Batch: Sendable {
+        var records: [AuditRecord] = []
+        var waiters: [Waiter] = []
+
+        var count: Int { self.records.count }
+        var isEmpty: Bool { self.records.isEmpty }
+        var hasListener: Bool { self.waiters.contains { $0.listener != nil } }
+
+        mutating func append(contentsOf other: Batch) {
+            self.records += other.records
+            self.waiters += other.waiters
+        }
+    }
+
     private struct State: Sendable {
-        var queue: [Pending] = []
+        var queue = Batch()
         var inFlight = 0
         var wakePending = false
         var closing = false
@@ -53,7 +69,7 @@ final class AuditWriter: Sendable {
     /// A lazy batch is committed at once from this many records.
     private static let lazyBatchLimit = 4096
 
-    /// Starts the writer thread; `makeSink` runs on it.
+    /// Starts the writer thread, named `name` (at most 15 bytes show in `top -H` and perf); `makeSink` runs on it.
     /// - Throws: ``AuditStoreError`` if the system refuses a thread.
     init(
         name: String,
@@ -69,7 +85,12 @@ final class AuditWriter: Sendable {
             let body: () -> Void
             init(_ body: @escaping () -> Void) { self.body = body }
         }
-        let box = Unmanaged.passRetained(Box { [self] in self.run(sink: makeSink()) }).toOpaque()
+        let box = Unmanaged.passRetained(
+            Box { [self] in
+                clinux_set_thread_name(name)
+                self.run(sink: makeSink())
+            }
+        ).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(
             &thread,
@@ -91,7 +112,8 @@ final class AuditWriter: Sendable {
     func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
         let (accepted, signal) = self.state.withLock { state -> (Bool, Bool) in
             guard !state.closing, state.queue.count < self.capacity else { return (false, false) }
-            state.queue.append(Pending(record: record, token: token, listener: listener))
+            state.queue.records.append(record)
+            state.queue.waiters.append(Waiter(token: token, listener: listener))
             let signal = !state.wakePending
             state.wakePending = true
             return (true, signal)
@@ -124,11 +146,11 @@ final class AuditWriter: Sendable {
     }
 
     /// Takes everything queued.
-    private func take() -> ([Pending], Bool) {
-        self.state.withLock { state -> ([Pending], Bool) in
+    private func take() -> (Batch, Bool) {
+        self.state.withLock { state -> (Batch, Bool) in
             state.wakePending = false
             let batch = state.queue
-            state.queue = []
+            state.queue = Batch()
             state.inFlight += batch.count
             return (batch, state.closing)
         }
@@ -137,19 +159,17 @@ final class AuditWriter: Sendable {
     /// Group commit for records nobody waits for: while the batch holds only such records (outcomes,
     /// refusals), wait up to ``lazyMilliseconds`` for more, so that they share a commit (and its fsync) with
     /// the next mutation's request record instead of costing one of their own.
-    private func extendLazily(_ batch: inout [Pending], closing: inout Bool) {
-        guard self.lazyMilliseconds > 0, !closing, self.isWritable,
-            !batch.contains(where: { $0.listener != nil })
-        else { return }
+    private func extendLazily(_ batch: inout Batch, closing: inout Bool) {
+        guard self.lazyMilliseconds > 0, !closing, self.isWritable, !batch.hasListener else { return }
         let deadline = Self.monotonicMilliseconds() + Int64(self.lazyMilliseconds)
         while batch.count < Self.lazyBatchLimit {
             let remaining = deadline - Self.monotonicMilliseconds()
             guard remaining > 0 else { return }
             _ = self.wake.wait(milliseconds: Int(remaining))
             let (more, closingNow) = self.take()
-            batch += more
+            batch.append(contentsOf: more)
             closing = closingNow
-            if closingNow || more.contains(where: { $0.listener != nil }) { return }
+            if closingNow || more.hasListener { return }
         }
     }
 
@@ -175,26 +195,26 @@ final class AuditWriter: Sendable {
             self.extendLazily(&batch, closing: &closing)
             var results: [AuditResult]
             do {
-                let sequences = try sink.append(batch.map(\.record))
+                let sequences = try sink.append(batch.records)
                 self.writable.store(true, ordering: .releasing)
                 self.batchesCommitted.add(1, ordering: .relaxed)
                 self.recordsCommitted.add(batch.count, ordering: .relaxed)
-                results = zip(batch, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
+                results = zip(batch.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
             } catch {
                 self.writable.store(false, ordering: .releasing)
-                results = batch.map { AuditResult(token: $0.token, sequence: nil, error: error) }
+                results = batch.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) }
             }
             self.state.withLock { $0.inFlight = 0 }
-            Self.notify(batch, results)
+            Self.notify(batch.waiters, results)
         }
     }
 
     /// Calls each listener once with its records' results, in submission order.
-    private static func notify(_ batch: [Pending], _ results: [AuditResult]) {
+    private static func notify(_ waiters: [Waiter], _ results: [AuditResult]) {
         var order: [ObjectIdentifier] = []
         var groups: [ObjectIdentifier: (listener: any AuditListener, results: [AuditResult])] = [:]
-        for (pending, result) in zip(batch, results) {
-            guard let listener = pending.listener else { continue }
+        for (waiter, result) in zip(waiters, results) {
+            guard let listener = waiter.listener else { continue }
             let id = ObjectIdentifier(listener)
             if groups[id] == nil {
                 order.append(id)

@@ -55,12 +55,32 @@ struct ChainRow: Hashable, Sendable {
         for (index, column) in columns.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             switch column {
-            case .integer(let value): out.append(contentsOf: String(value).utf8)
+            case .integer(let value): Self.appendDecimal(value, to: &out)
             case .text(let value): JSONText.appendQuoted(value, to: &out)
             case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])  // null
             }
         }
         out.append(UInt8(ascii: "]"))
+    }
+
+    /// Appends `value` in decimal, as `String(value)` writes it (without building a String per column).
+    static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits = 1
+        var scale: UInt64 = 10
+        while digits < 20, magnitude >= scale {
+            digits += 1
+            scale = scale.multipliedReportingOverflow(by: 10).partialValue
+        }
+        let end = out.count + digits
+        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits))
+        var index = end - 1
+        repeat {
+            out[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            magnitude /= 10
+            index -= 1
+        } while magnitude > 0
     }
 
     /// SHA-256 of `prevHash + canonical`, as 64 lowercase hex characters.
@@ -144,13 +164,21 @@ struct ChainRow: Hashable, Sendable {
 /// Lowercase hexadecimal.
 enum Hex {
     static func encode(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
+        Self.append(bytes, to: &out)
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `bytes` as lowercase hex to `out`.
+    static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
+        for byte in bytes {
+            out.append(Self.digit(byte >> 4))
+            out.append(Self.digit(byte & 0x0F))
+        }
+    }
+
+    private static func digit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 }

@@ -13,57 +13,102 @@ enum JSONText {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends `text` as a JSON string literal to `out`. Works on UTF-8 bytes: the bytes that need escaping are
-    /// all ASCII, and no byte of a multi-byte UTF-8 sequence is ASCII, so this escapes exactly what escaping
-    /// scalar by scalar would (the records are hashed in bulk: this is the writer's hot path).
+    /// Appends `text` as a JSON string literal to `out`.
     static func appendQuoted(_ text: String, to out: inout [UInt8]) {
-        let hex = Self.hexDigits
         out.append(0x22)
-        for byte in text.utf8 {
-            switch byte {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])  // \"
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])  // \\
-            case 0x08: out.append(contentsOf: [0x5C, 0x62])  // \b
-            case 0x0C: out.append(contentsOf: [0x5C, 0x66])  // \f
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])  // \n
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])  // \r
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])  // \t
-            case 0..<0x20:
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])  // \u00xx
-            default:
-                out.append(byte)
-            }
+        if Self.needsEscaping(text.utf8.span) {
+            Self.appendEscaping(text.utf8.span, to: &out)
+        } else {
+            out.append(contentsOf: text.utf8)
         }
         out.append(0x22)
+    }
+
+    /// Appends UTF-8 `bytes` as a JSON string literal to `out`.
+    static func appendQuoted(bytes: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        out.append(0x22)
+        if Self.needsEscaping(bytes.span) {
+            Self.appendEscaping(bytes.span, to: &out)
+        } else {
+            out.append(contentsOf: bytes)
+        }
+        out.append(0x22)
+    }
+
+    /// Whether any byte must be escaped. Works on bytes: the bytes that need escaping are all ASCII, and no byte
+    /// of a multi-byte UTF-8 sequence is ASCII, so escaping byte by byte escapes exactly what escaping scalar by
+    /// scalar would. Text without anything to escape (nearly all of it) is then appended in one copy: this is the
+    /// audit writer's hot path.
+    private static func needsEscaping(_ bytes: Span<UInt8>) -> Bool {
+        for index in bytes.indices {
+            let byte = bytes[index]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C { return true }
+        }
+        return false
+    }
+
+    private static func appendEscaping(_ bytes: Span<UInt8>, to out: inout [UInt8]) {
+        for index in bytes.indices { Self.appendEscaped(bytes[index], to: &out) }
+    }
+
+    private static func appendEscaped(_ byte: UInt8, to out: inout [UInt8]) {
+        switch byte {
+        case 0x22: out.append(contentsOf: [0x5C, 0x22])  // \"
+        case 0x5C: out.append(contentsOf: [0x5C, 0x5C])  // \\
+        case 0x08: out.append(contentsOf: [0x5C, 0x62])  // \b
+        case 0x0C: out.append(contentsOf: [0x5C, 0x66])  // \f
+        case 0x0A: out.append(contentsOf: [0x5C, 0x6E])  // \n
+        case 0x0D: out.append(contentsOf: [0x5C, 0x72])  // \r
+        case 0x09: out.append(contentsOf: [0x5C, 0x74])  // \t
+        case 0..<0x20:
+            let hex = Self.hexDigits
+            out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])  // \u00xx
+        default:
+            out.append(byte)
+        }
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// `["a","b"]`, compact.
     static func array(_ values: [String]) -> String {
-        var out: [UInt8] = [UInt8(ascii: "[")]
+        var out: [UInt8] = []
+        Self.appendArray(values, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `["a","b"]`, compact, to `out`.
+    static func appendArray(_ values: [String], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             Self.appendQuoted(value, to: &out)
         }
         out.append(UInt8(ascii: "]"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// `{"k":"v"}`, compact, keys sorted by Unicode code point (as Python's `sort_keys=True`; for UTF-8, byte
     /// order is code-point order).
     static func object(_ values: [String: String]) -> String {
         guard !values.isEmpty else { return "{}" }
-        let keys = values.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        for (index, key) in keys.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            Self.appendQuoted(key, to: &out)
-            out.append(UInt8(ascii: ":"))
-            Self.appendQuoted(values[key] ?? "", to: &out)
+        var out: [UInt8] = []
+        Self.appendObject(values, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `{"k":"v"}` as ``object(_:)`` writes it to `out`.
+    static func appendObject(_ values: [String: String], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        if !values.isEmpty {
+            let keys = values.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            for (index, key) in keys.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                Self.appendQuoted(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                Self.appendQuoted(values[key] ?? "", to: &out)
+            }
         }
         out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses a JSON array of strings; nil if `text` is anything else.

@@ -23,7 +23,7 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
     public init(options: AuditStoreOptions = .init(), probeMilliseconds: Int = 1000) throws(AuditStoreError) {
         let storage = self.storage
         self.writer = try AuditWriter(
-            name: "memory audit writer",
+            name: "guard-audit",
             capacity: options.queueCapacity,
             probeMilliseconds: probeMilliseconds
         ) {

@@ -46,6 +46,12 @@ enum SQLiteAuditSchema {
         """
         CREATE INDEX audit_records_call ON audit_records (call_id, kind);
         """,
+        // v3: only outcome records are ever looked up by call_id (to join them to their request): index those
+        // alone, and request and refusal records cost one index insert less.
+        """
+        DROP INDEX audit_records_call;
+        CREATE INDEX audit_records_outcome ON audit_records (call_id) WHERE kind = 'outcome';
+        """,
     ]
 
     /// The schema version this code writes.
@@ -115,50 +121,84 @@ enum SQLiteAuditSchema {
         return try statement.step() == .row ? Self.row(statement, from: 0) : nil
     }
 
-    /// The head query and the insert, prepared once per connection (the writer appends a batch every few
-    /// milliseconds under load; parsing the SQL each time cost more than the inserts of a small batch).
-    final class AppendStatements {
-        let head: Statement
-        let insert: Statement
+    /// Appends records to the chain: the head query and the inserts, prepared once per connection (the writer
+    /// appends a batch every few milliseconds under load; parsing the SQL each time cost more than the inserts of
+    /// a small batch), and the SHA-256 context every record reuses.
+    ///
+    /// Rows go in ``rowsPerInsert`` at a time through a multi-row `INSERT … VALUES (…), (…)`, the rest one by one:
+    /// SQLite's cost per statement (start, bindings, halt, reset) is then shared by that many rows.
+    final class Appender {
+        static let rowsPerInsert = 16
+        private let head: Statement
+        private let insertOne: Statement
+        private let insertMany: Statement
+        private let sha256 = ChainEncoder.makeDigest()
 
         init(_ db: SQLiteConnection) throws(SQLiteError) {
             self.head = try db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
-            self.insert = try db.prepare(SQLiteAuditSchema.insertSQL)
+            self.insertOne = try db.prepare(SQLiteAuditSchema.insertSQL(rows: 1))
+            self.insertMany = try db.prepare(SQLiteAuditSchema.insertSQL(rows: Self.rowsPerInsert))
         }
-    }
 
-    static let insertSQL =
-        "INSERT INTO audit_records (\(SQLiteAuditSchema.columnList())) VALUES ("
-        + Array(repeating: "?", count: SQLiteAuditSchema.allColumns.count).joined(separator: ", ") + ")"
-
-    /// Appends `records` after the current head with prepared statements. Call inside a `BEGIN IMMEDIATE`
-    /// transaction.
-    static func append(_ records: [AuditRecord], using statements: AppendStatements) throws(SQLiteError) -> [Int64] {
-        var sequence: Int64 = 0
-        var prevHash = ChainRow.zeroHash
-        defer { statements.head.reset() }
-        if try statements.head.step() == .row {
-            sequence = statements.head.int64(at: 0)
-            prevHash = statements.head.string(at: 1) ?? ""
-        }
-        statements.head.reset()
-        return try Self.append(records, insert: statements.insert, sequence: sequence, prevHash: prevHash)
-    }
-
-    /// Appends `records` after the current head. Call inside a `BEGIN IMMEDIATE` transaction: reading the head and
-    /// inserting under one write lock is what keeps two processes' records in one chain.
-    static func append(_ records: [AuditRecord], to db: SQLiteConnection) throws(SQLiteError) -> [Int64] {
-        // Only the head's sequence and hash are needed to extend the chain: read those two columns, not the row.
-        var sequence: Int64 = 0
-        var prevHash = ChainRow.zeroHash
-        do {
-            let head = try db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
-            if try head.step() == .row {
-                sequence = head.int64(at: 0)
-                prevHash = head.string(at: 1) ?? ""
+        /// Appends `records` after the current head. Call inside a `BEGIN IMMEDIATE` transaction: reading the
+        /// head and inserting under one write lock is what keeps two processes' records in one chain.
+        /// - Returns: Their sequence numbers, in order.
+        func append(_ records: [AuditRecord]) throws(SQLiteError) -> [Int64] {
+            // Only the head's sequence and hash are needed to extend the chain: read those two columns.
+            var sequence: Int64 = 0
+            var prevHash = ChainRow.zeroHash
+            defer { self.head.reset() }
+            if try self.head.step() == .row {
+                sequence = self.head.int64(at: 0)
+                prevHash = self.head.string(at: 1) ?? ""
             }
-        }  // the reading statement is finalized here, before the inserts
-        return try Self.append(records, to: db, sequence: sequence, prevHash: prevHash)
+            self.head.reset()
+            return try self.append(records, after: sequence, prevHash: prevHash)
+        }
+
+        /// Appends `records` after the record `sequence` whose hash is `prevHash` (0 and zeros: the chain is
+        /// empty), which the caller read in this transaction.
+        func append(_ records: [AuditRecord], after sequence: Int64, prevHash: String) throws(SQLiteError) -> [Int64] {
+            // Locals, not properties: every mutation of a class's stored array is an exclusivity check.
+            var encoder = ChainEncoder(prevHash: prevHash, sha256: self.sha256)
+            var parameters: [Statement.Parameter] = []
+            parameters.reserveCapacity(Self.rowsPerInsert * SQLiteAuditSchema.allColumns.count)
+            var sequences: [Int64] = []
+            sequences.reserveCapacity(records.count)
+            var next = sequence
+            var start = records.startIndex
+            while start < records.endIndex {
+                let rows = records.endIndex - start >= Self.rowsPerInsert ? Self.rowsPerInsert : 1
+                encoder.clear()
+                for record in records[start..<start + rows] {
+                    next += 1
+                    encoder.encode(record, sequence: next)
+                    sequences.append(next)
+                }
+                parameters.removeAll(keepingCapacity: true)
+                for column in encoder.columns {
+                    switch column {
+                    case .integer(let value): parameters.append(.integer(value))
+                    case .null: parameters.append(.null)
+                    case .text(let range): parameters.append(.text(range))
+                    }
+                }
+                if rows == 1 {
+                    try self.insertOne.run(parameters, text: encoder.text)
+                } else {
+                    try self.insertMany.run(parameters, text: encoder.text)
+                }
+                start += rows
+            }
+            return sequences
+        }
+    }
+
+    /// `INSERT INTO audit_records (…) VALUES (?, …)`, with `rows` rows of parameters.
+    static func insertSQL(rows: Int) -> String {
+        let row = "(" + Array(repeating: "?", count: Self.allColumns.count).joined(separator: ", ") + ")"
+        return "INSERT INTO audit_records (\(Self.columnList())) VALUES "
+            + Array(repeating: row, count: rows).joined(separator: ", ")
     }
 
     /// Appends `records` after `head` (nil: the chain is empty), which the caller read in this transaction.
@@ -167,50 +207,7 @@ enum SQLiteAuditSchema {
         to db: SQLiteConnection,
         after head: ChainRow?
     ) throws(SQLiteError) -> [Int64] {
-        try Self.append(records, to: db, sequence: head?.sequence ?? 0, prevHash: head?.hash ?? ChainRow.zeroHash)
-    }
-
-    /// Appends `records` after the record `sequence` whose hash is `prevHash` (0 and zeros: the chain is empty).
-    static func append(
-        _ records: [AuditRecord],
-        to db: SQLiteConnection,
-        sequence head: Int64,
-        prevHash headHash: String
-    ) throws(SQLiteError) -> [Int64] {
-        let insert = try db.prepare(Self.insertSQL)
-        return try Self.append(records, insert: insert, sequence: head, prevHash: headHash)
-    }
-
-    /// Appends `records` with a prepared insert after the record `sequence` whose hash is `prevHash`.
-    static func append(
-        _ records: [AuditRecord],
-        insert: borrowing Statement,
-        sequence head: Int64,
-        prevHash headHash: String
-    ) throws(SQLiteError) -> [Int64] {
-        var sequence = head
-        var prevHash = headHash
-        defer { insert.reset() }
-        var sequences: [Int64] = []
-        sequences.reserveCapacity(records.count)
-        for record in records {
-            sequence += 1
-            let row = ChainRow(record: record, sequence: sequence, prevHash: prevHash)
-            for (index, column) in row.columns.enumerated() {
-                switch column {
-                case .integer(let value): try insert.bind(value, at: index + 1)
-                case .text(let value): try insert.bind(value, at: index + 1)
-                case .null: try insert.bindNull(at: index + 1)
-                }
-            }
-            try insert.bind(row.prevHash, at: row.columns.count + 1)
-            try insert.bind(row.hash, at: row.columns.count + 2)
-            try insert.run()
-            insert.reset()
-            sequences.append(sequence)
-            prevHash = row.hash
-        }
-        return sequences
+        try Appender(db).append(records, after: head?.sequence ?? 0, prevHash: head?.hash ?? ChainRow.zeroHash)
     }
 
     static func value(_ value: CanonicalValue) -> SQLiteValue {

@@ -35,7 +35,7 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         try SQLiteAuditSchema.migrate(connection)
         self.reader = Mutex(SQLiteAuditReader(connection: connection))
         self.writer = try AuditWriter(
-            name: "audit writer",
+            name: "guard-audit",
             capacity: options.queueCapacity,
             lazyMilliseconds: options.lazyCommitMilliseconds
         ) {
@@ -79,7 +79,7 @@ final class SQLiteBatchSink: AuditBatchSink {
     private let options: AuditStoreOptions
     private var connection: SQLiteConnection?
     /// Prepared with ``connection``, dropped with it.
-    private var statements: SQLiteAuditSchema.AppendStatements?
+    private var appender: SQLiteAuditSchema.Appender?
 
     init(path: String, options: AuditStoreOptions) {
         self.path = path
@@ -102,18 +102,18 @@ final class SQLiteBatchSink: AuditBatchSink {
         try SQLiteAuditSchema.checkWritable(self.path)
         do throws(SQLiteError) {
             let db = try self.connect()
-            let statements: SQLiteAuditSchema.AppendStatements
-            if let prepared = self.statements {
-                statements = prepared
+            let appender: SQLiteAuditSchema.Appender
+            if let prepared = self.appender {
+                appender = prepared
             } else {
-                statements = try SQLiteAuditSchema.AppendStatements(db)
-                self.statements = statements
+                appender = try SQLiteAuditSchema.Appender(db)
+                self.appender = appender
             }
             return try db.transaction(.immediate) { () throws(SQLiteError) in
-                try SQLiteAuditSchema.append(records, using: statements)
+                try appender.append(records)
             }
         } catch {
-            self.statements = nil
+            self.appender = nil
             self.connection = nil
             throw SQLiteAuditSchema.error(error, path: self.path)
         }
@@ -125,7 +125,7 @@ final class SQLiteBatchSink: AuditBatchSink {
             let db = try self.connect()
             try db.transaction(.immediate) { () throws(SQLiteError) in }
         } catch {
-            self.statements = nil
+            self.appender = nil
             self.connection = nil
             throw SQLiteAuditSchema.error(error, path: self.path)
         }

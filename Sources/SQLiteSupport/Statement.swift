@@ -163,6 +163,69 @@ public struct Statement: ~Copyable {
         while try self.step() == .row {}
     }
 
+    /// A parameter of ``run(_:text:)``: an integer, NULL, or UTF-8 text found in that call's `text` buffer.
+    public enum Parameter: Hashable, Sendable {
+        case integer(Int64)
+        case null
+        /// `text[range]` (an empty range binds `''`, not NULL).
+        case text(Range<Int>)
+    }
+
+    /// Binds `parameters` to parameters 1, 2, … and runs the statement to completion, then rewinds it and clears
+    /// the bindings: the insert of a batch, row after row, without copying any text.
+    ///
+    /// Text is bound without a copy (`SQLITE_STATIC`): SQLite reads it from `text` during the step, and the
+    /// bindings are cleared before `text` can go away.
+    ///
+    /// - Throws: ``SQLiteError/Code/range`` if `parameters.count` differs from ``parameterCount`` or a range lies
+    ///   outside `text`; any error from binding or stepping (the statement is rewound either way).
+    public func run(_ parameters: [Parameter], text: [UInt8]) throws(SQLiteError) {
+        guard parameters.count == self.parameterCount else {
+            throw SQLiteError(
+                extendedCode: SQLITE_RANGE,
+                message: "\(parameters.count) values for \(self.parameterCount) parameters"
+            )
+        }
+        defer {
+            sqlite3_reset(self.handle)
+            sqlite3_clear_bindings(self.handle)
+        }
+        try text.withUnsafeBufferPointer { (buffer) throws(SQLiteError) in
+            // A valid non-NULL address even for an empty buffer: NULL would bind SQL NULL instead of ''.
+            let empty: StaticString = ""
+            for (offset, parameter) in parameters.enumerated() {
+                let index = Int32(offset + 1)
+                let rc: Int32
+                switch parameter {
+                case .integer(let value):
+                    rc = sqlite3_bind_int64(self.handle, index, value)
+                case .null:
+                    rc = sqlite3_bind_null(self.handle, index)
+                case .text(let range):
+                    guard range.lowerBound >= 0, range.upperBound <= buffer.count else {
+                        throw SQLiteError(
+                            extendedCode: SQLITE_RANGE,
+                            message: "text \(range) outside a buffer of \(buffer.count) bytes"
+                        )
+                    }
+                    let start =
+                        range.isEmpty
+                        ? UnsafeRawPointer(empty.utf8Start) : UnsafeRawPointer(buffer.baseAddress! + range.lowerBound)
+                    rc = sqlite3_bind_text64(
+                        self.handle,
+                        index,
+                        start.assumingMemoryBound(to: CChar.self),
+                        UInt64(range.count),
+                        nil,  // SQLITE_STATIC
+                        UInt8(SQLITE_UTF8)
+                    )
+                }
+                try self.check(rc, "bind parameter \(index)")
+            }
+            while try self.step() == .row {}
+        }
+    }
+
     /// Rewinds the statement so it can run again; bindings are kept.
     ///
     /// Does not throw: after a failed step `sqlite3_reset` only repeats that step's error, which ``step()`` already

@@ -36,18 +36,25 @@ struct MigrationTests {
             try insert.bind(row.columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
             try insert.run()
         }
-        #expect(SQLiteAuditSchema.currentVersion == 2)
+        #expect(SQLiteAuditSchema.currentVersion == 3)
         let store = try SQLiteAuditStore(path: path)
         defer { store.close() }
         let check = try SQLiteConnection(path: path, mode: .readOnly)
         let version = try check.prepare("PRAGMA user_version")
         #expect(try version.step() == .row)
-        #expect(version.int64(at: 0) == 2)
-        let index = try check.prepare(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'audit_records_call'"
+        #expect(version.int64(at: 0) == 3)
+        let indexes = try check.prepare(
+            "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"
         )
-        #expect(try index.step() == .row)
-        #expect(index.int64(at: 0) == 1)
+        #expect(try indexes.step() == .row)
+        #expect(indexes.string(at: 0) == "audit_records_outcome audit_records_time")
+        // The join of an outcome to its request finds it through the partial index, not by a scan.
+        let plan = try check.prepare(
+            "EXPLAIN QUERY PLAN SELECT MIN(seq) FROM audit_records WHERE call_id = 'x' AND kind = 'outcome'"
+        )
+        var steps: [String] = []
+        while try plan.step() == .row { steps.append(plan.string(at: 3) ?? "") }
+        #expect(steps.contains { $0.contains("USING INDEX audit_records_outcome") })
 
         write([outcome(1)], to: store)
         let entries = try store.query(AuditQuery())
@@ -66,7 +73,7 @@ struct MigrationTests {
             try db.exec("PRAGMA user_version = 99")
         }
         let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditStore(path: path) }
-        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (2)") == true)
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (3)") == true)
         let readError = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: path) }
         #expect(readError?.message.contains("schema version 99") == true)
     }

@@ -15,6 +15,18 @@ struct CryptoTests {
         #expect(hex(Crypto.sha256([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
+    @Test("A reused SHA256Digest gives the one-shot digest for every input in turn, the empty one included")
+    func reusedDigest() throws {
+        let digest = try SHA256Digest()
+        var output: [UInt8] = []
+        let inputs: [[UInt8]] = [Array("abc".utf8), [], Array(repeating: 0x61, count: 1000), Array("abc".utf8)]
+        for input in inputs {
+            digest.hash(input, into: &output)
+            #expect(output == Crypto.sha256(input))
+        }
+        #expect(hex(output) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
     @Test(
         "PBKDF2-HMAC-SHA256 matches RFC 7914 §11 and well-known vectors",
         arguments: [

@@ -91,6 +91,45 @@ struct SQLiteConnectionTests {
         #expect(count.int64(at: 0) == 3)
     }
 
+    @Test("run(_:text:) binds slices of one buffer, empty text as '' and not NULL, and can run again at once")
+    func runWithTextBuffer() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        try makeEvents(db)
+        let insert = try db.prepare("INSERT INTO events (kind, score, note) VALUES (?, ?, ?)")
+        var text = Array("löschenxyz".utf8)
+        let umlaut = 0..<8  // "löschen" is 8 bytes of UTF-8
+        try insert.run([.text(umlaut), .integer(3), .text(8..<8)], text: text)
+        text = Array("second".utf8)
+        try insert.run([.text(0..<6), .null, .null], text: text)
+
+        let select = try db.prepare("SELECT kind, score, note FROM events ORDER BY id")
+        #expect(try select.step() == .row)
+        #expect(select.string(at: 0) == "löschen")
+        #expect(select.value(at: 1) == .real(3))
+        #expect(select.value(at: 2) == .text(""))
+        #expect(try select.step() == .row)
+        #expect(select.string(at: 0) == "second")
+        #expect(select.isNull(at: 1) && select.isNull(at: 2))
+        #expect(try select.step() == .done)
+
+        // A failed row leaves the statement rewound and usable.
+        let duplicate = #expect(throws: SQLiteError.self) { try insert.run([.text(0..<6), .null, .null], text: text) }
+        #expect(duplicate?.code == .constraint)
+        try insert.run([.text(0..<3), .null, .null], text: text)
+        #expect(db.lastInsertRowID == 3)
+    }
+
+    @Test("run(_:text:) refuses a wrong parameter count and a range outside the buffer")
+    func runWithTextBufferErrors() throws {
+        let db = try SQLiteConnection(path: ":memory:")
+        let statement = try db.prepare("SELECT ?, ?")
+        let count = #expect(throws: SQLiteError.self) { try statement.run([.null], text: []) }
+        #expect(count?.code == .range)
+        let outside = #expect(throws: SQLiteError.self) { try statement.run([.null, .text(2..<5)], text: [1, 2, 3]) }
+        #expect(outside?.code == .range)
+        #expect(outside?.message.contains("outside a buffer of 3 bytes") == true)
+    }
+
     @Test("A constraint violation carries the extended code and SQLite's message")
     func constraint() throws {
         let db = try SQLiteConnection(path: ":memory:")

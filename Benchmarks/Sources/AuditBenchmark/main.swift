@@ -1,7 +1,8 @@
 // The audit writer alone, as the proxy drives it: `inFlight` calls at a time, each a request record that a
 // listener waits for (write-ahead) followed by an outcome record nobody waits for; when a request is durable,
-// its outcome and the next call's request are submitted. Prints records/s, CPU per record (the whole process:
-// writer thread and this driver) and records per commit, for a file store with `sync: full` and `normal`.
+// its outcome and the next call's request are submitted. Prints records/s, CPU per record of the writer thread
+// (`guard-audit`) and of the whole process (writer and this driver), records per commit and mallocs per record
+// (whole process), for a file store with `sync: full` and `normal`.
 // A benchmark, not a test: nothing is asserted.
 import AuditStore
 import CMallocCounter
@@ -28,7 +29,8 @@ final class Driver: AuditListener, @unchecked Sendable {
     }
 
     static func record(_ kind: AuditRecord.Kind, _ id: Int) -> AuditRecord {
-        var record = AuditRecord(kind: kind, callID: String(format: "%032x", id), timeMilliseconds: 1_764_000_000_000)
+        // Call ids as the proxy makes them: a fixed per-loop prefix and a counter, 32 hex digits.
+        var record = AuditRecord(kind: kind, callID: Self.callID(id), timeMilliseconds: 1_764_000_000_000)
         if kind == .request {
             record.principal = "app"
             record.authentication = "password"
@@ -47,6 +49,13 @@ final class Driver: AuditListener, @unchecked Sendable {
             record.durationMilliseconds = 1.25
         }
         return record
+    }
+
+    static func callID(_ id: Int) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = Array("5f0c2a9e81d34b67".utf8)
+        for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[(id >> shift) & 0xF]) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Starts the next call, if any is left.
@@ -73,8 +82,26 @@ func cpuMicroseconds() -> Double {
         + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
 }
 
+/// CPU time of this process's thread named `name`, in microseconds (0 if there is none).
+func threadCPUMicroseconds(named name: String) -> Double {
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    for task in tasks {
+        let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+        guard comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+            let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { continue }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3 of stat(5), utime 14 and stime 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+        return (user + system) / ticks * 1e6
+    }
+    return 0
+}
+
 print("calls: \(calls), in flight: \(inFlight), 2 records per call")
-print("store              records/s  cpu us/record  records/commit  mallocs/record")
+print("store               records/s  writer us/record  process us/record  records/commit  mallocs/record")
 for sync in [AuditStoreOptions.Synchronous.full, .normal] {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("audit-bench-\(getpid())-\(sync)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -90,14 +117,16 @@ for sync in [AuditStoreOptions.Synchronous.full, .normal] {
     mc_reset()
     for _ in 0..<inFlight { driver.startCall() }
     driver.done.wait()
+    let writerCPU = threadCPUMicroseconds(named: "guard-audit")
     store.close()  // the last outcomes are written here
     let mallocs = mc_allocations()
     let seconds = Date().timeIntervalSince(start)
     let records = store.committed.records
     let line = String(
-        format: "%-17@ %10.0f %14.1f %15.1f %15.1f",
+        format: "%-18@ %10.0f %17.2f %18.2f %15.1f %15.1f",
         "sqlite sync=\(sync)" as NSString,
         Double(records) / seconds,
+        writerCPU / Double(records),
         (cpuMicroseconds() - cpu) / Double(records),
         Double(records) / Double(max(store.committed.batches, 1)),
         Double(mallocs) / Double(records)

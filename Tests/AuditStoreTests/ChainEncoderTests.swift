@@ -1,0 +1,87 @@
+import Testing
+
+@testable import AuditStore
+
+@Suite("ChainEncoder")
+struct ChainEncoderTests {
+    /// Records that exercise every column shape: full, empty, escapes, non-ASCII, extreme integers.
+    static let records: [AuditRecord] = {
+        var escaped = fullRequest(2)
+        escaped.filter = "title == \"a\\b\"\n\t\u{01}\u{1F} and x < 5"
+        escaped.partitions = ["p\"1", "", "ünï"]
+        escaped.targets = ["role": "a,b", "index": "i\\x", "zeta": "\u{7F}", "alias": "日本"]
+        escaped.message = "\u{08}\u{0C}\r"
+        var extremes = AuditRecord(kind: .refusal, callID: "", timeMilliseconds: Int64.min)
+        extremes.rows = Int64.max
+        extremes.requestBytes = 0
+        extremes.status = Int32.min
+        extremes.durationMilliseconds = -0.0004
+        extremes.tls = false
+        var huge = outcome(9)
+        huge.durationMilliseconds = .infinity
+        return [fullRequest(1), outcome(1, status: 5, message: "not found"), escaped, extremes, huge]
+    }()
+
+    @Test("Encodes the same canonical text, hash and column values as ChainRow, row after row")
+    func agreesWithChainRow() {
+        var encoder = ChainEncoder()
+        var prevHash = ChainRow.zeroHash
+        for (offset, record) in Self.records.enumerated() {
+            let sequence = Int64(offset + 1) * 1_000_003
+            let row = ChainRow(record: record, sequence: sequence, prevHash: prevHash)
+            encoder.clear()
+            encoder.encode(record, sequence: sequence)
+
+            #expect(String(decoding: encoder.hashed, as: UTF8.self) == prevHash + ChainRow.canonical(row.columns))
+            #expect(encoder.hashText == row.hash)
+            #expect(encoder.columns.count == row.columns.count + 2)
+            for (column, expected) in zip(encoder.columns, row.columns + [.text(prevHash), .text(row.hash)]) {
+                switch column {
+                case .integer(let value): #expect(expected == .integer(value))
+                case .null: #expect(expected == .null)
+                case .text(let range):
+                    #expect(expected == .text(String(decoding: encoder.text[range], as: UTF8.self)))
+                }
+            }
+            prevHash = row.hash
+        }
+    }
+
+    @Test("Rows encoded without clear() follow each other in columns and text")
+    func severalRows() {
+        var encoder = ChainEncoder()
+        encoder.encode(fullRequest(1), sequence: 1)
+        let first = encoder.hashText
+        encoder.encode(outcome(1), sequence: 2)
+        let width = ChainRow.columnNames.count + 2
+        #expect(encoder.columns.count == 2 * width)
+        let row = ChainRow(record: outcome(1), sequence: 2, prevHash: first)
+        #expect(encoder.hashText == row.hash)
+        guard case .text(let range) = encoder.columns[width + 1], case .text(let prev) = encoder.columns[2 * width - 2]
+        else {
+            Issue.record("kind and prev_hash are text")
+            return
+        }
+        #expect(String(decoding: encoder.text[range], as: UTF8.self) == "outcome")
+        #expect(String(decoding: encoder.text[prev], as: UTF8.self) == first)
+    }
+
+    @Test("An encoder continues a chain from a head read back from the store")
+    func continuesAChain() {
+        var first = ChainEncoder()
+        first.encode(fullRequest(1), sequence: 1)
+        var second = ChainEncoder(prevHash: first.hashText)
+        second.encode(fullRequest(2), sequence: 2)
+        first.encode(fullRequest(2), sequence: 2)
+        #expect(second.hashText == first.hashText)
+    }
+
+    @Test("Decimal integers are written as String(value) writes them")
+    func decimals() {
+        for value: Int64 in [0, 7, -7, 9, 10, 99, 100, 1_000_003, Int64.max, Int64.min, Int64.min + 1, -10] {
+            var out: [UInt8] = []
+            ChainRow.appendDecimal(value, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == String(value))
+        }
+    }
+}
