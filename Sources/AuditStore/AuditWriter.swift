@@ -23,6 +23,11 @@ protocol AuditBatchSink: AnyObject {
 /// submit ──▶ [queue ≤ capacity] ──wake──▶ writer: take all ─▶ sink.append ─▶ listeners
 /// ```
 ///
+/// The thread runs under SCHED_BATCH: woken by a submit, it does not preempt the event loop that submitted (on a
+/// shared core it would take one record per commit); it runs when the loop blocks in epoll or uses up its slice, and
+/// takes everything the loop queued meanwhile. On a core of its own it runs at once as before. Measured with
+/// drop-4x32 on one shared core: 47-52 -> 84-98 records per commit, 78-82 -> 68-72 us CPU per call.
+///
 /// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
 /// most one extra (empty) wake-up.
 final class AuditWriter: Sendable {
@@ -88,6 +93,7 @@ final class AuditWriter: Sendable {
         let box = Unmanaged.passRetained(
             Box { [self] in
                 clinux_set_thread_name(name)
+                _ = clinux_set_thread_batch_policy()
                 self.run(sink: makeSink())
             }
         ).toOpaque()

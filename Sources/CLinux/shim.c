@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 const uint32_t CLINUX_EPOLLIN = EPOLLIN;
@@ -84,4 +85,10 @@ void clinux_set_thread_name(const char *name) {
     strncpy(buffer, name, 15);
     buffer[15] = 0;
     pthread_setname_np(pthread_self(), buffer);
+}
+
+int clinux_set_thread_batch_policy(void) {
+    struct sched_param parameter = {0};
+    // Linux: pid 0 is the calling thread, not the whole process.
+    return sched_setscheduler(0, SCHED_BATCH, &parameter) == 0 ? 0 : -errno;
 }
