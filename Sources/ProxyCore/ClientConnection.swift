@@ -95,10 +95,27 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     func connection(_ connection: HTTP2Connection, rejectedPreface bytes: ArraySlice<UInt8>) -> [UInt8] {
         self.logger.warning("refused a request that is not HTTP/2 (HTTP/1.1, REST or garbage)")
         let body = "milvus-guard: only gRPC over HTTP/2 is accepted; HTTP/1.1 and the REST API are refused\n"
+        self.worker.auditProtocolRefusal(
+            self,
+            asked: Self.requestLine(bytes),
+            httpStatus: 403,
+            message: "only gRPC over HTTP/2 is accepted; HTTP/1.1 and the REST API are refused"
+        )
         let response =
             "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\n"
             + "connection: close\r\n\r\n" + body
         return Array(response.utf8)
+    }
+
+    /// What a refused non-HTTP/2 client asked, for its audit record: the first line of what it sent (`POST
+    /// /v2/vectordb/collections/drop HTTP/1.1`), printable ASCII only, at most 200 bytes.
+    static func requestLine(_ bytes: ArraySlice<UInt8>) -> String {
+        var line: [UInt8] = []
+        for byte in bytes.prefix(200) {
+            if byte == 0x0D || byte == 0x0A { break }
+            line.append(byte >= 0x20 && byte < 0x7F ? byte : UInt8(ascii: "?"))
+        }
+        return line.isEmpty ? "(not HTTP/2)" : String(decoding: line, as: UTF8.self)
     }
 
     // MARK: Calls
@@ -254,6 +271,12 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         self.logger.warning(
             "refused a non-gRPC request",
             metadata: ["path": "\(path)", "method": "\(method)", "content-type": "\(contentType)"]
+        )
+        self.worker.auditProtocolRefusal(
+            self,
+            asked: "\(method.prefix(16)) \(path.prefix(200))",
+            httpStatus: method == "POST" ? 415 : 405,
+            message: String(reason.dropFirst("milvus-guard: ".count).dropLast())
         )
         let headers = [
             HeaderField(":status", status),

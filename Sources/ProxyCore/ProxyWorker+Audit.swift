@@ -96,6 +96,31 @@ extension ProxyWorker {
         }
     }
 
+    /// A request refused before it became a gRPC call: HTTP/1.1 (Milvus's REST API) or garbage on the gRPC port,
+    /// another method or content type. A `refusal` record of its own, with what was asked (`rpc`: the request line
+    /// or the path), decision `failed`, and the gRPC code a gRPC client maps the HTTP status to (403 ->
+    /// PERMISSION_DENIED, others UNKNOWN); the message starts with the HTTP status.
+    func auditProtocolRefusal(_ client: ClientConnection, asked: String, httpStatus: Int, message: String) {
+        guard let audit = self.services.audit else { return }
+        self.callCounter &+= 1
+        var record = AuditRecord(
+            kind: .refusal,
+            callID: self.callIDPrefix + Self.hex(self.callCounter),
+            timeMilliseconds: Self.wallClockMilliseconds()
+        )
+        record.client = client.peer
+        record.tls = client.connection.tls != nil
+        record.rpc = asked
+        record.decision = CallVerdict.failed.rawValue
+        let code: GRPCStatusCode = httpStatus == 403 ? .permissionDenied : .unknown
+        record.status = Int32(code.rawValue)
+        record.message = "HTTP \(httpStatus): \(message)"
+        record.durationMilliseconds = 0
+        if !audit.log.submit(record, token: self.nextAuditToken(), listener: nil) {
+            self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
+        }
+    }
+
     private func nextAuditToken() -> UInt64 {
         self.auditTokens &+= 1
         return self.auditTokens

@@ -102,6 +102,44 @@ struct AuditTests {
         #expect(record.message == "milvus-guard: app may not DropCollection on default.books (no rule allows it)")
     }
 
+    @Test("Requests refused before they are gRPC calls are recorded: HTTP/1.1 (REST), another method or content type")
+    func protocolRefusals() throws {
+        let setup = try self.setUp()
+        let rest = "POST /v2/vectordb/collections/drop HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\n{}"
+        let response = try rawExchange(port: setup.proxy.port, Array(rest.utf8))
+        #expect(String(decoding: response, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
+        var get = TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + "DropCollection")
+        get[0] = HeaderField(":method", "GET")
+        #expect(try setup.client.call(get, body: nil).httpStatus == "405")
+        var json = TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + "Insert")
+        json = json.map { $0.name == "content-type" ? HeaderField("content-type", "application/json") : $0 }
+        #expect(try setup.client.call(json, body: Array("{}".utf8)).httpStatus == "415")
+        let records = setup.records(count: 3).sorted { $0.callID < $1.callID }
+        try #require(records.count == 3)
+        #expect(records.allSatisfy { $0.kind == .refusal && $0.decision == "failed" && $0.client != nil })
+        let byStatus = Dictionary(grouping: records) { $0.message?.prefix(8) ?? "" }
+        let http1 = try #require(byStatus["HTTP 403"]?.first)
+        #expect(http1.rpc == "POST /v2/vectordb/collections/drop HTTP/1.1")
+        #expect(http1.status == 7)
+        let method = try #require(byStatus["HTTP 405"]?.first)
+        #expect(method.rpc == "GET " + PolicyEnforcementTests.milvus + "DropCollection")
+        #expect(method.status == 2)
+        let type = try #require(byStatus["HTTP 415"]?.first)
+        #expect(type.rpc == "POST " + PolicyEnforcementTests.milvus + "Insert")
+        #expect(type.message?.contains("application/json") == true)
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
+    @Test("A refused client's request line is kept printable and short")
+    func requestLine() {
+        #expect(
+            ClientConnection.requestLine(ArraySlice(Array("GET /x HTTP/1.1\r\nHost: y\r\n".utf8))) == "GET /x HTTP/1.1"
+        )
+        #expect(ClientConnection.requestLine(ArraySlice([0x16, 0x03, 0x01, 0x41, 0x0A, 0x42])) == "???A")
+        #expect(ClientConnection.requestLine(ArraySlice(Array(repeating: UInt8(ascii: "a"), count: 5000))).count == 200)
+        #expect(ClientConnection.requestLine([]) == "(not HTTP/2)")
+    }
+
     @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")
     func storeUnavailable() throws {
         let setup = try self.setUp()
