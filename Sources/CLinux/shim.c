@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <sched.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 const uint32_t CLINUX_EPOLLIN = EPOLLIN;
@@ -85,6 +87,17 @@ void clinux_set_thread_name(const char *name) {
     strncpy(buffer, name, 15);
     buffer[15] = 0;
     pthread_setname_np(pthread_self(), buffer);
+}
+
+long clinux_raise_descriptor_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    return limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)limit.rlim_cur;
 }
 
 int clinux_set_thread_batch_policy(void) {

@@ -28,6 +28,8 @@ enum ConfigLimits {
     static let authFailures = 1...1_000_000
     /// `limits.credential_cache`: how long a verified credential is reused, 0s (never)...24h.
     static let credentialCache = 0...86_400_000
+    /// `limits.client_connections`: client connections open at once, over all event loops.
+    static let clientConnections = 1...10_000_000
     /// A Unix-domain socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
     static let unixPathBytes = 107
 }

@@ -32,7 +32,7 @@ struct ConfigParser {
         static let limits = [
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
-            "handshake_timeout", "auth_failures_per_minute", "credential_cache",
+            "handshake_timeout", "auth_failures_per_minute", "credential_cache", "client_connections",
         ]
     }
 
@@ -301,6 +301,10 @@ struct ConfigParser {
                 }
             case "credential_cache":
                 limits.credentialCacheMilliseconds = try self.duration(child, in: ConfigLimits.credentialCache)
+            case "client_connections":
+                limits.clientConnections = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.integer(text, in: ConfigLimits.clientConnections)
+                }
             case "held_bytes_per_connection":
                 limits.heldBytesPerConnection = try self.bytes(child, in: ConfigLimits.heldBytes)
             case "held_bytes_total":

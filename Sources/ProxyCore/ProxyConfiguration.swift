@@ -155,6 +155,9 @@ public struct Limits: Sendable, Equatable {
     public var authFailureWindowMilliseconds: Int = 60_000
     /// How long a successful password or API-key verification is reused (a reload forgets them all).
     public var credentialCacheMilliseconds: Int = 300_000
+    /// Client connections the whole process keeps open at once; a connection beyond it is accepted and closed at
+    /// once, so descriptors stay free for Milvus connections and the audit store.
+    public var clientConnections: Int = 10_000
 
     public init() {}
 }

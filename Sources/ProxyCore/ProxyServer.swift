@@ -1,3 +1,4 @@
+import CLinux
 import GuardPolicy
 public import Logging
 import Synchronization
@@ -57,6 +58,30 @@ public final class ProxyServer: Sendable {
     /// The TCP port clients connect to, once ``run()`` has bound it (useful with port 0); 0 before.
     public var boundPort: Int { self.port.load(ordering: .acquiring) }
 
+    /// The configured limits, with `clientConnections` lowered to what the descriptor limit (raised to its hard
+    /// limit first) leaves after the upstream connections and a reserve for the store, the admin listener and
+    /// each loop's own descriptors: running out of descriptors would also stop Milvus connections and audit writes.
+    private func descriptorBoundLimits() -> Limits {
+        var limits = self.configuration.limits
+        let available = clinux_raise_descriptor_limit()
+        guard available > 0 else { return limits }
+        let threads = self.configuration.threads
+        let reserve = 64 + threads * (self.configuration.upstream.maxConnectionsPerLoop + 8)
+        let fitting = max(1, Int(clamping: available) - reserve)
+        if fitting < limits.clientConnections {
+            self.logger.warning(
+                "limits.client_connections lowered to fit the descriptor limit",
+                metadata: [
+                    "configured": "\(limits.clientConnections)",
+                    "used": "\(fitting)",
+                    "descriptor-limit": "\(available)",
+                ]
+            )
+            limits.clientConnections = fitting
+        }
+        return limits
+    }
+
     /// Binds, starts the loops and blocks until a shutdown has drained.
     /// - Throws: ``ProxyError`` when the listen address can't be bound or a loop can't start.
     public func run() throws {
@@ -75,7 +100,7 @@ public final class ProxyServer: Sendable {
                 "threads": "\(self.configuration.threads)",
             ]
         )
-        let services = try SharedServices(limits: self.configuration.limits, audit: self.audit)
+        let services = try SharedServices(limits: self.descriptorBoundLimits(), audit: self.audit)
         defer { services.stop() }
         var threads: [LoopThread] = []
         for (index, mailbox) in self.mailboxes.enumerated() {

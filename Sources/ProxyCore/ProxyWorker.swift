@@ -20,6 +20,10 @@ final class ProxyWorker: LoopHandler {
     private let serverTLS: TLSContext?
     private var draining = false
     private var drainDeadline: UInt64 = 0
+    /// True while the listener is not watched after an accept failed for lack of descriptors or memory.
+    private var acceptPaused = false
+    /// Connections closed at once because ``Limits/clientConnections`` were open, since the last log line.
+    private var refusedConnections = 0
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -95,16 +99,22 @@ final class ProxyWorker: LoopHandler {
     // MARK: Accepting
 
     func handleEvents(_ events: UInt32) {
-        guard !self.draining else { return }
+        guard !self.draining, !self.acceptPaused else { return }
         for _ in 0..<64 {
             let socket: Socket?
             do {
                 socket = try Socket.accept(listener: self.listener)
             } catch {
-                self.logger.warning("accept failed", metadata: ["error": "\(error)"])
+                // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays in the backlog and the
+                // listener stays readable, so retrying now would spin. Stop watching it for a while.
+                self.pauseAccepting(error)
                 return
             }
             guard let socket else { return }
+            guard self.services.admitClient() else {
+                self.refusedConnections += 1  // logged by the housekeeping timer, once a second at most
+                continue  // `socket` closes as it goes
+            }
             do {
                 let session = try HTTP2Session(role: .server, settings: self.serverSettings)
                 let tls = try self.serverTLS.map { try TLSConnection(context: $0) }
@@ -113,13 +123,41 @@ final class ProxyWorker: LoopHandler {
                 self.metrics.connectionOpened()
                 client.markDirty()  // our SETTINGS go out at once
             } catch {
+                self.services.releaseClient()
                 self.logger.warning("cannot set up a client connection", metadata: ["error": "\(error)"])
             }
         }
     }
 
+    /// Stops watching the listener for ``acceptPauseMilliseconds`` after an accept failed for lack of resources.
+    private func pauseAccepting(_ error: any Error) {
+        self.acceptPaused = true
+        self.loop.unregister(self.listener, token: self.listenerToken)
+        self.logger.warning(
+            "accept failed: not accepting for \(Self.acceptPauseMilliseconds) ms",
+            metadata: ["error": "\(error)"]
+        )
+        self.loop.schedule(afterMilliseconds: Self.acceptPauseMilliseconds) { [weak self] in
+            guard let self, self.acceptPaused else { return }
+            self.acceptPaused = false
+            guard !self.draining else { return }
+            do {
+                self.listenerToken = try self.loop.register(
+                    self.listener,
+                    events: CLINUX_EPOLLIN | CLINUX_EPOLLEXCLUSIVE,
+                    handler: self
+                )
+            } catch {
+                self.pauseAccepting(error)
+            }
+        }
+    }
+
+    static let acceptPauseMilliseconds = 100
+
     func clientClosed(_ client: ClientConnection) {
-        self.clients[ObjectIdentifier(client)] = nil
+        guard self.clients.removeValue(forKey: ObjectIdentifier(client)) != nil else { return }
+        self.services.releaseClient()
         self.metrics.connectionClosed()
         if self.draining { self.stopIfDrained() }
     }
@@ -157,6 +195,13 @@ final class ProxyWorker: LoopHandler {
             for client in self.clients.values {
                 client.closeIfStillHandshaking(now: now, limit: handshakeLimit)
                 if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
+            }
+            if self.refusedConnections > 0 {
+                self.logger.warning(
+                    "client connection limit reached: new connections closed",
+                    metadata: ["closed": "\(self.refusedConnections)", "limit": "\(self.services.clientLimit)"]
+                )
+                self.refusedConnections = 0
             }
             if self.draining {
                 self.stopIfDrained()

@@ -11,9 +11,13 @@ final class SharedServices: Sendable {
     let verifier: OffLoopExecutor
     /// The audit log and what goes in it; nil when auditing is off.
     let audit: ProxyAudit?
+    /// Client connections open over all loops, against ``Limits/clientConnections``.
+    let openClients = Atomic<Int>(0)
+    let clientLimit: Int
 
     init(limits: Limits, audit: ProxyAudit?) throws {
         self.audit = audit
+        self.clientLimit = limits.clientConnections
         self.heldBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
         self.failures = Mutex(
             FailureLimiter(
@@ -22,6 +26,17 @@ final class SharedServices: Sendable {
             )
         )
         self.verifier = try OffLoopExecutor(name: "guard-verifier", capacity: 1024)
+    }
+
+    /// Takes a place for a new client connection; false when ``clientLimit`` connections are open.
+    func admitClient() -> Bool {
+        if self.openClients.wrappingAdd(1, ordering: .relaxed).newValue <= self.clientLimit { return true }
+        self.openClients.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func releaseClient() {
+        self.openClients.wrappingSubtract(1, ordering: .relaxed)
     }
 
     /// Stops the verifier thread (after the loops have stopped).

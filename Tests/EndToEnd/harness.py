@@ -211,11 +211,13 @@ def start_guard(
     ready: Optional[Callable[[str], bool]] = None,
     config: str = "",
     policies: Optional[dict[str, str]] = None,
+    prefix: Optional[list[str]] = None,
 ) -> Server:
     """Starts the guard in a folder of its own, `<log_dir>/<name>-<port>`, holding `guard.yaml` (`config`)
     and `policies/` (file name -> text; default: `transport_policy()`); `server.work_dir` names it.
-    Readiness is GetVersion through it, or whatever `ready` says."""
-    argv = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream] + (extra or [])
+    Readiness is GetVersion through it, or whatever `ready` says. `prefix` runs it under another command
+    (`prlimit --nofile=…`)."""
+    argv = (prefix or []) + [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream] + (extra or [])
     # A folder of its own: the guard reads ./guard.yaml and ./policies, and a developer's guard.yaml in the
     # repository root must not change what the suite tests.
     work_dir = log_dir / f"{name}-{port}"

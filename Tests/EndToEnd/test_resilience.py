@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -11,7 +12,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 import harness
-from conftest import DIRECT, requires_guard
+from conftest import DIRECT, _guard_binary, requires_guard
 from rawh2 import H2Client, grpc_frame, grpc_headers
 
 
@@ -145,3 +146,44 @@ def test_unavailable_status_for_pymilvus_calls_in_flight(stack):
         harness.raw_call(stack.guard.address, "HasCollection", request, timeout=20)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (failure.value.details() or "").startswith("milvus-guard:"), failure.value.details()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@requires_guard
+def test_connection_flood_is_capped(milvus, log_dir):
+    """300 idle connections against a guard allowed 160 descriptors: it lowers limits.client_connections to
+    what fits (160 - 64 - 1 x (8 + 8) = 80), closes the connections beyond it, does not spin, and serves again
+    once the flood is gone."""
+    port = harness.free_port()
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-flood",
+        extra=["--threads", "1"], prefix=["prlimit", "--nofile=160:160", "--"],
+    )
+    flood: list[socket.socket] = []
+    try:
+        assert "limits.client_connections lowered" in server.log_tail(20000)
+        for _ in range(300):
+            try:
+                flood.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break  # the listen backlog is full: the flood is as big as it gets
+        pid = _guard_pid(server)
+        before = _cpu_seconds(pid)
+        time.sleep(2)
+        assert _cpu_seconds(pid) - before < 0.5, "the guard spins while the flood holds its connections"
+        assert server.alive()
+        harness.wait_until(lambda: "new connections closed" in server.log_tail(20000), 10, "the limit to be logged")
+    finally:
+        for connection in flood:
+            connection.close()
+    harness.wait_until(lambda: harness.get_version_ok(f"127.0.0.1:{port}"), 20, "the guard to serve after the flood")
+    server.stop()
+
+
+def _guard_pid(server) -> int:
+    """The guard's pid: prlimit execs it, and setpriv (when present) execs prlimit, so it is the child's pid."""
+    return server.proc.pid

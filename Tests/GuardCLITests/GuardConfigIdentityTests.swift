@@ -29,13 +29,15 @@ struct GuardConfigIdentityTests {
     func values() throws {
         let folder = try TemporaryFolder()
         let config = try self.load(
-            "mode: shadow\npid_file: run/g.pid\nlimits:\n  auth_failures_per_minute: 5\n  credential_cache: 30s\n",
+            "mode: shadow\npid_file: run/g.pid\nlimits:\n  auth_failures_per_minute: 5\n  credential_cache: 30s\n"
+                + "  client_connections: 500\n",
             in: folder
         )
         #expect(config.mode == .shadow)
         #expect(config.pidFilePath == folder.file("run/g.pid"))
         #expect(config.proxy.limits.authFailuresPerWindow == 5)
         #expect(config.proxy.limits.credentialCacheMilliseconds == 30_000)
+        #expect(config.proxy.limits.clientConnections == 500)
     }
 
     @Test("upstream.auth becomes base64 of user:password, the password read from its file")
@@ -63,6 +65,7 @@ struct GuardConfigIdentityTests {
             ),
             ("upstream:\n  address: 127.0.0.1:1\n  auth: guard\n", "guard.yaml:3: upstream.auth: must be a mapping"),
             ("limits:\n  auth_failures_per_minute: 0\n", "guard.yaml:2: limits.auth_failures_per_minute:"),
+            ("limits:\n  client_connections: 0\n", "guard.yaml:2: limits.client_connections:"),
         ]
     )
     func errors(yaml: String, expected: String) throws {

@@ -1,3 +1,4 @@
+import Glibc
 import NGHTTP2Support
 import Testing
 
@@ -167,6 +168,35 @@ struct ProxyServerTests {
         let result = try client.call(headers, body: nil)
         #expect(result.httpStatus == "405")
         #expect(upstream.record.value.requests.isEmpty)
+        #expect(proxy.stop())
+    }
+
+    @Test("Beyond limits.client_connections new connections are closed at once, and a freed place is reused")
+    func clientConnectionLimit() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port)) {
+            $0.clientConnections = 2
+        }
+        let first = try TestClient(port: proxy.port)
+        let second = try TestClient(port: proxy.port)
+        #expect(try first.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus == "0")
+        #expect(try second.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus == "0")
+        // The third is accepted and closed before a byte of HTTP/2: it reads end of file.
+        #expect(try rawExchange(port: proxy.port, []).isEmpty)
+        first.socket.close()
+        var served = false
+        for _ in 0..<100 where !served {
+            usleep(20_000)
+            guard let client = try? TestClient(port: proxy.port),
+                let result = try? client.call(
+                    TestClient.grpcRequest(),
+                    body: TestClient.grpcFrame(Self.payload),
+                    timeoutMilliseconds: 500
+                )
+            else { continue }
+            served = result.grpcStatus == "0"
+        }
+        #expect(served)
         #expect(proxy.stop())
     }
 

@@ -40,6 +40,9 @@ void clinux_set_thread_name(const char *name);
 /// Puts the calling thread under SCHED_BATCH: when it wakes up it does not preempt the thread running on its CPU,
 /// it waits for that thread to block or use up its slice. Returns 0 or -errno.
 int clinux_set_thread_batch_policy(void);
+/// Raises the soft RLIMIT_NOFILE to the hard limit (as far as the system allows); returns the soft limit now in
+/// force, or -errno.
+long clinux_raise_descriptor_limit(void);
 
 /// Monotonic clock in nanoseconds.
 uint64_t clinux_monotonic_ns(void);
