@@ -17,7 +17,7 @@ struct TestAdminBackend: AdminBackend {
     static let app = "Basic YXBwOnB3"  // app:pw
     static let wrongPassword = "Basic YWRtaW46d3Jvbmc="  // admin:wrong
 
-    func authorizeAdmin(authorization: String?) -> AdminAuthorization {
+    func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization {
         switch authorization {
         case nil: .unauthenticated(reason: "no credentials")
         case Self.admin: .allowed(principal: "admin")

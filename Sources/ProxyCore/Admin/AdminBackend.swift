@@ -7,8 +7,10 @@
 public protocol AdminBackend: Sendable {
     /// Checks a request's `Authorization` header (HTTP Basic `user:password`, or `Bearer <api key>`) against
     /// the policy: `.allowed` when the principal's roles allow the `admin` action, `.forbidden` when the
-    /// credential is valid but they do not, `.unauthenticated` when it is missing or wrong.
-    func authorizeAdmin(authorization: String?) -> AdminAuthorization
+    /// credential is valid but they do not, `.unauthenticated` when it is missing or wrong. `client` is the
+    /// requester's address without the port, the unit of a failure limit (keyed by the claimed user instead, anyone
+    /// could lock a real admin out by failing in their name).
+    func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization
 
     /// `GET /audit` with its decoded query parameters (the `audit` CLI's filters, e.g. `user`, `since`):
     /// a JSON body, or ``AdminResponse/error(_:_:)`` with 400 (bad filter) or 503 (store unavailable).

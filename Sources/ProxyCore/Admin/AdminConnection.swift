@@ -79,7 +79,10 @@ final class AdminConnection: LoopHandler {
     }
 
     private func answer(_ request: AdminRequest) {
-        let (response, principal) = self.worker.router.respond(to: request)
+        let (response, principal) = self.worker.router.respond(
+            to: request,
+            client: ClientConnection.host(of: self.socket.peer)
+        )
         self.worker.logger.info(
             "admin request",
             metadata: [

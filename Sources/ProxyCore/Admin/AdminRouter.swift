@@ -27,10 +27,11 @@ struct AdminRouter: Sendable {
 
     /// The answer to a valid request, and for the log who it was served to: the principal, or the backend's
     /// reason for refusing the credentials (never sent to the client), or `-` for `/healthz`.
-    func respond(to request: AdminRequest) -> (response: AdminResponse, principal: String) {
+    /// `client`: the requester's address without the port.
+    func respond(to request: AdminRequest, client: String) -> (response: AdminResponse, principal: String) {
         if request.path == "/healthz" { return (.text(200, "ok\n"), "-") }
         let principal: String
-        switch self.backend.authorizeAdmin(authorization: request.authorization) {
+        switch self.backend.authorizeAdmin(authorization: request.authorization, client: client) {
         case .allowed(let name):
             principal = name
         case .unauthenticated(let reason):

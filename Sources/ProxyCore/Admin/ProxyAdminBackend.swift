@@ -30,8 +30,9 @@ public final class ProxyAdminBackend: AdminBackend {
 
     // MARK: Authorization
 
-    /// `Authorization: Basic base64(user:password)` or `Bearer <api key>` (or `Bearer user:password`).
-    public func authorizeAdmin(authorization: String?) -> AdminAuthorization {
+    /// `Authorization: Basic base64(user:password)` or `Bearer <api key>` (or `Bearer user:password`). After 20
+    /// failed verifications in a minute from one client address, that address is refused without a check.
+    public func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization {
         guard let authorization, !authorization.isEmpty else {
             return .unauthenticated(reason: "no credentials")
         }
@@ -59,13 +60,8 @@ public final class ProxyAdminBackend: AdminBackend {
         let key = VerificationCache.key(for: authorization)
         var outcome = self.verifications.withLock { $0.lookup(key, now: now, generation: generation) }
         if outcome == nil {
-            // The limiter is keyed by credential here (the admin router does not expose the peer address):
-            // 20 failures a minute for one user name or key.
-            let limitKey: String
-            switch credential {
-            case .password(let user, _): limitKey = "user:" + user
-            case .apiKey: limitKey = "api-key"
-            }
+            // 20 failures a minute per client address, as on the gRPC port.
+            let limitKey = client
             if self.failures.withLock({ $0.isBlocked(limitKey, now: now) }) {
                 return .unauthenticated(reason: "too many failed attempts; try again in a minute")
             }

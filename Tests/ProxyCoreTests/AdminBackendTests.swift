@@ -1,0 +1,63 @@
+import AuditStore
+import GuardPolicy
+import Logging
+import Testing
+
+@testable import ProxyCore
+
+/// ProxyAdminBackend's credential check against a real policy.
+@Suite("Admin credentials against the policy", .timeLimit(.minutes(1)))
+struct AdminBackendTests {
+    func backend() throws -> ProxyAdminBackend {
+        let yaml = """
+            users:
+              ops: { password: "\(try PolicyEnforcementTests.hash("ops-secret"))", roles: [operator] }
+            roles:
+              operator:
+                - allow: [admin]
+                  on: ["*"]
+            """
+        let server = try ProxyServer(
+            configuration: ProxyConfiguration(
+                listen: .tcp(host: "127.0.0.1", port: 0),
+                upstream: UpstreamConfiguration(address: .tcp(host: "127.0.0.1", port: 1)),
+                threads: 1
+            ),
+            policy: try .fromYAML(yaml),
+            audit: nil,
+            logger: Logger(label: "admin-test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        return ProxyAdminBackend(server: server, audit: nil) { () throws(AuditStoreError) -> any AuditReader in
+            throw AuditStoreError("no store")
+        }
+    }
+
+    static func basic(_ text: String) -> String { "Basic " + PolicyEnforcementTests.base64(Array(text.utf8)) }
+
+    @Test("Failed attempts are limited per client address, so nobody can lock a real admin out by failing as them")
+    func failureLimitPerClient() throws {
+        let backend = try self.backend()
+        for _ in 0..<20 {
+            #expect(
+                backend.authorizeAdmin(authorization: Self.basic("ops:guess"), client: "203.0.113.9")
+                    == .unauthenticated(reason: "wrong user name or password for \"ops\"")
+            )
+        }
+        // The attacker's address is now refused without a check, even with the right password...
+        guard
+            case .unauthenticated(let reason) = backend.authorizeAdmin(
+                authorization: Self.basic("ops:ops-secret"),
+                client: "203.0.113.9"
+            )
+        else {
+            Issue.record("the 21st attempt from the same address was not refused")
+            return
+        }
+        #expect(reason.hasPrefix("too many failed attempts"))
+        // ...while the real operator, from another address, gets in.
+        #expect(
+            backend.authorizeAdmin(authorization: Self.basic("ops:ops-secret"), client: "10.0.0.5")
+                == .allowed(principal: "ops")
+        )
+    }
+}
