@@ -15,6 +15,8 @@ enum LoopMessage: Sendable {
     case credentialVerified(key: [UInt8], outcome: Authenticator.Outcome, generation: Int)
     /// The audit writer committed (or failed) a batch holding records this loop submitted.
     case audited([AuditResult])
+    /// The resolver thread's answer for the upstream's host name.
+    case resolved(SocketAddress, Result<[Socket.ResolvedAddress], ProxyError>)
 }
 
 /// The only way into an event loop from another thread: a queue under a mutex plus an eventfd that

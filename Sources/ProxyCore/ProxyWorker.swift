@@ -87,6 +87,7 @@ final class ProxyWorker: LoopHandler {
             configuration: configuration.upstream,
             sessionSettings: upstreamSettings,
             tls: try configuration.upstream.tls.map { try TLSContexts.client($0) },
+            resolver: services.resolver,
             metrics: metrics,
             logger: logger
         )
@@ -182,6 +183,8 @@ final class ProxyWorker: LoopHandler {
             self.credentialVerified(key: key, outcome: outcome, generation: generation)
         case .audited(let results):
             self.audited(results)
+        case .resolved(let address, let result):
+            self.pool.resolved(address, result)
         }
     }
 

@@ -9,6 +9,8 @@ final class SharedServices: Sendable {
     let failures: Mutex<FailureLimiter>
     /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core.
     let verifier: OffLoopExecutor
+    /// Runs getaddrinfo for upstream host names, so DNS never blocks a loop (and never waits behind PBKDF2).
+    let resolver: OffLoopExecutor
     /// The audit log and what goes in it; nil when auditing is off.
     let audit: ProxyAudit?
     /// Client connections open over all loops, against ``Limits/clientConnections``.
@@ -26,6 +28,7 @@ final class SharedServices: Sendable {
             )
         )
         self.verifier = try OffLoopExecutor(name: "guard-verifier", capacity: 1024)
+        self.resolver = try OffLoopExecutor(name: "guard-resolver", capacity: 256)
     }
 
     /// Takes a place for a new client connection; false when ``clientLimit`` connections are open.
@@ -42,5 +45,6 @@ final class SharedServices: Sendable {
     /// Stops the verifier thread (after the loops have stopped).
     func stop() {
         self.verifier.stop()
+        self.resolver.stop()
     }
 }

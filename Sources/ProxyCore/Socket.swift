@@ -98,7 +98,11 @@ final class Socket {
     /// ``connectionError()``.
     /// - Throws: ``ProxyError`` when the address can't be resolved or the connect fails at once.
     static func connect(to address: SocketAddress) throws -> Socket {
-        let resolved = try self.resolve(address)
+        try self.connect(to: self.resolve(address), for: address)
+    }
+
+    /// Starts a non-blocking connect to an address resolved before (no DNS here: an event loop may call it).
+    static func connect(to resolved: ResolvedAddress, for address: SocketAddress) throws -> Socket {
         let socket = try Self.make(family: resolved.family, for: address)
         let fd = socket.descriptor
         socket.peer = address.description
@@ -167,25 +171,45 @@ final class Socket {
 
     // MARK: Addresses
 
-    /// A resolved address in the form `bind`/`connect` take.
-    private struct Resolved {
+    /// A resolved address in the form `bind`/`connect` take: plain bytes, so it may cross threads (a name is
+    /// resolved off the event loops, see ``UpstreamPool``).
+    struct ResolvedAddress: @unchecked Sendable {
         var family: Int32
         var storage = sockaddr_storage()
         var length: socklen_t = 0
 
-        func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        fileprivate func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
             withUnsafePointer(to: self.storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, self.length) }
             }
         }
     }
 
-    /// Resolves with getaddrinfo (numeric addresses never touch DNS). Names are resolved when a
-    /// connection is opened, not per call.
-    private static func resolve(_ address: SocketAddress) throws -> Resolved {
+    /// `address` resolved without DNS: a Unix path or a numeric host; nil for a name, which needs
+    /// ``resolve(_:)``.
+    static func numericAddress(_ address: SocketAddress) -> ResolvedAddress? {
+        if case .tcp = address {
+            return (try? self.resolve(address, flags: AI_NUMERICSERV | AI_NUMERICHOST))?.first
+        }
+        return (try? self.resolve(address, flags: 0))?.first
+    }
+
+    /// Resolves with getaddrinfo, which blocks while DNS answers (numeric addresses never touch DNS): call it on
+    /// the resolver thread or at start, never on an event loop for a name.
+    static func resolve(_ address: SocketAddress) throws -> ResolvedAddress {
+        // Never empty: getaddrinfo fails rather than answer nothing.
+        try self.resolve(address, flags: AI_NUMERICSERV)[0]
+    }
+
+    /// Every address getaddrinfo gives, in its order of preference (a name may have IPv6 and IPv4 addresses).
+    static func resolveAll(_ address: SocketAddress) throws -> [ResolvedAddress] {
+        try self.resolve(address, flags: AI_NUMERICSERV)
+    }
+
+    private static func resolve(_ address: SocketAddress, flags: Int32) throws -> [ResolvedAddress] {
         switch address {
         case .unix(let path):
-            var resolved = Resolved(family: AF_UNIX)
+            var resolved = ResolvedAddress(family: AF_UNIX)
             var un = sockaddr_un()
             un.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
@@ -200,25 +224,35 @@ final class Socket {
                 withUnsafeBytes(of: un) { raw.copyMemory(from: $0) }
             }
             resolved.length = socklen_t(MemoryLayout<sockaddr_un>.size)
-            return resolved
+            return [resolved]
         case .tcp(let host, let port):
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            hints.ai_flags = AI_NUMERICSERV
+            hints.ai_flags = flags
             var list: UnsafeMutablePointer<addrinfo>?
             let status = getaddrinfo(host, String(port), &hints, &list)
-            guard status == 0, let first = list else {
+            guard status == 0, list != nil else {
                 throw ProxyError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
             }
             defer { freeaddrinfo(list) }
-            var resolved = Resolved(family: first.pointee.ai_family)
-            withUnsafeMutableBytes(of: &resolved.storage) { raw in
-                raw.copyMemory(
-                    from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen))
-                )
+            var all: [ResolvedAddress] = []
+            var next = list
+            while let entry = next {
+                defer { next = entry.pointee.ai_next }
+                guard let socketAddress = entry.pointee.ai_addr,
+                    entry.pointee.ai_addrlen <= MemoryLayout<sockaddr_storage>.size
+                else { continue }
+                var resolved = ResolvedAddress(family: entry.pointee.ai_family)
+                withUnsafeMutableBytes(of: &resolved.storage) { raw in
+                    raw.copyMemory(
+                        from: UnsafeRawBufferPointer(start: socketAddress, count: Int(entry.pointee.ai_addrlen))
+                    )
+                }
+                resolved.length = entry.pointee.ai_addrlen
+                all.append(resolved)
             }
-            resolved.length = first.pointee.ai_addrlen
-            return resolved
+            guard !all.isEmpty else { throw ProxyError("cannot resolve \(host): no usable address") }
+            return all
         }
     }
 

@@ -129,7 +129,7 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
         let calls = Array(self.streams.values) + self.waiting
         self.streams = [:]
         self.waiting = []
-        self.pool?.connectionClosed(self)
+        self.pool?.connectionClosed(self, neverConnected: wasConnecting)
         for call in calls { call.upstreamFailed(status) }
     }
 

@@ -9,6 +9,11 @@ import OpenSSLSupport
 /// connection is opened while there are fewer than `maxConnectionsPerLoop`; otherwise the call waits
 /// (FIFO) for a stream to free up. A connection attempt that fails fails the calls waiting on it with
 /// UNAVAILABLE; the next call tries again, so the proxy recovers by itself when Milvus comes back.
+///
+/// An upstream named by a host name (`milvus:19530`) is resolved on the resolver thread, never on the loop
+/// (getaddrinfo blocks while DNS answers, and a loop serves many clients): calls wait in the queue for the first
+/// answer; later the last address is used and refreshed behind the calls every
+/// ``resolutionLifetimeNanoseconds``, and at once after a connect to it failed.
 final class UpstreamPool {
     unowned let loop: EventLoop
     let configuration: UpstreamConfiguration
@@ -22,16 +27,29 @@ final class UpstreamPool {
     private let tls: TLSContext?
     /// The loop's counters (upstream errors).
     let metrics: LoopMetrics?
+    /// The upstream's address when it needs no DNS (a Unix path or a numeric host); nil for a name.
+    private let numericAddress: Socket.ResolvedAddress?
+    /// Runs getaddrinfo for a name, off the loop.
+    private let resolver: OffLoopExecutor
+    /// The last answer for a name (every address, the one in use first), and when it is to be refreshed.
+    private var resolution: (addresses: [Socket.ResolvedAddress], refreshAt: UInt64)?
+    private var resolving = false
+    /// Addresses of the current answer that failed in a row (see ``addressFailed()``).
+    private var triedAddresses = 0
+    static let resolutionLifetimeNanoseconds: UInt64 = 30_000_000_000
 
     init(
         loop: EventLoop,
         configuration: UpstreamConfiguration,
         sessionSettings: HTTP2SessionSettings,
         tls: TLSContext?,
+        resolver: OffLoopExecutor,
         metrics: LoopMetrics? = nil,
         logger: Logger
     ) {
         self.loop = loop
+        self.resolver = resolver
+        self.numericAddress = Socket.numericAddress(configuration.address)
         self.metrics = metrics
         self.configuration = configuration
         self.sessionSettings = sessionSettings
@@ -64,9 +82,10 @@ final class UpstreamPool {
         if let best {
             if best.session.remoteConnectionWindow < Self.spreadBelowWindow,
                 self.connections.count < self.configuration.maxConnectionsPerLoop,
-                !self.connections.contains(where: { $0.state == .connecting })
+                !self.connections.contains(where: { $0.state == .connecting }),
+                case .ready(let target) = self.target()
             {
-                _ = try? self.connect()
+                _ = try? self.connect(to: target)
             }
             self.open(call, on: best)
             return
@@ -76,16 +95,109 @@ final class UpstreamPool {
             return
         }
         if self.connections.count < self.configuration.maxConnectionsPerLoop {
-            do {
-                let connection = try self.connect()
-                connection.waiting.append(call)
-            } catch {
+            switch self.target() {
+            case .pending:
+                self.queue.append(call)
+            case .failed(let reason):
                 self.metrics?.recordUpstreamError(.connect)
-                call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(self.address) unreachable: \(error)"))
+                call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(self.address) unreachable: \(reason)"))
+            case .ready(let target):
+                do {
+                    let connection = try self.connect(to: target)
+                    connection.waiting.append(call)
+                } catch {
+                    self.addressFailed()
+                    self.metrics?.recordUpstreamError(.connect)
+                    call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(self.address) unreachable: \(error)"))
+                }
             }
             return
         }
         self.queue.append(call)
+    }
+
+    // MARK: Resolution
+
+    private enum Target {
+        case ready(Socket.ResolvedAddress)
+        /// A name is being resolved: wait in the queue.
+        case pending
+        case failed(String)
+    }
+
+    /// Where to connect now, without blocking the loop.
+    private func target() -> Target {
+        if let numeric = self.numericAddress { return .ready(numeric) }
+        if let resolution = self.resolution {
+            if EventLoop.now() >= resolution.refreshAt { _ = self.startResolution() }
+            return .ready(resolution.addresses[0])  // the last answer meanwhile
+        }
+        return self.startResolution() ? .pending : .failed("the resolver's queue is full")
+    }
+
+    /// A connect to the address in use failed: the next attempt takes the name's next address (IPv4 after IPv6,
+    /// say); after the last one, the name is resolved again (it may point elsewhere now, a restarted Milvus).
+    private func addressFailed() {
+        guard var resolution = self.resolution else { return }
+        resolution.addresses.append(resolution.addresses.removeFirst())
+        if resolution.addresses.count == 1 || self.triedAddresses + 1 >= resolution.addresses.count {
+            resolution.refreshAt = 0
+            self.triedAddresses = 0
+        } else {
+            self.triedAddresses += 1
+        }
+        self.resolution = resolution
+    }
+
+    /// Asks the resolver thread for the upstream's address; its answer comes back as ``LoopMessage/resolved``.
+    private func startResolution() -> Bool {
+        guard !self.resolving else { return true }
+        let address = self.address
+        let mailbox = self.loop.mailbox
+        self.resolving = self.resolver.submit {
+            let result: Result<[Socket.ResolvedAddress], ProxyError>
+            do {
+                result = .success(try Socket.resolveAll(address))
+            } catch let error as ProxyError {
+                result = .failure(error)
+            } catch {
+                result = .failure(ProxyError("\(error)"))
+            }
+            mailbox.send(.resolved(address, result))
+        }
+        return self.resolving
+    }
+
+    /// The resolver's answer: connect the calls that waited for it, or fail them when there is no address at all.
+    func resolved(_ address: SocketAddress, _ result: Result<[Socket.ResolvedAddress], ProxyError>) {
+        guard address == self.address else { return }
+        self.resolving = false
+        switch result {
+        case .success(let addresses):
+            self.resolution = (addresses, EventLoop.now() + Self.resolutionLifetimeNanoseconds)
+            self.triedAddresses = 0
+        case .failure(let error):
+            self.metrics?.recordUpstreamError(.connect)
+            self.logger.warning(
+                "cannot resolve the upstream",
+                metadata: ["upstream": "\(address)", "error": "\(error)"]
+            )
+            if self.resolution != nil {
+                // Keep the last address; try the name again in a while.
+                self.resolution?.refreshAt = EventLoop.now() + Self.resolutionLifetimeNanoseconds / 10
+                return
+            }
+            guard self.connections.isEmpty else { return }
+            let queued = self.queue
+            self.queue = []
+            for call in queued {
+                call.upstreamFailed(GRPCStatus(.unavailable, "upstream \(address) unreachable: \(error)"))
+            }
+            return
+        }
+        let queued = self.queue
+        self.queue = []
+        for call in queued { self.start(call) }
     }
 
     private func open(_ call: ProxiedCall, on connection: UpstreamConnection) {
@@ -95,8 +207,8 @@ final class UpstreamPool {
         }
     }
 
-    private func connect() throws -> UpstreamConnection {
-        let socket = try Socket.connect(to: self.address)
+    private func connect(to target: Socket.ResolvedAddress) throws -> UpstreamConnection {
+        let socket = try Socket.connect(to: target, for: self.address)
         let session = try HTTP2Session(role: .client, settings: self.sessionSettings)
         let tls = try self.tls.map { context in
             try TLSConnection(context: context, serverName: self.configuration.tls?.serverName ?? self.hostName)
@@ -182,8 +294,9 @@ final class UpstreamPool {
         for call in queued { self.start(call) }
     }
 
-    func connectionClosed(_ connection: UpstreamConnection) {
+    func connectionClosed(_ connection: UpstreamConnection, neverConnected: Bool = false) {
         self.connections.removeAll { $0 === connection }
+        if neverConnected { self.addressFailed() }
         // Queued calls would otherwise wait for a connection that is gone.
         let queued = self.queue
         self.queue = []

@@ -200,6 +200,37 @@ struct ProxyServerTests {
         #expect(proxy.stop())
     }
 
+    @Test("An upstream named by a host name is resolved off the loop, and calls go through")
+    func upstreamByName() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "localhost", port: upstream.port))
+        let client = try TestClient(port: proxy.port)
+        // localhost may come first as ::1, where nothing listens: the next call then takes 127.0.0.1.
+        var status: String?
+        for _ in 0..<4 where status != "0" {
+            status = try client.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus
+        }
+        #expect(status == "0")
+        #expect(upstream.record.value.requests.count == 1)
+        #expect(proxy.stop())
+    }
+
+    @Test("An upstream name that does not resolve fails calls with UNAVAILABLE naming it; the proxy keeps serving")
+    func upstreamNameUnresolvable() throws {
+        let proxy = try RunningProxy(upstream: .tcp(host: "no-such-host.invalid", port: 19530))
+        let client = try TestClient(port: proxy.port)
+        for _ in 0..<2 {
+            let result = try client.call(
+                TestClient.grpcRequest(),
+                body: TestClient.grpcFrame(Self.payload),
+                timeoutMilliseconds: 30_000
+            )
+            #expect(result.grpcStatus == "14")
+            #expect(result.grpcMessage?.contains("cannot resolve no-such-host.invalid") == true, "\(result)")
+        }
+        #expect(proxy.stop())
+    }
+
     @Test("An HTTP/1.1 request gets an HTTP/1.1 403 and the connection is closed")
     func http1Refused() throws {
         let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: try closedPort()))

@@ -197,7 +197,7 @@ final class AdminWorker: LoopHandler {
             self.loop.unregister(self.listener, token: self.listenerToken)
             for connection in Array(self.connections.values) { connection.close() }
             self.loop.stop()
-        case .policyChanged, .credentialVerified, .audited:
+        case .policyChanged, .credentialVerified, .audited, .resolved:
             break  // proxy-loop messages; the admin loop is never sent them
         }
     }
