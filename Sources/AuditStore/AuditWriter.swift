@@ -23,10 +23,9 @@ protocol AuditBatchSink: AnyObject {
 /// submit ──▶ [queue ≤ capacity] ──wake──▶ writer: take all ─▶ sink.append ─▶ listeners
 /// ```
 ///
-/// The thread runs under SCHED_BATCH: woken by a submit, it does not preempt the event loop that submitted (on a
-/// shared core it would take one record per commit); it runs when the loop blocks in epoll or uses up its slice, and
-/// takes everything the loop queued meanwhile. On a core of its own it runs at once as before. Measured with
-/// drop-4x32 on one shared core: 47-52 -> 84-98 records per commit, 78-82 -> 68-72 us CPU per call.
+/// An event loop queues its records without waking the writer (`wake: false`) and wakes it once at the end of its
+/// iteration: woken by each submit, the writer would preempt the loop on a shared core and commit one record at a
+/// time while the loop still had the rest of the iteration's calls to submit.
 ///
 /// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
 /// most one extra (empty) wake-up.
@@ -93,7 +92,6 @@ final class AuditWriter: Sendable {
         let box = Unmanaged.passRetained(
             Box { [self] in
                 clinux_set_thread_name(name)
-                _ = clinux_set_thread_batch_policy()
                 self.run(sink: makeSink())
             }
         ).toOpaque()
@@ -115,17 +113,29 @@ final class AuditWriter: Sendable {
         self.state.withLock { $0.thread = thread }
     }
 
-    func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+    /// Queues a record; wakes the writer unless `wake` is false (then ``wakeWriter()`` must follow).
+    func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?, wake: Bool = true) -> Bool {
         let (accepted, signal) = self.state.withLock { state -> (Bool, Bool) in
             guard !state.closing, state.queue.count < self.capacity else { return (false, false) }
             state.queue.records.append(record)
             state.queue.waiters.append(Waiter(token: token, listener: listener))
+            guard wake else { return (true, false) }
             let signal = !state.wakePending
             state.wakePending = true
             return (true, signal)
         }
         if signal { self.wake.signal() }
         return accepted
+    }
+
+    /// Wakes the writer if records wait in the queue and no wake-up is on its way.
+    func wakeWriter() {
+        let signal = self.state.withLock { state -> Bool in
+            guard !state.queue.isEmpty, !state.wakePending else { return false }
+            state.wakePending = true
+            return true
+        }
+        if signal { self.wake.signal() }
     }
 
     var queueDepth: Int {

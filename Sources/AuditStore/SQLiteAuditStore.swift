@@ -51,6 +51,12 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         self.writer.submit(record, token: token, listener: listener)
     }
 
+    public func submitDeferred(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(record, token: token, listener: listener, wake: false)
+    }
+
+    public func wake() { self.writer.wakeWriter() }
+
     public var queueDepth: Int { self.writer.queueDepth }
 
     public var isWritable: Bool { self.writer.isWritable }

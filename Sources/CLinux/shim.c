@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <pthread.h>
-#include <sched.h>
 #include <limits.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -100,8 +99,3 @@ long clinux_raise_descriptor_limit(void) {
     return limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)limit.rlim_cur;
 }
 
-int clinux_set_thread_batch_policy(void) {
-    struct sched_param parameter = {0};
-    // Linux: pid 0 is the calling thread, not the whole process.
-    return sched_setscheduler(0, SCHED_BATCH, &parameter) == 0 ? 0 : -errno;
-}

@@ -13,7 +13,7 @@ protocol LoopHandler: AnyObject {
 ///
 /// Each iteration waits for readiness, dispatches it, runs due timers and then flushes every connection
 /// that was marked dirty, so frames produced while handling one socket (window updates, forwarded data)
-/// go out in the same iteration.
+/// go out in the same iteration; then ``onIterationEnd`` runs.
 final class EventLoop {
     let mailbox: LoopMailbox
     private let epoll: Int32
@@ -26,6 +26,9 @@ final class EventLoop {
     private var running = true
     /// Receives mailbox messages on the loop thread.
     var onMessage: (LoopMessage) -> Void = { _ in }
+    /// Runs at the end of every iteration, after the dirty connections are flushed (the proxy wakes the audit
+    /// writer here, once for all the records the iteration queued).
+    var onIterationEnd: () -> Void = {}
     /// A scratch buffer every socket read of this loop uses (reads are sequential on a loop).
     var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
 
@@ -140,6 +143,7 @@ final class EventLoop {
             }
             for action in self.timers.takeDue(now: Self.now()) { action() }
             self.flushDirty()
+            self.onIterationEnd()
         }
     }
 

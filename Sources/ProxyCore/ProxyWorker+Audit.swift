@@ -29,7 +29,7 @@ extension ProxyWorker {
         guard mutation || audit.reads else { return .forward }
         let token = self.nextAuditToken()
         let record = self.auditRecord(.request, for: call, decoded: decoded)
-        guard audit.log.submit(record, token: token, listener: mutation ? self.auditListener : nil) else {
+        guard self.submitAudit(audit, record, token: token, listener: mutation ? self.auditListener : nil) else {
             guard mutation else { return .forward }  // a read's record is not a condition of the read
             return .refuse(GRPCStatus(.resourceExhausted, "audit store unavailable: the audit queue is full"))
         }
@@ -91,7 +91,7 @@ extension ProxyWorker {
             return
         }
         let record = self.auditRecord(kind, for: call, decoded: call.milvusCall)
-        if !audit.log.submit(record, token: self.nextAuditToken(), listener: nil) {
+        if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
             self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "\(kind)"])
         }
     }
@@ -116,9 +116,29 @@ extension ProxyWorker {
         record.status = Int32(code.rawValue)
         record.message = "HTTP \(httpStatus): \(message)"
         record.durationMilliseconds = 0
-        if !audit.log.submit(record, token: self.nextAuditToken(), listener: nil) {
+        if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
             self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
         }
+    }
+
+    /// Queues a record; the writer is woken once, at the end of this loop iteration (``wakeAuditWriter()``), so
+    /// that one commit takes every record the iteration produced.
+    private func submitAudit(
+        _ audit: ProxyAudit,
+        _ record: AuditRecord,
+        token: UInt64,
+        listener: (any AuditListener)?
+    ) -> Bool {
+        guard audit.log.submitDeferred(record, token: token, listener: listener) else { return false }
+        self.auditWakeDue = true
+        return true
+    }
+
+    /// End of a loop iteration: wake the audit writer for the records queued during it.
+    func wakeAuditWriter() {
+        guard self.auditWakeDue else { return }
+        self.auditWakeDue = false
+        self.services.audit?.log.wake()
     }
 
     private func nextAuditToken() -> UInt64 {

@@ -38,6 +38,8 @@ final class ProxyWorker: LoopHandler {
     /// Mutations waiting for their request record to be durable, by audit token.
     var awaitingAudit: [UInt64: ProxiedCall] = [:]
     var auditTokens: UInt64 = 0
+    /// Records were queued during this loop iteration; the writer is woken at its end.
+    var auditWakeDue = false
     /// Call ids: a random prefix per loop and a counter.
     let callIDPrefix: String
     var callCounter: UInt64 = 0
@@ -94,6 +96,7 @@ final class ProxyWorker: LoopHandler {
         // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes only one of them per connection.
         self.listenerToken = try loop.register(listener, events: CLINUX_EPOLLIN | CLINUX_EPOLLEXCLUSIVE, handler: self)
         loop.onMessage = { [unowned self] message in self.receive(message) }
+        loop.onIterationEnd = { [unowned self] in self.wakeAuditWriter() }
         self.scheduleHousekeeping()
     }
 

@@ -37,9 +37,6 @@ extern const int CLINUX_EPOLL_CTL_MOD;
 int clinux_accept(int fd, void *address, uint32_t *length);
 /// Names the calling thread (visible in top -H and gdb); at most 15 bytes are kept.
 void clinux_set_thread_name(const char *name);
-/// Puts the calling thread under SCHED_BATCH: when it wakes up it does not preempt the thread running on its CPU,
-/// it waits for that thread to block or use up its slice. Returns 0 or -errno.
-int clinux_set_thread_batch_policy(void);
 /// Raises the soft RLIMIT_NOFILE to the hard limit (as far as the system allows); returns the soft limit now in
 /// force, or -errno.
 long clinux_raise_descriptor_limit(void);
