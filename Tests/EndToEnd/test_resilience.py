@@ -187,3 +187,21 @@ def test_connection_flood_is_capped(milvus, log_dir):
 def _guard_pid(server) -> int:
     """The guard's pid: prlimit execs it, and setpriv (when present) execs prlimit, so it is the child's pid."""
     return server.proc.pid
+
+
+@requires_guard
+def test_upstream_by_host_name(milvus, log_dir):
+    """`--upstream localhost:PORT`: the name is resolved off the event loop and pymilvus works through it."""
+    port = harness.free_port()
+    server = harness.start_guard(
+        _guard_binary(), port, f"localhost:{milvus.port}", log_dir, name="milvus-guard-by-name",
+    )
+    try:
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
+        try:
+            assert isinstance(client.list_collections(timeout=30), list)
+        finally:
+            client.close()
+        assert server.alive()
+    finally:
+        server.stop()
