@@ -13,7 +13,7 @@ import OpenSSLSupport
 /// An upstream named by a host name (`milvus:19530`) is resolved on the resolver thread, never on the loop
 /// (getaddrinfo blocks while DNS answers, and a loop serves many clients): calls wait in the queue for the first
 /// answer; later the last address is used and refreshed behind the calls every
-/// ``resolutionLifetimeNanoseconds``, and at once after a connect to it failed.
+/// ``UpstreamResolution/lifetimeNanoseconds``, and at once after connects to all its addresses failed.
 final class UpstreamPool {
     unowned let loop: EventLoop
     let configuration: UpstreamConfiguration
@@ -31,12 +31,9 @@ final class UpstreamPool {
     private let numericAddress: Socket.ResolvedAddress?
     /// Runs getaddrinfo for a name, off the loop.
     private let resolver: OffLoopExecutor
-    /// The last answer for a name (every address, the one in use first), and when it is to be refreshed.
-    private var resolution: (addresses: [Socket.ResolvedAddress], refreshAt: UInt64)?
+    /// The last answer for a name.
+    private var resolution: UpstreamResolution<Socket.ResolvedAddress>?
     private var resolving = false
-    /// Addresses of the current answer that failed in a row (see ``addressFailed()``).
-    private var triedAddresses = 0
-    static let resolutionLifetimeNanoseconds: UInt64 = 30_000_000_000
 
     init(
         loop: EventLoop,
@@ -129,24 +126,15 @@ final class UpstreamPool {
     private func target() -> Target {
         if let numeric = self.numericAddress { return .ready(numeric) }
         if let resolution = self.resolution {
-            if EventLoop.now() >= resolution.refreshAt { _ = self.startResolution() }
-            return .ready(resolution.addresses[0])  // the last answer meanwhile
+            if resolution.isDue(now: EventLoop.now()) { _ = self.startResolution() }
+            return .ready(resolution.current)  // the last answer meanwhile
         }
         return self.startResolution() ? .pending : .failed("the resolver's queue is full")
     }
 
-    /// A connect to the address in use failed: the next attempt takes the name's next address (IPv4 after IPv6,
-    /// say); after the last one, the name is resolved again (it may point elsewhere now, a restarted Milvus).
+    /// A connect to the address in use failed: see ``UpstreamResolution/connectFailed()``.
     private func addressFailed() {
-        guard var resolution = self.resolution else { return }
-        resolution.addresses.append(resolution.addresses.removeFirst())
-        if resolution.addresses.count == 1 || self.triedAddresses + 1 >= resolution.addresses.count {
-            resolution.refreshAt = 0
-            self.triedAddresses = 0
-        } else {
-            self.triedAddresses += 1
-        }
-        self.resolution = resolution
+        self.resolution?.connectFailed()
     }
 
     /// Asks the resolver thread for the upstream's address; its answer comes back as ``LoopMessage/resolved``.
@@ -174,8 +162,7 @@ final class UpstreamPool {
         self.resolving = false
         switch result {
         case .success(let addresses):
-            self.resolution = (addresses, EventLoop.now() + Self.resolutionLifetimeNanoseconds)
-            self.triedAddresses = 0
+            self.resolution = UpstreamResolution(addresses: addresses, now: EventLoop.now())
         case .failure(let error):
             self.metrics?.recordUpstreamError(.connect)
             self.logger.warning(
@@ -184,7 +171,7 @@ final class UpstreamPool {
             )
             if self.resolution != nil {
                 // Keep the last address; try the name again in a while.
-                self.resolution?.refreshAt = EventLoop.now() + Self.resolutionLifetimeNanoseconds / 10
+                self.resolution?.resolutionFailed(now: EventLoop.now())
                 return
             }
             guard self.connections.isEmpty else { return }
@@ -311,3 +298,41 @@ final class UpstreamPool {
 
 @available(*, unavailable)
 extension UpstreamPool: Sendable {}
+
+/// The addresses a name resolved to, which one is in use, and when to resolve the name again.
+///
+/// A failed connect moves to the next address (IPv4 after IPv6, say); once every address failed in a row, the
+/// name is due for another resolution (it may point elsewhere now: a restarted Milvus). A fresh answer lives
+/// ``lifetimeNanoseconds``; a failed resolution keeps the last answer and tries again after a tenth of that.
+struct UpstreamResolution<Address> {
+    static var lifetimeNanoseconds: UInt64 { 30_000_000_000 }
+
+    /// Never empty; the one in use first.
+    private(set) var addresses: [Address]
+    private(set) var refreshAt: UInt64
+    private var failuresInARow = 0
+
+    /// - Precondition: `addresses` is not empty.
+    init(addresses: [Address], now: UInt64) {
+        precondition(!addresses.isEmpty, "a resolution has at least one address")
+        self.addresses = addresses
+        self.refreshAt = now + Self.lifetimeNanoseconds
+    }
+
+    var current: Address { self.addresses[0] }
+
+    func isDue(now: UInt64) -> Bool { now >= self.refreshAt }
+
+    mutating func connectFailed() {
+        self.addresses.append(self.addresses.removeFirst())
+        self.failuresInARow += 1
+        if self.failuresInARow >= self.addresses.count {
+            self.refreshAt = 0
+            self.failuresInARow = 0
+        }
+    }
+
+    mutating func resolutionFailed(now: UInt64) {
+        self.refreshAt = now + Self.lifetimeNanoseconds / 10
+    }
+}
