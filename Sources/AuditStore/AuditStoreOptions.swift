@@ -19,14 +19,18 @@ public struct AuditStoreOptions: Sendable, Hashable {
     /// mutation's request record, which a call waits for, is never delayed. A crash loses at most this much of
     /// them (their requests then show outcome `unknown`). 0 commits every batch at once.
     public var lazyCommitMilliseconds: Int
+    /// How often, at most, a store's `onHead` is told the chain's head while records are written.
+    public var headAnnouncementMilliseconds: Int
 
     /// Creates options; the defaults suit production.
     public init(
         queueCapacity: Int = 65_536,
         synchronous: Synchronous = .full,
         busyTimeoutMilliseconds: Int = 5_000,
-        lazyCommitMilliseconds: Int = 20
+        lazyCommitMilliseconds: Int = 20,
+        headAnnouncementMilliseconds: Int = 600_000
     ) {
+        self.headAnnouncementMilliseconds = headAnnouncementMilliseconds
         self.lazyCommitMilliseconds = lazyCommitMilliseconds
         self.queueCapacity = queueCapacity
         self.synchronous = synchronous

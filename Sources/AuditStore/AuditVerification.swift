@@ -7,6 +7,21 @@ public enum AuditVerification: Sendable, Hashable {
     case broken(AuditChainProblem)
 }
 
+/// How the store compares with an anchor: a head (``AuditChainHead``) recorded somewhere else. Meaningful once
+/// ``AuditVerification/ok(count:head:)`` holds: the chain is then consistent, so one matching record vouches for
+/// every record before it.
+public enum AuditAnchorCheck: Sendable, Hashable {
+    /// The record is there with the anchor's hash.
+    case matches
+    /// The record is there with another hash: the chain was rewritten (every hash recomputed) up to it.
+    case rewritten(stored: String)
+    /// The chain ends before the record (`head`: its last sequence number, 0 when empty): the newest records were
+    /// removed.
+    case truncated(head: Int64)
+    /// The record was pruned, and no checkpoint names it: it can no longer be checked.
+    case pruned
+}
+
 /// Where and how the chain breaks.
 public struct AuditChainProblem: Sendable, Hashable, CustomStringConvertible {
     /// What is wrong.

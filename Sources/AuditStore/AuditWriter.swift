@@ -11,6 +11,8 @@ protocol AuditBatchSink: AnyObject {
     func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64]
     /// Checks, without writing a record, whether a batch could be written now.
     func probe() throws(AuditStoreError)
+    /// The chain's newest record, read from the store (nil when it is empty or can't be read).
+    func head() -> AuditChainHead?
 }
 
 /// The bounded queue and the writer thread shared by every ``AuditLog`` implementation.
@@ -72,6 +74,9 @@ final class AuditWriter: Sendable {
     private let lazyMilliseconds: Int
     /// A lazy batch is committed at once from this many records.
     private static let lazyBatchLimit = 4096
+    /// Told the chain's head at most every ``headMilliseconds`` while records are written, and once more at close.
+    private let onHead: (@Sendable (AuditChainHead) -> Void)?
+    private let headMilliseconds: Int
 
     /// Starts the writer thread, named `name` (at most 15 bytes show in `top -H` and perf); `makeSink` runs on it.
     /// - Throws: ``AuditStoreError`` if the system refuses a thread.
@@ -80,9 +85,13 @@ final class AuditWriter: Sendable {
         capacity: Int,
         probeMilliseconds: Int = 1000,
         lazyMilliseconds: Int = 0,
+        headMilliseconds: Int = 600_000,
+        onHead: (@Sendable (AuditChainHead) -> Void)? = nil,
         makeSink: @escaping @Sendable () -> any AuditBatchSink
     ) throws(AuditStoreError) {
         self.capacity = max(1, capacity)
+        self.onHead = onHead
+        self.headMilliseconds = max(1, headMilliseconds)
         self.probeMilliseconds = probeMilliseconds
         self.lazyMilliseconds = max(0, lazyMilliseconds)
         final class Box {
@@ -197,10 +206,22 @@ final class AuditWriter: Sendable {
 
     /// The writer thread's loop.
     private func run(sink: any AuditBatchSink) {
+        // When the head is next announced, and whether records were written since the last announcement.
+        var nextHead = Self.monotonicMilliseconds()
+        var unannounced = false
+        func announceHead() {
+            guard let onHead = self.onHead, let head = sink.head() else { return }
+            onHead(head)
+            unannounced = false
+            nextHead = Self.monotonicMilliseconds() + Int64(self.headMilliseconds)
+        }
         while true {
             var (batch, closing) = self.take()
             guard !batch.isEmpty else {
-                if closing { return }
+                if closing {
+                    if unannounced { announceHead() }
+                    return
+                }
                 if self.isWritable {
                     self.wake.wait()
                 } else if !self.wake.wait(milliseconds: self.probeMilliseconds) {
@@ -215,6 +236,8 @@ final class AuditWriter: Sendable {
                 self.writable.store(true, ordering: .releasing)
                 self.batchesCommitted.add(1, ordering: .relaxed)
                 self.recordsCommitted.add(batch.count, ordering: .relaxed)
+                unannounced = true
+                if self.onHead != nil, Self.monotonicMilliseconds() >= nextHead { announceHead() }
                 results = zip(batch.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
             } catch {
                 self.writable.store(false, ordering: .releasing)

@@ -140,6 +140,12 @@ final class MemoryBatchSink: AuditBatchSink {
         }
     }
 
+    func head() -> AuditChainHead? {
+        self.storage.state.withLock { state in
+            state.rows.last.map { AuditChainHead(sequence: $0.sequence, hash: $0.hash) }
+        }
+    }
+
     func probe() throws(AuditStoreError) {
         if let failure = self.storage.state.withLock({ $0.failure }) { throw failure }
     }

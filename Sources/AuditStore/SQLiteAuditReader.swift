@@ -129,6 +129,48 @@ public final class SQLiteAuditReader: AuditReader {
         }
     }
 
+    /// The chain's newest record; nil when the store is empty.
+    /// - Throws: ``AuditStoreError`` if the store cannot be read.
+    public func head() throws(AuditStoreError) -> AuditChainHead? {
+        do {
+            let newest = try self.db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+            guard try newest.step() == .row else { return nil }
+            return AuditChainHead(sequence: newest.int64(at: 0), hash: newest.string(at: 1) ?? "")
+        } catch {
+            throw Self.readError(error, path: self.path)
+        }
+    }
+
+    /// Compares the store with `anchor` (call after ``verify()`` passed).
+    /// - Throws: ``AuditStoreError`` if the store cannot be read.
+    public func check(_ anchor: AuditChainHead) throws(AuditStoreError) -> AuditAnchorCheck {
+        do {
+            let record = try self.db.prepare("SELECT hash FROM audit_records WHERE seq = ?")
+            try record.bind(anchor.sequence, at: 1)
+            if try record.step() == .row {
+                let stored = record.string(at: 0) ?? ""
+                return stored == anchor.hash ? .matches : .rewritten(stored: stored)
+            }
+            let newest = try self.db.prepare("SELECT MAX(seq) FROM audit_records")
+            let head = try newest.step() == .row && !newest.isNull(at: 0) ? newest.int64(at: 0) : 0
+            guard anchor.sequence < head else { return .truncated(head: head) }
+            // Pruned: a checkpoint names the last record it pruned, with its hash.
+            let checkpoints = try self.db.prepare(
+                "SELECT targets FROM audit_records WHERE kind = 'checkpoint' ORDER BY seq"
+            )
+            while try checkpoints.step() == .row {
+                guard let targets = checkpoints.string(at: 0).flatMap(JSONText.parseObject),
+                    targets[ChainVerifier.prunedSequenceKey].flatMap({ Int64($0) }) == anchor.sequence,
+                    let hash = targets[ChainVerifier.prunedHashKey]
+                else { continue }
+                return hash == anchor.hash ? .matches : .rewritten(stored: hash)
+            }
+            return .pruned
+        } catch {
+            throw Self.readError(error, path: self.path)
+        }
+    }
+
     public func prune(before: Int64) throws(AuditStoreError) -> Int {
         do {
             return try self.db.transaction(.immediate) { () throws(SQLiteError) -> Int in

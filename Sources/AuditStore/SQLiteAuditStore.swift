@@ -20,7 +20,15 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
     ///
     /// - Throws: ``AuditStoreError`` if the file can't be created, opened or migrated (`audit store unavailable: …`),
     ///   or its schema is newer than this code.
-    public init(path: String, options: AuditStoreOptions = .init()) throws(AuditStoreError) {
+    ///
+    /// `onHead` is told the chain's newest record (sequence and hash) from the writer thread, at most every
+    /// `options.headAnnouncementMilliseconds` while records are written and once more at close: log it where the
+    /// store's writers can't change it, and check the store against it later with `audit verify --anchor`.
+    public init(
+        path: String,
+        options: AuditStoreOptions = .init(),
+        onHead: (@Sendable (AuditChainHead) -> Void)? = nil
+    ) throws(AuditStoreError) {
         self.path = path
         let connection: SQLiteConnection
         do {
@@ -37,7 +45,9 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         self.writer = try AuditWriter(
             name: "guard-audit",
             capacity: options.queueCapacity,
-            lazyMilliseconds: options.lazyCommitMilliseconds
+            lazyMilliseconds: options.lazyCommitMilliseconds,
+            headMilliseconds: options.headAnnouncementMilliseconds,
+            onHead: onHead
         ) {
             SQLiteBatchSink(path: path, options: options)
         }
@@ -123,6 +133,14 @@ final class SQLiteBatchSink: AuditBatchSink {
             self.connection = nil
             throw SQLiteAuditSchema.error(error, path: self.path)
         }
+    }
+
+    func head() -> AuditChainHead? {
+        guard let db = try? self.connect(),
+            let statement = try? db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"),
+            (try? statement.step()) == .row, let hash = statement.string(at: 1)
+        else { return nil }
+        return AuditChainHead(sequence: statement.int64(at: 0), hash: hash)
     }
 
     func probe() throws(AuditStoreError) {

@@ -184,14 +184,23 @@ public struct AuditVerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Check the audit log's hash chain.",
         discussion: """
-            Prints "ok: N records, head <hash>" and exits 0, or names the first bad record and exits 1. Keep the \
-            head hash somewhere else: removing the newest records is only detectable against it.
+            Prints "ok: N records, head SEQ:HASH" and exits 0, or names the first bad record and exits 1. Keep \
+            heads somewhere else (serve logs one every 10 minutes while records are written, as "audit chain \
+            head"): with --anchor SEQ:HASH, verify also fails if the chain was rewritten up to that record or cut \
+            short before it.
             """
     )
 
     /// `--store path`.
     @Option(name: .long, help: ArgumentHelp("The audit database (default: store of ./guard.yaml).", valueName: "file"))
     public var store: String?
+
+    /// `--anchor SEQ:HASH`, repeatable.
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A head recorded earlier, SEQ:HASH; repeatable.", valueName: "seq:hash")
+    )
+    public var anchor: [String] = []
 
     /// Creates the command; ArgumentParser calls this while parsing.
     public init() {}
@@ -204,13 +213,40 @@ public struct AuditVerifyCommand: ParsableCommand {
         } catch {
             return (["milvus-guard: \(error)"], 2)
         }
-        do {
-            switch try SQLiteAuditReader(path: path).verify() {
-            case .ok(let count, let head):
-                return (["ok: \(count) records, head \(head)"], 0)
-            case .broken(let problem):
-                return (["broken: \(problem)"], 1)
+        var anchors: [AuditChainHead] = []
+        for text in self.anchor {
+            guard let anchor = AuditChainHead(parsing: text) else {
+                return (["milvus-guard: --anchor: not SEQ:HASH (a record number and 64 hex digits): \"\(text)\""], 2)
             }
+            anchors.append(anchor)
+        }
+        do {
+            let reader = try SQLiteAuditReader(path: path)
+            let count: Int
+            switch try reader.verify() {
+            case .ok(let records, _): count = records
+            case .broken(let problem): return (["broken: \(problem)"], 1)
+            }
+            let head = try reader.head() ?? AuditChainHead(sequence: 0, hash: String(repeating: "0", count: 64))
+            var lines: [String] = []
+            var failed = false
+            for anchor in anchors {
+                switch try reader.check(anchor) {
+                case .matches:
+                    lines.append("anchor \(anchor.sequence): matches")
+                case .rewritten(let stored):
+                    failed = true
+                    lines.append(
+                        "broken: record \(anchor.sequence) rewritten: its hash is \(stored), the anchor says \(anchor.hash)"
+                    )
+                case .truncated(let last):
+                    failed = true
+                    lines.append("broken: record \(anchor.sequence) removed: the chain ends at record \(last)")
+                case .pruned:
+                    lines.append("anchor \(anchor.sequence): pruned, cannot be checked")
+                }
+            }
+            return (["ok: \(count) records, head \(head)"] + lines, failed ? 1 : 0)
         } catch {
             return (["milvus-guard: \(error)"], 1)
         }

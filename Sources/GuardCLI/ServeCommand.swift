@@ -112,10 +112,14 @@ public struct ServeCommand: ParsableCommand {
         let audit: ProxyAudit?
         if config.audit.enabled {
             do {
+                // The chain's head goes to the log every 10 minutes while records are written, and at exit: a log
+                // shipped off the machine then holds anchors for `audit verify --anchor`.
                 let store = try SQLiteAuditStore(
                     path: config.storePath,
                     options: AuditStoreOptions(synchronous: config.audit.synchronous)
-                )
+                ) { [logger] head in
+                    logger.notice("audit chain head", metadata: ["anchor": "\(head)"])
+                }
                 audit = ProxyAudit(log: store, reads: config.audit.reads)
             } catch {
                 Self.printError("milvus-guard: cannot open the audit store \(config.storePath): \(error.message)")

@@ -124,6 +124,34 @@ def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
     assert "altered" in (verify.stdout + verify.stderr)
 
 
+def test_logged_head_anchors_the_chain(audited, tmp_path):
+    """The guard logs the chain's head ("audit chain head anchor=SEQ:HASH") when it first writes; verify
+    --anchor with it passes, and fails once the newest records are deleted from a copy (a truncation the chain
+    alone can't show)."""
+    server, _ = audited
+    harness.wait_until(lambda: "audit chain head" in server.log_tail(200000), 10, "the chain head in the log")
+    line = next(l for l in server.log_tail(200000).splitlines() if "audit chain head" in l)
+    anchor = line.split("anchor=")[1].split()[0]
+    sequence = int(anchor.split(":")[0])
+    verify = guard_cli(server.work_dir, "audit", "verify", "--anchor", anchor)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert f"anchor {sequence}: matches" in verify.stdout
+
+    sqlite3 = shutil.which("sqlite3")
+    copy = tmp_path / "truncated.db"
+    backup = subprocess.run([sqlite3, str(server.work_dir / "guard.db"), f".backup {copy}"], capture_output=True,
+                            text=True, timeout=30)
+    assert backup.returncode == 0, backup.stderr
+    cut = subprocess.run([sqlite3, str(copy), f"DELETE FROM audit_records WHERE seq >= {sequence};"],
+                         capture_output=True, text=True, timeout=30)
+    assert cut.returncode == 0, cut.stderr
+    alone = guard_cli(server.work_dir, "audit", "verify", "--store", str(copy))
+    assert alone.returncode == 0, "a truncated chain is still a valid chain"
+    anchored = guard_cli(server.work_dir, "audit", "verify", "--store", str(copy), "--anchor", anchor)
+    assert anchored.returncode == 1
+    assert f"record {sequence} removed" in anchored.stdout + anchored.stderr
+
+
 def test_read_only_store_refuses_mutations_and_serves_reads(audited):
     server, address = audited
     store = server.work_dir / "guard.db"

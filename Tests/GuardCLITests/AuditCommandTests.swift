@@ -175,8 +175,8 @@ struct AuditCommandTests {
         let ok = command.execute(currentDirectory: folder.path)
         #expect(ok.exitCode == 0)
         #expect(ok.output.count == 1)
-        #expect(ok.output[0].hasPrefix("ok: 4 records, head "))
-        #expect(ok.output[0].count == "ok: 4 records, head ".count + 64)
+        #expect(ok.output[0].hasPrefix("ok: 4 records, head 4:"))
+        #expect(ok.output[0].count == "ok: 4 records, head 4:".count + 64)
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -189,6 +189,54 @@ struct AuditCommandTests {
                 ["broken: record 4 altered: its content does not match its hash"], 1
             )
         )
+    }
+
+    /// Runs `sql` on the store with the sqlite3 shell.
+    private func sqlite(_ path: String, _ sql: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["sqlite3", path, sql]
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "the sqlite3 shell is needed (apt-get install -y sqlite3)")
+    }
+
+    private func verify(_ arguments: [String], in folder: TemporaryFolder) throws -> (output: [String], exitCode: Int32)
+    {
+        let command = try #require(
+            try GuardCommand.parseAsRoot(["audit", "verify", "--store", "audit.db"] + arguments) as? AuditVerifyCommand
+        )
+        return command.execute(currentDirectory: folder.path)
+    }
+
+    @Test("verify --anchor: a head recorded earlier matches; removing the newest records or rewriting the chain fails")
+    func anchors() throws {
+        let folder = try TemporaryFolder()
+        try makeStore(folder.file("audit.db"))
+        let head = try #require(
+            try self.verify([], in: folder).output.first?.split(separator: " ").last.map(String.init)
+        )
+        #expect(head.hasPrefix("4:"))
+        #expect(
+            try self.verify(["--anchor", head], in: folder) == (
+                ["ok: 4 records, head \(head)", "anchor 4: matches"], 0
+            )
+        )
+
+        // The newest record deleted: the chain is still valid on its own, but shorter than the anchor.
+        try self.sqlite(folder.file("audit.db"), "DELETE FROM audit_records WHERE seq = 4")
+        let truncated = try self.verify(["--anchor", head], in: folder)
+        #expect(truncated.exitCode == 1)
+        #expect(truncated.output.last == "broken: record 4 removed: the chain ends at record 3")
+
+        // An anchor whose hash the store does not hold: the chain was rewritten up to it.
+        let forged = "1:" + String(repeating: "ab", count: 32)
+        let rewritten = try self.verify(["--anchor", forged], in: folder)
+        #expect(rewritten.exitCode == 1)
+        #expect(rewritten.output.last?.hasPrefix("broken: record 1 rewritten: its hash is ") == true)
+
+        #expect(try self.verify(["--anchor", "4:xyz"], in: folder).exitCode == 2)
+        #expect(try self.verify(["--anchor", "0:" + String(repeating: "0", count: 64)], in: folder).exitCode == 2)
     }
 
     @Test("prune deletes old records, and verify still passes")
