@@ -34,6 +34,10 @@ public final class HTTP2Session {
     private var block = PendingBlock()
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
     private var outbound: [Int32: OutboundBody] = [:]
+    /// Queues of closed streams, emptied, for the next streams: their chunk arrays keep their capacity.
+    private var spareBodies: [OutboundBody] = []
+    /// At most this many spare queues are kept (more than the streams usually open at once per session).
+    private static let maxSpareBodies = 128
 
     /// Creates a session and queues our SETTINGS and the connection window update.
     /// - Throws: ``NGHTTP2Error`` when nghttp2 can't allocate the session.
@@ -168,7 +172,7 @@ public final class HTTP2Session {
             return nghttp2_submit_request(self.session, nil, nva, count, &provider, nil)
         }
         try check(streamID)
-        if !endStream { self.outbound[streamID] = OutboundBody() }
+        if !endStream { self.outbound[streamID] = self.makeBody() }
         return streamID
     }
 
@@ -189,7 +193,7 @@ public final class HTTP2Session {
             return nghttp2_submit_response(self.session, streamID, nva, count, &provider)
         }
         try check(code)
-        if !endStream { self.outbound[streamID] = OutboundBody() }
+        if !endStream { self.outbound[streamID] = self.makeBody() }
     }
 
     /// Queues body bytes for a stream submitted with a body.
@@ -197,9 +201,10 @@ public final class HTTP2Session {
     ///   bytes and must account for them itself.
     @discardableResult
     public func enqueueData(streamID: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
-        guard !bytes.isEmpty else { return self.outbound[streamID] != nil }
-        guard self.outbound[streamID]?.append(bytes) == true else { return false }
-        self.resume(streamID)
+        guard let body = self.outbound[streamID] else { return false }
+        guard !bytes.isEmpty else { return true }
+        guard body.append(bytes) else { return false }
+        self.resume(streamID, body)
         return true
     }
 
@@ -211,8 +216,8 @@ public final class HTTP2Session {
 
     /// Ends a stream's body once the queued bytes are out; with `trailers`, they close the stream.
     public func finishBody(streamID: Int32, trailers: [HeaderField]? = nil) {
-        guard self.outbound[streamID]?.finish(trailers: trailers) == true else { return }
-        self.resume(streamID)
+        guard let body = self.outbound[streamID], body.finish(trailers: trailers) else { return }
+        self.resume(streamID, body)
     }
 
     /// Bytes queued for a stream and not yet framed.
@@ -255,10 +260,15 @@ public final class HTTP2Session {
         Int(nghttp2_session_get_remote_settings(self.session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
     }
 
-    private func resume(_ streamID: Int32) {
-        guard self.outbound[streamID]?.deferred == true else { return }
-        self.outbound[streamID]?.deferred = false
+    private func resume(_ streamID: Int32, _ body: OutboundBody) {
+        guard body.deferred else { return }
+        body.deferred = false
         _ = nghttp2_session_resume_data(self.session, streamID)
+    }
+
+    /// An empty body queue: a spare one when there is one.
+    private func makeBody() -> OutboundBody {
+        self.spareBodies.popLast() ?? OutboundBody()
     }
 }
 
@@ -278,7 +288,12 @@ extension HTTP2Session {
     }
 
     /// A queue of body chunks for one stream, read front to back by the data provider.
-    struct OutboundBody {
+    ///
+    /// A class, mutated through the reference the dictionary holds: as a struct stored in the dictionary, every
+    /// change went through `Dictionary`'s `_modify` accessor, whose coroutine frame was allocated on the heap on
+    /// each call, and the provider's copy made the chunk array copy itself when it was emptied. Queues of closed
+    /// streams are emptied and reused (see ``HTTP2Session/spareBodies``), so a stream usually allocates nothing.
+    final class OutboundBody {
         private var chunks: [ArraySlice<UInt8>] = []
         private var head = 0
         private var offset = 0
@@ -288,14 +303,25 @@ extension HTTP2Session {
         /// The provider returned NGHTTP2_ERR_DEFERRED and waits for `nghttp2_session_resume_data`.
         var deferred = false
 
-        mutating func append(_ bytes: ArraySlice<UInt8>) -> Bool {
+        /// Drops what is queued (the chunks' buffers are released) but keeps the chunk array's capacity.
+        func reset() {
+            self.chunks.removeAll(keepingCapacity: true)
+            self.head = 0
+            self.offset = 0
+            self.count = 0
+            self.ended = false
+            self.trailers = nil
+            self.deferred = false
+        }
+
+        func append(_ bytes: ArraySlice<UInt8>) -> Bool {
             guard !self.ended else { return false }
             self.chunks.append(bytes)
             self.count += bytes.count
             return true
         }
 
-        mutating func finish(trailers: [HeaderField]?) -> Bool {
+        func finish(trailers: [HeaderField]?) -> Bool {
             guard !self.ended else { return false }
             self.ended = true
             self.trailers = trailers
@@ -303,7 +329,7 @@ extension HTTP2Session {
         }
 
         /// Copies up to `capacity` bytes into `destination`; returns how many.
-        mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
             var written = 0
             while written < destination.count, self.head < self.chunks.count {
                 let chunk = self.chunks[self.head]
@@ -364,11 +390,10 @@ extension HTTP2Session {
         into destination: UnsafeMutableRawBufferPointer,
         flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard var body = self.outbound[streamID] else {
+        guard let body = self.outbound[streamID] else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         let written = body.read(into: destination)
-        defer { self.outbound[streamID] = body }
         if written > 0 {
             self.events.append(.outboundConsumed(streamID: streamID, count: written))
         }
@@ -478,9 +503,13 @@ extension HTTP2Session {
     }
 
     private func streamClosed(_ streamID: Int32, errorCode: UInt32) {
-        if let body = self.outbound.removeValue(forKey: streamID), body.count > 0 {
-            // Dropped bytes count as consumed: the side that sent them must get its window back.
-            self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
+        if let body = self.outbound.removeValue(forKey: streamID) {
+            if body.count > 0 {
+                // Dropped bytes count as consumed: the side that sent them must get its window back.
+                self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
+            }
+            body.reset()
+            if self.spareBodies.count < Self.maxSpareBodies { self.spareBodies.append(body) }
         }
         self.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
     }

@@ -157,6 +157,28 @@ struct HTTP2SessionTests {
         #expect(!pair.clientSeen.contains { if case .headers = $0 { true } else { false } })
     }
 
+    @Test("A stream reset with body bytes still queued leaves nothing behind for the next stream's body")
+    func bodyQueueReusedAfterReset() throws {
+        var pair = try SessionPair()
+        let first = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+        try pair.pump()
+        // Queued but never framed: the stream is reset before the next flush.
+        pair.client.enqueueData(streamID: first, [9, 9, 9])
+        pair.client.finishBody(streamID: first)
+        pair.client.resetStream(first, errorCode: HTTP2ErrorCode.cancel)
+        try pair.pump()
+        #expect(pair.clientSeen.contains(.consumed(first, 3)))
+
+        pair.serverSeen = []
+        let second = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+        #expect(pair.client.queuedBytes(streamID: second) == 0)
+        #expect(pair.client.enqueueData(streamID: second, self.body))
+        pair.client.finishBody(streamID: second)
+        try pair.pump()
+        #expect(pair.serverSeen.body(of: second) == self.body)
+        #expect(pair.serverSeen.received.last == .endStream(second))
+    }
+
     @Test("RST_STREAM from the server closes the stream on the client with its error code")
     func serverReset() throws {
         var pair = try SessionPair()
