@@ -32,10 +32,17 @@ public final class HTTP2Session {
     /// The header block being received. HTTP/2 forbids interleaving header blocks (RFC 9113 §6.10),
     /// so one is enough.
     private var block = PendingBlock()
+    /// How many fields the last header block of each kind had: the next block of that kind reserves room for
+    /// as many, so its array is allocated once instead of growing field by field.
+    private var expectedFields = (request: 8, response: 4, trailers: 2)
+    /// Strings of header names and values this peer sent recently (beyond ``KnownHeaders``).
+    private var headerStrings = HeaderStringCache()
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
     private var outbound: [Int32: OutboundBody] = [:]
     /// Queues of closed streams, emptied, for the next streams: their chunk arrays keep their capacity.
     private var spareBodies: [OutboundBody] = []
+    /// The most fields a header block reserves room for before its first field arrives.
+    private static let maxExpectedFields = 32
     /// At most this many spare queues are kept (more than the streams usually open at once per session).
     private static let maxSpareBodies = 128
 
@@ -463,6 +470,13 @@ extension HTTP2Session {
         default: kind = .trailers
         }
         self.block = PendingBlock(streamID: frame.hd.stream_id, kind: kind)
+        let expected =
+            switch kind {
+            case .request: self.expectedFields.request
+            case .response: self.expectedFields.response
+            case .trailers: self.expectedFields.trailers
+            }
+        self.block.fields.reserveCapacity(expected)
     }
 
     private func header(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
@@ -472,7 +486,9 @@ extension HTTP2Session {
             self.block.oversized = true
             return
         }
-        self.block.fields.append(HeaderField(KnownHeaders.string(name), KnownHeaders.string(value)))
+        let name = self.headerStrings.string(name)
+        let value = self.headerStrings.string(value)
+        self.block.fields.append(HeaderField(name, value))
     }
 
     private func frameReceived(_ frame: nghttp2_frame) {
@@ -482,6 +498,13 @@ extension HTTP2Session {
             guard frame.hd.stream_id == self.block.streamID else { return }
             let block = self.block
             self.block = PendingBlock()
+            // Bounded, so that one peer's huge block does not make every later one reserve as much.
+            let count = min(block.fields.count, Self.maxExpectedFields)
+            switch block.kind {
+            case .request: self.expectedFields.request = count
+            case .response: self.expectedFields.response = count
+            case .trailers: self.expectedFields.trailers = count
+            }
             self.events.append(
                 .headers(
                     streamID: block.streamID,

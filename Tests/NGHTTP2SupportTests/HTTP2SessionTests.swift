@@ -179,6 +179,29 @@ struct HTTP2SessionTests {
         #expect(pair.serverSeen.received.last == .endStream(second))
     }
 
+    @Test("Long metadata repeated across requests, or changed to another value of the same length, arrives as sent")
+    func repeatedMetadata() throws {
+        var pair = try SessionPair()
+        let values = [
+            ("grpc-python/1.66.1 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXM="),
+            ("grpc-python/1.66.1 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXM="),
+            ("grpc-python/1.66.2 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXN="),
+            ("grpc-python/1.66.1 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXM="),
+        ]
+        var expected: [Seen] = []
+        for (agent, authorization) in values {
+            let headers =
+                SessionPair.requestHeaders() + [
+                    HeaderField("user-agent", agent), HeaderField("authorization", authorization),
+                    HeaderField("x-custom-metadata-name", "x"),
+                ]
+            let streamID = try pair.client.submitRequest(headers, endStream: true)
+            expected.append(.headers(streamID, .request, headers, endStream: true, oversized: false))
+        }
+        try pair.pump()
+        #expect(pair.serverSeen.received == expected)
+    }
+
     @Test("RST_STREAM from the server closes the stream on the client with its error code")
     func serverReset() throws {
         var pair = try SessionPair()
