@@ -207,7 +207,7 @@ final class ProxiedCall {
             return
         }
         // The gate took the prefix and payload apart; what goes on is exactly what arrived.
-        self.pendingBody = forward + self.pendingBody
+        self.pendingBody = self.pendingBody.isEmpty ? forward : forward + self.pendingBody
         self.pendingHeld = held
         switch client.worker.auditBeforeForwarding(self, decoded: decoded) {
         case .forward: client.worker.pool.start(self)
