@@ -39,12 +39,13 @@ public final class HTTP2Session {
     private var headerStrings = HeaderStringCache()
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
     private var outbound: [Int32: OutboundBody] = [:]
-    /// Queues of closed streams, emptied, for the next streams: their chunk arrays keep their capacity.
+    /// Queues of closed streams, emptied, for the next streams: their (small) chunk arrays keep their capacity.
     private var spareBodies: [OutboundBody] = []
     /// The most fields a header block reserves room for before its first field arrives.
     private static let maxExpectedFields = 32
-    /// At most this many spare queues are kept (more than the streams usually open at once per session).
-    private static let maxSpareBodies = 128
+    /// At most this many spare queues are kept. With ``OutboundBody/maxKeptChunks``, this bounds what a session
+    /// keeps for reuse (about 40 KiB) whatever its peers did with earlier streams.
+    private static let maxSpareBodies = 64
 
     /// Creates a session and queues our SETTINGS and the connection window update.
     /// - Throws: ``NGHTTP2Error`` when nghttp2 can't allocate the session.
@@ -310,9 +311,18 @@ extension HTTP2Session {
         /// The provider returned NGHTTP2_ERR_DEFERRED and waits for `nghttp2_session_resume_data`.
         var deferred = false
 
-        /// Drops what is queued (the chunks' buffers are released) but keeps the chunk array's capacity.
+        /// A chunk array with room for more entries than this is not kept for reuse: a peer that sent a body in
+        /// many tiny DATA frames must not leave large arrays behind in the spare queues.
+        static let maxKeptChunks = 16
+
+        /// Drops what is queued (the chunks' buffers are released) but keeps the chunk array's capacity, unless
+        /// it is larger than ``maxKeptChunks``.
         func reset() {
-            self.chunks.removeAll(keepingCapacity: true)
+            if self.chunks.capacity > Self.maxKeptChunks {
+                self.chunks = []
+            } else {
+                self.chunks.removeAll(keepingCapacity: true)
+            }
             self.head = 0
             self.offset = 0
             self.count = 0

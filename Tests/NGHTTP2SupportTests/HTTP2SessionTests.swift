@@ -179,6 +179,23 @@ struct HTTP2SessionTests {
         #expect(pair.serverSeen.received.last == .endStream(second))
     }
 
+    @Test("Bodies queued in many small chunks arrive whole, stream after stream")
+    func manySmallChunks() throws {
+        var pair = try SessionPair()
+        for _ in 0..<3 {
+            let streamID = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+            for byte in self.body { #expect(pair.client.enqueueData(streamID: streamID, [byte])) }
+            pair.client.finishBody(streamID: streamID)
+            try pair.pump()
+            #expect(pair.serverSeen.body(of: streamID) == self.body)
+            #expect(pair.clientSeen.consumedBytes(of: streamID) == self.body.count)
+            // Closing the stream hands its body queue back to the session for the next stream.
+            try pair.server.submitResponse(streamID: streamID, SessionPair.responseHeaders, endStream: true)
+            try pair.pump()
+            #expect(pair.clientSeen.last == .closed(streamID, errorCode: 0))
+        }
+    }
+
     @Test("Long metadata repeated across requests, or changed to another value of the same length, arrives as sent")
     func repeatedMetadata() throws {
         var pair = try SessionPair()
