@@ -32,8 +32,20 @@ public final class HTTP2Session {
     /// The header block being received. HTTP/2 forbids interleaving header blocks (RFC 9113 §6.10),
     /// so one is enough.
     private var block = PendingBlock()
+    /// How many fields the last header block of each kind had: the next block of that kind reserves room for
+    /// as many, so its array is allocated once instead of growing field by field.
+    private var expectedFields = (request: 8, response: 4, trailers: 2)
+    /// Strings of header names and values this peer sent recently (beyond ``KnownHeaders``).
+    private var headerStrings = HeaderStringCache()
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
     private var outbound: [Int32: OutboundBody] = [:]
+    /// Queues of closed streams, emptied, for the next streams: their (small) chunk arrays keep their capacity.
+    private var spareBodies: [OutboundBody] = []
+    /// The most fields a header block reserves room for before its first field arrives.
+    private static let maxExpectedFields = 32
+    /// At most this many spare queues are kept. With ``OutboundBody/maxKeptChunks``, this bounds what a session
+    /// keeps for reuse (about 40 KiB) whatever its peers did with earlier streams.
+    private static let maxSpareBodies = 64
 
     /// Creates a session and queues our SETTINGS and the connection window update.
     /// - Throws: ``NGHTTP2Error`` when nghttp2 can't allocate the session.
@@ -168,7 +180,7 @@ public final class HTTP2Session {
             return nghttp2_submit_request(self.session, nil, nva, count, &provider, nil)
         }
         try check(streamID)
-        if !endStream { self.outbound[streamID] = OutboundBody() }
+        if !endStream { self.outbound[streamID] = self.makeBody() }
         return streamID
     }
 
@@ -189,7 +201,7 @@ public final class HTTP2Session {
             return nghttp2_submit_response(self.session, streamID, nva, count, &provider)
         }
         try check(code)
-        if !endStream { self.outbound[streamID] = OutboundBody() }
+        if !endStream { self.outbound[streamID] = self.makeBody() }
     }
 
     /// Queues body bytes for a stream submitted with a body.
@@ -197,9 +209,10 @@ public final class HTTP2Session {
     ///   bytes and must account for them itself.
     @discardableResult
     public func enqueueData(streamID: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
-        guard !bytes.isEmpty else { return self.outbound[streamID] != nil }
-        guard self.outbound[streamID]?.append(bytes) == true else { return false }
-        self.resume(streamID)
+        guard let body = self.outbound[streamID] else { return false }
+        guard !bytes.isEmpty else { return true }
+        guard body.append(bytes) else { return false }
+        self.resume(streamID, body)
         return true
     }
 
@@ -211,8 +224,8 @@ public final class HTTP2Session {
 
     /// Ends a stream's body once the queued bytes are out; with `trailers`, they close the stream.
     public func finishBody(streamID: Int32, trailers: [HeaderField]? = nil) {
-        guard self.outbound[streamID]?.finish(trailers: trailers) == true else { return }
-        self.resume(streamID)
+        guard let body = self.outbound[streamID], body.finish(trailers: trailers) else { return }
+        self.resume(streamID, body)
     }
 
     /// Bytes queued for a stream and not yet framed.
@@ -255,10 +268,15 @@ public final class HTTP2Session {
         Int(nghttp2_session_get_remote_settings(self.session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
     }
 
-    private func resume(_ streamID: Int32) {
-        guard self.outbound[streamID]?.deferred == true else { return }
-        self.outbound[streamID]?.deferred = false
+    private func resume(_ streamID: Int32, _ body: OutboundBody) {
+        guard body.deferred else { return }
+        body.deferred = false
         _ = nghttp2_session_resume_data(self.session, streamID)
+    }
+
+    /// An empty body queue: a spare one when there is one.
+    private func makeBody() -> OutboundBody {
+        self.spareBodies.popLast() ?? OutboundBody()
     }
 }
 
@@ -278,7 +296,12 @@ extension HTTP2Session {
     }
 
     /// A queue of body chunks for one stream, read front to back by the data provider.
-    struct OutboundBody {
+    ///
+    /// A class, mutated through the reference the dictionary holds: as a struct stored in the dictionary, every
+    /// change went through `Dictionary`'s `_modify` accessor, whose coroutine frame was allocated on the heap on
+    /// each call, and the provider's copy made the chunk array copy itself when it was emptied. Queues of closed
+    /// streams are emptied and reused (see ``HTTP2Session/spareBodies``), so a stream usually allocates nothing.
+    final class OutboundBody {
         private var chunks: [ArraySlice<UInt8>] = []
         private var head = 0
         private var offset = 0
@@ -288,14 +311,34 @@ extension HTTP2Session {
         /// The provider returned NGHTTP2_ERR_DEFERRED and waits for `nghttp2_session_resume_data`.
         var deferred = false
 
-        mutating func append(_ bytes: ArraySlice<UInt8>) -> Bool {
+        /// A chunk array with room for more entries than this is not kept for reuse: a peer that sent a body in
+        /// many tiny DATA frames must not leave large arrays behind in the spare queues.
+        static let maxKeptChunks = 16
+
+        /// Drops what is queued (the chunks' buffers are released) but keeps the chunk array's capacity, unless
+        /// it is larger than ``maxKeptChunks``.
+        func reset() {
+            if self.chunks.capacity > Self.maxKeptChunks {
+                self.chunks = []
+            } else {
+                self.chunks.removeAll(keepingCapacity: true)
+            }
+            self.head = 0
+            self.offset = 0
+            self.count = 0
+            self.ended = false
+            self.trailers = nil
+            self.deferred = false
+        }
+
+        func append(_ bytes: ArraySlice<UInt8>) -> Bool {
             guard !self.ended else { return false }
             self.chunks.append(bytes)
             self.count += bytes.count
             return true
         }
 
-        mutating func finish(trailers: [HeaderField]?) -> Bool {
+        func finish(trailers: [HeaderField]?) -> Bool {
             guard !self.ended else { return false }
             self.ended = true
             self.trailers = trailers
@@ -303,7 +346,7 @@ extension HTTP2Session {
         }
 
         /// Copies up to `capacity` bytes into `destination`; returns how many.
-        mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
             var written = 0
             while written < destination.count, self.head < self.chunks.count {
                 let chunk = self.chunks[self.head]
@@ -364,11 +407,10 @@ extension HTTP2Session {
         into destination: UnsafeMutableRawBufferPointer,
         flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard var body = self.outbound[streamID] else {
+        guard let body = self.outbound[streamID] else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         let written = body.read(into: destination)
-        defer { self.outbound[streamID] = body }
         if written > 0 {
             self.events.append(.outboundConsumed(streamID: streamID, count: written))
         }
@@ -438,6 +480,13 @@ extension HTTP2Session {
         default: kind = .trailers
         }
         self.block = PendingBlock(streamID: frame.hd.stream_id, kind: kind)
+        let expected =
+            switch kind {
+            case .request: self.expectedFields.request
+            case .response: self.expectedFields.response
+            case .trailers: self.expectedFields.trailers
+            }
+        self.block.fields.reserveCapacity(expected)
     }
 
     private func header(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
@@ -447,7 +496,9 @@ extension HTTP2Session {
             self.block.oversized = true
             return
         }
-        self.block.fields.append(HeaderField(KnownHeaders.string(name), KnownHeaders.string(value)))
+        let name = self.headerStrings.string(name)
+        let value = self.headerStrings.string(value)
+        self.block.fields.append(HeaderField(name, value))
     }
 
     private func frameReceived(_ frame: nghttp2_frame) {
@@ -457,6 +508,13 @@ extension HTTP2Session {
             guard frame.hd.stream_id == self.block.streamID else { return }
             let block = self.block
             self.block = PendingBlock()
+            // Bounded, so that one peer's huge block does not make every later one reserve as much.
+            let count = min(block.fields.count, Self.maxExpectedFields)
+            switch block.kind {
+            case .request: self.expectedFields.request = count
+            case .response: self.expectedFields.response = count
+            case .trailers: self.expectedFields.trailers = count
+            }
             self.events.append(
                 .headers(
                     streamID: block.streamID,
@@ -478,9 +536,13 @@ extension HTTP2Session {
     }
 
     private func streamClosed(_ streamID: Int32, errorCode: UInt32) {
-        if let body = self.outbound.removeValue(forKey: streamID), body.count > 0 {
-            // Dropped bytes count as consumed: the side that sent them must get its window back.
-            self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
+        if let body = self.outbound.removeValue(forKey: streamID) {
+            if body.count > 0 {
+                // Dropped bytes count as consumed: the side that sent them must get its window back.
+                self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
+            }
+            body.reset()
+            if self.spareBodies.count < Self.maxSpareBodies { self.spareBodies.append(body) }
         }
         self.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
     }

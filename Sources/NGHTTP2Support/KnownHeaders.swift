@@ -25,8 +25,9 @@ enum KnownHeaders {
         return byLength
     }()
 
-    /// The bytes as a `String`: a shared constant when they spell a known header, else a new string.
-    static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    /// The shared constant the bytes spell, if they spell a known header name or value
+    /// (``HeaderStringCache`` makes the other strings).
+    static func string(matching bytes: UnsafeBufferPointer<UInt8>) -> String? {
         if let base = bytes.baseAddress, bytes.count > 0, bytes.count < Self.byLength.count {
             for candidate in Self.byLength[bytes.count] {
                 let equal = candidate.bytes.withUnsafeBufferPointer { known in
@@ -35,6 +36,6 @@ enum KnownHeaders {
                 if equal { return candidate.string }
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return nil
     }
 }

@@ -43,7 +43,10 @@ public struct GRPCFrameDecoder: Sendable {
     private var payloadCompressed = false
     private var payloadStreamOffset = 0
     private var buffer: [UInt8] = []
-    /// Completed messages not yet taken; `readyHead` is the next one to hand out.
+    /// The one completed message not yet taken, when there is exactly one: the usual case (a unary request is
+    /// one message) needs no array. Set only while ``ready`` has nothing left to hand out.
+    private var readyOne: GRPCMessage?
+    /// Completed messages not yet taken, when there are several; `readyHead` is the next one to hand out.
     private var ready: [GRPCMessage] = []
     private var readyHead = 0
     /// Bytes given to the decoder so far.
@@ -106,7 +109,12 @@ public struct GRPCFrameDecoder: Sendable {
 
     /// The next complete message, oldest first, or `nil` if none is complete (or the decoder has failed).
     public mutating func nextMessage() -> GRPCMessage? {
-        guard self.failure == nil, self.readyHead < self.ready.count else { return nil }
+        guard self.failure == nil else { return nil }
+        if let one = self.readyOne {
+            self.readyOne = nil
+            return one
+        }
+        guard self.readyHead < self.ready.count else { return nil }
         let message = self.ready[self.readyHead]
         self.readyHead += 1
         if self.readyHead == self.ready.count {
@@ -132,6 +140,7 @@ public struct GRPCFrameDecoder: Sendable {
 
     private mutating func fail(_ error: WireError) -> WireError {
         self.failure = error
+        self.readyOne = nil
         self.ready.removeAll()
         self.readyHead = 0
         self.buffer = []
@@ -214,8 +223,16 @@ public struct GRPCFrameDecoder: Sendable {
     }
 
     private mutating func emit(payload: ArraySlice<UInt8>, compressed: Bool) {
-        self.ready.append(
-            GRPCMessage(compressed: compressed, payload: payload, streamOffset: self.payloadStreamOffset)
-        )
+        let message = GRPCMessage(compressed: compressed, payload: payload, streamOffset: self.payloadStreamOffset)
+        if self.readyOne == nil && self.readyHead == self.ready.count {
+            self.readyOne = message
+            return
+        }
+        // Several are pending: the array keeps their order, oldest first.
+        if let one = self.readyOne {
+            self.readyOne = nil
+            self.ready.append(one)
+        }
+        self.ready.append(message)
     }
 }

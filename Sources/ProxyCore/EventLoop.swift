@@ -23,6 +23,8 @@ final class EventLoop {
     private var timers = TimerQueue()
     private var armedDeadline: UInt64 = 0
     private var dirty: [HTTP2Connection] = []
+    /// The buffer ``flushDirty()`` works through, kept empty between rounds for reuse.
+    private var spareDirty: [HTTP2Connection] = []
     private var running = true
     /// Receives mailbox messages on the loop thread.
     var onMessage: (LoopMessage) -> Void = { _ in }
@@ -105,12 +107,17 @@ final class EventLoop {
         var rounds = 0
         while !self.dirty.isEmpty && rounds < 16 {
             rounds += 1
-            let batch = self.dirty
-            self.dirty.removeAll(keepingCapacity: true)
+            // Swap buffers rather than copy `dirty` and empty it: emptying a shared array with
+            // `keepingCapacity` allocates a fresh buffer every round (as in `HTTP2Connection.dispatchEvents`).
+            var batch = self.spareDirty
+            self.spareDirty = []
+            swap(&batch, &self.dirty)
             for connection in batch {
                 connection.isMarkedDirty = false
                 connection.flush()
             }
+            batch.removeAll(keepingCapacity: true)
+            self.spareDirty = batch
         }
     }
 

@@ -207,7 +207,7 @@ final class ProxiedCall {
             return
         }
         // The gate took the prefix and payload apart; what goes on is exactly what arrived.
-        self.pendingBody = forward + self.pendingBody
+        self.pendingBody = self.pendingBody.isEmpty ? forward : forward + self.pendingBody
         self.pendingHeld = held
         switch client.worker.auditBeforeForwarding(self, decoded: decoded) {
         case .forward: client.worker.pool.start(self)
@@ -329,31 +329,31 @@ final class ProxiedCall {
 
     /// The upstream stream closed (normally or reset).
     func upstreamStreamClosed(errorCode: UInt32) {
-        let status: GRPCStatus
-        switch errorCode {
-        case HTTP2ErrorCode.refusedStream:
-            status = GRPCStatus(.unavailable, "upstream refused the stream")
-        case HTTP2ErrorCode.cancel:
-            status = GRPCStatus(.cancelled, "upstream cancelled the call")
-        default:
-            status = GRPCStatus(.unavailable, "upstream reset the stream (HTTP/2 error \(errorCode))")
+        // Every call ends here, and almost always after its response finished: the status is only built
+        // for the rare call that still needs one (its message is a string of its own each time).
+        self.upstreamEnded(resetCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode) {
+            switch errorCode {
+            case HTTP2ErrorCode.refusedStream: GRPCStatus(.unavailable, "upstream refused the stream")
+            case HTTP2ErrorCode.cancel: GRPCStatus(.cancelled, "upstream cancelled the call")
+            default: GRPCStatus(.unavailable, "upstream reset the stream (HTTP/2 error \(errorCode))")
+            }
         }
-        self.upstreamEnded(status, resetCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode)
     }
 
     /// The upstream connection failed or could not be opened.
     func upstreamFailed(_ status: GRPCStatus) {
-        self.upstreamEnded(status, resetCode: HTTP2ErrorCode.internalError)
+        self.upstreamEnded(resetCode: HTTP2ErrorCode.internalError) { status }
     }
 
     /// The upstream side is gone before the response finished: a call whose response has not started
-    /// gets `status`; one already streaming a response can only be reset with `resetCode`.
-    private func upstreamEnded(_ status: GRPCStatus, resetCode: UInt32) {
+    /// gets the status `makeStatus` builds (called only then); one already streaming a response can only
+    /// be reset with `resetCode`.
+    private func upstreamEnded(resetCode: UInt32, makeStatus: () -> GRPCStatus) {
         self.upstream = nil
         self.releaseRequestWindow()
         guard !self.responseFinished, let client = self.client, !self.clientClosed else { return }
         guard self.responseStarted else {
-            self.respond(status)
+            self.respond(makeStatus())
             return
         }
         self.responseFinished = true

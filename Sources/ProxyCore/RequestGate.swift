@@ -28,7 +28,15 @@ struct RequestGate {
     let metadataDatabase: String?
     private let limits: WireLimits
     private var decoder: GRPCFrameDecoder
-    private var messages: [GRPCMessage] = []
+    /// The first complete message: the only one a unary or server-streaming request may have, and the one a
+    /// bidi stream is decided on (its later messages are forwarded from ``rawChunks`` unread).
+    private var message: GRPCMessage?
+    /// Complete messages seen (a second one refuses a request that is not a bidi stream).
+    private var messageCount = 0
+    /// The request's first chunk while it is the only one: when it holds exactly the one message, prefix
+    /// and payload, it is forwarded as it is, without rebuilding the prefix.
+    private var onlyChunk: ArraySlice<UInt8>?
+    private var chunkCount = 0
     /// A bidi stream is decided on its first message while more bytes may already be held: those go on
     /// as they arrived, so the raw chunks are kept (bidi only).
     private var rawChunks: [ArraySlice<UInt8>] = []
@@ -47,20 +55,23 @@ struct RequestGate {
     var decidesOnFirstMessage: Bool { self.rpc.streaming == .bidiStreaming }
 
     /// Whether a complete message is held.
-    var hasMessage: Bool { !self.messages.isEmpty }
+    var hasMessage: Bool { self.message != nil }
 
     /// Takes a chunk of the request body.
     mutating func append(_ bytes: [UInt8]) throws(Refusal) {
         self.heldBytes += bytes.count
         if self.decidesOnFirstMessage { self.rawChunks.append(bytes[...]) }
+        self.chunkCount += 1
+        self.onlyChunk = self.chunkCount == 1 ? bytes[...] : nil
         do {
             try self.decoder.append(bytes)
         } catch {
             throw .status(Self.status(for: error, rpc: self.rpc))
         }
         while let message = self.decoder.nextMessage() {
-            self.messages.append(message)
-            if self.messages.count > 1 && self.rpc.streaming != .bidiStreaming {
+            if self.message == nil { self.message = message }
+            self.messageCount += 1
+            if self.messageCount > 1 && self.rpc.streaming != .bidiStreaming {
                 throw .status(
                     GRPCStatus(.invalidArgument, "\(self.rpc.name) takes one request message; got a second one")
                 )
@@ -78,7 +89,7 @@ struct RequestGate {
                 throw .status(Self.status(for: error, rpc: self.rpc))
             }
         }
-        guard let first = self.messages.first else {
+        guard let first = self.message else {
             throw .status(GRPCStatus(.invalidArgument, "\(self.rpc.name) request has no message"))
         }
         let call: MilvusCall
@@ -109,19 +120,18 @@ struct RequestGate {
             defer { self.rawChunks = [] }
             return (call, self.rawChunks)
         }
-        var forward: [ArraySlice<UInt8>] = []
-        for message in self.messages {
-            let length = UInt32(message.payload.count)
-            forward.append(
-                [
-                    message.compressed ? 1 : 0, UInt8(length >> 24), UInt8((length >> 16) & 0xFF),
-                    UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF),
-                ][...]
-            )
-            forward.append(message.payload)
+        // Not a bidi stream: `first` is the one message (a second was refused in `append`).
+        self.message = nil
+        if let chunk = self.onlyChunk, chunk.count == 5 + first.payload.count {
+            // The usual request: one DATA chunk holding the whole frame, which the decoder checked.
+            return (call, [chunk])
         }
-        self.messages = []
-        return (call, forward)
+        let length = UInt32(first.payload.count)
+        let prefix: [UInt8] = [
+            first.compressed ? 1 : 0, UInt8(length >> 24), UInt8((length >> 16) & 0xFF),
+            UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF),
+        ]
+        return (call, [prefix[...], first.payload])
     }
 
     /// Inflates a compressed message for inspection, bounded by the message limit (a zip bomb stops there).

@@ -157,6 +157,68 @@ struct HTTP2SessionTests {
         #expect(!pair.clientSeen.contains { if case .headers = $0 { true } else { false } })
     }
 
+    @Test("A stream reset with body bytes still queued leaves nothing behind for the next stream's body")
+    func bodyQueueReusedAfterReset() throws {
+        var pair = try SessionPair()
+        let first = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+        try pair.pump()
+        // Queued but never framed: the stream is reset before the next flush.
+        pair.client.enqueueData(streamID: first, [9, 9, 9])
+        pair.client.finishBody(streamID: first)
+        pair.client.resetStream(first, errorCode: HTTP2ErrorCode.cancel)
+        try pair.pump()
+        #expect(pair.clientSeen.contains(.consumed(first, 3)))
+
+        pair.serverSeen = []
+        let second = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+        #expect(pair.client.queuedBytes(streamID: second) == 0)
+        #expect(pair.client.enqueueData(streamID: second, self.body))
+        pair.client.finishBody(streamID: second)
+        try pair.pump()
+        #expect(pair.serverSeen.body(of: second) == self.body)
+        #expect(pair.serverSeen.received.last == .endStream(second))
+    }
+
+    @Test("Bodies queued in many small chunks arrive whole, stream after stream")
+    func manySmallChunks() throws {
+        var pair = try SessionPair()
+        for _ in 0..<3 {
+            let streamID = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+            for byte in self.body { #expect(pair.client.enqueueData(streamID: streamID, [byte])) }
+            pair.client.finishBody(streamID: streamID)
+            try pair.pump()
+            #expect(pair.serverSeen.body(of: streamID) == self.body)
+            #expect(pair.clientSeen.consumedBytes(of: streamID) == self.body.count)
+            // Closing the stream hands its body queue back to the session for the next stream.
+            try pair.server.submitResponse(streamID: streamID, SessionPair.responseHeaders, endStream: true)
+            try pair.pump()
+            #expect(pair.clientSeen.last == .closed(streamID, errorCode: 0))
+        }
+    }
+
+    @Test("Long metadata repeated across requests, or changed to another value of the same length, arrives as sent")
+    func repeatedMetadata() throws {
+        var pair = try SessionPair()
+        let values = [
+            ("grpc-python/1.66.1 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXM="),
+            ("grpc-python/1.66.1 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXM="),
+            ("grpc-python/1.66.2 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXN="),
+            ("grpc-python/1.66.1 grpc-c/43.0.0", "Basic cm9vdDpNaWx2dXM="),
+        ]
+        var expected: [Seen] = []
+        for (agent, authorization) in values {
+            let headers =
+                SessionPair.requestHeaders() + [
+                    HeaderField("user-agent", agent), HeaderField("authorization", authorization),
+                    HeaderField("x-custom-metadata-name", "x"),
+                ]
+            let streamID = try pair.client.submitRequest(headers, endStream: true)
+            expected.append(.headers(streamID, .request, headers, endStream: true, oversized: false))
+        }
+        try pair.pump()
+        #expect(pair.serverSeen.received == expected)
+    }
+
     @Test("RST_STREAM from the server closes the stream on the client with its error code")
     func serverReset() throws {
         var pair = try SessionPair()

@@ -51,6 +51,23 @@ struct GRPCFrameDecoderTests {
         #expect(messages.map { Array($0.payload) } == [drop, [], Array(repeating: 0xAB, count: 300)])
     }
 
+    @Test("Messages not taken yet keep their order when more arrive, however many are pending")
+    func pendingMessagesKeepOrder() throws {
+        var decoder = GRPCFrameDecoder(maxMessageSize: 1 << 20)
+        var taken: [[UInt8]?] = []
+        try decoder.append(framed([1]))
+        try decoder.append(framed([2]))  // one pending, then two
+        taken.append(decoder.nextMessage().map { Array($0.payload) })
+        try decoder.append(framed([3]) + framed([4]))  // more while one is still pending
+        taken.append(decoder.nextMessage().map { Array($0.payload) })
+        try decoder.append(framed([5]))
+        while let message = decoder.nextMessage() { taken.append(Array(message.payload)) }
+        try decoder.append(framed([6]))  // alone again after everything was taken
+        taken.append(decoder.nextMessage().map { Array($0.payload) })
+        #expect(decoder.nextMessage() == nil)
+        #expect(taken == [[1], [2], [3], [4], [5], [6]])
+    }
+
     @Test("A message that arrives whole in an ArraySlice is not copied")
     func zeroCopy() throws {
         let chunk = self.stream

@@ -36,6 +36,23 @@ struct InspectionTests {
         #expect(record.bodies == [body])
     }
 
+    @Test("A request that arrives in several DATA frames is forwarded byte for byte, prefix included")
+    func splitRequestForwardedUnchanged() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
+        let client = try TestClient(port: proxy.port)
+        let body = TestClient.rawGRPCFrame(Self.dropTwice)
+        // Inside the prefix, then inside the payload.
+        let streamID = try client.start(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+            chunks: [Array(body[..<3]), Array(body[3..<8]), Array(body[8...])]
+        )
+        try client.run { $0.streams[streamID]?.closedWith != nil }
+        #expect(client.streams[streamID]?.grpcStatus == "0")
+        #expect(proxy.stop())
+        #expect(upstream.record.value.bodies == [body])
+    }
+
     @Test(
         "Unknown RPC paths are refused with UNIMPLEMENTED and never forwarded",
         arguments: [

@@ -90,6 +90,19 @@ final class TestClient {
         return streamID
     }
 
+    /// Opens a stream whose body goes out in `chunks`, each written to the socket before the next is queued,
+    /// so that each travels in DATA frames of its own; the body ends after the last one.
+    func start(_ headers: [HeaderField], chunks: [[UInt8]]) throws -> Int32 {
+        let streamID = try self.session.submitRequest(headers, endStream: false)
+        self.streams[streamID] = StreamResult()
+        for chunk in chunks {
+            self.session.enqueueData(streamID: streamID, chunk)
+            try self.run { $0.session.queuedBytes(streamID: streamID) == 0 }
+        }
+        self.session.finishBody(streamID: streamID)
+        return streamID
+    }
+
     /// One call: opens it and exchanges bytes until it closes.
     func call(_ headers: [HeaderField], body: [UInt8]?, timeoutMilliseconds: Int = 5_000) throws -> StreamResult {
         let streamID = try self.start(headers, body: body)
