@@ -9,27 +9,25 @@ public struct RuleID: Hashable, Sendable, CustomStringConvertible {
     public let line: Int
     /// The built-in rule's name, or `nil` for a rule of a policy file.
     public let builtinName: String?
+    /// `file:line`, or `builtin:<name>`: made once, since every audit record and decision log of the rule cites it.
+    public let description: String
 
     /// A rule written at `line` of `file`.
     public init(file: String, line: Int) {
         self.file = file
         self.line = line
         self.builtinName = nil
+        self.description = "\(file):\(line)"
     }
 
     private init(builtin name: String) {
         self.file = "builtin"
         self.line = 0
         self.builtinName = name
+        self.description = "builtin:\(name)"
     }
 
     /// The built-in rule that lets every authenticated principal call the session RPCs (Connect, GetVersion,
     /// CheckHealth, AllocTimestamp).
     public static let session = RuleID(builtin: "session")
-
-    /// `file:line`, or `builtin:<name>`.
-    public var description: String {
-        if let name = self.builtinName { return "builtin:\(name)" }
-        return "\(self.file):\(self.line)"
-    }
 }

@@ -198,7 +198,7 @@ extension ProxyWorker {
         }
         record.requestBytes = Int64(call.requestBytes)
         record.decision = (call.verdict ?? .failed).rawValue
-        record.rule = call.rule.map { "\($0)" }
+        record.rule = call.rule?.description
     }
 
     /// Named targets other than database, collection and partitions.
