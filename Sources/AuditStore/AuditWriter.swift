@@ -248,21 +248,18 @@ final class AuditWriter: Sendable {
         }
     }
 
-    /// Calls each listener once with its records' results, in submission order.
+    /// Calls each listener once with its records' results, in submission order. Listeners are few (one per event
+    /// loop), so they are grouped by a linear search rather than a dictionary, whose in-place updates allocate.
     private static func notify(_ waiters: [Waiter], _ results: [AuditResult]) {
-        var order: [ObjectIdentifier] = []
-        var groups: [ObjectIdentifier: (listener: any AuditListener, results: [AuditResult])] = [:]
+        var groups: [(listener: any AuditListener, results: [AuditResult])] = []
         for (waiter, result) in zip(waiters, results) {
             guard let listener = waiter.listener else { continue }
-            let id = ObjectIdentifier(listener)
-            if groups[id] == nil {
-                order.append(id)
-                groups[id] = (listener, [])
+            if let index = groups.firstIndex(where: { $0.listener === listener }) {
+                groups[index].results.append(result)
+            } else {
+                groups.append((listener, [result]))
             }
-            groups[id]?.results.append(result)
         }
-        for id in order {
-            if let group = groups[id] { group.listener.auditCompleted(group.results) }
-        }
+        for group in groups { group.listener.auditCompleted(group.results) }
     }
 }

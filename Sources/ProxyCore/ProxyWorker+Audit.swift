@@ -102,10 +102,9 @@ extension ProxyWorker {
     /// PERMISSION_DENIED, others UNKNOWN); the message starts with the HTTP status.
     func auditProtocolRefusal(_ client: ClientConnection, asked: String, httpStatus: Int, message: String) {
         guard let audit = self.services.audit else { return }
-        self.callCounter &+= 1
         var record = AuditRecord(
             kind: .refusal,
-            callID: self.callIDPrefix + Self.hex(self.callCounter),
+            callID: self.nextCallID(),
             timeMilliseconds: Self.wallClockMilliseconds()
         )
         record.client = client.peer
@@ -233,17 +232,26 @@ extension ProxyWorker {
     /// A call's id: this loop's random prefix and a counter, 32 hex digits, made once per call.
     private func callID(for call: ProxiedCall) -> String {
         if let id = call.callID { return id }
-        self.callCounter &+= 1
-        let id = self.callIDPrefix + Self.hex(self.callCounter)
+        let id = self.nextCallID()
         call.callID = id
         return id
     }
 
-    static func hex(_ value: UInt64) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for index in 0..<16 { bytes[index] = digits[Int((value >> UInt64(60 - 4 * index)) & 0xF)] }
-        return String(decoding: bytes, as: UTF8.self)
+    /// The next call id of this loop: its prefix and counter as 32 lowercase hex digits, in one allocation.
+    private func nextCallID() -> String {
+        self.callCounter &+= 1
+        return Self.callID(prefix: self.callIDPrefix, counter: self.callCounter)
+    }
+
+    static func callID(prefix: UInt64, counter: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            for index in 0..<32 {
+                let value = index < 16 ? prefix : counter
+                let nibble = UInt8(truncatingIfNeeded: value >> UInt64(60 - 4 * (index & 15))) & 0xF
+                buffer[index] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble  // 0-9, a-f
+            }
+            return 32
+        }
     }
 
     static func wallClockMilliseconds() -> Int64 {

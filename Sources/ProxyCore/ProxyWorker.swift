@@ -41,7 +41,7 @@ final class ProxyWorker: LoopHandler {
     /// Records were queued during this loop iteration; the writer is woken at its end.
     var auditWakeDue = false
     /// Call ids: a random prefix per loop and a counter.
-    let callIDPrefix: String
+    let callIDPrefix: UInt64
     var callCounter: UInt64 = 0
     /// Receives the audit writer's results for this loop.
     let auditListener: LoopAuditListener
@@ -64,7 +64,7 @@ final class ProxyWorker: LoopHandler {
         self.metrics = metrics
         self.auditListener = LoopAuditListener(mailbox: loop.mailbox)
         let random = (try? Crypto.randomBytes(count: 8)) ?? []
-        self.callIDPrefix = Self.hex(random.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } ^ EventLoop.now())
+        self.callIDPrefix = random.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } ^ EventLoop.now()
         self.services = services
         self.active = policy
         self.generation = generation

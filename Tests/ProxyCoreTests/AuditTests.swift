@@ -130,6 +130,16 @@ struct AuditTests {
         #expect(setup.upstream.record.value.requests.isEmpty)
     }
 
+    @Test("Call ids are the loop's prefix and a counter, 32 lowercase hex digits")
+    func callIDs() {
+        #expect(ProxyWorker.callID(prefix: 0, counter: 1) == String(repeating: "0", count: 31) + "1")
+        #expect(
+            ProxyWorker.callID(prefix: 0x0123_4567_89ab_cdef, counter: 0xfedc_ba98_7654_3210)
+                == "0123456789abcdeffedcba9876543210"
+        )
+        #expect(ProxyWorker.callID(prefix: .max, counter: .max) == String(repeating: "f", count: 32))
+    }
+
     @Test("A refused client's request line is kept printable and short")
     func requestLine() {
         #expect(
