@@ -31,6 +31,9 @@ struct ChainEncoder {
     private(set) var hashed: [UInt8] = []
     /// The hash of the last row (64 lowercase hex characters as UTF-8): the next row's prev_hash.
     private(set) var hash: [UInt8]
+    /// The hash before ``hash``: the prev_hash of the last row. Swapped with ``hash`` per row, so neither buffer is
+    /// shared when it is rewritten (a copy would make `removeAll(keepingCapacity:)` allocate).
+    private var previousHash: [UInt8] = []
 
     private var digest = [UInt8](repeating: 0, count: 32)
     /// Where the row being encoded starts in ``columns``.
@@ -71,8 +74,8 @@ struct ChainEncoder {
     mutating func encode(_ record: AuditRecord, sequence: Int64) {
         self.hashed.removeAll(keepingCapacity: true)
         self.firstColumn = self.columns.count
-        let prevHash = self.hash
-        self.hashed.append(contentsOf: prevHash)
+        swap(&self.previousHash, &self.hash)
+        self.hashed.append(contentsOf: self.previousHash)
         self.hashed.append(UInt8(ascii: "["))
         // The order of ChainRow.columnNames.
         self.integer(sequence)
@@ -104,7 +107,7 @@ struct ChainEncoder {
         self.sha256.hash(self.hashed, into: &self.digest)
         self.hash.removeAll(keepingCapacity: true)
         Hex.append(self.digest, to: &self.hash)
-        self.raw(prevHash)
+        self.raw(self.previousHash)
         self.raw(self.hash)
     }
 
