@@ -133,9 +133,7 @@ public final class SQLiteAuditReader: AuditReader {
     /// - Throws: ``AuditStoreError`` if the store cannot be read.
     public func head() throws(AuditStoreError) -> AuditChainHead? {
         do {
-            let newest = try self.db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
-            guard try newest.step() == .row else { return nil }
-            return AuditChainHead(sequence: newest.int64(at: 0), hash: newest.string(at: 1) ?? "")
+            return try SQLiteAuditSchema.chainHead(self.db)
         } catch {
             throw Self.readError(error, path: self.path)
         }

@@ -121,6 +121,16 @@ enum SQLiteAuditSchema {
         return try statement.step() == .row ? Self.row(statement, from: 0) : nil
     }
 
+    /// The newest record's sequence number and hash: the head the writer appends after, and the anchor it announces.
+    static let headSQL = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+
+    /// The chain's head as an anchor, or nil for an empty store.
+    static func chainHead(_ db: SQLiteConnection) throws(SQLiteError) -> AuditChainHead? {
+        let statement = try db.prepare(Self.headSQL)
+        guard try statement.step() == .row else { return nil }
+        return AuditChainHead(sequence: statement.int64(at: 0), hash: statement.string(at: 1) ?? "")
+    }
+
     /// Appends records to the chain: the head query and the inserts, prepared once per connection (the writer
     /// appends a batch every few milliseconds under load; parsing the SQL each time cost more than the inserts of
     /// a small batch), and the SHA-256 context every record reuses.
@@ -135,7 +145,7 @@ enum SQLiteAuditSchema {
         private let sha256 = ChainEncoder.makeDigest()
 
         init(_ db: SQLiteConnection) throws(SQLiteError) {
-            self.head = try db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+            self.head = try db.prepare(SQLiteAuditSchema.headSQL)
             self.insertOne = try db.prepare(SQLiteAuditSchema.insertSQL(rows: 1))
             self.insertMany = try db.prepare(SQLiteAuditSchema.insertSQL(rows: Self.rowsPerInsert))
         }

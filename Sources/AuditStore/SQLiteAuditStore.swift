@@ -136,11 +136,8 @@ final class SQLiteBatchSink: AuditBatchSink {
     }
 
     func head() -> AuditChainHead? {
-        guard let db = try? self.connect(),
-            let statement = try? db.prepare("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"),
-            (try? statement.step()) == .row, let hash = statement.string(at: 1)
-        else { return nil }
-        return AuditChainHead(sequence: statement.int64(at: 0), hash: hash)
+        guard let db = try? self.connect() else { return nil }
+        return (try? SQLiteAuditSchema.chainHead(db)) ?? nil
     }
 
     func probe() throws(AuditStoreError) {
