@@ -93,8 +93,7 @@ final class ProxyWorker: LoopHandler {
             metrics: metrics,
             logger: logger
         )
-        // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes only one of them per connection.
-        self.listenerToken = try loop.register(listener, events: CLINUX_EPOLLIN | CLINUX_EPOLLEXCLUSIVE, handler: self)
+        try self.watchListener()
         loop.onMessage = { [unowned self] message in self.receive(message) }
         loop.onIterationEnd = { [unowned self] in self.wakeAuditWriter() }
         self.scheduleHousekeeping()
@@ -146,15 +145,21 @@ final class ProxyWorker: LoopHandler {
             self.acceptPaused = false
             guard !self.draining else { return }
             do {
-                self.listenerToken = try self.loop.register(
-                    self.listener,
-                    events: CLINUX_EPOLLIN | CLINUX_EPOLLEXCLUSIVE,
-                    handler: self
-                )
+                try self.watchListener()
             } catch {
                 self.pauseAccepting(error)
             }
         }
+    }
+
+    /// Registers the listening socket with this loop. Every loop waits on the one listening socket; EPOLLEXCLUSIVE
+    /// wakes only one of them per connection.
+    private func watchListener() throws {
+        self.listenerToken = try self.loop.register(
+            self.listener,
+            events: CLINUX_EPOLLIN | CLINUX_EPOLLEXCLUSIVE,
+            handler: self
+        )
     }
 
     static let acceptPauseMilliseconds = 100
