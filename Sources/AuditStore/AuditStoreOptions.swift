@@ -19,6 +19,14 @@ public struct AuditStoreOptions: Sendable, Hashable {
     /// mutation's request record, which a call waits for, is never delayed. A crash loses at most this much of
     /// them (their requests then show outcome `unknown`). 0 commits every batch at once.
     public var lazyCommitMilliseconds: Int
+    /// How long a small batch that a call waits for (a mutation's request record) sleeps before its commit while at
+    /// least ``commitSiblings`` other calls are in progress, so that their records share the commit and its fsync
+    /// (guard.yaml `audit.commit_delay`). It adds at most this much to a mutation's latency, and only under
+    /// concurrency; 0 commits at once.
+    public var commitDelayMilliseconds: Int
+    /// Other calls in progress (requests recorded, outcome not yet) from which ``commitDelayMilliseconds`` applies
+    /// (guard.yaml `audit.commit_siblings`).
+    public var commitSiblings: Int
     /// How often, at most, a store's `onHead` is told the chain's head while records are written.
     public var headAnnouncementMilliseconds: Int
 
@@ -28,8 +36,12 @@ public struct AuditStoreOptions: Sendable, Hashable {
         synchronous: Synchronous = .full,
         busyTimeoutMilliseconds: Int = 5_000,
         lazyCommitMilliseconds: Int = 20,
+        commitDelayMilliseconds: Int = 2,
+        commitSiblings: Int = 8,
         headAnnouncementMilliseconds: Int = 600_000
     ) {
+        self.commitDelayMilliseconds = commitDelayMilliseconds
+        self.commitSiblings = commitSiblings
         self.headAnnouncementMilliseconds = headAnnouncementMilliseconds
         self.lazyCommitMilliseconds = lazyCommitMilliseconds
         self.queueCapacity = queueCapacity

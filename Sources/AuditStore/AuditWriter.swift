@@ -29,6 +29,13 @@ protocol AuditBatchSink: AnyObject {
 /// iteration: woken by each submit, the writer would preempt the loop on a shared core and commit one record at a
 /// time while the loop still had the rest of the iteration's calls to submit.
 ///
+/// Commit delay (group commit under concurrency, like PostgreSQL's `commit_delay` and `commit_siblings`): when a
+/// batch that somebody waits for is small and at least `commitSiblings` other calls are in progress (requests
+/// recorded whose outcome has not come yet), the writer sleeps `commitDelayMilliseconds` before committing, so that
+/// the records those calls produce meanwhile share the commit and its fsync. A lone client never waits: it has no
+/// siblings. A batch of ``delayedBatchLimit`` records or more is committed at once: the writer is then busy enough
+/// for commits to fill up by themselves.
+///
 /// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
 /// most one extra (empty) wake-up.
 final class AuditWriter: Sendable {
@@ -46,6 +53,11 @@ final class AuditWriter: Sendable {
         var count: Int { self.records.count }
         var isEmpty: Bool { self.records.isEmpty }
         var hasListener: Bool { self.waiters.contains { $0.listener != nil } }
+        /// Request records somebody waits for: calls that are refused (and write no outcome) if the batch fails.
+        var awaitedRequests: Int {
+            zip(self.records, self.waiters).reduce(0) { $0 + ($1.0.kind == .request && $1.1.listener != nil ? 1 : 0) }
+        }
+        var requests: Int { self.records.reduce(0) { $0 + ($1.kind == .request ? 1 : 0) } }
 
         mutating func append(contentsOf other: Batch) {
             self.records += other.records
@@ -58,6 +70,9 @@ final class AuditWriter: Sendable {
         var inFlight = 0
         var wakePending = false
         var closing = false
+        /// Calls in progress: request records queued or written whose outcome record has not been queued yet.
+        /// Kept from the records themselves, so it needs no help from the proxy; clamped at zero.
+        var openCalls = 0
         var thread: pthread_t?
     }
 
@@ -74,6 +89,13 @@ final class AuditWriter: Sendable {
     private let lazyMilliseconds: Int
     /// A lazy batch is committed at once from this many records.
     private static let lazyBatchLimit = 4096
+    /// How long a small batch that somebody waits for sleeps for company while enough other calls are in
+    /// progress; 0 never.
+    private let commitDelayMilliseconds: Int
+    /// Other calls in progress from which a small batch is delayed.
+    private let commitSiblings: Int
+    /// A batch this large is never delayed.
+    static let delayedBatchLimit = 64
     /// Told the chain's head at most every ``headMilliseconds`` while records are written, and once more at close.
     private let onHead: (@Sendable (AuditChainHead) -> Void)?
     private let headMilliseconds: Int
@@ -85,6 +107,8 @@ final class AuditWriter: Sendable {
         capacity: Int,
         probeMilliseconds: Int = 1000,
         lazyMilliseconds: Int = 0,
+        commitDelayMilliseconds: Int = 0,
+        commitSiblings: Int = 8,
         headMilliseconds: Int = 600_000,
         onHead: (@Sendable (AuditChainHead) -> Void)? = nil,
         makeSink: @escaping @Sendable () -> any AuditBatchSink
@@ -94,6 +118,8 @@ final class AuditWriter: Sendable {
         self.headMilliseconds = max(1, headMilliseconds)
         self.probeMilliseconds = probeMilliseconds
         self.lazyMilliseconds = max(0, lazyMilliseconds)
+        self.commitDelayMilliseconds = max(0, commitDelayMilliseconds)
+        self.commitSiblings = max(1, commitSiblings)
         final class Box {
             let body: () -> Void
             init(_ body: @escaping () -> Void) { self.body = body }
@@ -125,7 +151,10 @@ final class AuditWriter: Sendable {
     /// Queues a record; wakes the writer unless `wake` is false (then ``wakeWriter()`` must follow).
     func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?, wake: Bool = true) -> Bool {
         let (accepted, signal) = self.state.withLock { state -> (Bool, Bool) in
+            // An outcome ends its call even when it can't be queued: its call is over either way.
+            if record.kind == .outcome { state.openCalls = max(0, state.openCalls - 1) }
             guard !state.closing, state.queue.count < self.capacity else { return (false, false) }
+            if record.kind == .request { state.openCalls += 1 }
             state.queue.records.append(record)
             state.queue.waiters.append(Waiter(token: token, listener: listener))
             guard wake else { return (true, false) }
@@ -198,6 +227,27 @@ final class AuditWriter: Sendable {
         }
     }
 
+    /// Group commit under concurrency: sleeps ``commitDelayMilliseconds`` before committing a small batch somebody
+    /// waits for while at least ``commitSiblings`` other calls are in progress, then takes what they queued
+    /// meanwhile. A plain sleep, not a wait on the signal: woken by every loop iteration, the writer would preempt
+    /// the loops it waits for.
+    private func delayCommit(_ batch: inout Batch, closing: inout Bool) {
+        guard self.commitDelayMilliseconds > 0, !closing, self.isWritable,
+            batch.count < Self.delayedBatchLimit, batch.hasListener
+        else { return }
+        let others = self.state.withLock { $0.openCalls } - batch.requests
+        guard others >= self.commitSiblings else { return }
+        var delay = timespec(
+            tv_sec: self.commitDelayMilliseconds / 1000,
+            tv_nsec: (self.commitDelayMilliseconds % 1000) * 1_000_000
+        )
+        var left = timespec()
+        while nanosleep(&delay, &left) != 0 && errno == EINTR { delay = left }
+        let (more, closingNow) = self.take()
+        batch.append(contentsOf: more)
+        closing = closingNow
+    }
+
     private static func monotonicMilliseconds() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
@@ -230,6 +280,7 @@ final class AuditWriter: Sendable {
                 continue
             }
             self.extendLazily(&batch, closing: &closing)
+            self.delayCommit(&batch, closing: &closing)
             var results: [AuditResult]
             do {
                 let sequences = try sink.append(batch.records)
@@ -241,6 +292,9 @@ final class AuditWriter: Sendable {
                 results = zip(batch.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
             } catch {
                 self.writable.store(false, ordering: .releasing)
+                // Their calls are refused: no outcome will end them.
+                let refused = batch.awaitedRequests
+                self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
                 results = batch.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) }
             }
             self.state.withLock { $0.inFlight = 0 }

@@ -46,6 +46,8 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
             name: "guard-audit",
             capacity: options.queueCapacity,
             lazyMilliseconds: options.lazyCommitMilliseconds,
+            commitDelayMilliseconds: options.commitDelayMilliseconds,
+            commitSiblings: options.commitSiblings,
             headMilliseconds: options.headAnnouncementMilliseconds,
             onHead: onHead
         ) {

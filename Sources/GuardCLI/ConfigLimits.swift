@@ -24,6 +24,10 @@ enum ConfigLimits {
     /// `limits.held_bytes_per_connection` and `limits.held_bytes_total`: 64 KiB...64 GiB of requests held
     /// for inspection.
     static let heldBytes = 65_536...(64 << 30)
+    /// `audit.commit_delay`: 0 (commit at once)...100ms; it adds up to this much to a mutation's latency.
+    static let commitDelay = 0...100
+    /// `audit.commit_siblings`: other calls in progress from which the commit delay applies.
+    static let commitSiblings = 1...1_000_000
     /// `limits.auth_failures_per_minute`: failed authentications per client address before it is refused.
     static let authFailures = 1...1_000_000
     /// `limits.credential_cache`: how long a verified credential is reused, 0s (never)...24h.

@@ -23,7 +23,7 @@ struct ConfigParser {
             "listen", "upstream", "policies", "mode", "store", "audit", "admin", "threads", "tls", "limits",
             "log_level", "pid_file",
         ]
-        static let audit = ["enabled", "reads", "sync"]
+        static let audit = ["enabled", "reads", "sync", "commit_delay", "commit_siblings"]
         static let admin = ["listen"]
         static let upstream = ["address", "tls", "max_connections", "connect_timeout", "auth"]
         static let upstreamAuth = ["user", "password_file"]
@@ -225,7 +225,8 @@ struct ConfigParser {
         return ServerTLSConfiguration(certificatePath: certificate, keyPath: key, clientCAPath: clientCA)
     }
 
-    /// `audit: {reads: true|false, sync: full|normal}`; keys left out keep their defaults.
+    /// `audit: {reads: true|false, sync: full|normal, commit_delay: 2ms, commit_siblings: 8}`; keys left out keep
+    /// their defaults.
     private func audit(_ entry: Entry) throws -> AuditSettings {
         var audit = AuditSettings()
         for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
@@ -244,6 +245,12 @@ struct ConfigParser {
                         throw ValueProblem("must be full or normal, got \(ConfigValue.quoted(text))")
                     }
                     return mode
+                }
+            case "commit_delay":
+                audit.commitDelayMilliseconds = try self.duration(child, in: ConfigLimits.commitDelay)
+            case "commit_siblings":
+                audit.commitSiblings = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.integer(text, in: ConfigLimits.commitSiblings)
                 }
             default:
                 throw self.unknownKey(child, allowed: Keys.audit)

@@ -116,7 +116,7 @@ public struct ServeCommand: ParsableCommand {
                 // shipped off the machine then holds anchors for `audit verify --anchor`.
                 let store = try SQLiteAuditStore(
                     path: config.storePath,
-                    options: AuditStoreOptions(synchronous: config.audit.synchronous)
+                    options: config.audit.storeOptions
                 ) { [logger] head in
                     logger.notice("audit chain head", metadata: ["anchor": "\(head)"])
                 }
@@ -130,6 +130,7 @@ public struct ServeCommand: ParsableCommand {
                 metadata: [
                     "store": "\(config.storePath)", "reads": "\(config.audit.reads)",
                     "sync": "\(config.audit.synchronous)",
+                    "commit_delay": "\(config.audit.commitDelayMilliseconds)ms",
                 ]
             )
         } else {

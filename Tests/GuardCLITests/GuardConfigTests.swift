@@ -438,6 +438,10 @@ struct AuditConfigTests {
                 == AuditSettings(reads: true, synchronous: .normal)
         )
         #expect(try self.load("audit: {sync: full}\n").audit == AuditSettings(reads: false, synchronous: .full))
+        let tuned = try self.load("audit: {commit_delay: 5ms, commit_siblings: 32}\n").audit
+        #expect(tuned.commitDelayMilliseconds == 5 && tuned.commitSiblings == 32)
+        #expect(tuned.storeOptions.commitDelayMilliseconds == 5 && tuned.storeOptions.commitSiblings == 32)
+        #expect(try self.load("audit: {commit_delay: 0}\n").audit.commitDelayMilliseconds == 0)
     }
 
     @Test(
@@ -447,6 +451,8 @@ struct AuditConfigTests {
             ("audit:\n  sync: off\n", "guard.yaml:2: audit.sync: must be full or normal, got \"off\""),
             ("threads: 1\naudit:\n  read: true\n", "guard.yaml:3: audit.read: unknown key (did you mean reads?)"),
             ("audit: yes\n", "guard.yaml:1: audit: must be a mapping of keys to values, got \"yes\""),
+            ("audit:\n  commit_delay: 1s\n", "guard.yaml:2: audit.commit_delay: must be between 0s and 100ms, got 1s"),
+            ("audit:\n  commit_siblings: 0\n", "guard.yaml:2: audit.commit_siblings: must be between 1 and 1000000, got 0"),
         ]
     )
     func errors(yaml: String, message: String) throws {
