@@ -33,8 +33,8 @@ protocol AuditBatchSink: AnyObject {
 /// batch that somebody waits for is small and at least `commitSiblings` other calls are in progress (requests
 /// recorded whose outcome has not come yet), the writer sleeps `commitDelayMilliseconds` before committing, so that
 /// the records those calls produce meanwhile share the commit and its fsync. A lone client never waits: it has no
-/// siblings. A batch of ``delayedBatchLimit`` records or more is committed at once: the writer is then busy enough
-/// for commits to fill up by themselves.
+/// siblings. A batch of ``delayedBatchLimit`` records or more is committed at once (the writer is then busy enough
+/// for commits to fill up by themselves), and the wait ends as soon as that many are queued.
 ///
 /// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
 /// most one extra (empty) wake-up.
@@ -227,31 +227,40 @@ final class AuditWriter: Sendable {
         }
     }
 
-    /// Group commit under concurrency: sleeps ``commitDelayMilliseconds`` before committing a small batch somebody
-    /// waits for while at least ``commitSiblings`` other calls are in progress, then takes what they queued
-    /// meanwhile. A plain sleep, not a wait on the signal: woken by every loop iteration, the writer would preempt
-    /// the loops it waits for.
+    /// Group commit under concurrency: waits up to ``commitDelayMilliseconds`` before committing a small batch
+    /// somebody waits for while at least ``commitSiblings`` other calls are in progress, then takes what they queued
+    /// meanwhile. It sleeps in slices of at most a millisecond and stops once ``delayedBatchLimit`` records are
+    /// there, rather than waiting on the signal: woken by every loop iteration, the writer would preempt the loops
+    /// whose records it waits for.
     private func delayCommit(_ batch: inout Batch, closing: inout Bool) {
         guard self.commitDelayMilliseconds > 0, !closing, self.isWritable,
             batch.count < Self.delayedBatchLimit, batch.hasListener
         else { return }
         let others = self.state.withLock { $0.openCalls } - batch.requests
         guard others >= self.commitSiblings else { return }
-        var delay = timespec(
-            tv_sec: self.commitDelayMilliseconds / 1000,
-            tv_nsec: (self.commitDelayMilliseconds % 1000) * 1_000_000
-        )
-        var left = timespec()
-        while nanosleep(&delay, &left) != 0 && errno == EINTR { delay = left }
+        let deadline = Self.monotonicNanoseconds() + Int64(self.commitDelayMilliseconds) * 1_000_000
+        while true {
+            let remaining = deadline - Self.monotonicNanoseconds()
+            guard remaining > 0 else { break }
+            var slice = timespec(tv_sec: 0, tv_nsec: Int(min(remaining, 1_000_000)))
+            var left = timespec()
+            while nanosleep(&slice, &left) != 0 && errno == EINTR { slice = left }
+            let (queued, closingNow) = self.state.withLock { ($0.queue.count, $0.closing) }
+            if closingNow || batch.count + queued >= Self.delayedBatchLimit { break }
+        }
         let (more, closingNow) = self.take()
         batch.append(contentsOf: more)
         closing = closingNow
     }
 
     private static func monotonicMilliseconds() -> Int64 {
+        Self.monotonicNanoseconds() / 1_000_000
+    }
+
+    private static func monotonicNanoseconds() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
     /// The writer thread's loop.
