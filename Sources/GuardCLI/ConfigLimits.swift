@@ -34,6 +34,8 @@ enum ConfigLimits {
     static let credentialCache = 0...86_400_000
     /// `limits.client_connections`: client connections open at once, over all event loops.
     static let clientConnections = 1...10_000_000
+    /// `limits.connections_per_client`: client connections open at once from one address.
+    static let connectionsPerClient = 1...10_000_000
     /// A Unix-domain socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
     static let unixPathBytes = 107
 }

@@ -33,6 +33,7 @@ struct ConfigParser {
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
             "handshake_timeout", "auth_failures_per_minute", "credential_cache", "client_connections",
+            "connections_per_client",
         ]
     }
 
@@ -311,6 +312,10 @@ struct ConfigParser {
             case "client_connections":
                 limits.clientConnections = try self.value(child) { text throws(ValueProblem) in
                     try ConfigValue.integer(text, in: ConfigLimits.clientConnections)
+                }
+            case "connections_per_client":
+                limits.connectionsPerClient = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.integer(text, in: ConfigLimits.connectionsPerClient)
                 }
             case "held_bytes_per_connection":
                 limits.heldBytesPerConnection = try self.bytes(child, in: ConfigLimits.heldBytes)

@@ -158,6 +158,10 @@ public struct Limits: Sendable, Equatable {
     /// Client connections the whole process keeps open at once; a connection beyond it is accepted and closed at
     /// once, so descriptors stay free for Milvus connections and the audit store.
     public var clientConnections: Int = 10_000
+    /// Client connections one client address (IP) may keep open at once, so that a few addresses can't take all
+    /// of ``clientConnections``; a connection beyond it is accepted and closed at once. Unix-socket clients are
+    /// not counted per address (they have none).
+    public var connectionsPerClient: Int = 1_000
 
     public init() {}
 }

@@ -24,6 +24,10 @@ final class ProxyWorker: LoopHandler {
     private var acceptPaused = false
     /// Connections closed at once because ``Limits/clientConnections`` were open, since the last log line.
     private var refusedConnections = 0
+    /// Connections closed at once because their address had ``Limits/connectionsPerClient`` open, since the last
+    /// log line, and the last such address.
+    private var refusedPerAddress = 0
+    private var lastRefusedAddress = ""
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -114,9 +118,18 @@ final class ProxyWorker: LoopHandler {
                 return
             }
             guard let socket else { return }
-            guard self.services.admitClient() else {
-                self.refusedConnections += 1  // logged by the housekeeping timer, once a second at most
-                continue  // `socket` closes as it goes
+            let host = ClientConnection.countedHost(of: socket.peer)
+            switch self.services.admitClient(host: host) {
+            case nil:
+                break
+            // Logged by the housekeeping timer, once a second at most. `socket` closes as it goes.
+            case .processFull?:
+                self.refusedConnections += 1
+                continue
+            case .addressFull?:
+                self.refusedPerAddress += 1
+                self.lastRefusedAddress = host ?? ""
+                continue
             }
             do {
                 let session = try HTTP2Session(role: .server, settings: self.serverSettings)
@@ -126,7 +139,7 @@ final class ProxyWorker: LoopHandler {
                 self.metrics.connectionOpened()
                 client.markDirty()  // our SETTINGS go out at once
             } catch {
-                self.services.releaseClient()
+                self.services.releaseClient(host: host)
                 self.logger.warning("cannot set up a client connection", metadata: ["error": "\(error)"])
             }
         }
@@ -166,7 +179,7 @@ final class ProxyWorker: LoopHandler {
 
     func clientClosed(_ client: ClientConnection) {
         guard self.clients.removeValue(forKey: ObjectIdentifier(client)) != nil else { return }
-        self.services.releaseClient()
+        self.services.releaseClient(host: ClientConnection.countedHost(of: client.peer))
         self.metrics.connectionClosed()
         if self.draining { self.stopIfDrained() }
     }
@@ -213,6 +226,16 @@ final class ProxyWorker: LoopHandler {
                     metadata: ["closed": "\(self.refusedConnections)", "limit": "\(self.services.clientLimit)"]
                 )
                 self.refusedConnections = 0
+            }
+            if self.refusedPerAddress > 0 {
+                self.logger.warning(
+                    "per-address connection limit reached: new connections closed",
+                    metadata: [
+                        "closed": "\(self.refusedPerAddress)", "address": "\(self.lastRefusedAddress)",
+                        "limit": "\(self.services.perAddressLimit)",
+                    ]
+                )
+                self.refusedPerAddress = 0
             }
             if self.draining {
                 self.stopIfDrained()

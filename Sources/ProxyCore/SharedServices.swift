@@ -16,10 +16,15 @@ final class SharedServices: Sendable {
     /// Client connections open over all loops, against ``Limits/clientConnections``.
     let openClients = Atomic<Int>(0)
     let clientLimit: Int
+    /// Client connections open per client address (IP), against ``Limits/connectionsPerClient``. Only addresses
+    /// with a connection open are in it.
+    private let openPerAddress = Mutex<[String: Int]>([:])
+    let perAddressLimit: Int
 
     init(limits: Limits, audit: ProxyAudit?) throws {
         self.audit = audit
         self.clientLimit = limits.clientConnections
+        self.perAddressLimit = limits.connectionsPerClient
         self.heldBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
         self.failures = Mutex(
             FailureLimiter(
@@ -31,15 +36,48 @@ final class SharedServices: Sendable {
         self.resolver = try OffLoopExecutor(name: "guard-resolver", capacity: 256)
     }
 
-    /// Takes a place for a new client connection; false when ``clientLimit`` connections are open.
-    func admitClient() -> Bool {
-        if self.openClients.wrappingAdd(1, ordering: .relaxed).newValue <= self.clientLimit { return true }
-        self.openClients.wrappingSubtract(1, ordering: .relaxed)
-        return false
+    /// Why a new client connection was not admitted.
+    enum Refusal: Equatable {
+        /// ``clientLimit`` connections are open.
+        case processFull
+        /// Its address has ``perAddressLimit`` connections open.
+        case addressFull
     }
 
-    func releaseClient() {
+    /// Takes a place for a new client connection from `host` (nil: no address to count, a Unix socket); nil when
+    /// admitted, else why not. A connection admitted must be given back with ``releaseClient(host:)``.
+    func admitClient(host: String?) -> Refusal? {
+        guard self.openClients.wrappingAdd(1, ordering: .relaxed).newValue <= self.clientLimit else {
+            self.openClients.wrappingSubtract(1, ordering: .relaxed)
+            return .processFull
+        }
+        guard let host else { return nil }
+        let admitted = self.openPerAddress.withLock { open -> Bool in
+            let count = open[host, default: 0]
+            guard count < self.perAddressLimit else { return false }
+            open[host] = count + 1
+            return true
+        }
+        guard admitted else {
+            self.openClients.wrappingSubtract(1, ordering: .relaxed)
+            return .addressFull
+        }
+        return nil
+    }
+
+    /// Gives back the place of a client connection admitted with the same `host`.
+    func releaseClient(host: String?) {
         self.openClients.wrappingSubtract(1, ordering: .relaxed)
+        guard let host else { return }
+        self.openPerAddress.withLock { open in
+            guard let count = open[host] else { return }
+            if count <= 1 { open.removeValue(forKey: host) } else { open[host] = count - 1 }
+        }
+    }
+
+    /// Connections open from `host` (for tests and diagnostics).
+    func openConnections(from host: String) -> Int {
+        self.openPerAddress.withLock { $0[host, default: 0] }
     }
 
     /// Stops the verifier thread (after the loops have stopped).

@@ -16,7 +16,11 @@ struct CommitDelayTests {
     private func store(in folder: TemporaryDirectory, delay: Int, siblings: Int) throws -> SQLiteAuditStore {
         try SQLiteAuditStore(
             path: folder.file("audit.db"),
-            options: AuditStoreOptions(lazyCommitMilliseconds: 0, commitDelayMilliseconds: delay, commitSiblings: siblings)
+            options: AuditStoreOptions(
+                lazyCommitMilliseconds: 0,
+                commitDelayMilliseconds: delay,
+                commitSiblings: siblings
+            )
         )
     }
 

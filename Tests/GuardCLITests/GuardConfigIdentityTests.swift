@@ -30,7 +30,7 @@ struct GuardConfigIdentityTests {
         let folder = try TemporaryFolder()
         let config = try self.load(
             "mode: shadow\npid_file: run/g.pid\nlimits:\n  auth_failures_per_minute: 5\n  credential_cache: 30s\n"
-                + "  client_connections: 500\n",
+                + "  client_connections: 500\n  connections_per_client: 50\n",
             in: folder
         )
         #expect(config.mode == .shadow)
@@ -38,6 +38,7 @@ struct GuardConfigIdentityTests {
         #expect(config.proxy.limits.authFailuresPerWindow == 5)
         #expect(config.proxy.limits.credentialCacheMilliseconds == 30_000)
         #expect(config.proxy.limits.clientConnections == 500)
+        #expect(config.proxy.limits.connectionsPerClient == 50)
     }
 
     @Test("upstream.auth becomes base64 of user:password, the password read from its file")

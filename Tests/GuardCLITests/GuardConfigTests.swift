@@ -452,7 +452,10 @@ struct AuditConfigTests {
             ("threads: 1\naudit:\n  read: true\n", "guard.yaml:3: audit.read: unknown key (did you mean reads?)"),
             ("audit: yes\n", "guard.yaml:1: audit: must be a mapping of keys to values, got \"yes\""),
             ("audit:\n  commit_delay: 1s\n", "guard.yaml:2: audit.commit_delay: must be between 0s and 100ms, got 1s"),
-            ("audit:\n  commit_siblings: 0\n", "guard.yaml:2: audit.commit_siblings: must be between 1 and 1000000, got 0"),
+            (
+                "audit:\n  commit_siblings: 0\n",
+                "guard.yaml:2: audit.commit_siblings: must be between 1 and 1000000, got 0"
+            ),
         ]
     )
     func errors(yaml: String, message: String) throws {

@@ -200,6 +200,33 @@ struct ProxyServerTests {
         #expect(proxy.stop())
     }
 
+    @Test("Beyond limits.connections_per_client from one address new connections are closed; a freed place is reused")
+    func perAddressConnectionLimit() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port)) {
+            $0.connectionsPerClient = 1
+        }
+        let first = try TestClient(port: proxy.port)
+        #expect(try first.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus == "0")
+        // The second from 127.0.0.1 is accepted and closed before a byte of HTTP/2, though the process has room.
+        #expect(try rawExchange(port: proxy.port, []).isEmpty)
+        first.socket.close()
+        var served = false
+        for _ in 0..<100 where !served {
+            usleep(20_000)
+            guard let client = try? TestClient(port: proxy.port),
+                let result = try? client.call(
+                    TestClient.grpcRequest(),
+                    body: TestClient.grpcFrame(Self.payload),
+                    timeoutMilliseconds: 500
+                )
+            else { continue }
+            served = result.grpcStatus == "0"
+        }
+        #expect(served)
+        #expect(proxy.stop())
+    }
+
     @Test("An upstream named by a host name is resolved off the loop, and calls go through")
     func upstreamByName() throws {
         let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
