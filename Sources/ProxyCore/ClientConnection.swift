@@ -236,13 +236,13 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         return principal
     }
 
-    /// `1.2.3.4:5` → `1.2.3.4`, `[::1]:5` → `::1`; anything else as is.
     /// The address a connection from `peer` counts against in ``Limits/connectionsPerClient``: its host, or nil for
     /// a Unix-socket client (all of them share the peer name `unix`).
     static func countedHost(of peer: String) -> String? {
         peer == "unix" ? nil : Self.host(of: peer)
     }
 
+    /// `1.2.3.4:5` → `1.2.3.4`, `[::1]:5` → `::1`; anything else as is.
     static func host(of peer: String) -> String {
         if peer.hasPrefix("["), let close = peer.firstIndex(of: "]") {
             return String(peer[peer.index(after: peer.startIndex)..<close])
