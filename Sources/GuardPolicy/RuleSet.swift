@@ -39,11 +39,14 @@ public struct RuleSet: Hashable, Sendable {
         let targets = targets.isEmpty ? [PolicyTarget.cluster] : targets
         // Rule 1, over all roles first: a deny anywhere decides. A second pass finds the allows (rather than
         // collecting them here), so an allowed call's evaluation allocates no array of rules.
+        // Rules are visited by index and read in place: a `for rule in rules` loop retains and releases every rule
+        // it visits.
         for roleName in principal.roles {
-            guard let role = self.roles[roleName] else { continue }
-            for rule in role.rules where rule.effect == .deny && rule.matches(rpc) {
-                if let target = targets.first(where: { rule.covers($0) }) {
-                    return .deny(by: rule.id, reason: Self.reason(principal, rpc, target, rule.id.description))
+            guard let rules = self.roles[roleName]?.rules else { continue }
+            for index in rules.indices where rules[index].effect == .deny && rules[index].matches(rpc) {
+                for target in targets where rules[index].covers(target) {
+                    let id = rules[index].id
+                    return .deny(by: id, reason: Self.reason(principal, rpc, target, id.description))
                 }
             }
         }
@@ -89,9 +92,10 @@ public struct RuleSet: Hashable, Sendable {
     /// The first allow rule of the principal's roles (in role order, then file order) that covers `target`.
     private func firstAllow(for principal: Principal, rpc: RPCDescriptor, on target: PolicyTarget) -> RuleID? {
         for roleName in principal.roles {
-            guard let role = self.roles[roleName] else { continue }
-            for rule in role.rules where rule.effect == .allow && rule.matches(rpc) && rule.covers(target) {
-                return rule.id
+            guard let rules = self.roles[roleName]?.rules else { continue }
+            for index in rules.indices
+            where rules[index].effect == .allow && rules[index].matches(rpc) && rules[index].covers(target) {
+                return rules[index].id
             }
         }
         return nil

@@ -25,24 +25,15 @@ public final class HTTP2Session {
 
     public let role: Role
     private var session: OpaquePointer?
-    private let maxHeaderListBytes: Int
 
     /// Events gathered by the C callbacks during one `feed` or `send`.
     private var events: [HTTP2Event] = []
-    /// The header block being received. HTTP/2 forbids interleaving header blocks (RFC 9113 §6.10),
-    /// so one is enough.
-    private var block = PendingBlock()
-    /// How many fields the last header block of each kind had: the next block of that kind reserves room for
-    /// as many, so its array is allocated once instead of growing field by field.
-    private var expectedFields = (request: 8, response: 4, trailers: 2)
-    /// Strings of header names and values this peer sent recently (beyond ``KnownHeaders``).
-    private var headerStrings = HeaderStringCache()
+    /// The header block being received.
+    private var headers: HeaderBlockReceiver
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
     private var outbound: [Int32: OutboundBody] = [:]
     /// Queues of closed streams, emptied, for the next streams: their (small) chunk arrays keep their capacity.
     private var spareBodies: [OutboundBody] = []
-    /// The most fields a header block reserves room for before its first field arrives.
-    private static let maxExpectedFields = 32
     /// At most this many spare queues are kept. With ``OutboundBody/maxKeptChunks``, this bounds what a session
     /// keeps for reuse (about 40 KiB) whatever its peers did with earlier streams.
     private static let maxSpareBodies = 64
@@ -51,7 +42,7 @@ public final class HTTP2Session {
     /// - Throws: ``NGHTTP2Error`` when nghttp2 can't allocate the session.
     public init(role: Role, settings: HTTP2SessionSettings = HTTP2SessionSettings()) throws(NGHTTP2Error) {
         self.role = role
-        self.maxHeaderListBytes = Int(settings.maxHeaderListBytes)
+        self.headers = HeaderBlockReceiver(maxHeaderListBytes: Int(settings.maxHeaderListBytes))
 
         var callbacks: OpaquePointer?
         try check(nghttp2_session_callbacks_new(&callbacks))
@@ -286,15 +277,6 @@ extension HTTP2Session: Sendable {}
 // MARK: - Buffers
 
 extension HTTP2Session {
-    /// The header block being received.
-    struct PendingBlock {
-        var streamID: Int32 = 0
-        var kind: HeaderBlockKind = .request
-        var fields: [HeaderField] = []
-        var bytes = 0
-        var oversized = false
-    }
-
     /// A queue of body chunks for one stream, read front to back by the data provider.
     ///
     /// A class, mutated through the reference the dictionary holds: as a struct stored in the dictionary, every
@@ -479,42 +461,18 @@ extension HTTP2Session {
         case NGHTTP2_HCAT_RESPONSE: kind = .response
         default: kind = .trailers
         }
-        self.block = PendingBlock(streamID: frame.hd.stream_id, kind: kind)
-        let expected =
-            switch kind {
-            case .request: self.expectedFields.request
-            case .response: self.expectedFields.response
-            case .trailers: self.expectedFields.trailers
-            }
-        self.block.fields.reserveCapacity(expected)
+        self.headers.begin(streamID: frame.hd.stream_id, kind: kind)
     }
 
     private func header(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
-        // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
-        self.block.bytes += name.count + value.count + 32
-        if self.block.bytes > self.maxHeaderListBytes {
-            self.block.oversized = true
-            return
-        }
-        let name = self.headerStrings.string(name)
-        let value = self.headerStrings.string(value)
-        self.block.fields.append(HeaderField(name, value))
+        self.headers.field(name: name, value: value)
     }
 
     private func frameReceived(_ frame: nghttp2_frame) {
         let endStream = frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(frame.hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            guard frame.hd.stream_id == self.block.streamID else { return }
-            let block = self.block
-            self.block = PendingBlock()
-            // Bounded, so that one peer's huge block does not make every later one reserve as much.
-            let count = min(block.fields.count, Self.maxExpectedFields)
-            switch block.kind {
-            case .request: self.expectedFields.request = count
-            case .response: self.expectedFields.response = count
-            case .trailers: self.expectedFields.trailers = count
-            }
+            guard let block = self.headers.end(streamID: frame.hd.stream_id) else { return }
             self.events.append(
                 .headers(
                     streamID: block.streamID,

@@ -18,6 +18,9 @@ struct HeaderStringCache {
     private static let inlineBytes = 15
 
     private var entries: [String] = []
+    /// `entries[i].utf8.count`, beside them: the length test then touches no string (iterating over the strings
+    /// would retain and release each one).
+    private var lengths: [Int] = []
     /// The entry replaced next once the cache is full.
     private var next = 0
 
@@ -28,18 +31,20 @@ struct HeaderStringCache {
         guard bytes.count > Self.inlineBytes, bytes.count <= Self.maxBytes, let base = bytes.baseAddress else {
             return String(decoding: bytes, as: UTF8.self)
         }
-        for entry in self.entries where entry.utf8.count == bytes.count {
-            let equal = entry.utf8.withContiguousStorageIfAvailable { stored in
+        for index in self.lengths.indices where self.lengths[index] == bytes.count {
+            let equal = self.entries[index].utf8.withContiguousStorageIfAvailable { stored in
                 guard let storedBase = stored.baseAddress else { return false }
                 return memcmp(storedBase, base, bytes.count) == 0
             }
-            if equal == true { return entry }
+            if equal == true { return self.entries[index] }
         }
         let string = String(decoding: bytes, as: UTF8.self)
         if self.entries.count < Self.capacity {
             self.entries.append(string)
+            self.lengths.append(bytes.count)
         } else {
             self.entries[self.next] = string
+            self.lengths[self.next] = bytes.count
             self.next = (self.next + 1) % Self.capacity
         }
         return string

@@ -69,3 +69,32 @@ struct HeaderStringCacheTests {
         }
     }
 }
+
+@Suite("Known headers")
+struct KnownHeadersTests {
+    private func lookup(_ text: String) -> String? {
+        Array(text.utf8).withUnsafeBufferPointer { KnownHeaders.string(matching: $0) }
+    }
+
+    @Test("Every entry is found, as itself")
+    func everyEntry() {
+        for entry in KnownHeaders.table {
+            #expect(self.lookup(entry) == entry)
+        }
+    }
+
+    @Test("Near misses, empty and overlong bytes are not known")
+    func misses() {
+        for entry in KnownHeaders.table {
+            // Same length, last byte changed; one byte shorter; one byte longer.
+            var changed = Array(entry.utf8)
+            changed[changed.count - 1] ^= 0x01
+            #expect(changed.withUnsafeBufferPointer { KnownHeaders.string(matching: $0) } == nil)
+            #expect(self.lookup(entry + "x") == nil || KnownHeaders.table.contains(entry + "x"))
+            let shorter = String(entry.dropLast())
+            #expect(self.lookup(shorter) == nil || KnownHeaders.table.contains(shorter))
+        }
+        #expect(self.lookup("") == nil)
+        #expect(self.lookup(String(repeating: "p", count: 4096)) == nil)
+    }
+}

@@ -4,7 +4,11 @@ public import MilvusCatalog
 ///
 /// A rule *covers* a target of a call when one of its actions matches the call's RPC and one of its patterns
 /// matches the target. A rule never decides alone; ``RuleSet`` combines the rules of a principal's roles.
-public struct Rule: Hashable, Sendable {
+///
+/// An immutable class rather than a struct: evaluation visits a principal's rules on every call, and a copy of a
+/// struct rule retains and releases each of its arrays and strings, where a copy of a reference costs one retain.
+/// Equality and hashing are by value.
+public final class Rule: Hashable, Sendable {
     /// Whether the rule grants or refuses.
     public enum Effect: String, Hashable, Sendable {
         case allow, deny
@@ -26,6 +30,19 @@ public struct Rule: Hashable, Sendable {
         self.actions = actions
         self.patterns = patterns
         self.id = id
+    }
+
+    public static func == (lhs: Rule, rhs: Rule) -> Bool {
+        lhs === rhs
+            || (lhs.effect == rhs.effect && lhs.actions == rhs.actions && lhs.patterns == rhs.patterns
+                && lhs.id == rhs.id)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.effect)
+        hasher.combine(self.actions)
+        hasher.combine(self.patterns)
+        hasher.combine(self.id)
     }
 
     /// Whether one of the rule's actions matches `rpc`.
