@@ -142,10 +142,9 @@ final class ProxiedCall {
     /// Takes a request chunk into the gate's custody: it counts against the held-bytes budgets, and the
     /// client's window is reopened at once (the budget, not the window, bounds what a request may hold).
     private func hold(_ bytes: [UInt8]) {
-        guard var gate = self.gate, let client = self.client else { return }
-        // Take the gate out while it grows: a second reference to its buffer would make every append
-        // copy the whole held message (quadratic in the message size).
-        self.gate = nil
+        // Take the gate out (moved, not copied) while it grows: a second reference to its buffer would make every
+        // append copy the whole held message (quadratic in the message size).
+        guard let client = self.client, var gate = self.gate.take() else { return }
         guard client.reserveHeld(bytes.count) else {
             self.gate = gate
             self.refuse(GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later"))
@@ -161,15 +160,15 @@ final class ProxiedCall {
             self.refuse(error.status)
             return
         }
+        let decideNow = gate.decidesOnFirstMessage && gate.hasMessage
         self.gate = gate
-        if gate.decidesOnFirstMessage && gate.hasMessage { self.decide(atEnd: false) }
+        if decideNow { self.decide(atEnd: false) }
     }
 
     /// The whole request (or a bidi stream's first message) is here: decode it, let the worker judge
     /// it, then open the upstream stream with the held bytes, or refuse.
     private func decide(atEnd: Bool) {
-        guard var gate = self.gate, self.client != nil else { return }
-        self.gate = nil
+        guard self.client != nil, var gate = self.gate.take() else { return }
         let decoded: MilvusCall
         let forward: [ArraySlice<UInt8>]
         do {
