@@ -41,6 +41,8 @@ final class ProxiedCall {
     var callID: String?
     /// Whether a request record went to the audit store (an outcome record must follow).
     var requestRecorded = false
+    /// When the request record of a mutation was queued (`EventLoop.now()`), for the audit wait histogram.
+    var auditQueuedAt: UInt64 = 0
     /// The status the guard itself answered with (a refusal, a deadline), if it did.
     private(set) var guardStatus: GRPCStatus?
     /// grpc-message of the upstream's answer, percent-decoded.

@@ -35,14 +35,17 @@ extension ProxyWorker {
         }
         call.requestRecorded = true
         guard mutation else { return .forward }
+        call.auditQueuedAt = EventLoop.now()
         self.awaitingAudit[token] = call
         return .wait
     }
 
     /// Results of a batch: forward the mutations whose records are durable, refuse the others.
     func audited(_ results: [AuditResult]) {
+        let now = EventLoop.now()
         for result in results {
             guard let call = self.awaitingAudit.removeValue(forKey: result.token) else { continue }
+            self.metrics.recordAuditWait(nanoseconds: now &- call.auditQueuedAt)
             if let error = result.error {
                 self.logger.error(
                     "audit store unavailable: refusing a mutation",

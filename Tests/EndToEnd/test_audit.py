@@ -204,6 +204,9 @@ def test_admin_listener(audited):
     assert 'milvus_guard_calls_total{rpc="Insert",decision="allowed",status="0"}' in metrics
     assert "milvus_guard_call_duration_seconds_bucket" in metrics
     assert "milvus_guard_audit_queue_depth" in metrics
+    # The inserts above waited for their request records: the write-ahead wait histogram counted them.
+    waits = [line for line in metrics.splitlines() if line.startswith("milvus_guard_audit_wait_seconds_count ")]
+    assert waits and int(waits[0].split()[1]) > 0, metrics
     status, body = admin_get(server, "/readyz", "root:Milvus")
     assert status == 200, body
     status, body = admin_get(server, "/audit?user=app&rpc=DropCollection", "root:Milvus")

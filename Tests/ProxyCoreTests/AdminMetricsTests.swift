@@ -10,6 +10,8 @@ struct AdminMetricsTests {
     }
 
     static let emptyText = """
+        # HELP milvus_guard_audit_wait_seconds Time mutations waited for their request record to be durable.
+        # TYPE milvus_guard_audit_wait_seconds histogram
         # HELP milvus_guard_call_duration_seconds Time from a call's request headers to its end, by RPC.
         # TYPE milvus_guard_call_duration_seconds histogram
         # HELP milvus_guard_calls_total Calls by RPC, the guard's decision and the gRPC status returned.
@@ -44,6 +46,8 @@ struct AdminMetricsTests {
         loop.recordUpstreamError(.connect)
         loop.connectionOpened()
         let expected = """
+            # HELP milvus_guard_audit_wait_seconds Time mutations waited for their request record to be durable.
+            # TYPE milvus_guard_audit_wait_seconds histogram
             # HELP milvus_guard_call_duration_seconds Time from a call's request headers to its end, by RPC.
             # TYPE milvus_guard_call_duration_seconds histogram
             milvus_guard_call_duration_seconds_bucket{rpc="Search",le="0.001"} 1
@@ -140,6 +144,36 @@ struct AdminMetricsTests {
             #expect(parts.count == 2, "\(line)")
             #expect(parts.last.map { Double($0) != nil } == true, "\(line)")
         }
+    }
+
+    @Test("The audit wait histogram sums the loops, buckets inclusively, and renders exact seconds")
+    func auditWait() {
+        let metrics = ProxyMetrics(loopCount: 2)
+        // 100 us sits in 0.0001 (le is inclusive), 300 us in 0.0005, 2 s in +Inf.
+        metrics.forLoop(0).recordAuditWait(nanoseconds: 100_000)
+        metrics.forLoop(1).recordAuditWait(nanoseconds: 300_000)
+        metrics.forLoop(1).recordAuditWait(nanoseconds: 2_000_000_000)
+        let lines = metrics.render().split(separator: "\n").map(String.init)
+        #expect(
+            lines.filter { $0.hasPrefix("milvus_guard_audit_wait_seconds") } == [
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.0001"} 1"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.00025"} 1"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.0005"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.001"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.0025"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.005"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.01"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.025"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.05"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.1"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="0.25"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="1"} 2"#,
+                #"milvus_guard_audit_wait_seconds_bucket{le="+Inf"} 3"#,
+                "milvus_guard_audit_wait_seconds_sum 2.0004",
+                "milvus_guard_audit_wait_seconds_count 3",
+            ]
+        )
+        #expect(MetricsTable.auditWaitLabels.count == MetricsTable.auditWaitBounds.count + 1)
     }
 
     @Test("forLoop wraps out-of-range indices instead of trapping")

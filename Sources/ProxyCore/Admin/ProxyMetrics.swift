@@ -89,6 +89,16 @@ struct MetricsTable: Sendable {
         "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
     ]
     static let buckets = Self.bucketBounds.count + 1
+    /// Upper bounds of the audit wait histogram, in nanoseconds: finer than calls', since a commit takes tens of
+    /// microseconds to a few milliseconds.
+    static let auditWaitBounds: [UInt64] = [
+        100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000,
+        100_000_000, 250_000_000, 1_000_000_000,
+    ]
+    static let auditWaitLabels = [
+        "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "1",
+        "+Inf",
+    ]
 
     /// calls[(rpc * decisions + decision) * CallStatus.count + status]
     var calls: [UInt64]
@@ -99,6 +109,10 @@ struct MetricsTable: Sendable {
     var durationCount: [UInt64]
     var upstreamErrors: [UInt64]
     var openConnections: Int64
+    /// Non-cumulative bucket counts of the write-ahead wait, by ``auditWaitBounds`` (`+Inf` last).
+    var auditWaitBuckets: [UInt64]
+    var auditWaitSum: UInt64
+    var auditWaitCount: UInt64
 
     init() {
         self.calls = Array(repeating: 0, count: Self.rpcSlots * Self.decisions * CallStatus.count)
@@ -107,6 +121,9 @@ struct MetricsTable: Sendable {
         self.durationCount = Array(repeating: 0, count: Self.rpcSlots)
         self.upstreamErrors = Array(repeating: 0, count: UpstreamErrorKind.allCases.count)
         self.openConnections = 0
+        self.auditWaitBuckets = Array(repeating: 0, count: Self.auditWaitBounds.count + 1)
+        self.auditWaitSum = 0
+        self.auditWaitCount = 0
     }
 
     mutating func recordCall(rpcSlot: Int, decision: CallDecision, status: CallStatus, nanoseconds: UInt64) {
@@ -116,6 +133,14 @@ struct MetricsTable: Sendable {
         self.durationBuckets[rpcSlot * Self.buckets + bucket] &+= 1
         self.durationSum[rpcSlot] &+= nanoseconds
         self.durationCount[rpcSlot] &+= 1
+    }
+
+    mutating func recordAuditWait(nanoseconds: UInt64) {
+        var bucket = 0
+        while bucket < Self.auditWaitBounds.count && nanoseconds > Self.auditWaitBounds[bucket] { bucket += 1 }
+        self.auditWaitBuckets[bucket] &+= 1
+        self.auditWaitSum &+= nanoseconds
+        self.auditWaitCount &+= 1
     }
 
     /// Adds `other`'s counts to these.
@@ -128,6 +153,9 @@ struct MetricsTable: Sendable {
         }
         for index in self.upstreamErrors.indices { self.upstreamErrors[index] &+= other.upstreamErrors[index] }
         self.openConnections &+= other.openConnections
+        for index in self.auditWaitBuckets.indices { self.auditWaitBuckets[index] &+= other.auditWaitBuckets[index] }
+        self.auditWaitSum &+= other.auditWaitSum
+        self.auditWaitCount &+= other.auditWaitCount
     }
 }
 
@@ -169,6 +197,12 @@ public final class LoopMetrics: Sendable {
         )
     }
 
+    /// Records how long a mutation waited for its request record to be durable: from queueing the record to the
+    /// writer's result reaching the loop (successful or not). Call it from the loop, once per awaited record.
+    public func recordAuditWait(nanoseconds: UInt64) {
+        self.table.withLock { $0.recordAuditWait(nanoseconds: nanoseconds) }
+    }
+
     /// Counts one upstream failure. Call it from `UpstreamPool`/`UpstreamConnection` where a connect fails or
     /// times out, TLS fails, an established upstream connection breaks or resets a stream, or the upstream
     /// violates HTTP/2.
@@ -197,6 +231,8 @@ public final class LoopMetrics: Sendable {
 /// - `milvus_guard_call_duration_seconds{rpc}`: a histogram per RPC, for the RPCs that had calls. Per RPC
 ///   because a Search and a Flush differ by orders of magnitude and one global histogram would say nothing
 ///   about either; not per decision or status, to keep the series count at 15 per RPC in use;
+/// - `milvus_guard_audit_wait_seconds`: how long mutations waited for their request record to be durable (the
+///   write-ahead cost of auditing), once there was one;
 /// - `milvus_guard_upstream_errors_total{kind}`: non-zero kinds;
 /// - `milvus_guard_open_connections`: the client connections open now.
 public final class ProxyMetrics: Sendable {
@@ -233,6 +269,18 @@ public final class ProxyMetrics: Sendable {
     public func render() -> String {
         let table = self.snapshot()
         var out = ""
+        out += "# HELP milvus_guard_audit_wait_seconds Time mutations waited for their request record to be durable.\n"
+        out += "# TYPE milvus_guard_audit_wait_seconds histogram\n"
+        if table.auditWaitCount > 0 {
+            var cumulative: UInt64 = 0
+            for bucket in table.auditWaitBuckets.indices {
+                cumulative &+= table.auditWaitBuckets[bucket]
+                out +=
+                    "milvus_guard_audit_wait_seconds_bucket{le=\"\(MetricsTable.auditWaitLabels[bucket])\"} \(cumulative)\n"
+            }
+            out += "milvus_guard_audit_wait_seconds_sum \(Self.seconds(table.auditWaitSum))\n"
+            out += "milvus_guard_audit_wait_seconds_count \(table.auditWaitCount)\n"
+        }
         out += "# HELP milvus_guard_call_duration_seconds Time from a call's request headers to its end, by RPC.\n"
         out += "# TYPE milvus_guard_call_duration_seconds histogram\n"
         for slot in Self.rpcOrder where table.durationCount[slot] > 0 {
