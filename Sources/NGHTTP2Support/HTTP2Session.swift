@@ -513,38 +513,50 @@ private func withNameValues<R>(
     _ fields: [HeaderField],
     _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
 ) -> R {
-    var total = 0
-    for field in fields { total += field.name.utf8.count + field.value.utf8.count }
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { storage in
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { nva in
-            var offset = 0
-            for (index, field) in fields.enumerated() {
-                let name = copyUTF8(field.name, into: storage, at: offset)
-                let value = copyUTF8(field.value, into: storage, at: offset + name)
-                nva.initializeElement(
-                    at: index,
-                    to: nghttp2_nv(
-                        name: storage.baseAddress! + offset,
-                        value: storage.baseAddress! + offset + name,
-                        namelen: name,
-                        valuelen: value,
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+    // Fields are visited by index through the array's buffer: iterating copies each field, a retain and a
+    // release of its name and value.
+    fields.withUnsafeBufferPointer { fields in
+        var total = 0
+        for index in fields.indices { total += fields[index].name.utf8.count + fields[index].value.utf8.count }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { storage in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { nva in
+                var offset = 0
+                for index in fields.indices {
+                    let name = copyUTF8(fields[index].name, into: storage, at: offset)
+                    let value = copyUTF8(fields[index].value, into: storage, at: offset + name)
+                    nva.initializeElement(
+                        at: index,
+                        to: nghttp2_nv(
+                            name: storage.baseAddress! + offset,
+                            value: storage.baseAddress! + offset + name,
+                            namelen: name,
+                            valuelen: value,
+                            flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                        )
                     )
-                )
-                offset += name + value
+                    offset += name + value
+                }
+                defer { _ = nva.prefix(fields.count).deinitialize() }
+                return body(UnsafePointer(nva.baseAddress!), fields.count)
             }
-            defer { _ = nva.prefix(fields.count).deinitialize() }
-            return body(UnsafePointer(nva.baseAddress!), fields.count)
         }
     }
 }
 
-/// Copies a string's UTF-8 bytes into `buffer` at `offset`; returns how many.
+/// Copies a string's UTF-8 bytes into `buffer` at `offset`; returns how many. The buffer holds at least
+/// `text.utf8.count` bytes from `offset`.
 private func copyUTF8(_ text: String, into buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) -> Int {
-    var text = text
-    return text.withUTF8 { bytes in
+    // Native strings are contiguous: read in place, without the copy a mutating `withUTF8` needs.
+    let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Int in
         guard let source = bytes.baseAddress, bytes.count > 0 else { return 0 }
         (buffer.baseAddress! + offset).update(from: source, count: bytes.count)
         return bytes.count
     }
+    if let copied { return copied }
+    var count = 0
+    for byte in text.utf8 {
+        buffer[offset + count] = byte
+        count += 1
+    }
+    return count
 }

@@ -27,6 +27,9 @@ final class ProxiedCall {
     var gate: RequestGate?
     /// The decoded request, once the gate has decided.
     private(set) var milvusCall: MilvusCall?
+    /// `milvusCall?.rpc`, kept apart: reading a field of the stored optional copies the whole call (a retain
+    /// and a release of each of its strings and arrays).
+    private(set) var decodedRPC: RPCDescriptor?
     /// The client's `authorization` metadata, if any.
     var authorization: String?
     /// Who the call is from; `.pending` while a password is being verified.
@@ -181,22 +184,23 @@ final class ProxiedCall {
             return
         }
         self.milvusCall = decoded
+        self.decodedRPC = decoded.rpc
         self.requestBytes = gate.heldBytes
         self.awaitingJudgement = (forward, gate.heldBytes)
-        self.judgeIfReady()
+        self.judgeIfReady(decoded)
     }
 
     /// The verifier settled who the call is from.
     func identityResolved(_ identity: CallIdentity) {
         self.identity = identity
-        self.judgeIfReady()
+        if let decoded = self.milvusCall { self.judgeIfReady(decoded) }
     }
 
     /// Once the request is decoded and the caller known: let the worker judge, then forward or refuse.
-    private func judgeIfReady() {
+    /// `decoded` is ``milvusCall``, passed in so that it is not copied out of the call once more.
+    private func judgeIfReady(_ decoded: borrowing MilvusCall) {
         if case .pending = self.identity { return }
-        guard let (forward, held) = self.awaitingJudgement, let decoded = self.milvusCall, let client = self.client
-        else { return }
+        guard let (forward, held) = self.awaitingJudgement, let client = self.client else { return }
         self.awaitingJudgement = nil
         guard !self.responseFinished, !self.clientClosed else {
             client.releaseHeld(held)

@@ -78,7 +78,7 @@ extension ProxyWorker {
             status = call.finalStatus == "reset" ? .reset : .missing
         }
         self.metrics.recordCall(
-            rpc: call.milvusCall?.rpc ?? MilvusRPCs.descriptor(forPath: call.path),
+            rpc: call.decodedRPC ?? MilvusRPCs.descriptor(forPath: call.path),
             decision: decision,
             status: status,
             durationNanoseconds: EventLoop.now() - call.startedAt
@@ -93,7 +93,8 @@ extension ProxyWorker {
         } else {
             return
         }
-        let record = self.auditRecord(kind, for: call, decoded: call.milvusCall)
+        // An outcome does not describe the call again (see auditRecord): no copy of the decoded call for it.
+        let record = self.auditRecord(kind, for: call, decoded: kind == .outcome ? nil : call.milvusCall)
         if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
             self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "\(kind)"])
         }
