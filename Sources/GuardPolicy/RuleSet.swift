@@ -36,7 +36,9 @@ public struct RuleSet: Hashable, Sendable {
     /// Decides whether `principal` may call `rpc` on `targets` (one or more; an empty list is treated as the
     /// cluster). Used by ``evaluate(principal:call:)`` and by `policy explain`.
     public func evaluate(principal: Principal, rpc: RPCDescriptor, targets: [PolicyTarget]) -> Decision {
-        let targets = targets.isEmpty ? [PolicyTarget.cluster] : targets
+        if targets.count <= 1 {
+            return self.evaluate(principal: principal, rpc: rpc, target: targets.first ?? .cluster)
+        }
         // Rule 1, over all roles first: a deny anywhere decides. A second pass finds the allows (rather than
         // collecting them here), so an allowed call's evaluation allocates no array of rules.
         // Rules are visited by index and read in place: a `for rule in rules` loop retains and releases every rule
@@ -64,6 +66,27 @@ public struct RuleSet: Hashable, Sendable {
             return .deny(by: nil, reason: Self.reason(principal, rpc, .cluster, "no rule allows it"))
         }
         return .allow(by: firstAllow)
+    }
+
+    /// ``evaluate(principal:rpc:targets:)`` for one target (most calls), in one pass over the principal's roles:
+    /// each role is looked up once, and the first matching deny still decides whatever allows came before it.
+    private func evaluate(principal: Principal, rpc: RPCDescriptor, target: PolicyTarget) -> Decision {
+        var allow: RuleID?
+        for roleName in principal.roles {
+            guard let rules = self.roles[roleName]?.rules else { continue }
+            for index in rules.indices where rules[index].matches(rpc) && rules[index].covers(target) {
+                if rules[index].effect == .deny {
+                    let id = rules[index].id
+                    return .deny(by: id, reason: Self.reason(principal, rpc, target, id.description))
+                }
+                if allow == nil { allow = rules[index].id }
+            }
+        }
+        if principal.authentication != .anonymous, Self.sessionRPCs.contains(rpc.name) {
+            return .allow(by: .session)
+        }
+        guard let allow else { return .deny(by: nil, reason: Self.reason(principal, rpc, target, "no rule allows it")) }
+        return .allow(by: allow)
     }
 
     /// Whether `principal` holds the whole action class `action` across the cluster: some allow rule of its

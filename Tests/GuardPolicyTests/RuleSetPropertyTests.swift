@@ -110,6 +110,26 @@ struct RuleSetPropertyTests {
             if case .deny(.some, _) = before { #expect(after == before) }
         }
     }
+
+    @Test("One target decides in one pass exactly as the per-target passes do, over several roles")
+    func singleTargetPassAgrees() async {
+        await propertyCheck(count: 400, input: Self.codes, Self.codes, Self.authenticationIndex) { first, second, a in
+            let roles = [
+                Role(name: "a", rules: Self.rules(first), definedAt: RuleID(file: "p.yaml", line: 1)),
+                Role(name: "b", rules: Self.rules(second), definedAt: RuleID(file: "q.yaml", line: 1)),
+            ]
+            let ruleSet = RuleSet(roles: roles)
+            let principal = Principal(name: "p", roles: ["a", "b"], authentication: Self.authentications[a])
+            for call in Self.calls {
+                for target in PolicyTarget.targets(of: call) + [.cluster] {
+                    // The same target twice takes the general path, which visits deny rules first, then allows.
+                    let one = ruleSet.evaluate(principal: principal, rpc: call.rpc, targets: [target])
+                    let twice = ruleSet.evaluate(principal: principal, rpc: call.rpc, targets: [target, target])
+                    #expect(one == twice, "\(call.rpc.name) on \(target)")
+                }
+            }
+        }
+    }
 }
 
 extension ResourcePattern {
