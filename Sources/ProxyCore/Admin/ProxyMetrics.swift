@@ -128,19 +128,23 @@ struct MetricsTable: Sendable {
 
     mutating func recordCall(rpcSlot: Int, decision: CallDecision, status: CallStatus, nanoseconds: UInt64) {
         self.calls[(rpcSlot * Self.decisions + decision.rawValue) * CallStatus.count + status.slot] &+= 1
-        var bucket = 0
-        while bucket < Self.bucketBounds.count && nanoseconds > Self.bucketBounds[bucket] { bucket += 1 }
-        self.durationBuckets[rpcSlot * Self.buckets + bucket] &+= 1
+        self.durationBuckets[rpcSlot * Self.buckets + Self.bucket(of: nanoseconds, in: Self.bucketBounds)] &+= 1
         self.durationSum[rpcSlot] &+= nanoseconds
         self.durationCount[rpcSlot] &+= 1
     }
 
     mutating func recordAuditWait(nanoseconds: UInt64) {
-        var bucket = 0
-        while bucket < Self.auditWaitBounds.count && nanoseconds > Self.auditWaitBounds[bucket] { bucket += 1 }
-        self.auditWaitBuckets[bucket] &+= 1
+        self.auditWaitBuckets[Self.bucket(of: nanoseconds, in: Self.auditWaitBounds)] &+= 1
         self.auditWaitSum &+= nanoseconds
         self.auditWaitCount &+= 1
+    }
+
+    /// The histogram bucket of `nanoseconds`: the first bound it does not exceed (`le` is inclusive), or
+    /// `bounds.count` for `+Inf`.
+    static func bucket(of nanoseconds: UInt64, in bounds: [UInt64]) -> Int {
+        var bucket = 0
+        while bucket < bounds.count && nanoseconds > bounds[bucket] { bucket += 1 }
+        return bucket
     }
 
     /// Adds `other`'s counts to these.
@@ -272,27 +276,29 @@ public final class ProxyMetrics: Sendable {
         out += "# HELP milvus_guard_audit_wait_seconds Time mutations waited for their request record to be durable.\n"
         out += "# TYPE milvus_guard_audit_wait_seconds histogram\n"
         if table.auditWaitCount > 0 {
-            var cumulative: UInt64 = 0
-            for bucket in table.auditWaitBuckets.indices {
-                cumulative &+= table.auditWaitBuckets[bucket]
-                out +=
-                    "milvus_guard_audit_wait_seconds_bucket{le=\"\(MetricsTable.auditWaitLabels[bucket])\"} \(cumulative)\n"
-            }
-            out += "milvus_guard_audit_wait_seconds_sum \(Self.seconds(table.auditWaitSum))\n"
-            out += "milvus_guard_audit_wait_seconds_count \(table.auditWaitCount)\n"
+            Self.appendHistogram(
+                "milvus_guard_audit_wait_seconds",
+                label: nil,
+                counts: table.auditWaitBuckets[...],
+                bucketLabels: MetricsTable.auditWaitLabels,
+                sum: table.auditWaitSum,
+                count: table.auditWaitCount,
+                to: &out
+            )
         }
         out += "# HELP milvus_guard_call_duration_seconds Time from a call's request headers to its end, by RPC.\n"
         out += "# TYPE milvus_guard_call_duration_seconds histogram\n"
         for slot in Self.rpcOrder where table.durationCount[slot] > 0 {
-            let rpc = "rpc=\"\(Self.escapeLabelValue(Self.rpcNames[slot]))\""
-            var cumulative: UInt64 = 0
-            for bucket in 0..<MetricsTable.buckets {
-                cumulative &+= table.durationBuckets[slot * MetricsTable.buckets + bucket]
-                out += "milvus_guard_call_duration_seconds_bucket{\(rpc),le=\"\(MetricsTable.bucketLabels[bucket])\"} "
-                out += "\(cumulative)\n"
-            }
-            out += "milvus_guard_call_duration_seconds_sum{\(rpc)} \(Self.seconds(table.durationSum[slot]))\n"
-            out += "milvus_guard_call_duration_seconds_count{\(rpc)} \(table.durationCount[slot])\n"
+            let first = slot * MetricsTable.buckets
+            Self.appendHistogram(
+                "milvus_guard_call_duration_seconds",
+                label: "rpc=\"\(Self.escapeLabelValue(Self.rpcNames[slot]))\"",
+                counts: table.durationBuckets[first..<first + MetricsTable.buckets],
+                bucketLabels: MetricsTable.bucketLabels,
+                sum: table.durationSum[slot],
+                count: table.durationCount[slot],
+                to: &out
+            )
         }
         out += "# HELP milvus_guard_calls_total Calls by RPC, the guard's decision and the gRPC status returned.\n"
         out += "# TYPE milvus_guard_calls_total counter\n"
@@ -320,6 +326,28 @@ public final class ProxyMetrics: Sendable {
             out += "milvus_guard_upstream_errors_total{kind=\"\(kind.label)\"} \(value)\n"
         }
         return out
+    }
+
+    /// One histogram's series: cumulative `_bucket` lines from non-cumulative `counts` (one per `bucketLabels`
+    /// entry, `+Inf` last), then `_sum` in seconds and `_count`; `label` (`rpc="Search"`) goes on every line.
+    private static func appendHistogram(
+        _ name: String,
+        label: String?,
+        counts: ArraySlice<UInt64>,
+        bucketLabels: [String],
+        sum: UInt64,
+        count: UInt64,
+        to out: inout String
+    ) {
+        let prefix = label.map { "\($0)," } ?? ""
+        let braces = label.map { "{\($0)}" } ?? ""
+        var cumulative: UInt64 = 0
+        for (bucket, value) in zip(bucketLabels, counts) {
+            cumulative &+= value
+            out += "\(name)_bucket{\(prefix)le=\"\(bucket)\"} \(cumulative)\n"
+        }
+        out += "\(name)_sum\(braces) \(Self.seconds(sum))\n"
+        out += "\(name)_count\(braces) \(count)\n"
     }
 
     /// Nanoseconds as exact decimal seconds (`1500000` → `0.0015`), so the text is stable across platforms.
