@@ -55,15 +55,12 @@ public struct RuleSet: Hashable, Sendable {
         if principal.authentication != .anonymous, Self.sessionRPCs.contains(rpc.name) {
             return .allow(by: .session)
         }
-        var firstAllow: RuleID?
-        for target in targets {
-            guard let rule = self.firstAllow(for: principal, rpc: rpc, on: target) else {
-                return .deny(by: nil, reason: Self.reason(principal, rpc, target, "no rule allows it"))
-            }
-            firstAllow = firstAllow ?? rule
+        // Two targets or more here: the decision cites the allow of the first.
+        guard let firstAllow = self.firstAllow(for: principal, rpc: rpc, on: targets[0]) else {
+            return .deny(by: nil, reason: Self.reason(principal, rpc, targets[0], "no rule allows it"))
         }
-        guard let firstAllow else {
-            return .deny(by: nil, reason: Self.reason(principal, rpc, .cluster, "no rule allows it"))
+        for target in targets.dropFirst() where self.firstAllow(for: principal, rpc: rpc, on: target) == nil {
+            return .deny(by: nil, reason: Self.reason(principal, rpc, target, "no rule allows it"))
         }
         return .allow(by: firstAllow)
     }
