@@ -34,11 +34,11 @@ public protocol AuditLog: Sendable {
     ///
     /// - Returns: false when the bounded queue is full or the store is closed; the proxy then refuses the call with
     ///   RESOURCE_EXHAUSTED. Nothing is reported to `listener` for a record that was not queued.
-    func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool
+    func submit(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool
     /// Queues a record like ``submit(_:token:listener:)``, without waking the writer: for a burst of records (an
     /// event loop's iteration), followed by one ``wake()``, so that the writer takes the whole burst into one
     /// commit instead of starting a commit for the first record while the loop still produces the others.
-    func submitDeferred(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool
+    func submitDeferred(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool
     /// Wakes the writer for the records queued with ``submitDeferred(_:token:listener:)`` (nothing if none wait).
     func wake()
     /// Records queued or being written.

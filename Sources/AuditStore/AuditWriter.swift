@@ -68,10 +68,20 @@ final class AuditWriter: Sendable {
         var isEmpty: Bool { self.records.isEmpty }
         var hasListener: Bool { self.waiters.contains { $0.listener != nil } }
         /// Request records somebody waits for: calls that are refused (and write no outcome) if the batch fails.
+        // By index, reading one field: iterating the records would copy each (a retain per field).
         var awaitedRequests: Int {
-            zip(self.records, self.waiters).reduce(0) { $0 + ($1.0.kind == .request && $1.1.listener != nil ? 1 : 0) }
+            var count = 0
+            for index in self.records.indices
+            where self.records[index].kind == .request && self.waiters[index].listener != nil {
+                count += 1
+            }
+            return count
         }
-        var requests: Int { self.records.reduce(0) { $0 + ($1.kind == .request ? 1 : 0) } }
+        var requests: Int {
+            var count = 0
+            for index in self.records.indices where self.records[index].kind == .request { count += 1 }
+            return count
+        }
 
         mutating func append(contentsOf other: Batch) {
             self.records += other.records
@@ -183,13 +193,21 @@ final class AuditWriter: Sendable {
     }
 
     /// Queues a record; wakes the writer unless `wake` is false (then ``wakeWriter()`` must follow).
-    func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?, wake: Bool = true) -> Bool {
+    func submit(
+        _ record: consuming AuditRecord,
+        token: UInt64,
+        listener: (any AuditListener)?,
+        wake: Bool = true
+    ) -> Bool {
+        let kind = record.kind
+        // Moved into the queue, not copied (a copy retains every field, and the caller's copy is then released).
+        var pending = Optional(consume record)
         let (accepted, signal) = self.state.withLock { state -> (Bool, Bool) in
             // An outcome ends its call even when it can't be queued: its call is over either way.
-            if record.kind == .outcome { state.openCalls = max(0, state.openCalls - 1) }
+            if kind == .outcome { state.openCalls = max(0, state.openCalls - 1) }
             guard !state.closing, state.queue.count + state.syncing < self.capacity else { return (false, false) }
-            if record.kind == .request { state.openCalls += 1 }
-            state.queue.records.append(record)
+            if kind == .request { state.openCalls += 1 }
+            state.queue.records.append(pending.take()!)
             state.queue.waiters.append(Waiter(token: token, listener: listener))
             guard wake else { return (true, false) }
             let signal = !state.wakePending

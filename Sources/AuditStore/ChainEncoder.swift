@@ -71,7 +71,7 @@ struct ChainEncoder {
 
     /// Encodes `record` as row `sequence`, after the row last encoded (or the `prevHash` of `init`), appending its
     /// columns to ``columns`` and ``text``.
-    mutating func encode(_ record: AuditRecord, sequence: Int64) {
+    mutating func encode(_ record: borrowing AuditRecord, sequence: Int64) {
         self.hashed.removeAll(keepingCapacity: true)
         self.firstColumn = self.columns.count
         swap(&self.previousHash, &self.hash)
@@ -90,8 +90,8 @@ struct ChainEncoder {
         self.text(record.action)
         self.text(record.database)
         self.text(record.collection)
-        self.json { JSONText.appendArray(record.partitions, to: &$0) }
-        self.json { JSONText.appendObject(record.targets, to: &$0) }
+        self.json(partitions: record.partitions)
+        self.json(targets: record.targets)
         self.text(record.filter)
         self.integer(record.rows)
         self.integer(record.requestBytes)
@@ -124,20 +124,49 @@ struct ChainEncoder {
 
     private mutating func text(_ value: String?) {
         self.separate()
-        guard let value else { return self.null() }
-        // Copied out of the String once; quoted from the copy.
+        guard var value else { return self.null() }
         let start = self.text.count
-        self.text.append(contentsOf: value.utf8)
+        // The String lends its UTF-8 (small ones from a stack copy): one copy into each buffer.
+        value.withUTF8 { utf8 in
+            self.text.append(contentsOf: utf8)
+            JSONText.appendQuoted(buffer: utf8, to: &self.hashed)
+        }
+        self.columns.append(.text(start..<self.text.count))
+    }
+
+    /// The partitions column: a JSON array written raw into ``text``, hashed as a JSON string.
+    private mutating func json(partitions: [String]) {
+        guard !partitions.isEmpty else { return self.json("[]") }
+        self.separate()
+        let start = self.text.count
+        JSONText.appendArray(partitions, to: &self.text)
+        self.quoteText(from: start)
+    }
+
+    /// The targets column: a JSON object written raw into ``text``, hashed as a JSON string.
+    private mutating func json(targets: [String: String]) {
+        guard !targets.isEmpty else { return self.json("{}") }
+        self.separate()
+        let start = self.text.count
+        JSONText.appendObject(targets, to: &self.text)
+        self.quoteText(from: start)
+    }
+
+    /// Hashes ``text`` from `start` as a JSON string and ends its column there.
+    private mutating func quoteText(from start: Int) {
         JSONText.appendQuoted(bytes: self.text[start...], to: &self.hashed)
         self.columns.append(.text(start..<self.text.count))
     }
 
-    /// A text column holding JSON (partitions, targets): written raw into ``text``, hashed as a JSON string.
-    private mutating func json(_ write: (inout [UInt8]) -> Void) {
+    /// A JSON text column whose text is known (an empty array or object): nothing in it needs escaping.
+    private mutating func json(_ literal: StaticString) {
         self.separate()
         let start = self.text.count
-        write(&self.text)
-        JSONText.appendQuoted(bytes: self.text[start...], to: &self.hashed)
+        let bytes = UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+        self.text.append(contentsOf: bytes)
+        self.hashed.append(UInt8(ascii: "\""))
+        self.hashed.append(contentsOf: bytes)
+        self.hashed.append(UInt8(ascii: "\""))
         self.columns.append(.text(start..<self.text.count))
     }
 

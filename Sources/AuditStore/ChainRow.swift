@@ -63,24 +63,20 @@ struct ChainRow: Hashable, Sendable {
         out.append(UInt8(ascii: "]"))
     }
 
-    /// Appends `value` in decimal, as `String(value)` writes it (without building a String per column).
+    /// Appends `value` in decimal, as `String(value)` writes it (without building a String per column): the digits
+    /// are written backwards into a stack buffer, then appended in one copy.
     static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var digits = 1
-        var scale: UInt64 = 10
-        while digits < 20, magnitude >= scale {
-            digits += 1
-            scale = scale.multipliedReportingOverflow(by: 10).partialValue
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var magnitude = value.magnitude
+            var index = digits.count
+            repeat {
+                index -= 1
+                digits[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { out.append(UInt8(ascii: "-")) }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index...]))
         }
-        let end = out.count + digits
-        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits))
-        var index = end - 1
-        repeat {
-            out[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-            magnitude /= 10
-            index -= 1
-        } while magnitude > 0
     }
 
     /// SHA-256 of `prevHash + canonical`, as 64 lowercase hex characters.
@@ -170,11 +166,16 @@ enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends `bytes` as lowercase hex to `out`.
+    /// Appends `bytes` as lowercase hex to `out`, in one copy from a stack buffer (a digest: 32 bytes, 64 digits).
     static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
-        for byte in bytes {
-            out.append(Self.digit(byte >> 4))
-            out.append(Self.digit(byte & 0x0F))
+        bytes.withUnsafeBufferPointer { input in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * input.count) { digits in
+                for (index, byte) in input.enumerated() {
+                    digits[2 &* index] = Self.digit(byte >> 4)
+                    digits[2 &* index &+ 1] = Self.digit(byte & 0x0F)
+                }
+                out.append(contentsOf: UnsafeBufferPointer(digits))
+            }
         }
     }
 

@@ -35,6 +35,17 @@ enum JSONText {
         out.append(0x22)
     }
 
+    /// Appends UTF-8 `bytes` as a JSON string literal to `out` (text that needs no escaping in one copy).
+    static func appendQuoted(buffer bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        out.append(0x22)
+        if Self.needsEscaping(bytes.span) {
+            Self.appendEscaping(bytes.span, to: &out)
+        } else {
+            out.append(contentsOf: bytes)
+        }
+        out.append(0x22)
+    }
+
     /// Whether any byte must be escaped. Works on bytes: the bytes that need escaping are all ASCII, and no byte
     /// of a multi-byte UTF-8 sequence is ASCII, so escaping byte by byte escapes exactly what escaping scalar by
     /// scalar would. Text without anything to escape (nearly all of it) is then appended in one copy: this is the

@@ -45,12 +45,12 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
         self.storage.state.withLock { $0.rows.compactMap(\.record) }
     }
 
-    public func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
-        self.writer.submit(record, token: token, listener: listener)
+    public func submit(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(consume record, token: token, listener: listener)
     }
 
-    public func submitDeferred(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
-        self.writer.submit(record, token: token, listener: listener, wake: false)
+    public func submitDeferred(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(consume record, token: token, listener: listener, wake: false)
     }
 
     public func wake() { self.writer.wakeWriter() }

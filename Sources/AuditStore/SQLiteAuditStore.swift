@@ -59,12 +59,12 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         self.writer.close()
     }
 
-    public func submit(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
-        self.writer.submit(record, token: token, listener: listener)
+    public func submit(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(consume record, token: token, listener: listener)
     }
 
-    public func submitDeferred(_ record: AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
-        self.writer.submit(record, token: token, listener: listener, wake: false)
+    public func submitDeferred(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
+        self.writer.submit(consume record, token: token, listener: listener, wake: false)
     }
 
     public func wake() { self.writer.wakeWriter() }

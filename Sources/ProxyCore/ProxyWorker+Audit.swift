@@ -128,11 +128,11 @@ extension ProxyWorker {
     /// that one commit takes every record the iteration produced.
     private func submitAudit(
         _ audit: ProxyAudit,
-        _ record: AuditRecord,
+        _ record: consuming AuditRecord,
         token: UInt64,
         listener: (any AuditListener)?
     ) -> Bool {
-        guard audit.log.submitDeferred(record, token: token, listener: listener) else { return false }
+        guard audit.log.submitDeferred(consume record, token: token, listener: listener) else { return false }
         self.auditWakeDue = true
         return true
     }
