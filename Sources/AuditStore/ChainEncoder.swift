@@ -1,12 +1,16 @@
 import OpenSSLSupport
 
 /// Turns records into rows of the chain on the writer thread: the bytes the hash covers, the hash, and the column
-/// values a store inserts, all in buffers it keeps, so that a record costs no allocation once they have grown.
+/// values a store inserts, all in one buffer it keeps, so that a record costs no allocation once it has grown.
 ///
 /// One encoder per batch: its buffers grow to the size of a record once, then each record reuses them.
 ///
 /// It writes the same canonical form as ``ChainRow`` (which verification uses on rows read back), column by
 /// column from the record instead of through `[CanonicalValue]`; AuditStoreTests check that both agree.
+///
+/// Each value is written once: a row in ``text`` is `prev_hash + canonical` (what its hash covers), then the raw
+/// values of the columns whose canonical form is escaped, then its hash. A text column is a range of that buffer:
+/// inside its quotes in the canonical text when nothing in it needed escaping (nearly always), else its raw copy.
 ///
 /// ```
 /// var encoder = ChainEncoder(prevHash: head.hash)
@@ -22,19 +26,20 @@ struct ChainEncoder {
         case text(Range<Int>)
     }
 
-    /// The UTF-8 of the text columns of the rows encoded since ``clear()``, back to back.
+    /// The rows encoded since ``clear()``, back to back (see the type's description).
     private(set) var text: [UInt8] = []
     /// The columns of the rows encoded since ``clear()``, row after row, each in table order:
     /// ``ChainRow/columnNames``, then prev_hash and hash.
     private(set) var columns: [Column] = []
-    /// `prev_hash + canonical` of the last row: what its hash covers.
-    private(set) var hashed: [UInt8] = []
     /// The hash of the last row (64 lowercase hex characters as UTF-8): the next row's prev_hash.
     private(set) var hash: [UInt8]
-    /// The hash before ``hash``: the prev_hash of the last row. Swapped with ``hash`` per row, so neither buffer is
-    /// shared when it is rewritten (a copy would make `removeAll(keepingCapacity:)` allocate).
-    private var previousHash: [UInt8] = []
+    /// Where `prev_hash + canonical` of the last row lies in ``text``.
+    private var hashedRange: Range<Int> = 0..<0
 
+    /// Raw values of the row's escaped columns, copied into ``text`` after its canonical text, and the index in
+    /// ``columns`` each belongs to.
+    private var escaped: [UInt8] = []
+    private var escapedColumns: [(column: Int, range: Range<Int>)] = []
     private var digest = [UInt8](repeating: 0, count: 32)
     /// Where the row being encoded starts in ``columns``.
     private var firstColumn = 0
@@ -47,7 +52,6 @@ struct ChainEncoder {
         self.hash = Array(prevHash.utf8)
         self.columns.reserveCapacity(SQLiteAuditSchema.allColumns.count)
         self.text.reserveCapacity(1024)
-        self.hashed.reserveCapacity(1024)
     }
 
     /// A SHA-256 context for encoders. A libcrypto without SHA-256 is a precondition failure, as for
@@ -60,6 +64,9 @@ struct ChainEncoder {
         }
     }
 
+    /// `prev_hash + canonical` of the last row: what its hash covers.
+    var hashed: ArraySlice<UInt8> { self.text[self.hashedRange] }
+
     /// The hash of the last row as text.
     var hashText: String { String(decoding: self.hash, as: UTF8.self) }
 
@@ -67,16 +74,17 @@ struct ChainEncoder {
     mutating func clear() {
         self.text.removeAll(keepingCapacity: true)
         self.columns.removeAll(keepingCapacity: true)
+        self.hashedRange = 0..<0
     }
 
     /// Encodes `record` as row `sequence`, after the row last encoded (or the `prevHash` of `init`), appending its
     /// columns to ``columns`` and ``text``.
     mutating func encode(_ record: borrowing AuditRecord, sequence: Int64) {
-        self.hashed.removeAll(keepingCapacity: true)
         self.firstColumn = self.columns.count
-        swap(&self.previousHash, &self.hash)
-        self.hashed.append(contentsOf: self.previousHash)
-        self.hashed.append(UInt8(ascii: "["))
+        let rowStart = self.text.count
+        self.text.append(contentsOf: self.hash)
+        let prevHash = rowStart..<self.text.count
+        self.text.append(UInt8(ascii: "["))
         // The order of ChainRow.columnNames.
         self.integer(sequence)
         self.text(record.kind.rawValue)
@@ -102,83 +110,94 @@ struct ChainEncoder {
         self.integer(record.status.map(Int64.init))
         self.text(record.message)
         self.integer(record.durationMilliseconds.map(ChainRow.microseconds))
-        self.hashed.append(UInt8(ascii: "]"))
+        self.text.append(UInt8(ascii: "]"))
+        self.hashedRange = rowStart..<self.text.count
+        self.sha256.hash(self.text[self.hashedRange], into: &self.digest)
 
-        self.sha256.hash(self.hashed, into: &self.digest)
+        for (column, range) in self.escapedColumns {
+            let start = self.text.count
+            self.text.append(contentsOf: self.escaped[range])
+            self.columns[column] = .text(start..<self.text.count)
+        }
+        self.escaped.removeAll(keepingCapacity: true)
+        self.escapedColumns.removeAll(keepingCapacity: true)
+
         self.hash.removeAll(keepingCapacity: true)
         Hex.append(self.digest, to: &self.hash)
-        self.raw(self.previousHash)
-        self.raw(self.hash)
+        self.columns.append(.text(prevHash))
+        let hashStart = self.text.count
+        self.text.append(contentsOf: self.hash)
+        self.columns.append(.text(hashStart..<self.text.count))
     }
 
     private mutating func separate() {
-        if self.columns.count > self.firstColumn { self.hashed.append(UInt8(ascii: ",")) }
+        if self.columns.count > self.firstColumn { self.text.append(UInt8(ascii: ",")) }
     }
 
     private mutating func integer(_ value: Int64?) {
         self.separate()
         guard let value else { return self.null() }
-        ChainRow.appendDecimal(value, to: &self.hashed)
+        ChainRow.appendDecimal(value, to: &self.text)
         self.columns.append(.integer(value))
     }
 
     private mutating func text(_ value: String?) {
         self.separate()
         guard var value else { return self.null() }
-        let start = self.text.count
-        // The String lends its UTF-8 (small ones from a stack copy): one copy into each buffer.
+        // The String lends its UTF-8 (a small one from a stack copy).
         value.withUTF8 { utf8 in
-            self.text.append(contentsOf: utf8)
-            JSONText.appendQuoted(buffer: utf8, to: &self.hashed)
+            self.text.append(UInt8(ascii: "\""))
+            let start = self.text.count
+            if JSONText.appendEscaped(buffer: utf8, to: &self.text) {
+                let raw = self.escaped.count
+                self.escaped.append(contentsOf: utf8)
+                self.escapedColumns.append((self.columns.count, raw..<self.escaped.count))
+                self.columns.append(.null)  // replaced by the raw copy once the canonical text is complete
+            } else {
+                self.columns.append(.text(start..<self.text.count))
+            }
+            self.text.append(UInt8(ascii: "\""))
         }
-        self.columns.append(.text(start..<self.text.count))
     }
 
-    /// The partitions column: a JSON array written raw into ``text``, hashed as a JSON string.
+    /// The partitions column: a JSON array, hashed as a JSON string.
     private mutating func json(partitions: [String]) {
         guard !partitions.isEmpty else { return self.json("[]") }
         self.separate()
-        let start = self.text.count
-        JSONText.appendArray(partitions, to: &self.text)
-        self.quoteText(from: start)
+        let raw = self.escaped.count
+        JSONText.appendArray(partitions, to: &self.escaped)
+        self.quoteEscaped(from: raw)
     }
 
-    /// The targets column: a JSON object written raw into ``text``, hashed as a JSON string.
+    /// The targets column: a JSON object, hashed as a JSON string.
     private mutating func json(targets: [String: String]) {
         guard !targets.isEmpty else { return self.json("{}") }
         self.separate()
-        let start = self.text.count
-        JSONText.appendObject(targets, to: &self.text)
-        self.quoteText(from: start)
+        let raw = self.escaped.count
+        JSONText.appendObject(targets, to: &self.escaped)
+        self.quoteEscaped(from: raw)
     }
 
-    /// Hashes ``text`` from `start` as a JSON string and ends its column there.
-    private mutating func quoteText(from start: Int) {
-        JSONText.appendQuoted(bytes: self.text[start...], to: &self.hashed)
-        self.columns.append(.text(start..<self.text.count))
+    /// Hashes the raw value at ``escaped``[`raw`...] as a JSON string; its column is its raw copy.
+    private mutating func quoteEscaped(from raw: Int) {
+        JSONText.appendQuoted(bytes: self.escaped[raw...], to: &self.text)
+        self.escapedColumns.append((self.columns.count, raw..<self.escaped.count))
+        self.columns.append(.null)  // replaced by the raw copy once the canonical text is complete
     }
 
     /// A JSON text column whose text is known (an empty array or object): nothing in it needs escaping.
     private mutating func json(_ literal: StaticString) {
         self.separate()
+        self.text.append(UInt8(ascii: "\""))
         let start = self.text.count
-        let bytes = UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
-        self.text.append(contentsOf: bytes)
-        self.hashed.append(UInt8(ascii: "\""))
-        self.hashed.append(contentsOf: bytes)
-        self.hashed.append(UInt8(ascii: "\""))
+        literal.withUTF8Buffer { self.text.append(contentsOf: $0) }
         self.columns.append(.text(start..<self.text.count))
+        self.text.append(UInt8(ascii: "\""))
     }
 
     private mutating func null() {
-        self.hashed.append(contentsOf: "null".utf8)
+        // From the literal's bytes: appending "null".utf8 goes through String's generic path.
+        ("null" as StaticString).withUTF8Buffer { self.text.append(contentsOf: $0) }
         self.columns.append(.null)
-    }
-
-    /// A column that is not hashed (prev_hash, hash).
-    private mutating func raw(_ bytes: [UInt8]) {
-        let start = self.text.count
-        self.text.append(contentsOf: bytes)
-        self.columns.append(.text(start..<self.text.count))
     }
 }

@@ -35,15 +35,16 @@ enum JSONText {
         out.append(0x22)
     }
 
-    /// Appends UTF-8 `bytes` as a JSON string literal to `out` (text that needs no escaping in one copy).
-    static func appendQuoted(buffer bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        out.append(0x22)
-        if Self.needsEscaping(bytes.span) {
-            Self.appendEscaping(bytes.span, to: &out)
-        } else {
+    /// Appends UTF-8 `bytes` to `out` as the inside of a JSON string literal (no quotes): text that needs no
+    /// escaping in one copy.
+    /// - Returns: Whether anything was escaped (then what `out` got differs from `bytes`).
+    static func appendEscaped(buffer bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
+        guard Self.needsEscaping(bytes.span) else {
             out.append(contentsOf: bytes)
+            return false
         }
-        out.append(0x22)
+        Self.appendEscaping(bytes.span, to: &out)
+        return true
     }
 
     /// Whether any byte must be escaped. Works on bytes: the bytes that need escaping are all ASCII, and no byte

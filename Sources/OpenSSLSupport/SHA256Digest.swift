@@ -33,6 +33,11 @@ public final class SHA256Digest {
     /// Non-throwing for the same reason as ``Crypto/sha256(_:)``: with a fetched built-in algorithm it fails only if
     /// memory runs out, a precondition failure here.
     public func hash(_ bytes: [UInt8], into output: inout [UInt8]) {
+        self.hash(bytes[...], into: &output)
+    }
+
+    /// Replaces `output` with the 32-byte SHA-256 of `bytes` (a part of a buffer: hashed where it lies).
+    public func hash(_ bytes: ArraySlice<UInt8>, into output: inout [UInt8]) {
         if output.count != 32 { output = [UInt8](repeating: 0, count: 32) }
         var length: UInt32 = 0
         let ok = bytes.withUnsafeBytes { input in
