@@ -7,6 +7,12 @@ enum ConfigLimits {
     static let maxConnections = 1...256
     /// `upstream.connect_timeout`: 10ms...10m.
     static let connectTimeout = 10...600_000
+    /// `upstream.keepalive`: 0 (never)...1h; checked once a second.
+    static let upstreamKeepalive = 0...3_600_000
+    /// `upstream.keepalive_timeout`: 1s...10m.
+    static let upstreamKeepaliveTimeout = 1_000...600_000
+    /// `upstream.idle_timeout`: 0 (never)...24h; checked once a second.
+    static let upstreamIdleTimeout = 0...86_400_000
     /// `limits.max_message_bytes`: 1 KiB...2 GiB (a gRPC length prefix is 32 bits; Milvus allows 512 MiB).
     static let maxMessageBytes = 1_024...(2 << 30)
     /// `limits.max_concurrent_streams`: SETTINGS_MAX_CONCURRENT_STREAMS, at least one stream.

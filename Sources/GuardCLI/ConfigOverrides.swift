@@ -8,7 +8,7 @@ public struct ConfigOverrides: Sendable, Equatable {
     /// `--listen host:port`: replaces `listen`.
     public var listen: String?
     /// `--upstream host:port|unix:/path`: replaces the upstream *address* only; `upstream.tls`,
-    /// `max_connections` and `connect_timeout` from the file still apply.
+    /// `max_connections`, the timeouts and `auth` from the file still apply.
     public var upstream: String?
     /// `--threads N`: replaces `threads`.
     public var threads: String?

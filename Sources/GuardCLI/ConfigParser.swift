@@ -25,7 +25,10 @@ struct ConfigParser {
         ]
         static let audit = ["enabled", "reads", "sync", "commit_delay", "commit_siblings"]
         static let admin = ["listen"]
-        static let upstream = ["address", "tls", "max_connections", "connect_timeout", "auth"]
+        static let upstream = [
+            "address", "tls", "max_connections", "connect_timeout", "keepalive", "keepalive_timeout", "idle_timeout",
+            "auth",
+        ]
         static let upstreamAuth = ["user", "password_file"]
         static let upstreamTLS = ["ca", "server_name"]
         static let tls = ["cert", "key", "client_ca"]
@@ -127,6 +130,18 @@ struct ConfigParser {
             case "connect_timeout":
                 upstream.connectTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
                     try ConfigValue.milliseconds(text, in: ConfigLimits.connectTimeout)
+                }
+            case "keepalive":
+                upstream.keepaliveMilliseconds = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.milliseconds(text, in: ConfigLimits.upstreamKeepalive)
+                }
+            case "keepalive_timeout":
+                upstream.keepaliveTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.milliseconds(text, in: ConfigLimits.upstreamKeepaliveTimeout)
+                }
+            case "idle_timeout":
+                upstream.idleTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.milliseconds(text, in: ConfigLimits.upstreamIdleTimeout)
                 }
             case "auth":
                 upstream.authorization = try self.upstreamAuth(child)

@@ -243,6 +243,12 @@ public final class HTTP2Session {
         _ = nghttp2_submit_shutdown_notice(self.session)
     }
 
+    /// Queues a PING (with zero opaque data). nghttp2 answers the peer's PINGs by itself; the answer to ours is
+    /// read like any frame, so it shows as activity on the connection.
+    public func submitPing() {
+        _ = nghttp2_submit_ping(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
     /// A GOAWAY naming the last stream we processed. Streams above it were never seen by us.
     public func submitGoaway(errorCode: UInt32) {
         let last = nghttp2_session_get_last_proc_stream_id(self.session)

@@ -77,6 +77,17 @@ public struct UpstreamConfiguration: Sendable, Equatable {
     public var maxConnectionsPerLoop: Int
     /// How long a connection attempt may take before the calls waiting on it fail with UNAVAILABLE.
     public var connectTimeoutMilliseconds: Int
+    /// While calls are open on a connection and nothing has been read from it for this long, the guard sends a
+    /// PING; 0 never. Like gRPC's `keepalive_time` (pymilvus uses 55 s), so that a Milvus that went away without
+    /// closing the connection (a host that died, a firewall that dropped the flow) fails its calls instead of
+    /// leaving them hanging.
+    public var keepaliveMilliseconds: Int
+    /// How long the answer to that PING may take before the connection is closed and its calls fail with
+    /// UNAVAILABLE (which clients retry, on a new connection).
+    public var keepaliveTimeoutMilliseconds: Int
+    /// A connection without calls that has read nothing for this long is closed; 0 never. Firewalls and NAT
+    /// gateways drop idle flows silently (AWS NLB after 350 s); the next call then opens a fresh connection.
+    public var idleTimeoutMilliseconds: Int
     /// The `authorization` value the guard sends to Milvus instead of the client's (`upstream.auth` in
     /// guard.yaml: base64 of `user:password`), so that applications never hold Milvus passwords. When nil,
     /// the client's `authorization` goes upstream unchanged.
@@ -87,12 +98,18 @@ public struct UpstreamConfiguration: Sendable, Equatable {
         tls: ClientTLSConfiguration? = nil,
         maxConnectionsPerLoop: Int = 8,
         connectTimeoutMilliseconds: Int = 5_000,
+        keepaliveMilliseconds: Int = 55_000,
+        keepaliveTimeoutMilliseconds: Int = 20_000,
+        idleTimeoutMilliseconds: Int = 300_000,
         authorization: String? = nil
     ) {
         self.address = address
         self.tls = tls
         self.maxConnectionsPerLoop = maxConnectionsPerLoop
         self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.keepaliveMilliseconds = keepaliveMilliseconds
+        self.keepaliveTimeoutMilliseconds = keepaliveTimeoutMilliseconds
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         self.authorization = authorization
     }
 }

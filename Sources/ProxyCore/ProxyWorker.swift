@@ -220,6 +220,7 @@ final class ProxyWorker: LoopHandler {
                 client.closeIfStillHandshaking(now: now, limit: handshakeLimit)
                 if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
             }
+            self.pool.housekeeping(now: now)
             if self.refusedConnections > 0 {
                 self.logger.warning(
                     "client connection limit reached: new connections closed",

@@ -14,6 +14,8 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
     /// Calls assigned while the connection was still connecting.
     var waiting: [ProxiedCall] = []
     private var connectTimer: TimerQueue.ID?
+    /// When the keepalive PING now awaiting its answer was sent.
+    private var pingSentAt: UInt64?
 
     init(
         pool: UpstreamPool,
@@ -45,6 +47,45 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
     var capacity: Int {
         guard self.state == .ready || self.state == .connecting else { return 0 }
         return self.session.remoteMaxConcurrentStreams - self.streams.count - self.waiting.count
+    }
+
+    /// Keepalive and idle timeout, checked about once a second (see ``UpstreamConfiguration``):
+    /// - with calls open and nothing read for `keepaliveMilliseconds`, send a PING; when nothing has been read
+    ///   `timeoutMilliseconds` after it, close the connection, failing its calls with UNAVAILABLE;
+    /// - with no call, nothing read for `idleMilliseconds`: close it quietly.
+    func housekeeping(now: UInt64, keepaliveMilliseconds: Int, timeoutMilliseconds: Int, idleMilliseconds: Int) {
+        guard self.state == .ready || self.state == .draining else { return }
+        let lastRead = self.connection.lastActivity
+        let silent = now &- lastRead
+        if let sent = self.pingSentAt {
+            if lastRead >= sent {
+                self.pingSentAt = nil  // answered, or other frames came: the upstream is there
+            } else if now &- sent >= UInt64(timeoutMilliseconds) * 1_000_000 {
+                self.connection.close(
+                    reason: "no answer to a keepalive PING within \(Self.seconds(timeoutMilliseconds))"
+                )
+                return
+            }
+        }
+        if self.streams.isEmpty && self.waiting.isEmpty {
+            self.pingSentAt = nil
+            if idleMilliseconds > 0, silent >= UInt64(idleMilliseconds) * 1_000_000 {
+                // Nothing to fail and nothing to report: the next call opens a new connection.
+                self.state = .draining
+                self.connection.close(reason: nil)
+            }
+            return
+        }
+        if self.pingSentAt == nil, keepaliveMilliseconds > 0, silent >= UInt64(keepaliveMilliseconds) * 1_000_000 {
+            self.session.submitPing()
+            self.pingSentAt = now
+            self.markDirty()
+        }
+    }
+
+    /// `1500` -> `1.5 s`, for messages.
+    private static func seconds(_ milliseconds: Int) -> String {
+        milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
     }
 
     // MARK: Events

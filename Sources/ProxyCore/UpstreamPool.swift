@@ -290,6 +290,20 @@ final class UpstreamPool {
         for call in queued { self.start(call) }
     }
 
+    /// Once a second (the worker's housekeeping): keepalive PINGs on connections with calls whose upstream has
+    /// been silent, closing those that did not answer in time, and closing connections idle for too long.
+    func housekeeping(now: UInt64) {
+        // A copy: closing a connection removes it from `connections`.
+        for connection in self.connections {
+            connection.housekeeping(
+                now: now,
+                keepaliveMilliseconds: self.configuration.keepaliveMilliseconds,
+                timeoutMilliseconds: self.configuration.keepaliveTimeoutMilliseconds,
+                idleMilliseconds: self.configuration.idleTimeoutMilliseconds
+            )
+        }
+    }
+
     /// Closes every upstream connection (loop shutdown).
     func closeAll() {
         for connection in self.connections { connection.connection.close(reason: nil) }

@@ -65,6 +65,9 @@ struct GuardConfigTests {
               tls: {ca: milvus-ca.pem, server_name: milvus.internal}
               max_connections: 4
               connect_timeout: 2500ms
+              keepalive: 30s
+              keepalive_timeout: 5s
+              idle_timeout: 0
             policies: rules
             store: data/audit.db
             threads: 3
@@ -95,7 +98,10 @@ struct GuardConfigTests {
                 address: .tcp(host: "milvus", port: 19_530),
                 tls: ClientTLSConfiguration(caPath: folder.file("milvus-ca.pem"), serverName: "milvus.internal"),
                 maxConnectionsPerLoop: 4,
-                connectTimeoutMilliseconds: 2_500
+                connectTimeoutMilliseconds: 2_500,
+                keepaliveMilliseconds: 30_000,
+                keepaliveTimeoutMilliseconds: 5_000,
+                idleTimeoutMilliseconds: 0
             ),
             threads: 3,
             tls: ServerTLSConfiguration(
@@ -224,6 +230,14 @@ struct GuardConfigTests {
             (
                 "upstream: {address: \"m:1\", connect_timeout: 1ms}",
                 "guard.yaml:1: upstream.connect_timeout: must be between 10ms and 10m, got 1ms"
+            ),
+            (
+                "upstream: {address: \"m:1\", keepalive_timeout: 0}",
+                "guard.yaml:1: upstream.keepalive_timeout: must be between 1s and 10m, got 0"
+            ),
+            (
+                "upstream: {address: \"m:1\", keepalive: 2h}",
+                "guard.yaml:1: upstream.keepalive: must be between 0s and 1h, got 2h"
             ),
             ("store: \"\"", "guard.yaml:1: store: must not be empty"),
             ("policies: [a, b]", "guard.yaml:1: policies: must be a single value, got a list"),

@@ -284,6 +284,68 @@ struct ProxyServerTests {
         #expect(proxy.stop())
     }
 
+    @Test("A call on an upstream that stops answering fails UNAVAILABLE once a keepalive PING goes unanswered")
+    func keepaliveUnanswered() throws {
+        let upstream = try TestUpstream(behavior: .silent)
+        let proxy = try RunningProxy(
+            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            configureUpstream: {
+                $0.keepaliveMilliseconds = 1_000
+                $0.keepaliveTimeoutMilliseconds = 1_000
+            }
+        )
+        let client = try TestClient(port: proxy.port)
+        let id = try client.start(TestClient.grpcRequest(), body: TestClient.grpcFrame([1]))
+        try client.run { _ in upstream.record.value.requests.count == 1 }
+        upstream.freeze()
+        let started = EventLoop.now()
+        try client.run(timeoutMilliseconds: 8_000) { $0.streams[id]?.closedWith != nil }
+        let elapsed = (EventLoop.now() - started) / 1_000_000
+        #expect(client.streams[id]?.grpcStatus == "14")
+        #expect(client.streams[id]?.grpcMessage?.contains("no answer to a keepalive PING within 1 s") == true)
+        // Keepalive after 1 s of silence, checked once a second, then 1 s for the answer.
+        #expect(elapsed >= 1_000)
+        #expect(elapsed < 6_000)
+        #expect(proxy.stop())
+    }
+
+    @Test("Keepalive PINGs that are answered keep a slow call's connection open")
+    func keepaliveAnswered() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 3_500))
+        let proxy = try RunningProxy(
+            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            configureUpstream: {
+                $0.keepaliveMilliseconds = 1_000
+                $0.keepaliveTimeoutMilliseconds = 1_000
+            }
+        )
+        let client = try TestClient(port: proxy.port)
+        let result = try client.call(
+            TestClient.grpcRequest(),
+            body: TestClient.grpcFrame(Self.payload),
+            timeoutMilliseconds: 8_000
+        )
+        #expect(result.grpcStatus == "0")
+        #expect(upstream.record.value.connections == 1)
+        #expect(upstream.record.value.closedConnections == 0)
+        #expect(proxy.stop())
+    }
+
+    @Test("An upstream connection without calls is closed after upstream.idle_timeout; the next call opens another")
+    func upstreamIdleTimeout() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(
+            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            configureUpstream: { $0.idleTimeoutMilliseconds = 1_000 }
+        )
+        let client = try TestClient(port: proxy.port)
+        #expect(try client.call(TestClient.grpcRequest(), body: TestClient.grpcFrame([1])).grpcStatus == "0")
+        #expect(waitFor(timeoutMilliseconds: 5_000) { upstream.record.value.closedConnections == 1 })
+        #expect(try client.call(TestClient.grpcRequest(), body: TestClient.grpcFrame([2])).grpcStatus == "0")
+        #expect(upstream.record.value.connections == 2)
+        #expect(proxy.stop())
+    }
+
     @Test("A malformed grpc-timeout is INVALID_ARGUMENT and never forwarded")
     func malformedTimeout() throws {
         let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))

@@ -16,19 +16,22 @@ final class RunningProxy {
         authorization: String? = nil,
         tls: ServerTLSConfiguration? = nil,
         audit: ProxyAudit? = nil,
-        configure: (inout Limits) -> Void = { _ in }
+        configure: (inout Limits) -> Void = { _ in },
+        configureUpstream: (inout UpstreamConfiguration) -> Void = { _ in }
     ) throws {
         var limits = Limits()
         limits.drainTimeoutMilliseconds = 1_000
         configure(&limits)
+        var upstreamConfiguration = UpstreamConfiguration(
+            address: upstream,
+            maxConnectionsPerLoop: maxConnectionsPerLoop,
+            connectTimeoutMilliseconds: 2_000,
+            authorization: authorization
+        )
+        configureUpstream(&upstreamConfiguration)
         let configuration = ProxyConfiguration(
             listen: .tcp(host: "127.0.0.1", port: 0),
-            upstream: UpstreamConfiguration(
-                address: upstream,
-                maxConnectionsPerLoop: maxConnectionsPerLoop,
-                connectTimeoutMilliseconds: 2_000,
-                authorization: authorization
-            ),
+            upstream: upstreamConfiguration,
             threads: 1,
             tls: tls,
             limits: limits

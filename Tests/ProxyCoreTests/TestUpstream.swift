@@ -13,6 +13,8 @@ struct UpstreamRecord: Sendable {
     /// Error codes of streams that closed before the upstream answered them (RST_STREAM from the proxy).
     var resets: [UInt32] = []
     var connections = 0
+    /// Connections that ended (closed by the proxy, or failed).
+    var closedConnections = 0
     var openStreams = 0
     var maxOpenStreams = 0
     /// The most streams open at once on any single connection.
@@ -34,12 +36,14 @@ final class TestUpstream {
 
     let record = Locked(UpstreamRecord())
     private let stopping = Locked(false)
+    /// While set, the upstream neither reads nor writes nor accepts: a host that vanished without closing.
+    private let frozen = Locked(false)
     private let boundPort = Locked<UInt16>(0)
     private let thread: TestThread
 
     /// Starts the upstream on a loopback TCP port, or on a Unix-domain socket at `unixPath`.
     init(behavior: Behavior, maxConcurrentStreams: UInt32 = 100, unixPath: String? = nil) throws {
-        let (record, stopping, boundPort) = (self.record, self.stopping, self.boundPort)
+        let (record, stopping, boundPort, frozen) = (self.record, self.stopping, self.boundPort, self.frozen)
         let failure = Locked<String?>(nil)
         self.thread = try TestThread(name: "test-upstream") {
             do {
@@ -50,7 +54,7 @@ final class TestUpstream {
                     unixPath: unixPath
                 )
                 boundPort.set(unixPath == nil ? server.port : 1)
-                server.run(until: stopping)
+                server.run(until: stopping, frozen: frozen)
             } catch {
                 failure.set("\(error)")
             }
@@ -63,6 +67,9 @@ final class TestUpstream {
     }
 
     var port: UInt16 { self.boundPort.value }
+
+    /// Stops answering anything, PINGs included, without closing a connection.
+    func freeze() { self.frozen.set(true) }
 
     /// Stops the upstream thread; false when it did not end in time.
     @discardableResult
@@ -98,8 +105,12 @@ private final class UpstreamServer {
 
     var port: UInt16 { self.listener.localPort ?? 0 }
 
-    func run(until stopping: Locked<Bool>) {
+    func run(until stopping: Locked<Bool>, frozen: Locked<Bool>) {
         while !stopping.value {
+            if frozen.value {
+                usleep(5_000)
+                continue
+            }
             var entries = [pollfd(fd: self.listener.descriptor, events: Int16(POLLIN), revents: 0)]
             for peer in self.peers {
                 let events = POLLIN | (peer.hasPendingOutput ? POLLOUT : 0)
@@ -269,6 +280,9 @@ private final class UpstreamPeer {
         self.socket.close()
         let open = self.streams.count
         self.streams = [:]
-        self.record.update { $0.openStreams -= open }
+        self.record.update {
+            $0.openStreams -= open
+            $0.closedConnections += 1
+        }
     }
 }
