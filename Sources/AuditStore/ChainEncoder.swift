@@ -1,4 +1,5 @@
 import OpenSSLSupport
+import SQLiteSupport
 
 /// Turns records into rows of the chain on the writer thread: the bytes the hash covers, the hash, and the column
 /// values a store inserts, all in one buffer it keeps, so that a record costs no allocation once it has grown.
@@ -18,13 +19,9 @@ import OpenSSLSupport
 /// // encoder.columns index into encoder.text; encoder.hash is the next record's prev_hash
 /// ```
 struct ChainEncoder {
-    /// One column value of the row last encoded.
-    enum Column: Hashable {
-        case integer(Int64)
-        case null
-        /// ``ChainEncoder/text``[range], UTF-8.
-        case text(Range<Int>)
-    }
+    /// One column value of a row: an integer, NULL, or ``ChainEncoder/text``[range] (UTF-8). The parameter type of
+    /// SQLite inserts, so that a batch's columns are bound as they are.
+    typealias Column = Statement.Parameter
 
     /// The rows encoded since ``clear()``, back to back (see the type's description).
     private(set) var text: [UInt8] = []

@@ -171,8 +171,6 @@ enum SQLiteAuditSchema {
         func append(_ records: [AuditRecord], after sequence: Int64, prevHash: String) throws(SQLiteError) -> [Int64] {
             // Locals, not properties: every mutation of a class's stored array is an exclusivity check.
             var encoder = ChainEncoder(prevHash: prevHash, sha256: self.sha256)
-            var parameters: [Statement.Parameter] = []
-            parameters.reserveCapacity(Self.rowsPerInsert * SQLiteAuditSchema.allColumns.count)
             var sequences: [Int64] = []
             sequences.reserveCapacity(records.count)
             var next = sequence
@@ -185,18 +183,10 @@ enum SQLiteAuditSchema {
                     encoder.encode(record, sequence: next)
                     sequences.append(next)
                 }
-                parameters.removeAll(keepingCapacity: true)
-                for column in encoder.columns {
-                    switch column {
-                    case .integer(let value): parameters.append(.integer(value))
-                    case .null: parameters.append(.null)
-                    case .text(let range): parameters.append(.text(range))
-                    }
-                }
                 if rows == 1 {
-                    try self.insertOne.run(parameters, text: encoder.text)
+                    try self.insertOne.run(encoder.columns, text: encoder.text)
                 } else {
-                    try self.insertMany.run(parameters, text: encoder.text)
+                    try self.insertMany.run(encoder.columns, text: encoder.text)
                 }
                 start += rows
             }
