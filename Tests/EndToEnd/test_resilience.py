@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 
@@ -12,7 +13,7 @@ from pymilvus import MilvusClient
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 import harness
-from conftest import DIRECT, _guard_binary, requires_guard
+from conftest import DIRECT, _guard_binary, _milvus_lite, requires_guard
 from rawh2 import H2Client, grpc_frame, grpc_headers
 
 
@@ -146,6 +147,42 @@ def test_unavailable_status_for_pymilvus_calls_in_flight(stack):
         harness.raw_call(stack.guard.address, "HasCollection", request, timeout=20)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (failure.value.details() or "").startswith("milvus-guard:"), failure.value.details()
+
+
+@requires_guard
+def test_frozen_milvus_fails_the_call_in_flight_after_an_unanswered_keepalive(tmp_path, log_dir):
+    """milvus-lite stopped with SIGSTOP keeps its connections open but answers nothing, as a host that died or a
+    firewall that dropped the flow: a call in flight gets the guard's UNAVAILABLE once a keepalive PING goes
+    unanswered (upstream.keepalive 1s, keepalive_timeout 1s), instead of hanging; after SIGCONT calls work again."""
+    milvus_port = harness.free_port()
+    milvus = harness.start_milvus_lite(_milvus_lite(), tmp_path / "data", milvus_port, log_dir, "milvus-lite-frozen")
+    port = harness.free_port()
+    config = 'upstream:\n  address: "127.0.0.1:1"\n  keepalive: 1s\n  keepalive_timeout: 1s\n'
+    guard = harness.start_guard(
+        _guard_binary(), port, f"127.0.0.1:{milvus_port}", log_dir, name="milvus-guard-keepalive", config=config
+    )
+    address = f"127.0.0.1:{port}"
+    group = milvus.proc.pid  # its own session and process group: the wrapper and the server it starts
+    try:
+        harness.raw_call(address, harness.GET_VERSION, b"", timeout=10)  # the guard's connection to milvus-lite
+        os.killpg(group, signal.SIGSTOP)
+        request = milvus_pb2.HasCollectionRequest(collection_name="anything").SerializeToString()
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failure:
+            harness.raw_call(address, "HasCollection", request, timeout=30)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE, failure.value
+        assert "no answer to a keepalive PING within 1 s" in (failure.value.details() or ""), failure.value.details()
+        assert time.monotonic() - started < 25, "failed by the client's deadline, not by the keepalive"
+        assert guard.alive()
+        os.killpg(group, signal.SIGCONT)
+        harness.wait_until(lambda: harness.get_version_ok(address), 30, "the guard to reach milvus-lite again")
+    finally:
+        try:
+            os.killpg(group, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        guard.stop()
+        milvus.stop()
 
 
 def _cpu_seconds(pid: int) -> float:
