@@ -140,26 +140,24 @@ struct ChainEncoder {
 
     private mutating func text(_ value: String?) {
         self.separate()
-        guard var value else { return self.null() }
-        // The String lends its UTF-8 (a small one from a stack copy).
-        value.withUTF8 { utf8 in
-            self.text.append(UInt8(ascii: "\""))
-            let start = self.text.count
-            if JSONText.appendEscaped(buffer: utf8, to: &self.text) {
-                let raw = self.escaped.count
-                self.escaped.append(contentsOf: utf8)
-                self.escapedColumns.append((self.columns.count, raw..<self.escaped.count))
-                self.columns.append(.null)  // replaced by the raw copy once the canonical text is complete
-            } else {
-                self.columns.append(.text(start..<self.text.count))
-            }
-            self.text.append(UInt8(ascii: "\""))
+        guard let value else { return self.null() }
+        let utf8 = value.utf8.span
+        self.text.append(UInt8(ascii: "\""))
+        let start = self.text.count
+        if JSONText.appendEscaped(utf8, to: &self.text) {
+            let raw = self.escaped.count
+            JSONText.append(utf8, to: &self.escaped)
+            self.escapedColumns.append((self.columns.count, raw..<self.escaped.count))
+            self.columns.append(.null)  // replaced by the raw copy once the canonical text is complete
+        } else {
+            self.columns.append(.text(start..<self.text.count))
         }
+        self.text.append(UInt8(ascii: "\""))
     }
 
     /// The partitions column: a JSON array, hashed as a JSON string.
     private mutating func json(partitions: [String]) {
-        guard !partitions.isEmpty else { return self.json("[]") }
+        guard !partitions.isEmpty else { return self.emptyJSON(UInt8(ascii: "["), UInt8(ascii: "]")) }
         self.separate()
         let raw = self.escaped.count
         JSONText.appendArray(partitions, to: &self.escaped)
@@ -168,7 +166,7 @@ struct ChainEncoder {
 
     /// The targets column: a JSON object, hashed as a JSON string.
     private mutating func json(targets: [String: String]) {
-        guard !targets.isEmpty else { return self.json("{}") }
+        guard !targets.isEmpty else { return self.emptyJSON(UInt8(ascii: "{"), UInt8(ascii: "}")) }
         self.separate()
         let raw = self.escaped.count
         JSONText.appendObject(targets, to: &self.escaped)
@@ -182,19 +180,24 @@ struct ChainEncoder {
         self.columns.append(.null)  // replaced by the raw copy once the canonical text is complete
     }
 
-    /// A JSON text column whose text is known (an empty array or object): nothing in it needs escaping.
-    private mutating func json(_ literal: StaticString) {
+    /// An empty JSON array or object (`[]`, `{}`): nothing in it needs escaping.
+    private mutating func emptyJSON(_ open: UInt8, _ close: UInt8) {
         self.separate()
         self.text.append(UInt8(ascii: "\""))
         let start = self.text.count
-        literal.withUTF8Buffer { self.text.append(contentsOf: $0) }
+        self.text.append(open)
+        self.text.append(close)
         self.columns.append(.text(start..<self.text.count))
         self.text.append(UInt8(ascii: "\""))
     }
 
     private mutating func null() {
-        // From the literal's bytes: appending "null".utf8 goes through String's generic path.
-        ("null" as StaticString).withUTF8Buffer { self.text.append(contentsOf: $0) }
+        // Byte by byte into new capacity: appending "null".utf8 goes through String's generic path.
+        self.text.append(addingCapacity: 4) { output in
+            for byte in [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")] {
+                output.append(byte)
+            }
+        }
         self.columns.append(.null)
     }
 }

@@ -64,18 +64,24 @@ struct ChainRow: Hashable, Sendable {
     }
 
     /// Appends `value` in decimal, as `String(value)` writes it (without building a String per column): the digits
-    /// are written backwards into a stack buffer, then appended in one copy.
+    /// go straight into `out`'s new capacity, most significant first.
     static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var magnitude = value.magnitude
-            var index = digits.count
-            repeat {
-                index -= 1
-                digits[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            if value < 0 { out.append(UInt8(ascii: "-")) }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index...]))
+        let magnitude = value.magnitude
+        var scale: UInt64 = 1
+        var digits = 1
+        while magnitude / scale >= 10 {
+            scale &*= 10
+            digits += 1
+        }
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        out.append(addingCapacity: digits) { output in
+            var rest = magnitude
+            var place = scale
+            while place > 0 {
+                output.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / place))
+                rest %= place
+                place /= 10
+            }
         }
     }
 
@@ -166,15 +172,12 @@ enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends `bytes` as lowercase hex to `out`, in one copy from a stack buffer (a digest: 32 bytes, 64 digits).
+    /// Appends `bytes` as lowercase hex to `out`, straight into its new capacity.
     static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
-        bytes.withUnsafeBufferPointer { input in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * input.count) { digits in
-                for (index, byte) in input.enumerated() {
-                    digits[2 &* index] = Self.digit(byte >> 4)
-                    digits[2 &* index &+ 1] = Self.digit(byte & 0x0F)
-                }
-                out.append(contentsOf: UnsafeBufferPointer(digits))
+        out.append(addingCapacity: 2 * bytes.count) { output in
+            for byte in bytes {
+                output.append(Self.digit(byte >> 4))
+                output.append(Self.digit(byte & 0x0F))
             }
         }
     }

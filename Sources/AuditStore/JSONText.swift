@@ -36,15 +36,22 @@ enum JSONText {
     }
 
     /// Appends UTF-8 `bytes` to `out` as the inside of a JSON string literal (no quotes): text that needs no
-    /// escaping in one copy.
+    /// escaping in one pass into `out`'s new capacity.
     /// - Returns: Whether anything was escaped (then what `out` got differs from `bytes`).
-    static func appendEscaped(buffer bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
-        guard Self.needsEscaping(bytes.span) else {
-            out.append(contentsOf: bytes)
+    static func appendEscaped(_ bytes: Span<UInt8>, to out: inout [UInt8]) -> Bool {
+        guard Self.needsEscaping(bytes) else {
+            Self.append(bytes, to: &out)
             return false
         }
-        Self.appendEscaping(bytes.span, to: &out)
+        Self.appendEscaping(bytes, to: &out)
         return true
+    }
+
+    /// Appends `bytes` to `out` as they are.
+    static func append(_ bytes: Span<UInt8>, to out: inout [UInt8]) {
+        out.append(addingCapacity: bytes.count) { output in
+            for index in bytes.indices { output.append(bytes[index]) }
+        }
     }
 
     /// Whether any byte must be escaped. Works on bytes: the bytes that need escaping are all ASCII, and no byte
