@@ -28,8 +28,10 @@ extension ProxyWorker {
         let mutation = decoded.rpc.actionClass != .read
         guard mutation || audit.reads else { return .forward }
         let token = self.nextAuditToken()
-        let record = self.auditRecord(.request, for: call, decoded: decoded)
-        guard self.submitAudit(audit, record, token: token, listener: mutation ? self.auditListener : nil) else {
+        var record = self.auditRecord(.request, for: call)
+        Self.describe(decoded, in: &record)
+        guard self.submitAudit(audit, consume record, token: token, listener: mutation ? self.auditListener : nil)
+        else {
             guard mutation else { return .forward }  // a read's record is not a condition of the read
             return .refuse(GRPCStatus(.resourceExhausted, "audit store unavailable: the audit queue is full"))
         }
@@ -93,9 +95,10 @@ extension ProxyWorker {
         } else {
             return
         }
-        // An outcome does not describe the call again (see auditRecord): no copy of the decoded call for it.
-        let record = self.auditRecord(kind, for: call, decoded: kind == .outcome ? nil : call.milvusCall)
-        if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
+        // An outcome does not describe the call again (see auditRecord).
+        var record = self.auditRecord(kind, for: call)
+        if kind == .refusal, let decoded = call.milvusCall { Self.describe(decoded, in: &record) }
+        if !self.submitAudit(audit, consume record, token: self.nextAuditToken(), listener: nil) {
             self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "\(kind)"])
         }
     }
@@ -149,9 +152,10 @@ extension ProxyWorker {
         return self.auditTokens
     }
 
-    /// The record of `call`: who, from where, what, on what, and what was decided; with the status,
-    /// message and duration for outcomes and refusals.
-    func auditRecord(_ kind: AuditRecord.Kind, for call: ProxiedCall, decoded: MilvusCall?) -> AuditRecord {
+    /// The record of `call`: who, from where, what, and what was decided; with the status, message and duration for
+    /// outcomes and refusals. What the decoded request names (database, collection, filter, rows…) is added by
+    /// ``describe(_:in:)``, from the decoded call the caller holds (passing it here as an optional would copy it).
+    func auditRecord(_ kind: AuditRecord.Kind, for call: ProxiedCall) -> AuditRecord {
         var record = AuditRecord(
             kind: kind,
             callID: self.callID(for: call),
@@ -159,7 +163,7 @@ extension ProxyWorker {
         )
         // An outcome points to its request by call id and carries only what the request could not know: the
         // status, its message and the duration (half the bytes to insert and hash).
-        if kind != .outcome { self.describe(call, decoded: decoded, in: &record) }
+        if kind != .outcome { self.describe(call, in: &record) }
         if kind != .request {
             if let status = call.guardStatus {
                 record.status = Int32(status.code.rawValue)
@@ -179,8 +183,8 @@ extension ProxyWorker {
         return record
     }
 
-    /// Who made the call, from where, what and on what, and what was decided.
-    private func describe(_ call: ProxiedCall, decoded: MilvusCall?, in record: inout AuditRecord) {
+    /// Who made the call, from where, what, and what was decided.
+    private func describe(_ call: ProxiedCall, in record: inout AuditRecord) {
         if let principal = call.principal {
             record.principal = principal.name
             record.authentication = Self.label(principal.authentication)
@@ -189,19 +193,22 @@ extension ProxyWorker {
         }
         record.client = call.client?.peer
         record.tls = call.client.map { $0.connection.tls != nil }
-        record.rpc = decoded?.rpc.name ?? MilvusRPCs.descriptor(forPath: call.path)?.name ?? call.path
-        if let decoded {
-            record.action = decoded.rpc.actionClass.rawValue
-            record.database = decoded.database
-            record.collection = decoded.collection
-            record.partitions = decoded.partitions
-            record.filter = decoded.filter
-            record.rows = decoded.rowCount.map(Int64.init)
-            record.targets = Self.targets(of: decoded)
-        }
+        record.rpc = call.decodedRPC?.name ?? MilvusRPCs.descriptor(forPath: call.path)?.name ?? call.path
         record.requestBytes = Int64(call.requestBytes)
         record.decision = (call.verdict ?? .failed).rawValue
         record.rule = call.rule?.description
+    }
+
+    /// What the decoded request asks for, and on what.
+    static func describe(_ decoded: borrowing MilvusCall, in record: inout AuditRecord) {
+        record.rpc = decoded.rpc.name
+        record.action = decoded.rpc.actionClass.rawValue
+        record.database = decoded.database
+        record.collection = decoded.collection
+        record.partitions = decoded.partitions
+        record.filter = decoded.filter
+        record.rows = decoded.rowCount.map(Int64.init)
+        record.targets = Self.targets(of: decoded)
     }
 
     /// Named targets other than database, collection and partitions.
