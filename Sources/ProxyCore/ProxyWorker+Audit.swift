@@ -161,6 +161,14 @@ extension ProxyWorker {
             callID: self.callID(for: call),
             timeMilliseconds: Self.wallClockMilliseconds()
         )
+        self.complete(&record, for: call)
+        return record
+    }
+
+    /// Fills in ``auditRecord(_:for:)``'s record. Apart, so that the record is returned without a copy (filled in
+    /// the same function, it was copied once more on return).
+    private func complete(_ record: inout AuditRecord, for call: ProxiedCall) {
+        let kind = record.kind
         // An outcome points to its request by call id and carries only what the request could not know: the
         // status, its message and the duration (half the bytes to insert and hash).
         if kind != .outcome { self.describe(call, in: &record) }
@@ -180,7 +188,6 @@ extension ProxyWorker {
             }
             record.durationMilliseconds = Double(EventLoop.now() - call.startedAt) / 1_000_000
         }
-        return record
     }
 
     /// Who made the call, from where, what, and what was decided.
