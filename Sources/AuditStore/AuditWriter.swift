@@ -68,8 +68,8 @@ final class AuditWriter: Sendable {
         var isEmpty: Bool { self.records.isEmpty }
         var hasListener: Bool { self.waiters.contains { $0.listener != nil } }
         /// Request records somebody waits for: calls that are refused (and write no outcome) if the batch fails.
-        // By index, reading one field: iterating the records would copy each (a retain per field).
         var awaitedRequests: Int {
+            // By index, reading one field: iterating the records would copy each (a retain per field).
             var count = 0
             for index in self.records.indices
             where self.records[index].kind == .request && self.waiters[index].listener != nil {

@@ -16,22 +16,14 @@ enum JSONText {
     /// Appends `text` as a JSON string literal to `out`.
     static func appendQuoted(_ text: String, to out: inout [UInt8]) {
         out.append(0x22)
-        if Self.needsEscaping(text.utf8.span) {
-            Self.appendEscaping(text.utf8.span, to: &out)
-        } else {
-            out.append(contentsOf: text.utf8)
-        }
+        _ = Self.appendEscaped(text.utf8.span, to: &out)
         out.append(0x22)
     }
 
     /// Appends UTF-8 `bytes` as a JSON string literal to `out`.
     static func appendQuoted(bytes: ArraySlice<UInt8>, to out: inout [UInt8]) {
         out.append(0x22)
-        if Self.needsEscaping(bytes.span) {
-            Self.appendEscaping(bytes.span, to: &out)
-        } else {
-            out.append(contentsOf: bytes)
-        }
+        _ = Self.appendEscaped(bytes.span, to: &out)
         out.append(0x22)
     }
 
