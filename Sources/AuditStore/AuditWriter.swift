@@ -48,7 +48,8 @@ extension AuditBatchSink {
 /// recorded whose outcome has not come yet), the writer sleeps `commitDelayMilliseconds` before committing, so that
 /// the records those calls produce meanwhile share the commit and its fsync. A lone client never waits: it has no
 /// siblings. A batch of ``delayedBatchLimit`` records or more is committed at once (the writer is then busy enough
-/// for commits to fill up by themselves), and the wait ends as soon as that many are queued.
+/// for commits to fill up by themselves), and the wait ends as soon as that many are queued. The wait is also at
+/// most 1/16 of the mean duration of recent calls, so that it never adds more than that share to their latency.
 ///
 /// Invariant: `wakePending` is true from a submit's signal until the writer takes the queue, so each take costs at
 /// most one extra (empty) wake-up.
@@ -81,6 +82,14 @@ final class AuditWriter: Sendable {
             var count = 0
             for index in self.records.indices where self.records[index].kind == .request { count += 1 }
             return count
+        }
+        /// Folds the durations of the batch's outcome records into `mean` (nil: none seen yet), nanoseconds.
+        func observeCallDurations(into mean: inout Int64?) {
+            for index in self.records.indices where self.records[index].kind == .outcome {
+                guard let milliseconds = self.records[index].durationMilliseconds, milliseconds >= 0 else { continue }
+                let nanoseconds = Int64(min(milliseconds, 3_600_000) * 1_000_000)
+                mean = mean.map { $0 + (nanoseconds - $0) / AuditWriter.callDurationSmoothing } ?? nanoseconds
+            }
         }
 
         mutating func append(contentsOf other: Batch) {
@@ -134,6 +143,10 @@ final class AuditWriter: Sendable {
     private let commitSiblings: Int
     /// A batch this large is never delayed.
     static let delayedBatchLimit = 64
+    /// The commit delay is at most this fraction (1/n) of the mean call duration.
+    static let callDurationShare: Int64 = 16
+    /// Weight 1/n of each new outcome in the mean call duration (an exponential moving average).
+    static let callDurationSmoothing: Int64 = 16
     /// Told the chain's head at most every ``headMilliseconds`` while records are written, and once more at close.
     private let onHead: (@Sendable (AuditChainHead) -> Void)?
     private let headMilliseconds: Int
@@ -284,13 +297,22 @@ final class AuditWriter: Sendable {
     /// meanwhile. It sleeps in slices of at most a millisecond and stops once ``delayedBatchLimit`` records are
     /// there, rather than waiting on the signal: woken by every loop iteration, the writer would preempt the loops
     /// whose records it waits for.
-    private func delayCommit(_ batch: inout Batch, closing: inout Bool) {
+    ///
+    /// The wait is also at most 1/``callDurationShare`` of `meanCallNanoseconds`, the mean duration of recent calls
+    /// (from their outcome records; nil before the first): it then adds at most that share to a call's latency.
+    /// Behind a slow upstream (calls of tens of milliseconds, the guard mostly idle) the whole delay applies and
+    /// saves commits; with fast calls and a busy guard, batches fill by themselves and a fixed wait would only cost
+    /// closed-loop clients throughput.
+    private func delayCommit(_ batch: inout Batch, closing: inout Bool, meanCallNanoseconds: Int64?) {
         guard self.commitDelayMilliseconds > 0, !closing, self.isWritable,
             batch.count < Self.delayedBatchLimit, batch.hasListener
         else { return }
         let others = self.state.withLock { $0.openCalls } - batch.requests
         guard others >= self.commitSiblings else { return }
-        let deadline = Self.monotonicNanoseconds() + Int64(self.commitDelayMilliseconds) * 1_000_000
+        var delay = Int64(self.commitDelayMilliseconds) * 1_000_000
+        if let meanCallNanoseconds { delay = min(delay, meanCallNanoseconds / Self.callDurationShare) }
+        guard delay > 0 else { return }
+        let deadline = Self.monotonicNanoseconds() + delay
         while true {
             let remaining = deadline - Self.monotonicNanoseconds()
             guard remaining > 0 else { break }
@@ -320,6 +342,8 @@ final class AuditWriter: Sendable {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
         var unannounced = false
+        // Mean duration of recent calls, which bounds the commit delay.
+        var meanCallNanoseconds: Int64?
         func announceHead() {
             guard let onHead = self.onHead, let head = sink.head() else { return }
             onHead(head)
@@ -353,7 +377,8 @@ final class AuditWriter: Sendable {
                 continue
             }
             self.extendLazily(&batch, closing: &closing)
-            self.delayCommit(&batch, closing: &closing)
+            self.delayCommit(&batch, closing: &closing, meanCallNanoseconds: meanCallNanoseconds)
+            batch.observeCallDurations(into: &meanCallNanoseconds)
             var results: [AuditResult]
             var committed = false
             do throws(AuditStoreError) {

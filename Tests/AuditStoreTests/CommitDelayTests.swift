@@ -13,6 +13,13 @@ struct CommitDelayTests {
         return listener.results
     }
 
+    /// The outcome of call `n` without a duration, which leaves the delay unbounded by the duration of calls.
+    private func untimedOutcome(_ n: Int) -> AuditRecord {
+        var record = outcome(n)
+        record.durationMilliseconds = nil
+        return record
+    }
+
     private func store(in folder: TemporaryDirectory, delay: Int, siblings: Int) throws -> SQLiteAuditStore {
         try SQLiteAuditStore(
             path: folder.file("audit.db"),
@@ -54,9 +61,30 @@ struct CommitDelayTests {
         #expect(store.submit(fullRequest(1), token: 1, listener: listener))
         #expect(self.results(of: listener, count: 1).count == 1)
         // Its outcome ends call 1; stray outcomes (of calls written before a restart) don't count below zero.
-        for n in [1, 7, 8] { #expect(store.submit(outcome(n), token: 100 + UInt64(n), listener: nil)) }
+        for n in [1, 7, 8] { #expect(store.submit(untimedOutcome(n), token: 100 + UInt64(n), listener: nil)) }
         #expect(store.submit(fullRequest(2), token: 2, listener: listener))
         #expect(self.results(of: listener, count: 2).map(\.token) == [1, 2])
+    }
+
+    @Test("The delay is at most a sixteenth of the mean duration of recent calls")
+    func delayBoundedByCallDuration() throws {
+        let folder = try TemporaryDirectory()
+        let store = try self.store(in: folder, delay: 30_000, siblings: 1)
+        defer { store.close() }
+        let listener = CollectingListener()
+        // Ten calls in progress, committed together (a batch's own requests are not its siblings).
+        for n in 1...10 { #expect(store.submitDeferred(fullRequest(n), token: UInt64(n), listener: listener)) }
+        store.wake()
+        #expect(self.results(of: listener, count: 10).count == 10)
+        // Five of them end after 2 ms each; five stay in progress.
+        for n in 1...5 {
+            var record = outcome(n)
+            record.durationMilliseconds = 2
+            #expect(store.submit(record, token: 100 + UInt64(n), listener: nil))
+        }
+        // Siblings in progress, but calls take 2 ms: the delay is 125 us, not 30 s.
+        #expect(store.submit(fullRequest(11), token: 11, listener: listener))
+        #expect(self.results(of: listener, count: 11).last?.token == 11)
     }
 
     @Test("Calls refused because their batch failed no longer count as in progress")
@@ -68,7 +96,7 @@ struct CommitDelayTests {
         let listener = CollectingListener()
         #expect(store.submit(fullRequest(1), token: 1, listener: listener))
         #expect(self.results(of: listener, count: 1).first?.error == nil)
-        #expect(store.submit(outcome(1), token: 101, listener: nil))
+        #expect(store.submit(untimedOutcome(1), token: 101, listener: nil))
 
         chmod(path, 0o444)
         #expect(store.submit(fullRequest(2), token: 2, listener: listener))
@@ -77,7 +105,7 @@ struct CommitDelayTests {
 
         #expect(store.submit(fullRequest(3), token: 3, listener: listener))
         #expect(self.results(of: listener, count: 3).last?.error == nil)
-        #expect(store.submit(outcome(3), token: 103, listener: nil))
+        #expect(store.submit(untimedOutcome(3), token: 103, listener: nil))
         // Nothing is in progress now: had call 2 stayed counted, this commit would wait a minute.
         #expect(store.submit(fullRequest(4), token: 4, listener: listener))
         #expect(self.results(of: listener, count: 4).map(\.token) == [1, 2, 3, 4])
