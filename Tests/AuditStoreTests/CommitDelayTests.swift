@@ -72,19 +72,18 @@ struct CommitDelayTests {
         let store = try self.store(in: folder, delay: 30_000, siblings: 1)
         defer { store.close() }
         let listener = CollectingListener()
-        // Ten calls in progress, committed together (a batch's own requests are not its siblings).
-        for n in 1...10 { #expect(store.submitDeferred(fullRequest(n), token: UInt64(n), listener: listener)) }
-        store.wake()
-        #expect(self.results(of: listener, count: 10).count == 10)
-        // Five of them end after 2 ms each; five stay in progress.
-        for n in 1...5 {
-            var record = outcome(n)
-            record.durationMilliseconds = 2
-            #expect(store.submit(record, token: 100 + UInt64(n), listener: nil))
-        }
-        // Siblings in progress, but calls take 2 ms: the delay is 125 us, not 30 s.
-        #expect(store.submit(fullRequest(11), token: 11, listener: listener))
-        #expect(self.results(of: listener, count: 11).last?.token == 11)
+        // Call 1 ends after 2 ms: the writer has seen a call duration before any delay could apply.
+        #expect(store.submit(fullRequest(1), token: 1, listener: listener))
+        #expect(self.results(of: listener, count: 1).count == 1)
+        var ended = outcome(1)
+        ended.durationMilliseconds = 2
+        #expect(store.submit(ended, token: 101, listener: nil))
+        // Call 2 is alone (committed at once) and stays in progress.
+        #expect(store.submit(fullRequest(2), token: 2, listener: listener))
+        #expect(self.results(of: listener, count: 2).count == 2)
+        // Call 3 has a sibling, but calls take 2 ms: the delay is 125 us, not 30 s.
+        #expect(store.submit(fullRequest(3), token: 3, listener: listener))
+        #expect(self.results(of: listener, count: 3).map(\.token) == [1, 2, 3])
     }
 
     @Test("Calls refused because their batch failed no longer count as in progress")
