@@ -36,6 +36,8 @@ enum ConfigLimits {
     static let commitSiblings = 1...1_000_000
     /// `limits.auth_failures_per_minute`: failed authentications per client address before it is refused.
     static let authFailures = 1...1_000_000
+    /// `limits.refusals_per_minute`: refused calls per client address before its connections are closed; 0: no limit.
+    static let refusals = 0...1_000_000
     /// `limits.credential_cache`: how long a verified credential is reused, 0s (never)...24h.
     static let credentialCache = 0...86_400_000
     /// `limits.client_connections`: client connections open at once, over all event loops.

@@ -36,7 +36,7 @@ struct ConfigParser {
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
             "handshake_timeout", "auth_failures_per_minute", "credential_cache", "client_connections",
-            "connections_per_client",
+            "connections_per_client", "refusals_per_minute",
         ]
     }
 
@@ -321,6 +321,10 @@ struct ConfigParser {
             case "auth_failures_per_minute":
                 limits.authFailuresPerWindow = try self.value(child) { text throws(ValueProblem) in
                     try ConfigValue.integer(text, in: ConfigLimits.authFailures)
+                }
+            case "refusals_per_minute":
+                limits.refusalsPerWindow = try self.value(child) { text throws(ValueProblem) in
+                    try ConfigValue.integer(text, in: ConfigLimits.refusals)
                 }
             case "credential_cache":
                 limits.credentialCacheMilliseconds = try self.duration(child, in: ConfigLimits.credentialCache)

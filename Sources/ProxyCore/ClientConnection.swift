@@ -43,6 +43,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     var loop: EventLoop { self.worker.loop }
     var session: HTTP2Session { self.connection.session }
     var hasCalls: Bool { !self.calls.isEmpty }
+    /// Set by ``cutOff()``: the client was told to open no new streams, and the connection closes once its calls
+    /// are done.
+    private(set) var isCutOff = false
 
     func markDirty() { self.loop.markDirty(self.connection) }
 
@@ -72,6 +75,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                     call.clientStreamClosed(connectionGone: false)
                     self.logCompletion(call)
                     self.worker.callFinished(call)
+                    if self.isCutOff && self.calls.isEmpty { self.connection.closeGracefully() }
                 }
             case .goaway, .remoteSettingsChanged:
                 break
@@ -99,7 +103,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             self,
             asked: Self.requestLine(bytes),
             httpStatus: 403,
-            message: "only gRPC over HTTP/2 is accepted; HTTP/1.1 and the REST API are refused"
+            message: "only gRPC over HTTP/2 is accepted; HTTP/1.1 and the REST API are refused",
+            onStream: false
         )
         let response =
             "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\n"
@@ -282,7 +287,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             self,
             asked: "\(method.prefix(16)) \(path.prefix(200))",
             httpStatus: method == "POST" ? 415 : 405,
-            message: String(reason.dropFirst("milvus-guard: ".count).dropLast())
+            message: String(reason.dropFirst("milvus-guard: ".count).dropLast()),
+            onStream: true
         )
         let headers = [
             HeaderField(":status", status),
@@ -319,6 +325,18 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         self.session.submitShutdownNotice()
         self.session.submitGoaway(errorCode: HTTP2ErrorCode.noError)
         self.markDirty()
+    }
+
+    /// Ends a connection whose address went over ``Limits/refusalsPerWindow``: a GOAWAY (ENHANCE_YOUR_CALM) naming
+    /// the last stream processed, so the client opens no new streams here; the calls in flight end as usual, then
+    /// the connection closes.
+    func cutOff() {
+        guard !self.isCutOff else { return }
+        self.isCutOff = true
+        self.logger.info("too many refused calls from this address: closing the connection")
+        self.session.submitGoaway(errorCode: HTTP2ErrorCode.enhanceYourCalm)
+        self.markDirty()
+        if self.calls.isEmpty { self.connection.closeGracefully() }
     }
 
     /// Closes now if no call is open (after a GOAWAY, or when idle past the timeout).

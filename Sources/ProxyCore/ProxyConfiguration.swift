@@ -179,6 +179,14 @@ public struct Limits: Sendable, Equatable {
     /// of ``clientConnections``; a connection beyond it is accepted and closed at once. Unix-socket clients are
     /// not counted per address (they have none).
     public var connectionsPerClient: Int = 1_000
+    /// Refused calls one client address may cause per ``refusalWindowMilliseconds`` (denied by the policy, no or
+    /// wrong credential, malformed, not gRPC); 0: no limit. From the limit on, each of its connections gets a GOAWAY
+    /// at its next refusal and closes once its calls are done, and new connections from it are closed at once until
+    /// the window is over. Every refusal is a record in the audit store: this bounds how fast a client that can
+    /// reach the port, even without a credential, makes the store grow.
+    public var refusalsPerWindow: Int = 1_000
+    /// The window of ``refusalsPerWindow``.
+    public var refusalWindowMilliseconds: Int = 60_000
 
     public init() {}
 }

@@ -3,6 +3,7 @@ import Glibc
 import GuardPolicy
 import Logging
 import MilvusCatalog
+import Synchronization
 
 /// Auditing: every mutation is recorded before it is forwarded (write-ahead), its outcome when it ends;
 /// every refusal is recorded; allowed reads only with `audit.reads`.
@@ -86,6 +87,12 @@ extension ProxyWorker {
             durationNanoseconds: EventLoop.now() - call.startedAt
         )
 
+        if !call.requestRecorded, let status = call.guardStatus, Self.isClientsFault(status, call.verdict),
+            let client = call.client
+        {
+            self.countRefusal(by: client, cutOff: true)
+        }
+
         guard let audit = self.services.audit else { return }
         let kind: AuditRecord.Kind
         if call.requestRecorded {
@@ -107,7 +114,16 @@ extension ProxyWorker {
     /// another method or content type. A `refusal` record of its own, with what was asked (`rpc`: the request line
     /// or the path), decision `failed`, and the gRPC code a gRPC client maps the HTTP status to (403 ->
     /// PERMISSION_DENIED, others UNKNOWN); the message starts with the HTTP status.
-    func auditProtocolRefusal(_ client: ClientConnection, asked: String, httpStatus: Int, message: String) {
+    /// `onStream`: refused as an HTTP/2 stream (the connection lives on); else the connection did not speak HTTP/2
+    /// and is closed anyway.
+    func auditProtocolRefusal(
+        _ client: ClientConnection,
+        asked: String,
+        httpStatus: Int,
+        message: String,
+        onStream: Bool
+    ) {
+        self.countRefusal(by: client, cutOff: onStream)
         guard let audit = self.services.audit else { return }
         var record = AuditRecord(
             kind: .refusal,
@@ -125,6 +141,71 @@ extension ProxyWorker {
         if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
             self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
         }
+    }
+
+    /// Whether a refusal is the caller's doing, and so counts against ``Limits/refusalsPerWindow``: denied by the
+    /// policy, no or wrong credential (and the failure limit that follows), a malformed request or an unknown RPC.
+    /// Not what the guard or Milvus caused (UNAVAILABLE, DEADLINE_EXCEEDED, a full audit store or held-bytes
+    /// budget): pymilvus retries those, and a healthy client must not be cut off for them.
+    static func isClientsFault(_ status: GRPCStatus, _ verdict: CallVerdict?) -> Bool {
+        switch verdict {
+        case .denied?, .failed?:
+            return true
+        case .allowed?, .wouldDeny?, nil:
+            switch status.code {
+            case .permissionDenied, .unauthenticated, .invalidArgument, .unimplemented: return true
+            default: return false
+            }
+        }
+    }
+
+    /// Counts a refusal against the client's address. At ``Limits/refusalsPerWindow`` the address is over its
+    /// limit: one record says so (the refusals themselves are each recorded as usual), and from then on each of its
+    /// connections gets a GOAWAY at its next refusal (`cutOff`: at this one) and new ones are closed at once
+    /// (``SharedServices/admitClient(host:)``) until the window is over.
+    private func countRefusal(by client: ClientConnection, cutOff: Bool) {
+        guard self.services.limitsRefusals else { return }
+        let limit = self.configuration.limits.refusalsPerWindow
+        let count = self.services.refusals.withLock { $0.recordFailure(client.peerHost, now: EventLoop.now()) }
+        guard count >= limit else { return }
+        if count == limit { self.recordRefusalLimit(client, limit: limit) }
+        if cutOff { client.cutOff() }
+    }
+
+    /// The record of an address going over its refusal limit: a `refusal` with no RPC, decision `failed`, status
+    /// RESOURCE_EXHAUSTED; and a warning in the log.
+    private func recordRefusalLimit(_ client: ClientConnection, limit: Int) {
+        let window = Self.describeWindow(milliseconds: self.configuration.limits.refusalWindowMilliseconds)
+        let message =
+            "milvus-guard: \(limit) refused calls from \(client.peerHost) within \(window) "
+            + "(limits.refusals_per_minute): its connections are closed, and new ones refused, until that window is "
+            + "over"
+        self.logger.warning(
+            "too many refused calls: closing the address's connections",
+            metadata: ["address": "\(client.peerHost)", "limit": "\(limit)", "window": "\(window)"]
+        )
+        guard let audit = self.services.audit else { return }
+        var record = AuditRecord(
+            kind: .refusal,
+            callID: self.nextCallID(),
+            timeMilliseconds: Self.wallClockMilliseconds()
+        )
+        record.client = client.peer
+        record.tls = client.connection.tls != nil
+        record.decision = CallVerdict.failed.rawValue
+        record.status = Int32(GRPCStatusCode.resourceExhausted.rawValue)
+        record.message = message
+        record.durationMilliseconds = 0
+        if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
+            self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
+        }
+    }
+
+    /// `a minute`, `10 s`: the refusal window in a message.
+    private static func describeWindow(milliseconds: Int) -> String {
+        if milliseconds == 60_000 { return "a minute" }
+        if milliseconds % 1000 == 0 { return "\(milliseconds / 1000) s" }
+        return "\(milliseconds) ms"
     }
 
     /// Queues a record; the writer is woken once, at the end of this loop iteration (``wakeAuditWriter()``), so

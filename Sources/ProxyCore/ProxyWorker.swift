@@ -28,6 +28,9 @@ final class ProxyWorker: LoopHandler {
     /// log line, and the last such address.
     private var refusedPerAddress = 0
     private var lastRefusedAddress = ""
+    /// New connections closed because their address is over ``Limits/refusalsPerWindow``, since the last log line.
+    private var refusedForRefusals = 0
+    private var lastRefusalLimitedAddress = ""
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -130,6 +133,10 @@ final class ProxyWorker: LoopHandler {
                 self.refusedPerAddress += 1
                 self.lastRefusedAddress = host ?? ""
                 continue
+            case .tooManyRefusals?:
+                self.refusedForRefusals += 1
+                self.lastRefusalLimitedAddress = host ?? ""
+                continue
             }
             do {
                 let session = try HTTP2Session(role: .server, settings: self.serverSettings)
@@ -221,6 +228,16 @@ final class ProxyWorker: LoopHandler {
                 if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
             }
             self.pool.housekeeping(now: now)
+            if self.refusedForRefusals > 0 {
+                self.logger.warning(
+                    "refused-call limit reached: new connections from the address closed",
+                    metadata: [
+                        "closed": "\(self.refusedForRefusals)", "address": "\(self.lastRefusalLimitedAddress)",
+                        "limit": "\(self.configuration.limits.refusalsPerWindow)",
+                    ]
+                )
+                self.refusedForRefusals = 0
+            }
             if self.refusedConnections > 0 {
                 self.logger.warning(
                     "client connection limit reached: new connections closed",

@@ -7,6 +7,10 @@ final class SharedServices: Sendable {
     let heldBudget: HeldBytesBudget
     /// Failed authentications per client address, over all loops (a client's connections may land on any).
     let failures: Mutex<FailureLimiter>
+    /// Refused calls per client address, over all loops; used only when ``limitsRefusals``.
+    let refusals: Mutex<FailureLimiter>
+    /// Whether ``Limits/refusalsPerWindow`` is set (not 0).
+    let limitsRefusals: Bool
     /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core.
     let verifier: OffLoopExecutor
     /// Runs getaddrinfo for upstream host names, so DNS never blocks a loop (and never waits behind PBKDF2).
@@ -32,6 +36,13 @@ final class SharedServices: Sendable {
                 windowNanoseconds: UInt64(limits.authFailureWindowMilliseconds) * 1_000_000
             )
         )
+        self.limitsRefusals = limits.refusalsPerWindow > 0
+        self.refusals = Mutex(
+            FailureLimiter(
+                threshold: max(1, limits.refusalsPerWindow),
+                windowNanoseconds: UInt64(limits.refusalWindowMilliseconds) * 1_000_000
+            )
+        )
         self.verifier = try OffLoopExecutor(name: "guard-verifier", capacity: 1024)
         self.resolver = try OffLoopExecutor(name: "guard-resolver", capacity: 256)
     }
@@ -42,6 +53,8 @@ final class SharedServices: Sendable {
         case processFull
         /// Its address has ``perAddressLimit`` connections open.
         case addressFull
+        /// Its address caused ``Limits/refusalsPerWindow`` refusals in the current window.
+        case tooManyRefusals
     }
 
     /// Takes a place for a new client connection from `host` (nil: no address to count, a Unix socket); nil when
@@ -52,6 +65,10 @@ final class SharedServices: Sendable {
             return .processFull
         }
         guard let host else { return nil }
+        if self.limitsRefusals, self.refusals.withLock({ $0.isBlocked(host, now: EventLoop.now()) }) {
+            self.openClients.wrappingSubtract(1, ordering: .relaxed)
+            return .tooManyRefusals
+        }
         let admitted = self.openPerAddress.withLock { open -> Bool in
             let count = open[host, default: 0]
             guard count < self.perAddressLimit else { return false }

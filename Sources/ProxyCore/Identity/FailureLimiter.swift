@@ -1,5 +1,6 @@
-/// Counts failed authentications per client address in one-minute windows: from the `threshold + 1`th
-/// failure in a window, the address is refused (RESOURCE_EXHAUSTED) until the window is over.
+/// Counts failures per client address in fixed windows (one minute by default): from the `threshold`th failure in a
+/// window, the address is blocked until the window is over. Used for failed authentications (the address is then
+/// refused RESOURCE_EXHAUSTED) and for refused calls (its connections are then closed).
 struct FailureLimiter {
     private struct Window {
         var started: UInt64
@@ -25,17 +26,23 @@ struct FailureLimiter {
         return current.failures >= self.threshold
     }
 
-    /// Records a failed attempt from `address`.
-    mutating func recordFailure(_ address: String, now: UInt64) {
+    /// Records a failure from `address`.
+    /// - Returns: The failures from `address` in the current window, this one included.
+    @discardableResult
+    mutating func recordFailure(_ address: String, now: UInt64) -> Int {
+        let failures: Int
         if var current = self.windows[address], now - current.started < self.window {
             current.failures += 1
+            failures = current.failures
             self.windows[address] = current
         } else {
+            failures = 1
             self.windows[address] = Window(started: now, failures: 1)
         }
         if self.windows.count > 100_000 {
             // Many addresses: drop the windows that are over, so the table stays bounded.
             self.windows = self.windows.filter { now - $0.value.started < self.window }
         }
+        return failures
     }
 }
