@@ -271,3 +271,47 @@ def test_sigkill_under_load_leaves_every_acknowledged_insert_recorded(milvus, lo
     assert {e["outcome"] for e in inserts} <= {"ok", "unknown"}
     # Outcomes not yet committed at the kill (at most the lazy-commit window's) show as unknown.
     assert any(e["outcome"] == "ok" for e in inserts)
+
+
+def test_refusal_flood_shuts_the_address_out(milvus, log_dir):
+    """A client without a credential that keeps getting refused (limits.refusals_per_minute: 20): its address is
+    shut out, even with a valid password, and one record says so; every refusal before that has its own record."""
+    port = harness.free_port()
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-refusals",
+        config="limits:\n  refusals_per_minute: 20\n", policies={"audit.yaml": policy()},
+        ready=harness.grpc_answers,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        drop = b"\x12\x07default\x1a\x06ledger"  # DropCollectionRequest: db_name, collection_name
+        refused, shut_out = 0, None
+        for _ in range(40):  # the readiness probe's call may have counted too
+            try:
+                harness.raw_call(address, "DropCollection", drop)
+                pytest.fail("a call without a credential went through")
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+                    shut_out = error
+                    break
+                refused += 1
+        assert shut_out is not None and shut_out.code() == grpc.StatusCode.UNAVAILABLE, shut_out
+        assert 10 <= refused <= 20
+        with pytest.raises(REFUSED):
+            MilvusClient(uri=f"http://{address}", token="root:Milvus", timeout=5).has_collection("ledger")
+    finally:
+        server.stop()
+
+    listed = guard_cli(server.work_dir, "audit", "--format", "json", "--limit", "1000")
+    assert listed.returncode == 0, listed.stderr
+    entries = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    drops = [e for e in entries if e["rpc"] == "DropCollection"]
+    assert len(drops) == refused
+    assert all(e["status"] == 16 and e["decision"] == "failed" and e["client"].startswith("127.0.0.1:")
+               for e in drops)
+    limit = [e for e in entries if e["rpc"] is None]
+    assert len(limit) == 1, limit
+    assert limit[0]["status"] == 8
+    assert limit[0]["message"].startswith("milvus-guard: 20 refused calls from 127.0.0.1 within a minute")
+    verify = guard_cli(server.work_dir, "audit", "verify")
+    assert verify.returncode == 0 and verify.stdout.startswith("ok: "), verify.stdout + verify.stderr
