@@ -64,23 +64,27 @@ struct ChainRow: Hashable, Sendable {
     }
 
     /// Appends `value` in decimal, as `String(value)` writes it (without building a String per column): the digits
-    /// go straight into `out`'s new capacity, most significant first.
+    /// go straight into `out`'s new capacity.
     static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        // Digits are counted by comparison and written last to first, dividing only by the constant 10 (which
+        // compiles to a multiplication): dividing by a running power of ten cost a hardware division per digit.
         let magnitude = value.magnitude
-        var scale: UInt64 = 1
         var digits = 1
-        while magnitude / scale >= 10 {
-            scale &*= 10
+        var bound: UInt64 = 10
+        while digits < 19 && magnitude >= bound {  // Int64's magnitude has at most 19 digits
             digits += 1
+            bound &*= 10
         }
         if value < 0 { out.append(UInt8(ascii: "-")) }
         out.append(addingCapacity: digits) { output in
+            output.append(repeating: UInt8(ascii: "0"), count: digits)
+            var span = output.mutableSpan
             var rest = magnitude
-            var place = scale
-            while place > 0 {
-                output.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / place))
-                rest %= place
-                place /= 10
+            var index = digits
+            while rest > 0 {
+                index -= 1
+                span[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
             }
         }
     }

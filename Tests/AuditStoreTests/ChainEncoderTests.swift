@@ -79,7 +79,13 @@ struct ChainEncoderTests {
 
     @Test("Decimal integers are written as String(value) writes them")
     func decimals() {
-        for value: Int64 in [0, 7, -7, 9, 10, 99, 100, 1_000_003, Int64.max, Int64.min, Int64.min + 1, -10] {
+        var values: [Int64] = [0, 7, -7, 9, 10, 99, 100, 1_000_003, Int64.max, Int64.min, Int64.min + 1, -10]
+        var power: Int64 = 1
+        for _ in 0..<18 {  // every digit count, at its edges
+            power *= 10
+            values += [power - 1, power, power + 1, -(power - 1), -power, -(power + 1)]
+        }
+        for value in values {
             var out: [UInt8] = []
             ChainRow.appendDecimal(value, to: &out)
             #expect(String(decoding: out, as: UTF8.self) == String(value))
