@@ -118,4 +118,28 @@ struct IdentityTests {
         let value8 = limiter.isBlocked("10.0.0.1", now: 1_000)
         #expect(!value8)
     }
+
+    @Test("The table of addresses is bounded; a full table drops the windows that are over, at most once a window")
+    func failureLimitTableIsBounded() {
+        var limiter = FailureLimiter(threshold: 2, windowNanoseconds: 1_000, maxAddresses: 3)
+        var counts: [Int] = []
+        var blocked: [Bool] = []
+        for host in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] { counts.append(limiter.recordFailure(host, now: 0)) }
+        #expect(counts == [1, 1, 1])
+        // Full: a fourth address is not tracked, so not limited; the tracked ones still are.
+        counts = [limiter.recordFailure("10.0.0.4", now: 10), limiter.recordFailure("10.0.0.4", now: 11)]
+        blocked.append(limiter.isBlocked("10.0.0.4", now: 12))
+        counts.append(limiter.recordFailure("10.0.0.1", now: 13))
+        blocked.append(limiter.isBlocked("10.0.0.1", now: 14))
+        #expect(counts == [1, 1, 2])
+        #expect(blocked == [false, true])
+        #expect(limiter.trackedAddresses == 3)
+        // Once their windows are over, the next new address makes room and is tracked.
+        counts = [limiter.recordFailure("10.0.0.4", now: 1_500), limiter.recordFailure("10.0.0.4", now: 1_501)]
+        let fourthBlocked = limiter.isBlocked("10.0.0.4", now: 1_502)
+        #expect(counts == [1, 2])
+        #expect(fourthBlocked)
+        #expect(limiter.trackedAddresses == 1)
+    }
+
 }

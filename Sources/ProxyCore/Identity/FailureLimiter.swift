@@ -9,12 +9,21 @@ struct FailureLimiter {
 
     let threshold: Int
     let window: UInt64
+    /// At most this many addresses are tracked. A new address that finds the table full is not tracked (so not
+    /// limited) until windows that are over have been dropped, which is tried at most once per window: rescanning
+    /// a full table at every failure would let many addresses (an IPv6 prefix) cost O(table) per refusal.
+    let maxAddresses: Int
     private var windows: [String: Window] = [:]
+    private var nextPrune: UInt64 = 0
 
-    init(threshold: Int = 20, windowNanoseconds: UInt64 = 60 * 1_000_000_000) {
+    init(threshold: Int = 20, windowNanoseconds: UInt64 = 60 * 1_000_000_000, maxAddresses: Int = 100_000) {
         self.threshold = threshold
         self.window = windowNanoseconds
+        self.maxAddresses = max(1, maxAddresses)
     }
+
+    /// Addresses tracked now (windows over but not yet dropped included).
+    var trackedAddresses: Int { self.windows.count }
 
     /// Whether attempts from `address` are refused at `now`.
     mutating func isBlocked(_ address: String, now: UInt64) -> Bool {
@@ -30,19 +39,18 @@ struct FailureLimiter {
     /// - Returns: The failures from `address` in the current window, this one included.
     @discardableResult
     mutating func recordFailure(_ address: String, now: UInt64) -> Int {
-        let failures: Int
-        if var current = self.windows[address], now - current.started < self.window {
-            current.failures += 1
-            failures = current.failures
-            self.windows[address] = current
-        } else {
-            failures = 1
-            self.windows[address] = Window(started: now, failures: 1)
+        if let current = self.windows[address] {
+            let failures = now - current.started < self.window ? current.failures + 1 : 1
+            self.windows[address] = Window(started: failures == 1 ? now : current.started, failures: failures)
+            return failures
         }
-        if self.windows.count > 100_000 {
-            // Many addresses: drop the windows that are over, so the table stays bounded.
+        if self.windows.count >= self.maxAddresses {
+            guard now >= self.nextPrune else { return 1 }
+            self.nextPrune = now &+ self.window
             self.windows = self.windows.filter { now - $0.value.started < self.window }
+            guard self.windows.count < self.maxAddresses else { return 1 }
         }
-        return failures
+        self.windows[address] = Window(started: now, failures: 1)
+        return 1
     }
 }
