@@ -124,6 +124,18 @@ extension ProxyWorker {
         onStream: Bool
     ) {
         self.countRefusal(by: client, cutOff: onStream)
+        let code: GRPCStatusCode = httpStatus == 403 ? .permissionDenied : .unknown
+        self.auditConnectionRefusal(client, rpc: asked, code: code, message: "HTTP \(httpStatus): \(message)")
+    }
+
+    /// A `refusal` record that is not about a decoded call: what the connection asked (nil: nothing in particular),
+    /// decision `failed`, the status, no duration.
+    private func auditConnectionRefusal(
+        _ client: ClientConnection,
+        rpc: String?,
+        code: GRPCStatusCode,
+        message: String
+    ) {
         guard let audit = self.services.audit else { return }
         var record = AuditRecord(
             kind: .refusal,
@@ -132,11 +144,10 @@ extension ProxyWorker {
         )
         record.client = client.peer
         record.tls = client.connection.tls != nil
-        record.rpc = asked
+        record.rpc = rpc
         record.decision = CallVerdict.failed.rawValue
-        let code: GRPCStatusCode = httpStatus == 403 ? .permissionDenied : .unknown
         record.status = Int32(code.rawValue)
-        record.message = "HTTP \(httpStatus): \(message)"
+        record.message = message
         record.durationMilliseconds = 0
         if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
             self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
@@ -184,21 +195,7 @@ extension ProxyWorker {
             "too many refused calls: closing the address's connections",
             metadata: ["address": "\(client.peerHost)", "limit": "\(limit)", "window": "\(window)"]
         )
-        guard let audit = self.services.audit else { return }
-        var record = AuditRecord(
-            kind: .refusal,
-            callID: self.nextCallID(),
-            timeMilliseconds: Self.wallClockMilliseconds()
-        )
-        record.client = client.peer
-        record.tls = client.connection.tls != nil
-        record.decision = CallVerdict.failed.rawValue
-        record.status = Int32(GRPCStatusCode.resourceExhausted.rawValue)
-        record.message = message
-        record.durationMilliseconds = 0
-        if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
-            self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
-        }
+        self.auditConnectionRefusal(client, rpc: nil, code: .resourceExhausted, message: message)
     }
 
     /// `a minute`, `10 s`: the refusal window in a message.

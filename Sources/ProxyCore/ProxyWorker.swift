@@ -228,33 +228,24 @@ final class ProxyWorker: LoopHandler {
                 if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
             }
             self.pool.housekeeping(now: now)
-            if self.refusedForRefusals > 0 {
-                self.logger.warning(
-                    "refused-call limit reached: new connections from the address closed",
-                    metadata: [
-                        "closed": "\(self.refusedForRefusals)", "address": "\(self.lastRefusalLimitedAddress)",
-                        "limit": "\(self.configuration.limits.refusalsPerWindow)",
-                    ]
-                )
-                self.refusedForRefusals = 0
-            }
-            if self.refusedConnections > 0 {
-                self.logger.warning(
-                    "client connection limit reached: new connections closed",
-                    metadata: ["closed": "\(self.refusedConnections)", "limit": "\(self.services.clientLimit)"]
-                )
-                self.refusedConnections = 0
-            }
-            if self.refusedPerAddress > 0 {
-                self.logger.warning(
-                    "per-address connection limit reached: new connections closed",
-                    metadata: [
-                        "closed": "\(self.refusedPerAddress)", "address": "\(self.lastRefusedAddress)",
-                        "limit": "\(self.services.perAddressLimit)",
-                    ]
-                )
-                self.refusedPerAddress = 0
-            }
+            self.logClosedAtAccept(
+                &self.refusedConnections,
+                "client connection limit reached: new connections closed",
+                address: nil,
+                limit: self.services.clientLimit
+            )
+            self.logClosedAtAccept(
+                &self.refusedPerAddress,
+                "per-address connection limit reached: new connections closed",
+                address: self.lastRefusedAddress,
+                limit: self.services.perAddressLimit
+            )
+            self.logClosedAtAccept(
+                &self.refusedForRefusals,
+                "refused-call limit reached: new connections from the address closed",
+                address: self.lastRefusalLimitedAddress,
+                limit: self.configuration.limits.refusalsPerWindow
+            )
             if self.draining {
                 self.stopIfDrained()
                 if now >= self.drainDeadline {
@@ -266,6 +257,16 @@ final class ProxyWorker: LoopHandler {
             }
             self.scheduleHousekeeping()
         }
+    }
+
+    /// Logs, once a second at most, the connections closed at accept for one reason since the last time (`closed`,
+    /// then reset), with the last address refused when the limit is per address.
+    private func logClosedAtAccept(_ closed: inout Int, _ message: Logger.Message, address: String?, limit: Int) {
+        guard closed > 0 else { return }
+        var metadata: Logger.Metadata = ["closed": "\(closed)", "limit": "\(limit)"]
+        if let address { metadata["address"] = "\(address)" }
+        self.logger.warning(message, metadata: metadata)
+        closed = 0
     }
 
     private func stopIfDrained() {
