@@ -128,14 +128,17 @@ final class ProxyWorker: LoopHandler {
             // Logged by the housekeeping timer, once a second at most. `socket` closes as it goes.
             case .processFull?:
                 self.refusedConnections += 1
+                self.metrics.recordConnectionRefused(.clientConnections)
                 continue
             case .addressFull?:
                 self.refusedPerAddress += 1
                 self.lastRefusedAddress = host ?? ""
+                self.metrics.recordConnectionRefused(.connectionsPerClient)
                 continue
             case .tooManyRefusals?:
                 self.refusedForRefusals += 1
                 self.lastRefusalLimitedAddress = host ?? ""
+                self.metrics.recordConnectionRefused(.refusalsPerMinute)
                 continue
             }
             do {

@@ -16,6 +16,8 @@ struct AdminMetricsTests {
         # TYPE milvus_guard_call_duration_seconds histogram
         # HELP milvus_guard_calls_total Calls by RPC, the guard's decision and the gRPC status returned.
         # TYPE milvus_guard_calls_total counter
+        # HELP milvus_guard_connections_refused_total Client connections closed at accept, by the limit.
+        # TYPE milvus_guard_connections_refused_total counter
         # HELP milvus_guard_open_connections Client connections open now.
         # TYPE milvus_guard_open_connections gauge
         milvus_guard_open_connections 0
@@ -44,6 +46,7 @@ struct AdminMetricsTests {
             durationNanoseconds: 3_000_000_000
         )
         loop.recordUpstreamError(.connect)
+        loop.recordConnectionRefused(.refusalsPerMinute)
         loop.connectionOpened()
         let expected = """
             # HELP milvus_guard_audit_wait_seconds Time mutations waited for their request record to be durable.
@@ -69,6 +72,9 @@ struct AdminMetricsTests {
             # TYPE milvus_guard_calls_total counter
             milvus_guard_calls_total{rpc="Search",decision="allowed",status="0"} 2
             milvus_guard_calls_total{rpc="Search",decision="allowed",status="14"} 1
+            # HELP milvus_guard_connections_refused_total Client connections closed at accept, by the limit.
+            # TYPE milvus_guard_connections_refused_total counter
+            milvus_guard_connections_refused_total{limit="refusals_per_minute"} 1
             # HELP milvus_guard_open_connections Client connections open now.
             # TYPE milvus_guard_open_connections gauge
             milvus_guard_open_connections 1
@@ -114,6 +120,9 @@ struct AdminMetricsTests {
         metrics.forLoop(0).connectionOpened()
         metrics.forLoop(0).connectionClosed()
         metrics.forLoop(1).connectionOpened()
+        metrics.forLoop(0).recordConnectionRefused(.connectionsPerClient)
+        metrics.forLoop(2).recordConnectionRefused(.connectionsPerClient)
+        metrics.forLoop(1).recordConnectionRefused(.clientConnections)
 
         let lines = metrics.render().split(separator: "\n").map(String.init)
         let calls = lines.filter { $0.hasPrefix("milvus_guard_calls_total{") }
@@ -132,6 +141,12 @@ struct AdminMetricsTests {
         #expect(lines.contains(#"milvus_guard_call_duration_seconds_bucket{rpc="unknown",le="10"} 1"#))
         #expect(lines.contains(#"milvus_guard_call_duration_seconds_bucket{rpc="unknown",le="+Inf"} 2"#))
         #expect(lines.contains("milvus_guard_open_connections 2"))
+        #expect(
+            lines.filter { $0.hasPrefix("milvus_guard_connections_refused_total{") } == [
+                #"milvus_guard_connections_refused_total{limit="client_connections"} 1"#,
+                #"milvus_guard_connections_refused_total{limit="connections_per_client"} 2"#,
+            ]
+        )
         #expect(
             lines.filter { $0.hasPrefix("milvus_guard_upstream_errors_total{") } == [
                 #"milvus_guard_upstream_errors_total{kind="connect_timeout"} 2"#,

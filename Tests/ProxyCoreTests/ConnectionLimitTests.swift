@@ -47,6 +47,21 @@ struct ConnectionLimitTests {
         #expect(services.openConnections(from: "10.0.0.1") == 0)
     }
 
+    @Test("An address over refusals_per_minute is not admitted, and takes no place; others still are")
+    func shutOutByRefusals() throws {
+        var limits = Limits()
+        limits.refusalsPerWindow = 2
+        let services = try SharedServices(limits: limits, audit: nil)
+        defer { services.stop() }
+        let now = EventLoop.now()
+        for _ in 0..<2 { services.refusals.withLock { _ = $0.recordFailure("10.0.0.1", now: now) } }
+        #expect(services.admitClient(host: "10.0.0.1") == .tooManyRefusals)
+        #expect(services.admitClient(host: "10.0.0.2") == nil)
+        #expect(services.admitClient(host: nil) == nil)  // a Unix-socket client has no address to shut out
+        #expect(services.openClients.load(ordering: .relaxed) == 2)
+        #expect(services.openConnections(from: "10.0.0.1") == 0)
+    }
+
     @Test("A Unix-socket peer is not counted per address; an IPv6 peer counts by its address without the port")
     func countedHost() {
         #expect(ClientConnection.countedHost(of: "unix") == nil)

@@ -60,6 +60,11 @@ struct RefusalLimitTests {
         let again = try TestClient(port: setup.proxy.port)
         #expect(again.waitForClose())
         #expect(throws: (any Error).self) { try setup.call(again, "HasCollection", auth: app) }
+        #expect(
+            setup.proxy.server.metrics.render().contains(
+                #"milvus_guard_connections_refused_total{limit="refusals_per_minute"} 1"#
+            )
+        )
 
         // Every refusal has its record, and one more record says the address went over the limit.
         let records = setup.records(count: 4)

@@ -49,6 +49,25 @@ public enum CallStatus: Hashable, Sendable {
 }
 
 /// What went wrong with the upstream, the `kind` label of `milvus_guard_upstream_errors_total`.
+/// Why a client connection was closed at accept, named after the limit (`limits.…`) that refused it.
+public enum ConnectionRefusalKind: Int, CaseIterable, Sendable {
+    /// `limits.client_connections` connections were open.
+    case clientConnections
+    /// Its address had `limits.connections_per_client` connections open.
+    case connectionsPerClient
+    /// Its address was shut out by `limits.refusals_per_minute`.
+    case refusalsPerMinute
+
+    /// The label value: the limit's key in guard.yaml.
+    public var label: String {
+        switch self {
+        case .clientConnections: "client_connections"
+        case .connectionsPerClient: "connections_per_client"
+        case .refusalsPerMinute: "refusals_per_minute"
+        }
+    }
+}
+
 public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
     /// A connect attempt failed (refused, unreachable, name not resolved).
     case connect
@@ -108,6 +127,7 @@ struct MetricsTable: Sendable {
     var durationSum: [UInt64]
     var durationCount: [UInt64]
     var upstreamErrors: [UInt64]
+    var connectionsRefused: [UInt64]
     var openConnections: Int64
     /// Non-cumulative bucket counts of the write-ahead wait, by ``auditWaitBounds`` (`+Inf` last).
     var auditWaitBuckets: [UInt64]
@@ -120,6 +140,7 @@ struct MetricsTable: Sendable {
         self.durationSum = Array(repeating: 0, count: Self.rpcSlots)
         self.durationCount = Array(repeating: 0, count: Self.rpcSlots)
         self.upstreamErrors = Array(repeating: 0, count: UpstreamErrorKind.allCases.count)
+        self.connectionsRefused = Array(repeating: 0, count: ConnectionRefusalKind.allCases.count)
         self.openConnections = 0
         self.auditWaitBuckets = Array(repeating: 0, count: Self.auditWaitBounds.count + 1)
         self.auditWaitSum = 0
@@ -156,6 +177,9 @@ struct MetricsTable: Sendable {
             self.durationCount[index] &+= other.durationCount[index]
         }
         for index in self.upstreamErrors.indices { self.upstreamErrors[index] &+= other.upstreamErrors[index] }
+        for index in self.connectionsRefused.indices {
+            self.connectionsRefused[index] &+= other.connectionsRefused[index]
+        }
         self.openConnections &+= other.openConnections
         for index in self.auditWaitBuckets.indices { self.auditWaitBuckets[index] &+= other.auditWaitBuckets[index] }
         self.auditWaitSum &+= other.auditWaitSum
@@ -214,6 +238,11 @@ public final class LoopMetrics: Sendable {
         self.table.withLock { $0.upstreamErrors[kind.rawValue] &+= 1 }
     }
 
+    /// A client connection was closed at accept by a limit: call from `ProxyWorker.handleEvents`.
+    public func recordConnectionRefused(_ kind: ConnectionRefusalKind) {
+        self.table.withLock { $0.connectionsRefused[kind.rawValue] &+= 1 }
+    }
+
     /// A client connection was accepted: call from `ProxyWorker.handleEvents` once the `ClientConnection` exists.
     public func connectionOpened() {
         self.table.withLock { $0.openConnections &+= 1 }
@@ -237,6 +266,7 @@ public final class LoopMetrics: Sendable {
 ///   about either; not per decision or status, to keep the series count at 15 per RPC in use;
 /// - `milvus_guard_audit_wait_seconds`: how long mutations waited for their request record to be durable (the
 ///   write-ahead cost of auditing), once there was one;
+/// - `milvus_guard_connections_refused_total{limit}`: client connections closed at accept, non-zero limits;
 /// - `milvus_guard_upstream_errors_total{kind}`: non-zero kinds;
 /// - `milvus_guard_open_connections`: the client connections open now.
 public final class ProxyMetrics: Sendable {
@@ -314,6 +344,13 @@ public final class ProxyMetrics: Sendable {
                     out += "status=\"\(CallStatus.labels[status])\"} \(value)\n"
                 }
             }
+        }
+        out += "# HELP milvus_guard_connections_refused_total Client connections closed at accept, by the limit.\n"
+        out += "# TYPE milvus_guard_connections_refused_total counter\n"
+        for kind in ConnectionRefusalKind.allCases.sorted(by: { $0.label < $1.label }) {
+            let value = table.connectionsRefused[kind.rawValue]
+            guard value > 0 else { continue }
+            out += "milvus_guard_connections_refused_total{limit=\"\(kind.label)\"} \(value)\n"
         }
         out += "# HELP milvus_guard_open_connections Client connections open now.\n"
         out += "# TYPE milvus_guard_open_connections gauge\n"
