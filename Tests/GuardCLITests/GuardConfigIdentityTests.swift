@@ -69,6 +69,8 @@ struct GuardConfigIdentityTests {
             ("upstream:\n  address: 127.0.0.1:1\n  auth: guard\n", "guard.yaml:3: upstream.auth: must be a mapping"),
             ("limits:\n  auth_failures_per_minute: 0\n", "guard.yaml:2: limits.auth_failures_per_minute:"),
             ("limits:\n  client_connections: 0\n", "guard.yaml:2: limits.client_connections:"),
+            ("limits:\n  refusals_per_minute: -1\n", "guard.yaml:2: limits.refusals_per_minute:"),
+            ("limits:\n  refusals_per_minute: 1000001\n", "guard.yaml:2: limits.refusals_per_minute:"),
         ]
     )
     func errors(yaml: String, expected: String) throws {
