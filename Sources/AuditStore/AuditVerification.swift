@@ -61,8 +61,9 @@ public protocol AuditReader {
     /// Checks the whole hash chain.
     /// - Throws: ``AuditStoreError`` if the store cannot be read (a broken chain is a result, not an error).
     func verify() throws(AuditStoreError) -> AuditVerification
-    /// Deletes the oldest records, up to the first one at or after `before` (UTC ms), and appends a checkpoint
-    /// record carrying the sequence number and hash of the last deleted one.
+    /// Deletes the oldest records, up to the first one other than an outcome at or after `before` (UTC ms; an
+    /// outcome goes with the calls before it), and appends a checkpoint record carrying the sequence number and hash
+    /// of the last deleted one.
     /// - Returns: How many records were deleted (0 appends no checkpoint).
     /// - Throws: ``AuditStoreError`` if the store cannot be written.
     func prune(before: Int64) throws(AuditStoreError) -> Int

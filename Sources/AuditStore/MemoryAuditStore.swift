@@ -99,7 +99,11 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
     public func prune(before: Int64) throws(AuditStoreError) -> Int {
         try self.storage.state.withLock { state throws(AuditStoreError) -> Int in
             if let failure = state.failure { throw failure }
-            let cut = state.rows.firstIndex { ($0.columns[3].integer ?? 0) >= before } ?? state.rows.count
+            // As SQLiteAuditReader.prune: the first record other than an outcome at or after `before` is kept.
+            let cut =
+                state.rows.firstIndex {
+                    $0.columns[1].text != AuditRecord.Kind.outcome.rawValue && ($0.columns[3].integer ?? 0) >= before
+                } ?? state.rows.count
             guard cut > 0, let head = state.rows.last else { return 0 }
             let last = state.rows[cut - 1]
             state.rows.removeFirst(cut)

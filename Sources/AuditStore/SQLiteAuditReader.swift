@@ -57,7 +57,8 @@ public final class SQLiteAuditReader: AuditReader {
 
     public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {
         guard query.limit > 0 else { return [] }
-        var conditions = ["r.kind IN ('request', 'refusal')"]
+        // The second condition follows from the first; it is there so that SQLite uses the time index.
+        var conditions = ["r.kind IN ('request', 'refusal')", "r.\(SQLiteAuditSchema.timeIndexed)"]
         var values: [SQLiteValue] = []
         func add(_ condition: String, _ value: SQLiteValue?) {
             guard let value else { return }
@@ -172,9 +173,12 @@ public final class SQLiteAuditReader: AuditReader {
     public func prune(before: Int64) throws(AuditStoreError) -> Int {
         do {
             return try self.db.transaction(.immediate) { () throws(SQLiteError) -> Int in
-                // The oldest records form the prefix that goes: everything before the first record at or after
-                // `before`, so the chain that remains has no holes.
-                let firstKept = try self.db.prepare("SELECT MIN(seq) FROM audit_records WHERE time_ms >= ?")
+                // The oldest records form the prefix that goes: everything before the first record other than an
+                // outcome at or after `before` (an outcome goes with the calls before it), so the chain that
+                // remains has no holes.
+                let firstKept = try self.db.prepare(
+                    "SELECT MIN(seq) FROM audit_records WHERE \(SQLiteAuditSchema.timeIndexed) AND time_ms >= ?"
+                )
                 try firstKept.bind(before, at: 1)
                 let limit: Int64?
                 if try firstKept.step() == .row, !firstKept.isNull(at: 0) {

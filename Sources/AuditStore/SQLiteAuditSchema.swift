@@ -52,6 +52,13 @@ enum SQLiteAuditSchema {
         DROP INDEX audit_records_call;
         CREATE INDEX audit_records_outcome ON audit_records (call_id) WHERE kind = 'outcome';
         """,
+        // v4: outcome records are never looked up by time (listings start from requests and refusals, and an
+        // outcome goes with its call when pruning): the time index leaves them out, and each call costs one index
+        // insert less (AuditBenchmark: about 9 % less writer CPU per record).
+        """
+        DROP INDEX audit_records_time;
+        CREATE INDEX audit_records_time ON audit_records (time_ms) WHERE kind != 'outcome';
+        """,
     ]
 
     /// The schema version this code writes.
@@ -114,6 +121,10 @@ enum SQLiteAuditSchema {
         let statement = try db.prepare("PRAGMA user_version")
         return try statement.step() == .row ? Int(statement.int64(at: 0)) : 0
     }
+
+    /// The condition under which records are in the time index: repeat it in a query that filters by time, so that
+    /// SQLite can use the (partial) index.
+    static let timeIndexed = "kind != 'outcome'"
 
     /// The newest record, or nil for an empty store.
     static func head(_ db: SQLiteConnection) throws(SQLiteError) -> ChainRow? {

@@ -103,6 +103,24 @@ struct AuditVerificationTests {
         #expect(problem.sequence == 5)
     }
 
+    @Test("prune takes an outcome newer than the date along with the older call it ends")
+    func pruneTakesOutcomeWithItsCall() throws {
+        let folder = try TemporaryDirectory()
+        let store = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { store.close() }
+        let memory = try MemoryAuditStore()
+        defer { memory.close() }
+        for log in [store, memory] as [any AuditLog & AuditReader] {
+            write([fullRequest(1, time: 1000), outcome(1, time: 3500), fullRequest(2, time: 4000)], to: log)
+            #expect(try log.prune(before: 3000) == 2)
+            #expect(try log.query(AuditQuery()).map(\.id) == [3])
+            guard case .ok(2, _) = try log.verify() else {
+                Issue.record("chain broken after prune")
+                return
+            }
+        }
+    }
+
     @Test("prune of everything leaves only the checkpoint, which verifies")
     func pruneAll() throws {
         let folder = try TemporaryDirectory()

@@ -36,13 +36,13 @@ struct MigrationTests {
             try insert.bind(row.columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
             try insert.run()
         }
-        #expect(SQLiteAuditSchema.currentVersion == 3)
+        #expect(SQLiteAuditSchema.currentVersion == 4)
         let store = try SQLiteAuditStore(path: path)
         defer { store.close() }
         let check = try SQLiteConnection(path: path, mode: .readOnly)
         let version = try check.prepare("PRAGMA user_version")
         #expect(try version.step() == .row)
-        #expect(version.int64(at: 0) == 3)
+        #expect(version.int64(at: 0) == 4)
         let indexes = try check.prepare(
             "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"
         )
@@ -55,6 +55,18 @@ struct MigrationTests {
         var steps: [String] = []
         while try plan.step() == .row { steps.append(plan.string(at: 3) ?? "") }
         #expect(steps.contains { $0.contains("USING INDEX audit_records_outcome") })
+        // A listing's time filter goes through the time index, which holds no outcomes. (Prune's MIN(seq) lookup
+        // walks `seq` upwards over the records it is about to delete, with or without the index.)
+        let timePlan = try check.prepare(
+            "EXPLAIN QUERY PLAN SELECT seq FROM audit_records AS r WHERE r.kind IN ('request', 'refusal') AND r."
+                + SQLiteAuditSchema.timeIndexed + " AND r.time_ms >= 5"
+        )
+        var timeSteps: [String] = []
+        while try timePlan.step() == .row { timeSteps.append(timePlan.string(at: 3) ?? "") }
+        #expect(timeSteps.contains { $0.contains("USING INDEX audit_records_time") }, "\(timeSteps)")
+        let definition = try check.prepare("SELECT sql FROM sqlite_master WHERE name = 'audit_records_time'")
+        #expect(try definition.step() == .row)
+        #expect(definition.string(at: 0)?.hasSuffix("WHERE kind != 'outcome'") == true)
 
         write([outcome(1)], to: store)
         let entries = try store.query(AuditQuery())
@@ -73,7 +85,7 @@ struct MigrationTests {
             try db.exec("PRAGMA user_version = 99")
         }
         let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditStore(path: path) }
-        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (3)") == true)
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (4)") == true)
         let readError = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: path) }
         #expect(readError?.message.contains("schema version 99") == true)
     }
