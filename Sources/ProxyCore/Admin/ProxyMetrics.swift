@@ -345,24 +345,39 @@ public final class ProxyMetrics: Sendable {
                 }
             }
         }
-        out += "# HELP milvus_guard_connections_refused_total Client connections closed at accept, by the limit.\n"
-        out += "# TYPE milvus_guard_connections_refused_total counter\n"
-        for kind in ConnectionRefusalKind.allCases.sorted(by: { $0.label < $1.label }) {
-            let value = table.connectionsRefused[kind.rawValue]
-            guard value > 0 else { continue }
-            out += "milvus_guard_connections_refused_total{limit=\"\(kind.label)\"} \(value)\n"
-        }
+        Self.appendCounter(
+            "milvus_guard_connections_refused_total",
+            help: "Client connections closed at accept, by the limit.",
+            label: "limit",
+            ConnectionRefusalKind.allCases.map { ($0.label, table.connectionsRefused[$0.rawValue]) },
+            to: &out
+        )
         out += "# HELP milvus_guard_open_connections Client connections open now.\n"
         out += "# TYPE milvus_guard_open_connections gauge\n"
         out += "milvus_guard_open_connections \(table.openConnections)\n"
-        out += "# HELP milvus_guard_upstream_errors_total Upstream failures by kind.\n"
-        out += "# TYPE milvus_guard_upstream_errors_total counter\n"
-        for kind in UpstreamErrorKind.allCases.sorted(by: { $0.label < $1.label }) {
-            let value = table.upstreamErrors[kind.rawValue]
-            guard value > 0 else { continue }
-            out += "milvus_guard_upstream_errors_total{kind=\"\(kind.label)\"} \(value)\n"
-        }
+        Self.appendCounter(
+            "milvus_guard_upstream_errors_total",
+            help: "Upstream failures by kind.",
+            label: "kind",
+            UpstreamErrorKind.allCases.map { ($0.label, table.upstreamErrors[$0.rawValue]) },
+            to: &out
+        )
         return out
+    }
+
+    /// A counter family with one label: HELP, TYPE, then a line per non-zero count, sorted by label value.
+    private static func appendCounter(
+        _ name: String,
+        help: String,
+        label: String,
+        _ series: [(value: String, count: UInt64)],
+        to out: inout String
+    ) {
+        out += "# HELP \(name) \(help)\n"
+        out += "# TYPE \(name) counter\n"
+        for (value, count) in series.sorted(by: { $0.value < $1.value }) where count > 0 {
+            out += "\(name){\(label)=\"\(value)\"} \(count)\n"
+        }
     }
 
     /// One histogram's series: cumulative `_bucket` lines from non-cumulative `counts` (one per `bucketLabels`
