@@ -200,9 +200,7 @@ extension ProxyWorker {
 
     /// `a minute`, `10 s`: the refusal window in a message.
     private static func describeWindow(milliseconds: Int) -> String {
-        if milliseconds == 60_000 { return "a minute" }
-        if milliseconds % 1000 == 0 { return "\(milliseconds / 1000) s" }
-        return "\(milliseconds) ms"
+        milliseconds == 60_000 ? "a minute" : DurationText.seconds(milliseconds: milliseconds)
     }
 
     /// Queues a record; the writer is woken once, at the end of this loop iteration (``wakeAuditWriter()``), so

@@ -62,7 +62,8 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
                 self.pingSentAt = nil  // answered, or other frames came: the upstream is there
             } else if now &- sent >= UInt64(timeoutMilliseconds) * 1_000_000 {
                 self.connection.close(
-                    reason: "no answer to a keepalive PING within \(Self.seconds(timeoutMilliseconds))"
+                    reason:
+                        "no answer to a keepalive PING within \(DurationText.seconds(milliseconds: timeoutMilliseconds))"
                 )
                 return
             }
@@ -81,11 +82,6 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
             self.pingSentAt = now
             self.markDirty()
         }
-    }
-
-    /// `1500` -> `1.5 s`, for messages.
-    private static func seconds(_ milliseconds: Int) -> String {
-        milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
     }
 
     // MARK: Events
