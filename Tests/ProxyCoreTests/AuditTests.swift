@@ -17,7 +17,17 @@ struct AuditTests {
         let store: MemoryAuditStore
 
         func call(_ rpc: String, _ collection: String = "books", auth: HeaderField? = nil) throws -> StreamResult {
-            try self.client.call(
+            try self.call(on: self.client, rpc, collection, auth: auth)
+        }
+
+        /// ``call(_:_:auth:)`` on another connection to the proxy.
+        func call(
+            on client: TestClient,
+            _ rpc: String,
+            _ collection: String = "books",
+            auth: HeaderField? = nil
+        ) throws -> StreamResult {
+            try client.call(
                 TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + rpc, metadata: auth.map { [$0] } ?? []),
                 body: PolicyEnforcementTests.body(collection: collection)
             )
@@ -30,13 +40,20 @@ struct AuditTests {
         }
     }
 
-    func setUp(reads: Bool = false, policy: ActivePolicy? = nil) throws -> Setup {
+    /// `upstreamDown`: the proxy's upstream is a closed port instead of the test upstream.
+    func setUp(
+        reads: Bool = false,
+        policy: ActivePolicy? = nil,
+        upstreamDown: Bool = false,
+        configure: (inout Limits) -> Void = { _ in }
+    ) throws -> Setup {
         let store = try MemoryAuditStore()
         let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
         let proxy = try RunningProxy(
-            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            upstream: .tcp(host: "127.0.0.1", port: upstreamDown ? try closedPort() : upstream.port),
             policy: policy,
-            audit: ProxyAudit(log: store, reads: reads)
+            audit: ProxyAudit(log: store, reads: reads),
+            configure: configure
         )
         return Setup(upstream: upstream, proxy: proxy, client: try TestClient(port: proxy.port), store: store)
     }

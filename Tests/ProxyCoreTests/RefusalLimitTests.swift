@@ -1,5 +1,4 @@
 import AuditStore
-import Glibc
 import NGHTTP2Support
 import Testing
 
@@ -9,57 +8,33 @@ import Testing
 /// says so, so that a client without a credential can't make the audit store grow as fast as it can send.
 @Suite("Refused-call limit per address", .serialized, .timeLimit(.minutes(2)))
 struct RefusalLimitTests {
-    struct Setup {
-        let upstream: TestUpstream
-        let proxy: RunningProxy
-        let store: MemoryAuditStore
-
-        func call(_ client: TestClient, _ rpc: String, auth: HeaderField?) throws -> StreamResult {
-            try client.call(
-                TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + rpc, metadata: auth.map { [$0] } ?? []),
-                body: PolicyEnforcementTests.body(collection: "books")
-            )
-        }
-
-        func records(count: Int) -> [AuditRecord] {
-            for _ in 0..<500 where self.store.records.count < count { usleep(2_000) }
-            return self.store.records
-        }
-    }
-
-    func setUp(limit: Int, upstreamDown: Bool = false) throws -> Setup {
-        let store = try MemoryAuditStore()
-        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
-        var port = upstream.port
-        if upstreamDown { port = try closedPort() }
-        let proxy = try RunningProxy(
-            upstream: .tcp(host: "127.0.0.1", port: port),
+    func setUp(limit: Int, upstreamDown: Bool = false) throws -> AuditTests.Setup {
+        try AuditTests().setUp(
             policy: try .fromYAML(PolicyEnforcementTests.policyYAML()),
-            audit: ProxyAudit(log: store, reads: false),
+            upstreamDown: upstreamDown,
             configure: { $0.refusalsPerWindow = limit }
         )
-        return Setup(upstream: upstream, proxy: proxy, store: store)
     }
 
     @Test("At the limit the connection gets GOAWAY (ENHANCE_YOUR_CALM) and closes; new ones are closed at once")
     func cutOffAtLimit() throws {
         let setup = try self.setUp(limit: 3)
-        let client = try TestClient(port: setup.proxy.port)
+        let client = setup.client
         let app = PolicyEnforcementTests.token("app:app-secret")
-        #expect(try setup.call(client, "HasCollection", auth: app).grpcStatus == "0")
+        #expect(try setup.call(on: client, "HasCollection", auth: app).grpcStatus == "0")
         for _ in 0..<2 {
-            #expect(try setup.call(client, "DropCollection", auth: app).grpcStatus == "7")
+            #expect(try setup.call(on: client, "DropCollection", auth: app).grpcStatus == "7")
             #expect(client.goaway == nil)
         }
         // The third refusal (no credential this time) reaches the limit.
-        #expect(try setup.call(client, "DropCollection", auth: nil).grpcStatus == "16")
+        #expect(try setup.call(on: client, "DropCollection", auth: nil).grpcStatus == "16")
         #expect(client.waitForClose())
         #expect(client.goaway?.errorCode == HTTP2ErrorCode.enhanceYourCalm)
 
         // Even with the right password, the address is shut out until the window is over.
         let again = try TestClient(port: setup.proxy.port)
         #expect(again.waitForClose())
-        #expect(throws: (any Error).self) { try setup.call(again, "HasCollection", auth: app) }
+        #expect(throws: (any Error).self) { try setup.call(on: again, "HasCollection", auth: app) }
         #expect(
             setup.proxy.server.metrics.render().contains(
                 #"milvus_guard_connections_refused_total{limit="refusals_per_minute"} 1"#
@@ -82,24 +57,24 @@ struct RefusalLimitTests {
     @Test("Refusals the client did not cause (Milvus unreachable) do not count")
     func upstreamFailuresDoNotCount() throws {
         let setup = try self.setUp(limit: 2, upstreamDown: true)
-        let client = try TestClient(port: setup.proxy.port)
+        let client = setup.client
         let app = PolicyEnforcementTests.token("app:app-secret")
-        for _ in 0..<5 { #expect(try setup.call(client, "HasCollection", auth: app).grpcStatus == "14") }
+        for _ in 0..<5 { #expect(try setup.call(on: client, "HasCollection", auth: app).grpcStatus == "14") }
         #expect(client.goaway == nil)
-        #expect(try setup.call(client, "DropCollection", auth: app).grpcStatus == "7")
+        #expect(try setup.call(on: client, "DropCollection", auth: app).grpcStatus == "7")
         #expect(client.goaway == nil)
-        #expect(try setup.call(client, "DropCollection", auth: app).grpcStatus == "7")
+        #expect(try setup.call(on: client, "DropCollection", auth: app).grpcStatus == "7")
         #expect(client.waitForClose())
     }
 
     @Test("0 turns the limit off")
     func off() throws {
         let setup = try self.setUp(limit: 0)
-        let client = try TestClient(port: setup.proxy.port)
-        for _ in 0..<20 { #expect(try setup.call(client, "DropCollection", auth: nil).grpcStatus == "16") }
+        let client = setup.client
+        for _ in 0..<20 { #expect(try setup.call(on: client, "DropCollection", auth: nil).grpcStatus == "16") }
         #expect(client.goaway == nil)
         #expect(
-            try setup.call(client, "HasCollection", auth: PolicyEnforcementTests.token("app:app-secret")).grpcStatus
+            try setup.call(on: client, "HasCollection", auth: PolicyEnforcementTests.token("app:app-secret")).grpcStatus
                 == "0"
         )
     }
