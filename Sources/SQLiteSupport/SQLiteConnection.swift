@@ -1,4 +1,5 @@
 import CSQLite
+import Glibc
 
 /// Owns one `sqlite3*` database connection.
 ///
@@ -67,7 +68,7 @@ public final class SQLiteConnection {
         self.handle = db
         self.path = path
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, Int32(clamping: Swift.max(0, busyTimeoutMilliseconds)))
+        self.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
     }
 
     deinit {
@@ -199,9 +200,43 @@ public final class SQLiteConnection {
 
     /// Sets how long statements wait for a lock held by another connection.
     ///
+    /// While waiting, the lock is tried again every millisecond. SQLite's own handler (`sqlite3_busy_timeout`)
+    /// sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms between tries: behind a lock held a few
+    /// milliseconds at a time (another guard's commits to a shared store, the chunks of `audit prune`) a writer
+    /// then often slept tens of milliseconds after the lock came free.
+    ///
     /// - Parameter milliseconds: 0 or less fails with ``SQLiteError/Code/busy`` at once.
     public func setBusyTimeout(milliseconds: Int) {
-        sqlite3_busy_timeout(self.handle, Int32(clamping: Swift.max(0, milliseconds)))
+        self.busyTimeoutNanoseconds = Int64(Swift.max(0, milliseconds)) * 1_000_000
+        if self.busyTimeoutNanoseconds == 0 {
+            sqlite3_busy_handler(self.handle, nil, nil)
+        } else {
+            sqlite3_busy_handler(self.handle, Self.busyHandler, Unmanaged.passUnretained(self).toOpaque())
+        }
+    }
+
+    /// The busy timeout, and when the current wait for a lock began (monotonic nanoseconds).
+    private var busyTimeoutNanoseconds: Int64 = 0
+    private var busyWaitStart: Int64 = 0
+
+    /// Called by SQLite, on the thread running the statement, each time a lock it needs is taken; `tries` counts
+    /// the calls for this wait. The context is the connection, which outlives its handle.
+    private static let busyHandler: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32 = { context, tries in
+        guard let context else { return 0 }
+        return Unmanaged<SQLiteConnection>.fromOpaque(context).takeUnretainedValue().waitForLock(tries: tries) ? 1 : 0
+    }
+
+    /// Sleeps up to a millisecond and returns true to try again, or returns false once the timeout has passed.
+    private func waitForLock(tries: Int32) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let nanoseconds = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        if tries == 0 { self.busyWaitStart = nanoseconds }
+        let remaining = self.busyTimeoutNanoseconds - (nanoseconds - self.busyWaitStart)
+        guard remaining > 0 else { return false }
+        var slice = timespec(tv_sec: 0, tv_nsec: Int(Swift.min(remaining, 1_000_000)))
+        nanosleep(&slice, nil)  // a signal only makes the next try come sooner
+        return true
     }
 
     /// The SQLite library version, e.g. `3.40.1`.

@@ -1,5 +1,6 @@
 import Foundation
 import SQLiteSupport
+import Synchronization
 import Testing
 
 /// A fresh directory under the system temporary directory, removed by `cleanup()`.
@@ -254,5 +255,45 @@ struct SQLiteConnectionTests {
         #expect(error?.code == .busy)
         try first.exec("COMMIT")
         try second.exec("BEGIN IMMEDIATE; INSERT INTO t VALUES (1); COMMIT")
+    }
+
+    @Test("A writer waiting for the lock gets it once it is released, and waits the whole timeout before failing")
+    func busyWaitEnds() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.path("busy.db")
+        let first = try SQLiteConnection(path: path)
+        try first.exec("PRAGMA journal_mode=WAL; CREATE TABLE t (x)")
+        try first.exec("BEGIN IMMEDIATE")
+        let waiting = DispatchSemaphore(value: 0)
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<String?>(nil)
+        Thread.detachNewThread {
+            let result: String
+            do {
+                let second = try SQLiteConnection(path: path, busyTimeoutMilliseconds: 30_000)
+                waiting.signal()
+                try second.exec("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")
+                result = "ok"
+            } catch {
+                result = "\(error)"
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        waiting.wait()
+        usleep(20_000)  // the second writer is waiting for the lock by now
+        try first.exec("INSERT INTO t VALUES (1); COMMIT")
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        #expect(outcome.withLock { $0 } == "ok")
+
+        // Held throughout: the wait lasts at least the timeout (it is measured, not counted in tries).
+        try first.exec("BEGIN IMMEDIATE")
+        let third = try SQLiteConnection(path: path, busyTimeoutMilliseconds: 60)
+        let start = ContinuousClock.now
+        let error = #expect(throws: SQLiteError.self) { try third.exec("BEGIN IMMEDIATE") }
+        #expect(error?.code == .busy)
+        #expect(ContinuousClock.now - start >= .milliseconds(60))
+        try first.exec("COMMIT")
     }
 }
