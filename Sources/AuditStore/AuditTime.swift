@@ -9,6 +9,20 @@ public enum AuditTime {
         return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
     }
 
+    /// Nanoseconds on `CLOCK_MONOTONIC`, for measuring intervals.
+    static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
+    /// Sleeps the calling thread for `nanoseconds` (less than a second), resuming after a signal.
+    static func sleep(nanoseconds: Int64) {
+        var slice = timespec(tv_sec: 0, tv_nsec: Int(max(0, min(nanoseconds, 999_999_999))))
+        var left = timespec()
+        while nanosleep(&slice, &left) != 0 && errno == EINTR { slice = left }
+    }
+
     /// RFC 3339 in UTC with milliseconds: `2025-05-01T12:00:00.123Z`.
     public static func format(milliseconds: Int64) -> String {
         let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000

@@ -312,13 +312,11 @@ final class AuditWriter: Sendable {
         var delay = Int64(self.commitDelayMilliseconds) * 1_000_000
         if let meanCallNanoseconds { delay = min(delay, meanCallNanoseconds / Self.callDurationShare) }
         guard delay > 0 else { return }
-        let deadline = Self.monotonicNanoseconds() + delay
+        let deadline = AuditTime.monotonicNanoseconds() + delay
         while true {
-            let remaining = deadline - Self.monotonicNanoseconds()
+            let remaining = deadline - AuditTime.monotonicNanoseconds()
             guard remaining > 0 else { break }
-            var slice = timespec(tv_sec: 0, tv_nsec: Int(min(remaining, 1_000_000)))
-            var left = timespec()
-            while nanosleep(&slice, &left) != 0 && errno == EINTR { slice = left }
+            AuditTime.sleep(nanoseconds: min(remaining, 1_000_000))
             let (queued, closingNow) = self.state.withLock { ($0.queue.count, $0.closing) }
             if closingNow || batch.count + queued >= Self.delayedBatchLimit { break }
         }
@@ -328,13 +326,7 @@ final class AuditWriter: Sendable {
     }
 
     private static func monotonicMilliseconds() -> Int64 {
-        Self.monotonicNanoseconds() / 1_000_000
-    }
-
-    private static func monotonicNanoseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        AuditTime.monotonicNanoseconds() / 1_000_000
     }
 
     /// The writer thread's loop.

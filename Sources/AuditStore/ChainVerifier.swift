@@ -4,6 +4,11 @@
 /// the newest checkpoint's `pruned_through_sequence`, whose prev_hash must be that checkpoint's
 /// `pruned_through_hash`. Each later record must have the next sequence number (else: removed), match its own hash
 /// (else: altered; if it also fails to link, inserted) and link to the previous record's hash (else: inserted).
+///
+/// A prune appends its checkpoint before it deletes, oldest first, so while it runs (or after it was interrupted)
+/// the oldest records may be ones the checkpoint covers. The first of them starts the chain whatever its prev_hash;
+/// they must still be consecutive and linked, and the one the checkpoint names must have the hash it recorded, so
+/// none of them can be altered or inserted unnoticed either.
 struct ChainVerifier {
     /// The targets keys a checkpoint record carries.
     static let prunedSequenceKey = "pruned_through_sequence"
@@ -36,6 +41,8 @@ struct ChainVerifier {
             expected = (previous.sequence + 1, previous.hash)
         } else if sequence == 1 || self.coverage == nil {
             expected = (1, ChainRow.zeroHash)
+        } else if sequence <= self.coverage!.sequence {
+            expected = (sequence, row.prevHash)  // covered, not yet deleted: its predecessor is gone
         } else {
             expected = (self.coverage!.sequence + 1, self.coverage!.hash)
         }
@@ -63,6 +70,13 @@ struct ChainVerifier {
         let matches = ChainRow.hash(prevHash: row.prevHash, columns: row.columns) == row.hash
         switch (matches, links) {
         case (true, true):
+            if let coverage = self.coverage, sequence == coverage.sequence, row.hash != coverage.hash {
+                return AuditChainProblem(
+                    sequence: sequence,
+                    kind: .altered,
+                    detail: "its hash is not the one the newest checkpoint recorded when it pruned it"
+                )
+            }
             return nil
         case (false, true):
             return AuditChainProblem(

@@ -170,46 +170,117 @@ public final class SQLiteAuditReader: AuditReader {
         }
     }
 
+    /// Records deleted per transaction by ``prune(before:)``: a few milliseconds of work, so that a guard writing
+    /// to the same store waits about that long for the write lock, not for the whole prune.
+    static let pruneChunk: Int64 = 2048
+
     public func prune(before: Int64) throws(AuditStoreError) -> Int {
+        try self.prune(before: before, chunk: Self.pruneChunk) { elapsed in
+            // Leave the lock free at least as long as it was held, so a waiting writer gets it.
+            AuditTime.sleep(nanoseconds: max(elapsed, 1_000_000))
+        }
+    }
+
+    /// ``prune(before:)`` in two steps, so that a live guard keeps writing while a large store is pruned:
+    ///
+    /// 1. A read transaction finds the last record to delete, then one short write transaction appends the
+    ///    checkpoint naming it (``appendCheckpoint(before:scanned:)``; `scanned` runs between the two, for tests).
+    ///    From then on the records through it are covered, and ``verify()`` accepts the ones not yet deleted (see
+    ///    ``ChainVerifier``).
+    /// 2. Transactions of `chunk` records each delete them, oldest first; `pause` runs after each with the nanoseconds
+    ///    it held the write lock. They commit without waiting for the disk (`synchronous = NORMAL`): a delete lost
+    ///    to a power cut leaves covered records behind, which verify accepts and a second prune deletes.
+    ///
+    /// A prune that is interrupted leaves a verifiable store; running it again finishes it.
+    func prune(
+        before: Int64,
+        chunk: Int64,
+        scanned: () -> Void = {},
+        pause: (Int64) -> Void
+    ) throws(AuditStoreError) -> Int {
         do {
-            return try self.db.transaction(.immediate) { () throws(SQLiteError) -> Int in
-                // The oldest records form the prefix that goes: everything before the first record other than an
-                // outcome at or after `before` (an outcome goes with the calls before it), so the chain that
-                // remains has no holes.
-                let firstKept = try self.db.prepare(
-                    "SELECT MIN(seq) FROM audit_records WHERE \(SQLiteAuditSchema.timeIndexed) AND time_ms >= ?"
-                )
-                try firstKept.bind(before, at: 1)
-                let limit: Int64?
-                if try firstKept.step() == .row, !firstKept.isNull(at: 0) {
-                    limit = firstKept.int64(at: 0) - 1
-                } else {
-                    limit = nil
+            guard let range = try self.appendCheckpoint(before: before, scanned: scanned) else { return 0 }
+            let previous = try self.synchronous()
+            try self.db.exec("PRAGMA synchronous = NORMAL")
+            defer { try? self.db.exec("PRAGMA synchronous = \(previous)") }
+            let delete = try self.db.prepare("DELETE FROM audit_records WHERE seq <= ?")
+            var deleted = 0
+            var next = range.lowerBound
+            while next <= range.upperBound {
+                let through = min(next + max(chunk, 1) - 1, range.upperBound)
+                let started = AuditTime.monotonicNanoseconds()
+                deleted += try self.db.transaction(.immediate) { () throws(SQLiteError) -> Int in
+                    delete.reset()
+                    try delete.bind(through, at: 1)
+                    try delete.run()
+                    return self.db.changes
                 }
-                let lastSQL =
-                    "SELECT \(SQLiteAuditSchema.columnList()) FROM audit_records"
-                    + (limit == nil ? "" : " WHERE seq <= ?") + " ORDER BY seq DESC LIMIT 1"
-                let lastStatement = try self.db.prepare(lastSQL)
-                if let limit { try lastStatement.bind(limit, at: 1) }
-                guard try lastStatement.step() == .row else { return 0 }
-                let last = SQLiteAuditSchema.row(lastStatement, from: 0)
-                let head = try SQLiteAuditSchema.head(self.db)
-                let delete = try self.db.prepare("DELETE FROM audit_records WHERE seq <= ?")
-                try delete.bind(last.sequence, at: 1)
-                try delete.run()
-                let deleted = self.db.changes
-                let checkpoint = ChainVerifier.checkpoint(
-                    after: last,
-                    deleted: deleted,
-                    before: before,
-                    now: AuditTime.nowMilliseconds()
-                )
-                _ = try SQLiteAuditSchema.append([checkpoint], to: self.db, after: head)
-                return deleted
+                next = through + 1
+                if next <= range.upperBound { pause(AuditTime.monotonicNanoseconds() - started) }
             }
+            return deleted
         } catch {
             throw SQLiteAuditSchema.error(error, path: self.path)
         }
+    }
+
+    /// `PRAGMA synchronous` of this connection (2, FULL, unless the file says otherwise).
+    private func synchronous() throws(SQLiteError) -> Int64 {
+        let statement = try self.db.prepare("PRAGMA synchronous")
+        return try statement.step() == .row ? statement.int64(at: 0) : 2
+    }
+
+    /// Step 1 of a prune: finds the records to delete, the prefix before the first record other than an outcome at or
+    /// after `before` (an outcome goes with the calls before it, so the chain that remains has no holes), and appends
+    /// the checkpoint that names the last of them.
+    ///
+    /// Finding that first record may scan the table (SQLite walks it in `seq` order), so it is done in a read
+    /// transaction, which does not hold up writers. The write transaction then looks only at the records appended
+    /// since, and holds the lock for a few lookups.
+    /// - Returns: The sequence numbers to delete; nil when there are none.
+    private func appendCheckpoint(before: Int64, scanned: () -> Void) throws(SQLiteError) -> ClosedRange<Int64>? {
+        let (scannedThrough, found) = try self.db.transaction(.deferred) {
+            () throws(SQLiteError) -> (Int64, Int64?) in
+            let head = try SQLiteAuditSchema.chainHead(self.db)?.sequence ?? 0
+            return (head, try self.firstKept(before: before, after: 0))
+        }
+        scanned()
+        return try self.db.transaction(.immediate) { () throws(SQLiteError) -> ClosedRange<Int64>? in
+            var firstKept = found
+            if firstKept == nil { firstKept = try self.firstKept(before: before, after: scannedThrough) }
+            let limit = firstKept.map { $0 - 1 }
+            let lastSQL =
+                "SELECT \(SQLiteAuditSchema.columnList()) FROM audit_records"
+                + (limit == nil ? "" : " WHERE seq <= ?") + " ORDER BY seq DESC LIMIT 1"
+            let lastStatement = try self.db.prepare(lastSQL)
+            if let limit { try lastStatement.bind(limit, at: 1) }
+            guard try lastStatement.step() == .row else { return nil }
+            let last = SQLiteAuditSchema.row(lastStatement, from: 0)
+            let oldest = try self.db.prepare("SELECT MIN(seq) FROM audit_records")
+            let first = try oldest.step() == .row ? oldest.int64(at: 0) : last.sequence
+            let head = try SQLiteAuditSchema.head(self.db)
+            // Sequence numbers are consecutive in an intact chain, so this is the number of records deleted.
+            let checkpoint = ChainVerifier.checkpoint(
+                after: last,
+                deleted: Int(last.sequence - first + 1),
+                before: before,
+                now: AuditTime.nowMilliseconds()
+            )
+            _ = try SQLiteAuditSchema.append([checkpoint], to: self.db, after: head)
+            return first...last.sequence
+        }
+    }
+
+    /// The first record after `after` other than an outcome at or after `before`; nil when there is none. Walks the
+    /// table in `seq` order from `after` (`NOT INDEXED`: the time index would visit every record newer than `before`).
+    private func firstKept(before: Int64, after: Int64) throws(SQLiteError) -> Int64? {
+        let statement = try self.db.prepare(
+            "SELECT MIN(seq) FROM audit_records NOT INDEXED WHERE seq > ? AND \(SQLiteAuditSchema.timeIndexed) "
+                + "AND time_ms >= ?"
+        )
+        try statement.bind(after, at: 1)
+        try statement.bind(before, at: 2)
+        return try statement.step() == .row && !statement.isNull(at: 0) ? statement.int64(at: 0) : nil
     }
 }
 

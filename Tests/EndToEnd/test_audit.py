@@ -9,8 +9,11 @@ import os
 import urllib.error
 import urllib.request
 import shutil
+import sqlite3
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -122,6 +125,67 @@ def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
     verify = guard_cli(server.work_dir, "audit", "verify", "--store", str(copy))
     assert verify.returncode != 0
     assert "altered" in (verify.stdout + verify.stderr)
+
+
+def docs_verifier(tmp_path):
+    """The Python verifier printed in docs/audit.md ("Verifying it yourself"), as a script."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    section = docs.split("### Verifying it yourself", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "verify_audit.py"
+    script.write_text(code + "\nverify(sys.argv[1])\n")
+    return lambda store: subprocess.run([sys.executable, str(script), str(store)], capture_output=True, text=True,
+                                        timeout=60)
+
+
+def test_interrupted_prune_verifies_and_a_second_prune_finishes(audited, tmp_path):
+    """A prune appends its checkpoint first and then deletes oldest first: a store where it stopped half-way (the
+    checkpoint written, the newest covered records still there) verifies with `audit verify` and with the script
+    in docs/audit.md, both still catch a change to a covered record, and a second prune deletes the rest."""
+    server, address = audited
+    app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+    try:
+        for i in range(4):
+            app.insert("ledger", [{"id": 100 + i, "vector": [0.5, 0.5, 0.25, float(i)]}])
+    finally:
+        app.close()
+    whole, interrupted = tmp_path / "whole.db", tmp_path / "interrupted.db"
+    with sqlite3.connect(server.work_dir / "guard.db") as live:
+        live.execute(f"VACUUM INTO '{whole}'")
+    shutil.copy(whole, interrupted)
+    pruned = guard_cli(server.work_dir, "audit", "prune", "--before", "0s", "--store", str(interrupted))
+    assert pruned.returncode == 0 and "checkpoint appended" in pruned.stdout, pruned.stderr
+    with sqlite3.connect(interrupted) as db:
+        covered = json.loads(db.execute("SELECT targets FROM audit_records WHERE kind = 'checkpoint' "
+                                        "ORDER BY seq DESC LIMIT 1").fetchone()[0])
+        through = int(covered["pruned_through_sequence"])
+        assert through >= 4
+        # Put back the newest half of what it deleted: what a prune stopped half-way leaves.
+        db.execute(f"ATTACH '{whole}' AS whole")
+        db.execute("INSERT INTO audit_records SELECT * FROM whole.audit_records WHERE seq > ? AND seq <= ?",
+                   (through // 2, through))
+    docs_verify = docs_verifier(tmp_path)
+    checked = guard_cli(server.work_dir, "audit", "verify", "--store", str(interrupted))
+    assert checked.returncode == 0 and checked.stdout.startswith("ok: "), checked.stdout + checked.stderr
+    by_script = docs_verify(interrupted)
+    assert by_script.returncode == 0 and by_script.stdout.startswith("ok: "), by_script.stdout + by_script.stderr
+
+    altered = tmp_path / "altered.db"
+    shutil.copy(interrupted, altered)
+    with sqlite3.connect(altered) as db:
+        db.execute("UPDATE audit_records SET principal = 'mallory' WHERE seq = ?", (through,))
+    checked = guard_cli(server.work_dir, "audit", "verify", "--store", str(altered))
+    assert checked.returncode != 0 and f"record {through} altered" in checked.stdout + checked.stderr
+    by_script = docs_verify(altered)
+    assert by_script.returncode != 0 and f"record {through} was altered" in by_script.stderr
+
+    finished = guard_cli(server.work_dir, "audit", "prune", "--before", "0s", "--store", str(interrupted))
+    # The covered records left behind, and the first checkpoint (it is older than "now" too).
+    assert finished.returncode == 0 and f"pruned {through - through // 2 + 1} records" in finished.stdout, \
+        finished.stdout + finished.stderr
+    for result in (guard_cli(server.work_dir, "audit", "verify", "--store", str(interrupted)),
+                   docs_verify(interrupted)):
+        assert result.returncode == 0 and result.stdout.startswith("ok: "), result.stdout + result.stderr
 
 
 def test_logged_head_anchors_the_chain(audited, tmp_path):

@@ -1,0 +1,164 @@
+import SQLiteSupport
+import Testing
+
+@testable import AuditStore
+
+/// `audit prune` on a store a guard is writing to: it appends its checkpoint first, then deletes in short
+/// transactions, and the store verifies at every step.
+@Suite("Chunked prune", .timeLimit(.minutes(1)))
+struct ChunkedPruneTests {
+    /// A closed store at a temporary path holding `count` request records, one second apart.
+    private func makeStore(_ folder: TemporaryDirectory, count: Int) throws -> String {
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        write((1...count).map { fullRequest($0, time: Int64($0) * 1000) }, to: store)
+        store.close()
+        return path
+    }
+
+    @Test("Between its transactions the write lock is free (a guard writes without waiting) and the store verifies")
+    func guardWritesBetweenChunks() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder, count: 10)
+        // A guard that fails at once when the lock is taken: every write between chunks must get it.
+        let live = try SQLiteAuditStore(path: path, options: AuditStoreOptions(busyTimeoutMilliseconds: 0))
+        defer { live.close() }
+        let pruner = try SQLiteAuditReader(path: path, writable: true)
+        var pauses = 0
+        var written: [Int64?] = []
+        var verified: [AuditVerification] = []
+        let deleted = try pruner.prune(before: 8000, chunk: 3) { _ in
+            pauses += 1
+            written += write([fullRequest(100 + pauses, time: 20_000)], to: live).map(\.sequence)
+            verified.append((try? SQLiteAuditReader(path: path).verify()) ?? .broken(Self.unreadable))
+        }
+        #expect(deleted == 7)  // records 1...7, in chunks 1...3, 4...6 and 7
+        #expect(pauses == 2)
+        // The checkpoint is record 11, appended before anything was deleted; the guard's records follow it.
+        #expect(written == [12, 13])
+        for (index, verification) in verified.enumerated() {
+            guard case .ok = verification else {
+                Issue.record("chain broken after chunk \(index + 1): \(verification)")
+                continue
+            }
+        }
+        #expect(try pruner.query(AuditQuery()).map(\.id) == [8, 9, 10, 12, 13])
+        guard case .ok(let count, _) = try pruner.verify() else {
+            Issue.record("chain broken after the prune")
+            return
+        }
+        #expect(count == 6)
+    }
+
+    @Test("Records a guard appends while prune looks for the first one to keep are kept if they are new enough")
+    func recordsAppendedDuringTheScan() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder, count: 3)
+        let live = try SQLiteAuditStore(path: path)
+        defer { live.close() }
+        let pruner = try SQLiteAuditReader(path: path, writable: true)
+        // Every record the scan saw is older than the date; the one written after it is not.
+        let deleted = try pruner.prune(
+            before: 10_000,
+            chunk: 100,
+            scanned: { write([fullRequest(4, time: 20_000)], to: live) },
+            pause: { _ in }
+        )
+        #expect(deleted == 3)
+        #expect(try pruner.query(AuditQuery()).map(\.id) == [4])
+        guard case .ok(2, _) = try pruner.verify() else {  // record 4 and the checkpoint (5)
+            Issue.record("chain broken after the prune")
+            return
+        }
+    }
+
+    private static let unreadable = AuditChainProblem(sequence: 0, kind: .removed, detail: "store unreadable")
+
+    /// A copy of a store whose prune stopped after its first chunk: records 1...3 are covered by the checkpoint
+    /// (record 6), record 1 is deleted, records 2 and 3 are not yet.
+    private func interruptedCopy(_ folder: TemporaryDirectory) throws -> String {
+        let path = try self.makeStore(folder, count: 5)
+        let copy = folder.file("interrupted.db")
+        var copied = false
+        _ = try SQLiteAuditReader(path: path, writable: true).prune(before: 4000, chunk: 1) { _ in
+            guard !copied else { return }
+            copied = true
+            try? SQLiteConnection(path: path, mode: .readOnly).exec("VACUUM INTO '\(copy)'")
+        }
+        #expect(copied)
+        return copy
+    }
+
+    @Test("An interrupted prune leaves a store that verifies and that a second prune finishes")
+    func interrupted() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.interruptedCopy(folder)
+        let reader = try SQLiteAuditReader(path: path, writable: true)
+        #expect(try reader.query(AuditQuery()).map(\.id) == [2, 3, 4, 5])
+        guard case .ok(5, _) = try reader.verify() else {
+            Issue.record("an interrupted prune left a store that does not verify")
+            return
+        }
+        // The covered records may go (a prune would delete them), oldest first.
+        try SQLiteConnection(path: path, mode: .readWrite).exec("DELETE FROM audit_records WHERE seq = 2")
+        guard case .ok(4, _) = try reader.verify() else {
+            Issue.record("deleting the oldest covered record broke the chain")
+            return
+        }
+        #expect(try reader.prune(before: 4000) == 1)  // record 3; a second checkpoint (7) covers it again
+        #expect(try reader.query(AuditQuery()).map(\.id) == [4, 5])
+        guard case .ok(4, _) = try reader.verify() else {
+            Issue.record("chain broken after finishing the prune")
+            return
+        }
+    }
+
+    @Test(
+        "Covered records not yet deleted are still checked",
+        arguments: [
+            ("UPDATE audit_records SET principal = 'mallory' WHERE seq = 2", AuditChainProblem.Kind.altered, Int64(2)),
+            ("DELETE FROM audit_records WHERE seq = 3", .removed, 3),
+            ("UPDATE audit_records SET prev_hash = hash WHERE seq = 3", .inserted, 3),
+        ]
+    )
+    func coveredRecordsChecked(sql: String, kind: AuditChainProblem.Kind, sequence: Int64) throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.interruptedCopy(folder)
+        try SQLiteConnection(path: path, mode: .readWrite).exec(sql)
+        guard case .broken(let problem) = try SQLiteAuditReader(path: path).verify() else {
+            Issue.record("verify passed after \(sql)")
+            return
+        }
+        #expect(problem.kind == kind)
+        #expect(problem.sequence == sequence)
+    }
+
+    @Test("Covered records rewritten into a chain of their own do not end in the hash the checkpoint recorded")
+    func rewrittenCoveredRecords() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.interruptedCopy(folder)
+        let db = try SQLiteConnection(path: path, mode: .readWrite)
+        let second = try db.prepare("SELECT prev_hash FROM audit_records WHERE seq = 2")
+        let found = try second.step() == .row
+        let stored = found ? second.string(at: 0) : nil
+        second.reset()
+        let prevHash = try #require(stored)
+        var forged = fullRequest(2, time: 2000)
+        forged.principal = "mallory"
+        try db.transaction { () throws(SQLiteError) in
+            try db.exec("DELETE FROM audit_records WHERE seq IN (2, 3)")
+            _ = try SQLiteAuditSchema.Appender(db).append(
+                [forged, fullRequest(3, time: 3000)],
+                after: 1,
+                prevHash: prevHash
+            )
+        }
+        guard case .broken(let problem) = try SQLiteAuditReader(path: path).verify() else {
+            Issue.record("verify passed after rewriting the covered records")
+            return
+        }
+        #expect(problem.kind == .altered)
+        #expect(problem.sequence == 3)
+        #expect(problem.description.contains("checkpoint"))
+    }
+}
