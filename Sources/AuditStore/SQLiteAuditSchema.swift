@@ -79,33 +79,49 @@ enum SQLiteAuditSchema {
 
     /// Sets WAL mode and brings the schema to ``currentVersion`` in one `BEGIN IMMEDIATE` transaction, so two
     /// processes opening a new file at once migrate it once.
+    ///
+    /// Where waiting could deadlock, SQLite fails with `SQLITE_BUSY` at once instead of waiting: two processes that
+    /// open a new file together both read it, then both want the write lock to switch it to WAL. Such a failure is
+    /// tried again, every millisecond, until the connection's busy timeout has passed.
     /// - Throws: ``AuditStoreError`` if the file is newer than this code or cannot be written.
     static func migrate(_ db: SQLiteConnection) throws(AuditStoreError) {
-        do {
-            let journal = try Self.setWAL(db)
-            guard journal?.lowercased() == "wal" else {
-                throw AuditStoreError("cannot switch \(db.path) to WAL mode (journal mode \(journal ?? "unknown"))")
+        let deadline = AuditTime.monotonicNanoseconds() + Int64(db.busyTimeoutMilliseconds) * 1_000_000
+        while true {
+            do {
+                try Self.migrateOnce(db)
+                return
+            } catch let error as SQLiteError
+                where (error.code == .busy || error.code == .locked) && AuditTime.monotonicNanoseconds() < deadline
+            {
+                AuditTime.sleep(nanoseconds: 1_000_000)
+            } catch let error as SQLiteError {
+                throw Self.error(error, path: db.path)
+            } catch let error as AuditStoreError {
+                throw error
+            } catch {
+                throw AuditStoreError("\(db.path): \(error)")
             }
-            try db.transaction(.immediate) { () throws(SQLiteError) in
-                let version = try Self.userVersion(db)
-                guard version <= Self.currentVersion else {
-                    throw SQLiteError(
-                        extendedCode: 1,
-                        message:
-                            "schema version \(version) is newer than this milvus-guard supports (\(Self.currentVersion))"
-                    )
-                }
-                for migration in Self.migrations[version...] {
-                    try db.exec(migration)
-                }
-                try db.exec("PRAGMA user_version = \(Self.currentVersion)")
+        }
+    }
+
+    private static func migrateOnce(_ db: SQLiteConnection) throws {
+        let journal = try Self.setWAL(db)
+        guard journal?.lowercased() == "wal" else {
+            throw AuditStoreError("cannot switch \(db.path) to WAL mode (journal mode \(journal ?? "unknown"))")
+        }
+        try db.transaction(.immediate) { () throws(SQLiteError) in
+            let version = try Self.userVersion(db)
+            guard version <= Self.currentVersion else {
+                throw SQLiteError(
+                    extendedCode: 1,
+                    message:
+                        "schema version \(version) is newer than this milvus-guard supports (\(Self.currentVersion))"
+                )
             }
-        } catch let error as SQLiteError {
-            throw Self.error(error, path: db.path)
-        } catch let error as AuditStoreError {
-            throw error
-        } catch {
-            throw AuditStoreError("\(db.path): \(error)")
+            for migration in Self.migrations[version...] {
+                try db.exec(migration)
+            }
+            try db.exec("PRAGMA user_version = \(Self.currentVersion)")
         }
     }
 

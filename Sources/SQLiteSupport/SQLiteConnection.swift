@@ -215,6 +215,11 @@ public final class SQLiteConnection {
         }
     }
 
+    /// How long statements wait for another connection's lock (``setBusyTimeout(milliseconds:)``).
+    public var busyTimeoutMilliseconds: Int {
+        Int(self.busyTimeoutNanoseconds / 1_000_000)
+    }
+
     /// The busy timeout, and when the current wait for a lock began (monotonic nanoseconds).
     private var busyTimeoutNanoseconds: Int64 = 0
     private var busyWaitStart: Int64 = 0

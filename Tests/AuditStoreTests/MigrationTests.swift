@@ -1,5 +1,6 @@
 import Foundation
 import SQLiteSupport
+import Synchronization
 import Testing
 
 @testable import AuditStore
@@ -19,6 +20,34 @@ struct MigrationTests {
         CREATE INDEX audit_records_time ON audit_records (time_ms);
         PRAGMA user_version = 1;
         """
+
+    @Test("Opening a new file another process is writing waits for it, even where SQLite fails at once")
+    func openWaitsForAnotherWriter() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        // Another guard creating the same file: it holds the write lock of the new (not yet WAL) file.
+        let other = try SQLiteConnection(path: path)
+        try other.exec("BEGIN IMMEDIATE")
+        try other.exec("CREATE TABLE other (x)")
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<String?>(nil)
+        Thread.detachNewThread {
+            let result: String
+            do {
+                let store = try SQLiteAuditStore(path: path)
+                store.close()
+                result = "opened"
+            } catch {
+                result = "\(error)"
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        usleep(50_000)
+        try other.exec("COMMIT")
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        #expect(outcome.withLock { $0 } == "opened")
+    }
 
     @Test("A version 1 store is upgraded to the current version, keeping its records and chain")
     func upgradeFromVersion1() throws {

@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -186,6 +187,45 @@ def test_interrupted_prune_verifies_and_a_second_prune_finishes(audited, tmp_pat
     for result in (guard_cli(server.work_dir, "audit", "verify", "--store", str(interrupted)),
                    docs_verify(interrupted)):
         assert result.returncode == 0 and result.stdout.startswith("ok: "), result.stdout + result.stderr
+
+
+def test_guards_started_together_share_a_new_store(milvus, log_dir, tmp_path):
+    """Guards started at the same moment on one new store file all come up: the ones that lose the race for the
+    write lock (SQLite fails at once there rather than risk a deadlock) try again, then find it migrated. Then
+    each records a mutation into the one chain."""
+    guards = 4
+    for round_ in range(8):
+        store = tmp_path / f"shared-{round_}.db"
+        ports = [harness.free_port() for _ in range(guards)]
+        # The pool outlives the guards: each dies with the thread that started it.
+        with ThreadPoolExecutor(guards) as pool:
+            starts = [pool.submit(harness.start_guard, _guard_binary(), port, milvus.address, log_dir,
+                                  name=f"milvus-guard-together-{round_}", config=f'store: "{store}"\n',
+                                  policies={"audit.yaml": policy()}, ready=harness.grpc_answers)
+                      for port in ports]
+            servers, failures = [], []
+            for start in starts:
+                try:
+                    servers.append(start.result())
+                except Exception as error:  # a guard that exited: its log is in the message
+                    failures.append(str(error))
+            try:
+                assert not failures, failures[0]
+                for port in ports:
+                    client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
+                    try:
+                        if not client.has_collection("together"):
+                            client.create_collection("together", dimension=4)
+                        client.insert("together", [{"id": port, "vector": [0.1, 0.2, 0.3, 0.4]}])
+                    finally:
+                        client.close()
+            finally:
+                for server in servers:
+                    server.stop()
+        verify = guard_cli(tmp_path, "audit", "verify", "--store", str(store))
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        inserts = guard_cli(tmp_path, "audit", "--store", str(store), "--rpc", "Insert", "--format", "json")
+        assert len(inserts.stdout.splitlines()) == guards, inserts.stdout + inserts.stderr
 
 
 def test_logged_head_anchors_the_chain(audited, tmp_path):
