@@ -112,6 +112,10 @@ final class SQLiteBatchSink: AuditBatchSink {
 
     var syncer: (any AuditSyncer)? { self.walSync }
 
+    /// Bytes the WAL file is cut back to when it restarts (`PRAGMA journal_size_limit`): 64 MiB, several seconds of
+    /// records at full speed, so a busy guard does not shrink and regrow it all the time.
+    static let walSizeLimit = 64 << 20
+
     private func connect() throws(SQLiteError) -> SQLiteConnection {
         if let connection = self.connection { return connection }
         let connection = try SQLiteConnection(
@@ -121,6 +125,10 @@ final class SQLiteBatchSink: AuditBatchSink {
         )
         // Checkpoints sync the WAL and the database either way; commits are synced by `walSync`, if at all.
         try connection.exec("PRAGMA synchronous = NORMAL")
+        // A long read (`audit verify` of a large store) keeps checkpoints from restarting the WAL, which then grows
+        // by everything written meanwhile; SQLite reuses the file from its start afterwards but never shrinks it
+        // unless told to: back to this size once the WAL restarts.
+        try connection.exec("PRAGMA journal_size_limit = \(Self.walSizeLimit)")
         self.connection = connection
         return connection
     }
