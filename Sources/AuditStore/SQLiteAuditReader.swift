@@ -56,7 +56,17 @@ public final class SQLiteAuditReader: AuditReader {
     }
 
     public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {
-        guard query.limit > 0 else { return [] }
+        var entries: [AuditEntry] = []
+        try self.forEach(query) { entries.append($0) }
+        return entries
+    }
+
+    /// Hands the newest `query.limit` calls matching the query to `body` one at a time, oldest first, as they are
+    /// read: a listing of millions of calls (a SIEM export) takes no more memory than one. All of them come from one
+    /// snapshot of the store.
+    /// - Throws: ``AuditStoreError`` if the store cannot be read (`body` may have had some calls by then).
+    public func forEach(_ query: AuditQuery, _ body: (AuditEntry) -> Void) throws(AuditStoreError) {
+        guard query.limit > 0 else { return }
         // The second condition follows from the first; it is there so that SQLite uses the time index.
         var conditions = ["r.kind IN ('request', 'refusal')", "r.\(SQLiteAuditSchema.timeIndexed)"]
         var values: [SQLiteValue] = []
@@ -72,36 +82,42 @@ public final class SQLiteAuditReader: AuditReader {
         add("r.collection = ?", query.collection.map { .text($0) })
         add("r.rpc = ?", query.rpc.map { .text($0) })
         add("r.decision = ?", query.decision.map { .text($0) })
-        values.append(.integer(Int64(query.limit)))
-        let sql = """
-            SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
-            FROM audit_records AS r
-            LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
-                SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
-            WHERE \(conditions.joined(separator: " AND "))
-            ORDER BY r.seq DESC
-            LIMIT ?
-            """
+        let selection = conditions.joined(separator: " AND ")
         do {
-            let statement = try self.db.prepare(sql)
-            try statement.bind(values)
-            var entries: [AuditEntry] = []
-            let width = SQLiteAuditSchema.allColumns.count
-            while try statement.step() == .row {
-                let row = SQLiteAuditSchema.row(statement, from: 0)
-                guard let record = row.record else { continue }
-                let outcome = statement.isNull(at: width) ? nil : SQLiteAuditSchema.row(statement, from: width).record
-                entries.append(
-                    AuditEntry(
-                        id: row.sequence,
-                        record: record,
-                        outcomeRecord: outcome,
-                        hash: row.hash,
-                        prevHash: row.prevHash
-                    )
+            try self.db.transaction(.deferred) { () throws(SQLiteError) in
+                // The oldest call shown is the limit-th newest that matches; with fewer matches, all are shown.
+                let oldest = try self.db.prepare(
+                    "SELECT r.seq FROM audit_records AS r WHERE \(selection) ORDER BY r.seq DESC LIMIT 1 OFFSET ?"
                 )
+                try oldest.bind(values + [.integer(Int64(query.limit - 1))])
+                let from = try oldest.step() == .row ? oldest.int64(at: 0) : nil
+                let sql = """
+                    SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
+                    FROM audit_records AS r
+                    LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
+                        SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
+                    WHERE \(selection)\(from == nil ? "" : " AND r.seq >= ?")
+                    ORDER BY r.seq
+                    """
+                let statement = try self.db.prepare(sql)
+                try statement.bind(values + (from.map { [.integer($0)] } ?? []))
+                let width = SQLiteAuditSchema.allColumns.count
+                while try statement.step() == .row {
+                    let row = SQLiteAuditSchema.row(statement, from: 0)
+                    guard let record = row.record else { continue }
+                    let outcome =
+                        statement.isNull(at: width) ? nil : SQLiteAuditSchema.row(statement, from: width).record
+                    body(
+                        AuditEntry(
+                            id: row.sequence,
+                            record: record,
+                            outcomeRecord: outcome,
+                            hash: row.hash,
+                            prevHash: row.prevHash
+                        )
+                    )
+                }
             }
-            return entries.reversed()
         } catch {
             throw Self.readError(error, path: self.path)
         }

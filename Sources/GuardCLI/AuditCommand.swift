@@ -150,6 +150,19 @@ public struct AuditListCommand: ParsableCommand {
     ) -> (
         output: [String], exitCode: Int32
     ) {
+        var lines: [String] = []
+        let (errors, exitCode) = self.execute(currentDirectory: currentDirectory, now: now) { lines.append($0) }
+        return (exitCode == 0 ? lines : errors, exitCode)
+    }
+
+    /// Runs the listing and hands each line to `emit` as soon as it is ready: JSON lines stream, so exporting millions
+    /// of calls takes no more memory than one. A table needs every row for its column widths, so it comes at the end.
+    /// - Returns: The exit code, and the error lines when it is not 0 (`emit` may have had some lines by then).
+    func execute(
+        currentDirectory: String,
+        now: Int64?,
+        emit: (String) -> Void
+    ) -> (errors: [String], exitCode: Int32) {
         let query: AuditQuery
         let path: String
         do {
@@ -158,22 +171,32 @@ public struct AuditListCommand: ParsableCommand {
         } catch {
             return (["milvus-guard: \(error)"], 2)
         }
-        let entries: [AuditEntry]
+        var entries: [AuditEntry] = []
         do {
-            entries = try SQLiteAuditReader(path: path).query(query)
+            let reader = try SQLiteAuditReader(path: path)
+            if self.format == "json" {
+                try reader.forEach(query) { emit($0.jsonLine()) }
+                return ([], 0)
+            }
+            try reader.forEach(query) { entries.append($0) }
         } catch {
             return (["milvus-guard: \(error)"], 1)
         }
-        if self.format == "json" {
-            return (entries.map { $0.jsonLine() }, 0)
+        if entries.isEmpty {
+            emit("no calls match")
+        } else {
+            AuditTable.lines(entries).forEach(emit)
         }
-        guard !entries.isEmpty else { return (["no calls match"], 0) }
-        return (AuditTable.lines(entries), 0)
+        return ([], 0)
     }
 
     /// Prints the calls.
     public func run() throws {
-        try AuditCommand.finish(self.execute(currentDirectory: FileManager.default.currentDirectoryPath))
+        let (errors, exitCode) = self.execute(
+            currentDirectory: FileManager.default.currentDirectoryPath,
+            now: nil
+        ) { print($0) }
+        try AuditCommand.finish((errors, exitCode))
     }
 }
 

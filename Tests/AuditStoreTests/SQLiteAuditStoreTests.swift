@@ -203,6 +203,15 @@ struct SQLiteAuditStoreTests {
         #expect(try ids(AuditQuery(decision: "denied")) == [6])
         #expect(try ids(AuditQuery(limit: 2)) == [5, 6])
         #expect(try ids(AuditQuery(limit: 0)) == [])
+        // The limit takes the newest that match; fewer matches than the limit shows them all.
+        #expect(try ids(AuditQuery(user: "bob", limit: 2)) == [4, 6])
+        #expect(try ids(AuditQuery(collection: "books", limit: 5)) == [1, 2, 3])
+        #expect(try ids(AuditQuery(limit: 6)) == [1, 2, 3, 4, 5, 6])
+        #expect(try ids(AuditQuery(since: 2000, limit: 1)) == [6])
+        let reader = try SQLiteAuditReader(path: folder.file("guard.db"))
+        var streamed: [Int64] = []
+        try reader.forEach(AuditQuery(user: "alice", limit: 2)) { streamed.append($0.id) }
+        #expect(streamed == [3, 5])
     }
 
     @Test("close writes what is queued; later submits return false")
