@@ -50,10 +50,12 @@ extension ProxyWorker {
             guard let call = self.awaitingAudit.removeValue(forKey: result.token) else { continue }
             self.metrics.recordAuditWait(nanoseconds: now &- call.auditQueuedAt)
             if let error = result.error {
-                self.logger.error(
-                    "audit store unavailable: refusing a mutation",
-                    metadata: ["rpc": "\(call.path)", "error": "\(error.message)"]
-                )
+                if self.storeRefusals.refused(error.message) {
+                    self.logger.error(
+                        "audit store unavailable: refusing a mutation",
+                        metadata: ["rpc": "\(call.path)", "error": "\(error.message)"]
+                    )
+                }
                 call.requestRecorded = false  // not in the store: no outcome record can point at it
                 let why =
                     error.message.hasPrefix("audit store unavailable")
@@ -352,5 +354,34 @@ extension ProxyWorker {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}
+
+/// The log lines about mutations refused because the audit store can't write: the first of each second at once,
+/// the others of that second summed up in one line by the housekeeping timer. A full disk refuses every mutation, and
+/// a line for each (20,000 a second under load) would fill the log too, often on the same disk.
+struct StoreRefusalLog {
+    private var loggedThisSecond = false
+    private var unlogged = 0
+    private var lastError = ""
+
+    /// Counts a refusal; true if it is the first of this second, to be logged now.
+    mutating func refused(_ error: String) -> Bool {
+        self.lastError = error
+        guard self.loggedThisSecond else {
+            self.loggedThisSecond = true
+            return true
+        }
+        self.unlogged += 1
+        return false
+    }
+
+    /// Once a second: the refusals not logged during it, with the last error (nil if none), and a new second.
+    mutating func endSecond() -> (refused: Int, error: String)? {
+        defer {
+            self.loggedThisSecond = false
+            self.unlogged = 0
+        }
+        return self.unlogged > 0 ? (self.unlogged, self.lastError) : nil
     }
 }

@@ -31,6 +31,8 @@ final class ProxyWorker: LoopHandler {
     /// New connections closed because their address is over ``Limits/refusalsPerWindow``, since the last log line.
     private var refusedForRefusals = 0
     private var lastRefusalLimitedAddress = ""
+    /// Mutations refused because the audit store could not write their request record (see ``StoreRefusalLog``).
+    var storeRefusals = StoreRefusalLog()
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -249,6 +251,12 @@ final class ProxyWorker: LoopHandler {
                 address: self.lastRefusalLimitedAddress,
                 limit: self.configuration.limits.refusalsPerWindow
             )
+            if let (refused, error) = self.storeRefusals.endSecond() {
+                self.logger.error(
+                    "audit store unavailable: more mutations refused",
+                    metadata: ["refused": "\(refused)", "error": "\(error)"]
+                )
+            }
             if self.draining {
                 self.stopIfDrained()
                 if now >= self.drainDeadline {

@@ -167,6 +167,25 @@ struct AuditTests {
         #expect(ClientConnection.requestLine([]) == "(not HTTP/2)")
     }
 
+    @Test("Refusals for an unavailable store are logged once a second: the first at once, the rest summed up")
+    func storeRefusalLog() {
+        var log = StoreRefusalLog()
+        let quiet = log.endSecond()
+        #expect(quiet == nil)
+        let logged = [log.refused("disk full"), log.refused("disk full"), log.refused("locked")]
+        #expect(logged == [true, false, false])
+        let summary = log.endSecond()
+        #expect(summary?.refused == 2)
+        #expect(summary?.error == "locked")
+        let quietAgain = log.endSecond()
+        #expect(quietAgain == nil)
+        // A new second: its first refusal is logged at once again, and nothing is left to sum up.
+        let first = log.refused("disk full")
+        #expect(first)
+        let nothing = log.endSecond()
+        #expect(nothing == nil)
+    }
+
     @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")
     func storeUnavailable() throws {
         let setup = try self.setUp()
