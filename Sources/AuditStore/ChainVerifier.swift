@@ -24,13 +24,21 @@ struct ChainVerifier {
     init(checkpoints: [ChainRow]) {
         var best: (sequence: Int64, hash: String)?
         for row in checkpoints {
-            guard let targets = row.columns[13].text.flatMap(JSONText.parseObject),
-                let sequence = targets[Self.prunedSequenceKey].flatMap({ Int64($0) }),
-                let hash = targets[Self.prunedHashKey]
-            else { continue }
-            if best == nil || sequence > best!.sequence { best = (sequence, hash) }
+            // One that claims to cover itself or later records is not taken; check() reports it when it gets there.
+            guard let covered = Self.covered(by: row), covered.sequence < row.sequence else { continue }
+            if best == nil || covered.sequence > best!.sequence { best = covered }
         }
         self.coverage = best
+    }
+
+    /// What a checkpoint row says it pruned through; nil for other rows and for a checkpoint without it.
+    private static func covered(by row: ChainRow) -> (sequence: Int64, hash: String)? {
+        guard row.kind == AuditRecord.Kind.checkpoint.rawValue,
+            let targets = row.columns[13].text.flatMap(JSONText.parseObject),
+            let sequence = targets[Self.prunedSequenceKey].flatMap({ Int64($0) }),
+            let hash = targets[Self.prunedHashKey]
+        else { return nil }
+        return (sequence, hash)
     }
 
     /// Checks the next row; returns the problem if it breaks the chain (stop there).
@@ -70,6 +78,13 @@ struct ChainVerifier {
         let matches = ChainRow.hash(prevHash: row.prevHash, columns: row.columns) == row.hash
         switch (matches, links) {
         case (true, true):
+            if let covered = Self.covered(by: row), covered.sequence >= sequence {
+                return AuditChainProblem(
+                    sequence: sequence,
+                    kind: .altered,
+                    detail: "a checkpoint cannot cover records from itself on (it names record \(covered.sequence))"
+                )
+            }
             if let coverage = self.coverage, sequence == coverage.sequence, row.hash != coverage.hash {
                 return AuditChainProblem(
                     sequence: sequence,

@@ -72,6 +72,34 @@ struct ChunkedPruneTests {
         }
     }
 
+    @Test("A checkpoint that claims to cover records from itself on is no cover", arguments: [false, true])
+    func checkpointCoveringLaterRecords(deleteOldest: Bool) throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder, count: 3)
+        let db = try SQLiteConnection(path: path, mode: .readWrite)
+        // Appended the way a writer appends, so its own hash and link are right: record 4.
+        var forged = AuditRecord(kind: .checkpoint, callID: callID(99), timeMilliseconds: 9000)
+        forged.targets = [
+            "pruned_through_sequence": "1000000", "pruned_through_hash": String(repeating: "a", count: 64),
+        ]
+        try db.transaction { () throws(SQLiteError) in
+            _ = try SQLiteAuditSchema.append([forged], to: db, after: try SQLiteAuditSchema.head(db))
+        }
+        if deleteOldest { try db.exec("DELETE FROM audit_records WHERE seq <= 2") }
+        guard case .broken(let problem) = try SQLiteAuditReader(path: path).verify() else {
+            Issue.record("verify passed with a checkpoint covering records after itself")
+            return
+        }
+        if deleteOldest {
+            #expect(problem.kind == .removed)
+            #expect(problem.sequence == 1)
+        } else {
+            #expect(problem.kind == .altered)
+            #expect(problem.sequence == 4)
+            #expect(problem.description.contains("cannot cover"))
+        }
+    }
+
     private static let unreadable = AuditChainProblem(sequence: 0, kind: .removed, detail: "store unreadable")
 
     /// A copy of a store whose prune stopped after its first chunk: records 1...3 are covered by the checkpoint
