@@ -90,9 +90,7 @@ struct ConfigParser {
             case "audit":
                 config.audit = try self.audit(entry)
             case "threads":
-                config.proxy.threads = try self.value(entry) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.threads)
-                }
+                config.proxy.threads = try self.integer(entry, in: ConfigLimits.threads)
             case "tls":
                 config.proxy.tls = try self.serverTLS(entry)
             case "limits":
@@ -124,9 +122,7 @@ struct ConfigParser {
             case "tls":
                 upstream.tls = try self.upstreamTLS(child)
             case "max_connections":
-                upstream.maxConnectionsPerLoop = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.maxConnections)
-                }
+                upstream.maxConnectionsPerLoop = try self.integer(child, in: ConfigLimits.maxConnections)
             case "connect_timeout":
                 upstream.connectTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
                     try ConfigValue.milliseconds(text, in: ConfigLimits.connectTimeout)
@@ -265,9 +261,7 @@ struct ConfigParser {
             case "commit_delay":
                 audit.commitDelayMilliseconds = try self.duration(child, in: ConfigLimits.commitDelay)
             case "commit_siblings":
-                audit.commitSiblings = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.commitSiblings)
-                }
+                audit.commitSiblings = try self.integer(child, in: ConfigLimits.commitSiblings)
             default:
                 throw self.unknownKey(child, allowed: Keys.audit)
             }
@@ -303,9 +297,7 @@ struct ConfigParser {
             case "max_message_bytes":
                 limits.maxMessageBytes = try self.bytes(child, in: ConfigLimits.maxMessageBytes)
             case "max_concurrent_streams":
-                limits.maxConcurrentStreams = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.maxConcurrentStreams)
-                }
+                limits.maxConcurrentStreams = try self.integer(child, in: ConfigLimits.maxConcurrentStreams)
             case "max_header_list_bytes":
                 limits.maxHeaderListBytes = try self.bytes(child, in: ConfigLimits.maxHeaderListBytes)
             case "idle_timeout":
@@ -319,23 +311,15 @@ struct ConfigParser {
             case "handshake_timeout":
                 limits.handshakeTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.handshakeTimeout)
             case "auth_failures_per_minute":
-                limits.authFailuresPerWindow = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.authFailures)
-                }
+                limits.authFailuresPerWindow = try self.integer(child, in: ConfigLimits.authFailures)
             case "refusals_per_minute":
-                limits.refusalsPerWindow = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.refusals)
-                }
+                limits.refusalsPerWindow = try self.integer(child, in: ConfigLimits.refusals)
             case "credential_cache":
                 limits.credentialCacheMilliseconds = try self.duration(child, in: ConfigLimits.credentialCache)
             case "client_connections":
-                limits.clientConnections = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.clientConnections)
-                }
+                limits.clientConnections = try self.integer(child, in: ConfigLimits.clientConnections)
             case "connections_per_client":
-                limits.connectionsPerClient = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.integer(text, in: ConfigLimits.connectionsPerClient)
-                }
+                limits.connectionsPerClient = try self.integer(child, in: ConfigLimits.connectionsPerClient)
             case "held_bytes_per_connection":
                 limits.heldBytesPerConnection = try self.bytes(child, in: ConfigLimits.heldBytes)
             case "held_bytes_total":
@@ -422,6 +406,10 @@ struct ConfigParser {
             throw self.error(at: entry.line, key: entry.key, error.message)
         }
         return path
+    }
+
+    private func integer(_ entry: Entry, in range: ClosedRange<Int>) throws -> Int {
+        try self.value(entry) { text throws(ValueProblem) in try ConfigValue.integer(text, in: range) }
     }
 
     private func duration(_ entry: Entry, in range: ClosedRange<Int>) throws -> Int {
