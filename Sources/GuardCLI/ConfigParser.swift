@@ -124,21 +124,16 @@ struct ConfigParser {
             case "max_connections":
                 upstream.maxConnectionsPerLoop = try self.integer(child, in: ConfigLimits.maxConnections)
             case "connect_timeout":
-                upstream.connectTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.milliseconds(text, in: ConfigLimits.connectTimeout)
-                }
+                upstream.connectTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.connectTimeout)
             case "keepalive":
-                upstream.keepaliveMilliseconds = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.milliseconds(text, in: ConfigLimits.upstreamKeepalive)
-                }
+                upstream.keepaliveMilliseconds = try self.duration(child, in: ConfigLimits.upstreamKeepalive)
             case "keepalive_timeout":
-                upstream.keepaliveTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.milliseconds(text, in: ConfigLimits.upstreamKeepaliveTimeout)
-                }
+                upstream.keepaliveTimeoutMilliseconds = try self.duration(
+                    child,
+                    in: ConfigLimits.upstreamKeepaliveTimeout
+                )
             case "idle_timeout":
-                upstream.idleTimeoutMilliseconds = try self.value(child) { text throws(ValueProblem) in
-                    try ConfigValue.milliseconds(text, in: ConfigLimits.upstreamIdleTimeout)
-                }
+                upstream.idleTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.upstreamIdleTimeout)
             case "auth":
                 upstream.authorization = try self.upstreamAuth(child)
             default:
