@@ -136,6 +136,6 @@ extension ProxyWorker {
     }
 
     private func recordFailure(from address: String, now: UInt64) {
-        self.services.failures.withLock { $0.recordFailure(address, now: now) }
+        _ = self.services.failures.withLock { $0.recordFailure(address, now: now) }
     }
 }

@@ -70,7 +70,7 @@ public final class ProxyAdminBackend: AdminBackend {
             case .authenticated:
                 self.verifications.withLock { $0.store(verified, for: key, now: now, generation: generation) }
             case .rejected:
-                self.failures.withLock { $0.recordFailure(limitKey, now: now) }
+                _ = self.failures.withLock { $0.recordFailure(limitKey, now: now) }
             }
             outcome = verified
         }
