@@ -282,13 +282,34 @@ enum SQLiteAuditSchema {
 
     /// Fails when the file has no write permission bits: the proxy may run as root, for which a chmod'ed file stays
     /// writable, but an operator who made it read-only wants writes to stop.
-    static func checkWritable(_ path: String) throws(AuditStoreError) {
+    /// - Returns: The file's device and inode, which tell whether another file has taken the name since.
+    @discardableResult
+    static func checkWritable(_ path: String) throws(AuditStoreError) -> FileIdentity {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw .unavailable("cannot stat \(path): \(String(cString: strerror(errno)))")
         }
         guard info.st_mode & 0o222 != 0 else {
             throw .unavailable("\(path) is read-only")
+        }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// Which file a path named when it was looked at.
+    struct FileIdentity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+
+        init(device: UInt64, inode: UInt64) {
+            self.device = device
+            self.inode = inode
+        }
+
+        /// The file `path` names now; nil if `stat` fails.
+        init?(path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            self.init(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         }
     }
 }

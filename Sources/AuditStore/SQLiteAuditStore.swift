@@ -100,6 +100,8 @@ final class SQLiteBatchSink: AuditBatchSink {
     private let path: String
     private let options: AuditStoreOptions
     private var connection: SQLiteConnection?
+    /// The file ``connection`` opened, as `stat` saw it then.
+    private var connectedFile: SQLiteAuditSchema.FileIdentity?
     /// Prepared with ``connection``, dropped with it.
     private var appender: SQLiteAuditSchema.Appender?
     private let walSync: WALSync?
@@ -130,11 +132,27 @@ final class SQLiteBatchSink: AuditBatchSink {
         // unless told to: back to this size once the WAL restarts.
         try connection.exec("PRAGMA journal_size_limit = \(Self.walSizeLimit)")
         self.connection = connection
+        self.connectedFile = SQLiteAuditSchema.FileIdentity(path: self.path)
         return connection
     }
 
+    /// Checks the file before a batch: writable, and still the one the connection has open. Records must not go on
+    /// into a store that was replaced (`mv other.db guard.db`): the file the connection holds is then unlinked, and
+    /// what it receives is gone when the guard stops. Nor may the writer open the new file, because the old file's
+    /// `-wal` and `-shm` are still there under the same names, and SQLite would read the old file's pages into the
+    /// new one. So batches fail, and mutations are refused, until the old file is back under its name; a store is
+    /// moved or replaced with the guard stopped, together with its `-wal` and `-shm` files.
+    private func checkFile() throws(AuditStoreError) {
+        let file = try SQLiteAuditSchema.checkWritable(self.path)
+        guard self.connection != nil, let connected = self.connectedFile, connected != file else { return }
+        throw .unavailable(
+            "\(self.path) is no longer the file milvus-guard opened (moved or replaced while in use): put it back, "
+                + "or stop milvus-guard (docs/audit.md, \"Moving or replacing a store\")"
+        )
+    }
+
     func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
-        try SQLiteAuditSchema.checkWritable(self.path)
+        try self.checkFile()
         let sequences: [Int64]
         do throws(SQLiteError) {
             let db = try self.connect()
@@ -165,7 +183,7 @@ final class SQLiteBatchSink: AuditBatchSink {
     }
 
     func probe() throws(AuditStoreError) {
-        try SQLiteAuditSchema.checkWritable(self.path)
+        try self.checkFile()
         do {
             let db = try self.connect()
             try db.transaction(.immediate) { () throws(SQLiteError) in }

@@ -123,6 +123,40 @@ struct SQLiteAuditStoreTests {
         #expect(listener.wait(for: accepted + 1).count == accepted + 1)
     }
 
+    @Test("A store moved away or replaced while open refuses batches, without writing to either file, until it is back")
+    func movedOrReplaced() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        #expect(write([fullRequest(1)], to: store).first?.sequence == 1)
+        let moved = folder.file("moved.db")
+
+        // Moved away: nothing has the name.
+        #expect(rename(path, moved) == 0)
+        #expect(write([fullRequest(2)], to: store).first?.error?.message.contains("cannot stat") == true)
+
+        // Another store takes the name.
+        let other = try SQLiteAuditStore(path: folder.file("other.db"))
+        write([fullRequest(10), fullRequest(11)], to: other)
+        other.close()
+        #expect(rename(folder.file("other.db"), path) == 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let refused = write([fullRequest(3)], to: store).first?.error?.message ?? ""
+        #expect(refused.contains("is no longer the file milvus-guard opened"))
+        // Not opened with SQLite: the first store's -wal and -shm are still beside it under the same name.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+
+        // The original back under its name: writing goes on in it.
+        #expect(rename(path, folder.file("other.db")) == 0)
+        #expect(rename(moved, path) == 0)
+        #expect(write([fullRequest(4)], to: store).first?.sequence == 2)
+        guard case .ok(2, _) = try SQLiteAuditReader(path: path).verify() else {
+            Issue.record("chain broken")
+            return
+        }
+    }
+
     @Test("A read-only file fails the batch with a short message, and writing recovers once it is writable")
     func readOnlyFile() throws {
         let folder = try TemporaryDirectory()
