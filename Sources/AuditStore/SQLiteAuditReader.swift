@@ -85,22 +85,25 @@ public final class SQLiteAuditReader: AuditReader {
         let selection = conditions.joined(separator: " AND ")
         do {
             try self.db.transaction(.deferred) { () throws(SQLiteError) in
-                // The oldest call shown is the limit-th newest that matches; with fewer matches, all are shown.
+                // The oldest call shown: the oldest of the newest `limit` that match (a time condition reads them
+                // through the time index). Reading forward from it then walks `seq` from there, not the table.
                 let oldest = try self.db.prepare(
-                    "SELECT r.seq FROM audit_records AS r WHERE \(selection) ORDER BY r.seq DESC LIMIT 1 OFFSET ?"
+                    "SELECT MIN(seq) FROM (SELECT r.seq FROM audit_records AS r WHERE \(selection) "
+                        + "ORDER BY r.seq DESC LIMIT ?)"
                 )
-                try oldest.bind(values + [.integer(Int64(query.limit - 1))])
-                let from = try oldest.step() == .row ? oldest.int64(at: 0) : nil
+                try oldest.bind(values + [.integer(Int64(query.limit))])
+                guard try oldest.step() == .row, !oldest.isNull(at: 0) else { return }  // nothing matches
+                let from = oldest.int64(at: 0)
                 let sql = """
                     SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
                     FROM audit_records AS r
                     LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
                         SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
-                    WHERE \(selection)\(from == nil ? "" : " AND r.seq >= ?")
+                    WHERE \(selection) AND r.seq >= ?
                     ORDER BY r.seq
                     """
                 let statement = try self.db.prepare(sql)
-                try statement.bind(values + (from.map { [.integer($0)] } ?? []))
+                try statement.bind(values + [.integer(from)])
                 let width = SQLiteAuditSchema.allColumns.count
                 while try statement.step() == .row {
                     let row = SQLiteAuditSchema.row(statement, from: 0)
