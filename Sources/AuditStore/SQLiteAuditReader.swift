@@ -85,25 +85,33 @@ public final class SQLiteAuditReader: AuditReader {
         let selection = conditions.joined(separator: " AND ")
         do {
             try self.db.transaction(.deferred) { () throws(SQLiteError) in
-                // The oldest call shown: the oldest of the newest `limit` that match (a time condition reads them
-                // through the time index). Reading forward from it then walks `seq` from there, not the table.
-                let oldest = try self.db.prepare(
-                    "SELECT MIN(seq) FROM (SELECT r.seq FROM audit_records AS r WHERE \(selection) "
+                // The calls shown lie between the oldest and the newest of the newest `limit` that match: reading
+                // forward then walks that range of `seq`, not the table. SQLite finds them by walking the table from the newest
+                // record, and cannot know that a time window (its bounds are parameters) holds few records: a
+                // window that does is read through the time index instead.
+                var source = "audit_records AS r"
+                if query.since != nil || query.until != nil,
+                    try self.recordsInWindow(since: query.since, until: query.until) < Self.smallWindow
+                {
+                    source += " INDEXED BY \(SQLiteAuditSchema.timeIndex)"
+                }
+                let range = try self.db.prepare(
+                    "SELECT MIN(seq), MAX(seq) FROM (SELECT r.seq FROM \(source) WHERE \(selection) "
                         + "ORDER BY r.seq DESC LIMIT ?)"
                 )
-                try oldest.bind(values + [.integer(Int64(query.limit))])
-                guard try oldest.step() == .row, !oldest.isNull(at: 0) else { return }  // nothing matches
-                let from = oldest.int64(at: 0)
+                try range.bind(values + [.integer(Int64(query.limit))])
+                guard try range.step() == .row, !range.isNull(at: 0) else { return }  // nothing matches
+                let (from, through) = (range.int64(at: 0), range.int64(at: 1))
                 let sql = """
                     SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
                     FROM audit_records AS r
                     LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
                         SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
-                    WHERE \(selection) AND r.seq >= ?
+                    WHERE \(selection) AND r.seq BETWEEN ? AND ?
                     ORDER BY r.seq
                     """
                 let statement = try self.db.prepare(sql)
-                try statement.bind(values + [.integer(from)])
+                try statement.bind(values + [.integer(from), .integer(through)])
                 let width = SQLiteAuditSchema.allColumns.count
                 while try statement.step() == .row {
                     let row = SQLiteAuditSchema.row(statement, from: 0)
@@ -124,6 +132,30 @@ public final class SQLiteAuditReader: AuditReader {
         } catch {
             throw Self.readError(error, path: self.path)
         }
+    }
+
+    /// Records in a time window up to which a listing reads the window through the time index, then sorts it.
+    static let smallWindow: Int64 = 100_000
+
+    /// Requests, refusals and checkpoints with `since <= time_ms < until`, counted through the time index up to
+    /// ``smallWindow`` (which then means "at least that many").
+    private func recordsInWindow(since: Int64?, until: Int64?) throws(SQLiteError) -> Int64 {
+        var conditions = [SQLiteAuditSchema.timeIndexed]
+        var values: [SQLiteValue] = []
+        if let since {
+            conditions.append("time_ms >= ?")
+            values.append(.integer(since))
+        }
+        if let until {
+            conditions.append("time_ms < ?")
+            values.append(.integer(until))
+        }
+        let count = try self.db.prepare(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM audit_records INDEXED BY \(SQLiteAuditSchema.timeIndex) WHERE "
+                + conditions.joined(separator: " AND ") + " LIMIT ?)"
+        )
+        try count.bind(values + [.integer(Self.smallWindow)])
+        return try count.step() == .row ? count.int64(at: 0) : 0
     }
 
     public func verify() throws(AuditStoreError) -> AuditVerification {

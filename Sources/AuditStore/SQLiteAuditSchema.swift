@@ -142,6 +142,9 @@ enum SQLiteAuditSchema {
     /// SQLite can use the (partial) index.
     static let timeIndexed = "kind != 'outcome'"
 
+    /// The index on `time_ms` (migration 4), for queries that must name it.
+    static let timeIndex = "audit_records_time"
+
     /// The newest record, or nil for an empty store.
     static func head(_ db: SQLiteConnection) throws(SQLiteError) -> ChainRow? {
         let statement = try db.prepare("SELECT \(Self.columnList()) FROM audit_records ORDER BY seq DESC LIMIT 1")
