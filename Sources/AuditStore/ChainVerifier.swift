@@ -15,7 +15,7 @@ struct ChainVerifier {
     static let prunedHashKey = "pruned_through_hash"
 
     /// What the newest checkpoint says was pruned; nil when nothing was.
-    private let coverage: (sequence: Int64, hash: String)?
+    private var coverage: (sequence: Int64, hash: String)?
     private var previous: (sequence: Int64, hash: String)?
     private(set) var count = 0
 
@@ -39,6 +39,17 @@ struct ChainVerifier {
             let hash = targets[Self.prunedHashKey]
         else { return nil }
         return (sequence, hash)
+    }
+
+    /// Records after the last one checked are gone (a prune ran while the rows were read in parts): if
+    /// `checkpoints`, read now, cover everything before `sequence`, the next row starts the chain again as at the
+    /// start of a store. Returns whether they do; if not, ``check(_:)`` reports the records removed.
+    mutating func restart(checkpoints: [ChainRow], at sequence: Int64) -> Bool {
+        guard let coverage = ChainVerifier(checkpoints: checkpoints).coverage, coverage.sequence >= sequence - 1
+        else { return false }
+        self.coverage = coverage
+        self.previous = nil
+        return true
     }
 
     /// Checks the next row; returns the problem if it breaks the chain (stop there).

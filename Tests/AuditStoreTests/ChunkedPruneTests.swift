@@ -100,6 +100,61 @@ struct ChunkedPruneTests {
         }
     }
 
+    @Test("verify reads in parts: a prune that overtakes it between two parts is followed, a plain delete is not")
+    func verifyInParts() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder, count: 10)
+        let reader = try SQLiteAuditReader(path: path)
+        guard case .ok(10, let head) = try reader.verify(chunk: 3) else {
+            Issue.record("a verify in parts of 3 did not pass")
+            return
+        }
+        guard case .ok(10, head) = try reader.verify() else {
+            Issue.record("the verify in one part disagrees")
+            return
+        }
+        // After records 1...3 are checked, a prune deletes 1...7 and appends checkpoint 11.
+        var pruned = false
+        let overtaken = try reader.verify(chunk: 3) {
+            guard !pruned else { return }
+            pruned = true
+            _ = try? SQLiteAuditReader(path: path, writable: true).prune(before: 8000)
+        }
+        guard case .ok(let count, _) = overtaken else {
+            Issue.record("a prune overtaking the verify broke it: \(overtaken)")
+            return
+        }
+        #expect(count == 7)  // 1...3 before the prune, then 8, 9, 10 and the checkpoint
+        // Records deleted without a checkpoint while it runs are missing, as ever: after 8 and 9 are checked,
+        // 9 and 10 go, and 10 is reported.
+        var deleted = false
+        let broken = try reader.verify(chunk: 2) {
+            guard !deleted else { return }
+            deleted = true
+            try? SQLiteConnection(path: path, mode: .readWrite).exec("DELETE FROM audit_records WHERE seq IN (9, 10)")
+        }
+        guard case .broken(let problem) = broken else {
+            Issue.record("verify passed after records were deleted behind its back")
+            return
+        }
+        #expect(problem.kind == .removed)
+        #expect(problem.sequence == 10)
+    }
+
+    @Test("verify in parts of two catches what verify in one part catches", arguments: 0..<5)
+    func tamperingInParts(index: Int) throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder, count: 5)
+        let (sql, kind, sequence) = AuditVerificationTests.tampering[index]
+        try SQLiteConnection(path: path, mode: .readWrite).exec(sql)
+        guard case .broken(let problem) = try SQLiteAuditReader(path: path).verify(chunk: 2) else {
+            Issue.record("verify in parts passed after \(sql)")
+            return
+        }
+        #expect(problem.kind == kind)
+        #expect(problem.sequence == sequence)
+    }
+
     private static let unreadable = AuditChainProblem(sequence: 0, kind: .removed, detail: "store unreadable")
 
     /// A copy of a store whose prune stopped after its first chunk: records 1...3 are covered by the checkpoint
