@@ -62,10 +62,21 @@ public final class SQLiteAuditReader: AuditReader {
     }
 
     /// Hands the newest `query.limit` calls matching the query to `body` one at a time, oldest first, as they are
-    /// read: a listing of millions of calls (a SIEM export) takes no more memory than one. All of them come from one
-    /// snapshot of the store.
+    /// read: a listing of millions of calls (a SIEM export) takes no more memory than one. Which calls are shown is
+    /// settled in one snapshot; they are then read in parts of ``listingChunk``, so an outcome recorded meanwhile is
+    /// joined to its request, and a call pruned meanwhile is left out.
     /// - Throws: ``AuditStoreError`` if the store cannot be read (`body` may have had some calls by then).
     public func forEach(_ query: AuditQuery, _ body: (AuditEntry) -> Void) throws(AuditStoreError) {
+        try self.forEach(query, chunk: Self.listingChunk, pause: { AuditTime.sleep(nanoseconds: 5_000_000) }, body)
+    }
+
+    /// ``forEach(_:_:)`` in parts of `chunk` calls; `pause` runs between two parts.
+    func forEach(
+        _ query: AuditQuery,
+        chunk: Int,
+        pause: () -> Void,
+        _ body: (AuditEntry) -> Void
+    ) throws(AuditStoreError) {
         guard query.limit > 0 else { return }
         // The second condition follows from the first; it is there so that SQLite uses the time index.
         var conditions = ["r.kind IN ('request', 'refusal')", "r.\(SQLiteAuditSchema.timeIndexed)"]
@@ -84,11 +95,11 @@ public final class SQLiteAuditReader: AuditReader {
         add("r.decision = ?", query.decision.map { .text($0) })
         let selection = conditions.joined(separator: " AND ")
         do {
-            try self.db.transaction(.deferred) { () throws(SQLiteError) in
-                // The calls shown lie between the oldest and the newest of the newest `limit` that match: reading
-                // forward then walks that range of `seq`, not the table. SQLite finds them by walking the table from the newest
-                // record, and cannot know that a time window (its bounds are parameters) holds few records: a
-                // window that does is read through the time index instead.
+            // The calls shown lie between the oldest and the newest of the newest `limit` that match: reading them
+            // then walks that range of `seq`, not the table. SQLite finds them by walking the table from the newest
+            // record, and cannot know that a time window (its bounds are parameters) holds few records: a window
+            // that does is read through the time index instead.
+            let shown = try self.db.transaction(.deferred) { () throws(SQLiteError) -> ClosedRange<Int64>? in
                 var source = "audit_records AS r"
                 if query.since != nil || query.until != nil,
                     try self.recordsInWindow(since: query.since, until: query.until) < Self.smallWindow
@@ -100,39 +111,61 @@ public final class SQLiteAuditReader: AuditReader {
                         + "ORDER BY r.seq DESC LIMIT ?)"
                 )
                 try range.bind(values + [.integer(Int64(query.limit))])
-                guard try range.step() == .row, !range.isNull(at: 0) else { return }  // nothing matches
-                let (from, through) = (range.int64(at: 0), range.int64(at: 1))
-                let sql = """
-                    SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
-                    FROM audit_records AS r
-                    LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
-                        SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
-                    WHERE \(selection) AND r.seq BETWEEN ? AND ?
-                    ORDER BY r.seq
-                    """
-                let statement = try self.db.prepare(sql)
-                try statement.bind(values + [.integer(from), .integer(through)])
-                let width = SQLiteAuditSchema.allColumns.count
-                while try statement.step() == .row {
-                    let row = SQLiteAuditSchema.row(statement, from: 0)
-                    guard let record = row.record else { continue }
-                    let outcome =
-                        statement.isNull(at: width) ? nil : SQLiteAuditSchema.row(statement, from: width).record
-                    body(
-                        AuditEntry(
-                            id: row.sequence,
-                            record: record,
-                            outcomeRecord: outcome,
-                            hash: row.hash,
-                            prevHash: row.prevHash
+                guard try range.step() == .row, !range.isNull(at: 0) else { return nil }  // nothing matches
+                return range.int64(at: 0)...range.int64(at: 1)
+            }
+            guard let shown else { return }
+            let statement = try self.db.prepare(
+                """
+                SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
+                FROM audit_records AS r
+                LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
+                    SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
+                WHERE \(selection) AND r.seq BETWEEN ? AND ?
+                ORDER BY r.seq
+                LIMIT \(max(chunk, 1))
+                """
+            )
+            let width = SQLiteAuditSchema.allColumns.count
+            var next = shown.lowerBound
+            while true {
+                // Parts of `chunk` calls, each in a read transaction of its own (see ``verifyChunk``).
+                let (rows, last) = try self.db.transaction(.deferred) { () throws(SQLiteError) -> (Int, Int64) in
+                    statement.reset()
+                    try statement.bind(values + [.integer(next), .integer(shown.upperBound)])
+                    var rows = 0
+                    var last = next
+                    while try statement.step() == .row {
+                        rows += 1
+                        let row = SQLiteAuditSchema.row(statement, from: 0)
+                        last = row.sequence
+                        guard let record = row.record else { continue }
+                        let outcome =
+                            statement.isNull(at: width) ? nil : SQLiteAuditSchema.row(statement, from: width).record
+                        body(
+                            AuditEntry(
+                                id: row.sequence,
+                                record: record,
+                                outcomeRecord: outcome,
+                                hash: row.hash,
+                                prevHash: row.prevHash
+                            )
                         )
-                    )
+                    }
+                    return (rows, last)
                 }
+                guard rows == max(chunk, 1), last < shown.upperBound else { return }
+                next = last + 1
+                pause()
             }
         } catch {
             throw Self.readError(error, path: self.path)
         }
     }
+
+    /// Calls a listing reads per read transaction, so that an export of millions of calls does not hold the WAL back
+    /// (see ``verifyChunk``).
+    static let listingChunk = 20_000
 
     /// Records in a time window up to which a listing reads the window through the time index, then sorts it.
     static let smallWindow: Int64 = 100_000

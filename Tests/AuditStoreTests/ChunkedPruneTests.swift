@@ -155,6 +155,34 @@ struct ChunkedPruneTests {
         #expect(problem.sequence == sequence)
     }
 
+    @Test("A listing read in parts shows what one read shows; calls pruned meanwhile are left out, outcomes joined")
+    func listingInParts() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        write((1...7).map { fullRequest($0, time: Int64($0) * 1000) }, to: store)
+        let reader = try SQLiteAuditReader(path: path)
+        func listed(_ query: AuditQuery, chunk: Int, pause: () -> Void = {}) throws -> [AuditEntry] {
+            var entries: [AuditEntry] = []
+            try reader.forEach(query, chunk: chunk, pause: pause) { entries.append($0) }
+            return entries
+        }
+        for query in [AuditQuery(), AuditQuery(limit: 5), AuditQuery(since: 2000, until: 6000), AuditQuery(limit: 1)] {
+            #expect(try listed(query, chunk: 2).map(\.id) == (try reader.query(query)).map(\.id))
+        }
+        // Between the first part (1, 2) and the next: 1...4 are pruned, and call 5 gets its outcome.
+        var changed = false
+        let entries = try listed(AuditQuery(), chunk: 2) {
+            guard !changed else { return }
+            changed = true
+            _ = try? SQLiteAuditReader(path: path, writable: true).prune(before: 5000)
+            write([outcome(5)], to: store)
+        }
+        #expect(entries.map(\.id) == [1, 2, 5, 6, 7])
+        #expect(entries.first { $0.id == 5 }?.outcome == .ok)
+    }
+
     private static let unreadable = AuditChainProblem(sequence: 0, kind: .removed, detail: "store unreadable")
 
     /// A copy of a store whose prune stopped after its first chunk: records 1...3 are covered by the checkpoint
