@@ -51,9 +51,12 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
 
     /// Keepalive and idle timeout, checked about once a second (see ``UpstreamConfiguration``):
     /// - with calls open and nothing read for `keepaliveMilliseconds`, send a PING; when nothing has been read
-    ///   `timeoutMilliseconds` after it, close the connection, failing its calls with UNAVAILABLE;
-    /// - with no call, nothing read for `idleMilliseconds`: close it quietly.
-    func housekeeping(now: UInt64, keepaliveMilliseconds: Int, timeoutMilliseconds: Int, idleMilliseconds: Int) {
+    ///   `keepaliveTimeoutMilliseconds` after it, close the connection, failing its calls with UNAVAILABLE;
+    /// - with no call, nothing read for `idleTimeoutMilliseconds`: close it quietly.
+    func housekeeping(now: UInt64, configuration: UpstreamConfiguration) {
+        let keepaliveMilliseconds = configuration.keepaliveMilliseconds
+        let timeoutMilliseconds = configuration.keepaliveTimeoutMilliseconds
+        let idleMilliseconds = configuration.idleTimeoutMilliseconds
         guard self.state == .ready || self.state == .draining else { return }
         let lastRead = self.connection.lastActivity
         let silent = now &- lastRead

@@ -295,12 +295,7 @@ final class UpstreamPool {
     func housekeeping(now: UInt64) {
         // A copy: closing a connection removes it from `connections`.
         for connection in self.connections {
-            connection.housekeeping(
-                now: now,
-                keepaliveMilliseconds: self.configuration.keepaliveMilliseconds,
-                timeoutMilliseconds: self.configuration.keepaliveTimeoutMilliseconds,
-                idleMilliseconds: self.configuration.idleTimeoutMilliseconds
-            )
+            connection.housekeeping(now: now, configuration: self.configuration)
         }
     }
 
