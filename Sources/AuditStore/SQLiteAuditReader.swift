@@ -93,6 +93,10 @@ public final class SQLiteAuditReader: AuditReader {
         add("r.collection = ?", query.collection.map { .text($0) })
         add("r.rpc = ?", query.rpc.map { .text($0) })
         add("r.decision = ?", query.decision.map { .text($0) })
+        // Follows from the one before; it lets SQLite use the decision index, which leaves allowed calls out.
+        if let decision = query.decision, decision != "allowed" {
+            conditions.append("r.\(SQLiteAuditSchema.decisionIndexed)")
+        }
         let selection = conditions.joined(separator: " AND ")
         do {
             // The calls shown lie between the oldest and the newest of the newest `limit` that match: reading them

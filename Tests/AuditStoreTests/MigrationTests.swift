@@ -65,18 +65,18 @@ struct MigrationTests {
             try insert.bind(row.columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
             try insert.run()
         }
-        #expect(SQLiteAuditSchema.currentVersion == 4)
+        #expect(SQLiteAuditSchema.currentVersion == 5)
         let store = try SQLiteAuditStore(path: path)
         defer { store.close() }
         let check = try SQLiteConnection(path: path, mode: .readOnly)
         let version = try check.prepare("PRAGMA user_version")
         #expect(try version.step() == .row)
-        #expect(version.int64(at: 0) == 4)
+        #expect(version.int64(at: 0) == 5)
         let indexes = try check.prepare(
             "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"
         )
         #expect(try indexes.step() == .row)
-        #expect(indexes.string(at: 0) == "audit_records_outcome audit_records_time")
+        #expect(indexes.string(at: 0) == "audit_records_decision audit_records_outcome audit_records_time")
         // The join of an outcome to its request finds it through the partial index, not by a scan.
         let plan = try check.prepare(
             "EXPLAIN QUERY PLAN SELECT MIN(seq) FROM audit_records WHERE call_id = 'x' AND kind = 'outcome'"
@@ -93,6 +93,15 @@ struct MigrationTests {
         var timeSteps: [String] = []
         while try timePlan.step() == .row { timeSteps.append(timePlan.string(at: 3) ?? "") }
         #expect(timeSteps.contains { $0.contains("USING INDEX audit_records_time") }, "\(timeSteps)")
+        // Looking for what was not allowed goes through the decision index, which holds no allowed calls.
+        let decisionPlan = try check.prepare(
+            "EXPLAIN QUERY PLAN SELECT seq FROM audit_records AS r WHERE r.kind IN ('request', 'refusal') AND r."
+                + SQLiteAuditSchema.timeIndexed + " AND r.decision = 'denied' AND r."
+                + SQLiteAuditSchema.decisionIndexed + " ORDER BY r.seq DESC LIMIT 100"
+        )
+        var decisionSteps: [String] = []
+        while try decisionPlan.step() == .row { decisionSteps.append(decisionPlan.string(at: 3) ?? "") }
+        #expect(decisionSteps.contains { $0.contains("USING INDEX audit_records_decision") }, "\(decisionSteps)")
         let definition = try check.prepare("SELECT sql FROM sqlite_master WHERE name = 'audit_records_time'")
         #expect(try definition.step() == .row)
         #expect(definition.string(at: 0)?.hasSuffix("WHERE kind != 'outcome'") == true)
@@ -114,7 +123,7 @@ struct MigrationTests {
             try db.exec("PRAGMA user_version = 99")
         }
         let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditStore(path: path) }
-        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (4)") == true)
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (5)") == true)
         let readError = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: path) }
         #expect(readError?.message.contains("schema version 99") == true)
     }
