@@ -218,6 +218,8 @@ final class ProxyWorker: LoopHandler {
             self.audited(results)
         case .resolved(let address, let result):
             self.pool.resolved(address, result)
+        case .adminAnswered:
+            break  // the admin loop's; a proxy loop is never sent it
         }
     }
 

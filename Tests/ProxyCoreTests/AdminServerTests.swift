@@ -12,6 +12,8 @@ import Testing
 struct TestAdminBackend: AdminBackend {
     let auditQueries = Locked<[[String: String]]>([])
     let readiness = Locked<String?>(nil)
+    /// An audit query for user `slow` waits until this is true (at most 20 s), as one over a large store would.
+    let slowAuditReleased = Locked(false)
 
     static let admin = "Basic YWRtaW46c2VjcmV0"  // admin:secret
     static let app = "Basic YXBwOnB3"  // app:pw
@@ -29,6 +31,7 @@ struct TestAdminBackend: AdminBackend {
 
     func audit(parameters: [String: String]) -> AdminResponse {
         self.auditQueries.update { $0.append(parameters) }
+        if parameters["user"] == "slow" { _ = waitFor(timeoutMilliseconds: 20_000) { self.slowAuditReleased.value } }
         if parameters["since"] == "yesterday-ish" { return .error(400, "invalid since: \"yesterday-ish\"") }
         return .json(200, "[{\"user\":\(AdminResponse.jsonString(parameters["user"] ?? "")),\"rpc\":\"Search\"}]")
     }
@@ -158,6 +161,37 @@ struct AdminServerTests {
     static func stop(_ server: AdminServer) {
         server.shutdown()
         if waitFor({ !server.isRunning }) { server.join() }
+    }
+
+    @Test("A slow /audit holds up neither /healthz nor /readyz nor /metrics; its client gets the answer after")
+    func slowAuditDoesNotBlock() throws {
+        let backend = TestAdminBackend()
+        let server = try Self.start(backend: backend, timeoutMilliseconds: 30_000)
+        defer { Self.stop(server) }
+        let slow = try AdminTestClient(port: server.boundPort)
+        try slow.send(
+            "GET /audit?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(TestAdminBackend.admin)\r\n\r\n"
+        )
+        slow.socket.shutdownWrite()  // a client may shut its side once the request is out; it still gets the answer
+        #expect(waitFor { backend.auditQueries.value.count == 1 })
+        #expect(try AdminTestClient.request(port: server.boundPort, "/healthz").status == 200)
+        let ready = try AdminTestClient.request(
+            port: server.boundPort,
+            "/readyz",
+            authorization: TestAdminBackend.admin
+        )
+        #expect(ready.status == 200)
+        let metrics = try AdminTestClient.request(
+            port: server.boundPort,
+            "/metrics",
+            authorization: TestAdminBackend.admin
+        )
+        #expect(metrics.status == 200)
+        #expect(backend.auditQueries.value.count == 1)  // still waiting
+        backend.slowAuditReleased.set(true)
+        let reply = try AdminTestClient.parse(slow.readToEnd())
+        #expect(reply.status == 200)
+        #expect(reply.body.contains("\"user\":\"slow\""))
     }
 
     @Test("/healthz answers 200 ok without credentials, with length, no-store and Connection: close")

@@ -5,6 +5,8 @@ import Logging
 ///
 /// States, in order:
 /// - `reading`: bytes go to the ``AdminRequestParser`` until it has an outcome;
+/// - `answering`: an admin worker thread works out the answer (every path but `/healthz`), which comes back
+///   through the loop's mailbox as ``LoopMessage/adminAnswered(connection:response:principal:)``;
 /// - `writing`: the serialized answer goes out as the socket takes it (EPOLLOUT while it does not);
 /// - `lingering`: the answer is out and our side is shut for writing; bytes still arriving are read and
 ///   dropped until the client closes. Closing at once with unread input would make the kernel send RST,
@@ -15,6 +17,7 @@ import Logging
 final class AdminConnection: LoopHandler {
     private enum State {
         case reading
+        case answering
         case writing
         case lingering
         case closed
@@ -28,6 +31,10 @@ final class AdminConnection: LoopHandler {
     private var output: [UInt8] = []
     private var written = 0
     private var deadline: TimerQueue.ID = 0
+    /// The request being answered, for the log line.
+    private var request: AdminRequest?
+    /// The client shut its side while the answer was worked out.
+    private var inputEnded = false
 
     init(worker: AdminWorker, socket: Socket) throws {
         self.worker = worker
@@ -54,8 +61,9 @@ final class AdminConnection: LoopHandler {
     func handleEvents(_ events: UInt32) {
         switch self.state {
         case .reading: self.readRequest()
-        case .writing: self.flush()
+        case .answering: self.readWhileAnswering(events)
         case .lingering: self.discardInput()
+        case .writing: self.flush()
         case .closed: return
         }
     }
@@ -79,10 +87,29 @@ final class AdminConnection: LoopHandler {
     }
 
     private func answer(_ request: AdminRequest) {
-        let (response, principal) = self.worker.router.respond(
-            to: request,
-            client: ClientConnection.host(of: self.socket.peer)
-        )
+        self.request = request
+        let router = self.worker.router
+        let client = ClientConnection.host(of: self.socket.peer)
+        guard request.path != "/healthz" else {
+            let (response, principal) = router.respond(to: request, client: client)
+            return self.deliver(response, principal: principal)
+        }
+        self.state = .answering
+        let mailbox = self.worker.loop.mailbox
+        let id = ObjectIdentifier(self)
+        let executor = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
+        let queued = executor.submit {
+            let (response, principal) = router.respond(to: request, client: client)
+            mailbox.send(.adminAnswered(connection: id, response: response, principal: principal))
+        }
+        if !queued {
+            self.deliver(.text(503, "busy: too many admin requests in progress\n"), principal: "-")
+        }
+    }
+
+    /// The answer to the request, from ``answer(_:)`` or (through the mailbox) an admin worker thread.
+    func deliver(_ response: AdminResponse, principal: String) {
+        guard self.state == .reading || self.state == .answering, let request = self.request else { return }
         self.worker.logger.info(
             "admin request",
             metadata: [
@@ -127,6 +154,26 @@ final class AdminConnection: LoopHandler {
         self.state = .lingering
         self.worker.loop.modify(self.socket.descriptor, token: self.token, events: CLINUX_EPOLLIN | CLINUX_EPOLLRDHUP)
         self.discardInput()
+    }
+
+    /// Input while the answer is worked out is dropped. A client that shut its side after the request still gets
+    /// the answer: input is no longer watched, and only a hang-up or error (which epoll always reports) closes.
+    private func readWhileAnswering(_ events: UInt32) {
+        if self.inputEnded {
+            if events & (CLINUX_EPOLLHUP | CLINUX_EPOLLERR) != 0 { self.close() }
+            return
+        }
+        while self.state == .answering {
+            let result = self.worker.loop.readBuffer.withUnsafeMutableBytes { self.socket.read(into: $0) }
+            switch result {
+            case .bytes: continue
+            case .wouldBlock: return
+            case .endOfFile:
+                self.inputEnded = true
+                self.worker.loop.modify(self.socket.descriptor, token: self.token, events: 0)
+                return
+            }
+        }
     }
 
     private func discardInput() {

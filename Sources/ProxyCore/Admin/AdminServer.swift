@@ -136,6 +136,11 @@ final class AdminWorker: LoopHandler {
     let configuration: AdminConfiguration
     let router: AdminRouter
     let logger: Logger
+    /// Where answers other than `/healthz` are worked out, off the admin loop, so that a slow one (an `/audit`
+    /// query over a large store, a password check, `/readyz`'s probe of the upstream) does not hold up the others:
+    /// `/audit` on a thread of its own, the rest on another. `/healthz` is answered on the loop.
+    let auditAnswers: OffLoopExecutor
+    let otherAnswers: OffLoopExecutor
     private let listener: Int32
     private var listenerToken: UInt64 = 0
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
@@ -152,6 +157,8 @@ final class AdminWorker: LoopHandler {
         self.configuration = configuration
         self.router = router
         self.logger = logger
+        self.auditAnswers = try OffLoopExecutor(name: "guard-admin-aud", capacity: configuration.maxConnections)
+        self.otherAnswers = try OffLoopExecutor(name: "guard-admin-job", capacity: configuration.maxConnections)
         self.listenerToken = try loop.register(listener, events: CLINUX_EPOLLIN, handler: self)
         loop.onMessage = { [unowned self] message in self.receive(message) }
     }
@@ -196,7 +203,12 @@ final class AdminWorker: LoopHandler {
             // The admin listener has nothing to drain: answers are short and clients retry.
             self.loop.unregister(self.listener, token: self.listenerToken)
             for connection in Array(self.connections.values) { connection.close() }
+            self.auditAnswers.stop()
+            self.otherAnswers.stop()
             self.loop.stop()
+        case .adminAnswered(let id, let response, let principal):
+            // The connection may have timed out or been closed by its client meanwhile.
+            self.connections[id]?.deliver(response, principal: principal)
         case .policyChanged, .credentialVerified, .audited, .resolved:
             break  // proxy-loop messages; the admin loop is never sent them
         }
