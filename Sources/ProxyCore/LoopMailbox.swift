@@ -17,8 +17,9 @@ enum LoopMessage: Sendable {
     case audited([AuditResult])
     /// The resolver thread's answer for the upstream's host name.
     case resolved(SocketAddress, Result<[Socket.ResolvedAddress], ProxyError>)
-    /// An admin worker thread's answer to the request of admin connection `connection`.
-    case adminAnswered(connection: ObjectIdentifier, response: AdminResponse, principal: String)
+    /// An admin worker thread's answer to admin request `request` (numbered by the admin loop, never reused: a
+    /// connection closed meanwhile may have given its address to a new one, which must not get this answer).
+    case adminAnswered(request: UInt64, response: AdminResponse, principal: String)
 }
 
 /// The only way into an event loop from another thread: a queue under a mutex plus an eventfd that

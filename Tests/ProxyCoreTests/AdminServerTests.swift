@@ -194,6 +194,24 @@ struct AdminServerTests {
         #expect(reply.body.contains("\"user\":\"slow\""))
     }
 
+    @Test("An answer that comes after its connection timed out goes to nobody, not to a later connection")
+    func lateAnswerIsDropped() throws {
+        let backend = TestAdminBackend()
+        let server = try Self.start(backend: backend, timeoutMilliseconds: 1_000)
+        defer { Self.stop(server) }
+        let first = try AdminTestClient(port: server.boundPort)
+        try first.send(
+            "GET /audit?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(TestAdminBackend.admin)\r\n\r\n"
+        )
+        #expect(first.readToEnd(timeoutMilliseconds: 5_000) == ([], true))  // closed at its deadline, unanswered
+        let second = try AdminTestClient(port: server.boundPort)
+        try second.send("GET /audit?user=other HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  // no credentials
+        backend.slowAuditReleased.set(true)
+        let reply = try AdminTestClient.parse(second.readToEnd())
+        #expect(reply.status == 401)
+        #expect(!reply.body.contains("slow"))
+    }
+
     @Test("/healthz answers 200 ok without credentials, with length, no-store and Connection: close")
     func healthz() throws {
         let server = try Self.start()

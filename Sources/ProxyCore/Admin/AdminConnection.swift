@@ -35,6 +35,8 @@ final class AdminConnection: LoopHandler {
     private var request: AdminRequest?
     /// The client shut its side while the answer was worked out.
     private var inputEnded = false
+    /// The number of the request whose answer is worked out off the loop (``AdminWorker/awaitAnswer(for:)``).
+    private(set) var pendingRequest: UInt64?
 
     init(worker: AdminWorker, socket: Socket) throws {
         self.worker = worker
@@ -96,11 +98,12 @@ final class AdminConnection: LoopHandler {
         }
         self.state = .answering
         let mailbox = self.worker.loop.mailbox
-        let id = ObjectIdentifier(self)
+        let number = self.worker.awaitAnswer(for: self)
+        self.pendingRequest = number
         let executor = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
         let queued = executor.submit {
             let (response, principal) = router.respond(to: request, client: client)
-            mailbox.send(.adminAnswered(connection: id, response: response, principal: principal))
+            mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
         }
         if !queued {
             self.deliver(.text(503, "busy: too many admin requests in progress\n"), principal: "-")
@@ -110,6 +113,8 @@ final class AdminConnection: LoopHandler {
     /// The answer to the request, from ``answer(_:)`` or (through the mailbox) an admin worker thread.
     func deliver(_ response: AdminResponse, principal: String) {
         guard self.state == .reading || self.state == .answering, let request = self.request else { return }
+        if let number = self.pendingRequest { self.worker.stopAwaiting(number) }
+        self.pendingRequest = nil
         self.worker.logger.info(
             "admin request",
             metadata: [

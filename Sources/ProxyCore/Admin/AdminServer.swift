@@ -144,6 +144,9 @@ final class AdminWorker: LoopHandler {
     private let listener: Int32
     private var listenerToken: UInt64 = 0
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
+    /// Connections waiting for an answer worked out off the loop, by request number.
+    private var answering: [UInt64: AdminConnection] = [:]
+    private var lastRequest: UInt64 = 0
 
     init(
         loop: EventLoop,
@@ -195,6 +198,19 @@ final class AdminWorker: LoopHandler {
 
     func connectionClosed(_ connection: AdminConnection) {
         self.connections[ObjectIdentifier(connection)] = nil
+        if let request = connection.pendingRequest { self.stopAwaiting(request) }
+    }
+
+    /// The answer to `request` was delivered, or nobody waits for it any more.
+    func stopAwaiting(_ request: UInt64) {
+        self.answering[request] = nil
+    }
+
+    /// Numbers a request whose answer is worked out off the loop, and remembers who waits for it.
+    func awaitAnswer(for connection: AdminConnection) -> UInt64 {
+        self.lastRequest += 1
+        self.answering[self.lastRequest] = connection
+        return self.lastRequest
     }
 
     private func receive(_ message: LoopMessage) {
@@ -206,9 +222,9 @@ final class AdminWorker: LoopHandler {
             self.auditAnswers.stop()
             self.otherAnswers.stop()
             self.loop.stop()
-        case .adminAnswered(let id, let response, let principal):
+        case .adminAnswered(let request, let response, let principal):
             // The connection may have timed out or been closed by its client meanwhile.
-            self.connections[id]?.deliver(response, principal: principal)
+            self.answering[request]?.deliver(response, principal: principal)
         case .policyChanged, .credentialVerified, .audited, .resolved:
             break  // proxy-loop messages; the admin loop is never sent them
         }
