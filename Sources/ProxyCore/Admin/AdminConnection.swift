@@ -6,7 +6,7 @@ import Logging
 /// States, in order:
 /// - `reading`: bytes go to the ``AdminRequestParser`` until it has an outcome;
 /// - `answering`: an admin worker thread works out the answer (every path but `/healthz`), which comes back
-///   through the loop's mailbox as ``LoopMessage/adminAnswered(connection:response:principal:)``;
+///   through the loop's mailbox as ``LoopMessage/adminAnswered(request:response:principal:)``;
 /// - `writing`: the serialized answer goes out as the socket takes it (EPOLLOUT while it does not);
 /// - `lingering`: the answer is out and our side is shut for writing; bytes still arriving are read and
 ///   dropped until the client closes. Closing at once with unread input would make the kernel send RST,
