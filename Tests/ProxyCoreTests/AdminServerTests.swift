@@ -14,6 +14,9 @@ struct TestAdminBackend: AdminBackend {
     let readiness = Locked<String?>(nil)
     /// An audit query for user `slow` waits until this is true (at most 20 s), as one over a large store would.
     let slowAuditReleased = Locked(false)
+    /// Such a query, as an admin sends it.
+    static let slowAuditRequest =
+        "GET /audit?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(Self.admin)\r\n\r\n"
 
     static let admin = "Basic YWRtaW46c2VjcmV0"  // admin:secret
     static let app = "Basic YXBwOnB3"  // app:pw
@@ -169,9 +172,7 @@ struct AdminServerTests {
         let server = try Self.start(backend: backend, timeoutMilliseconds: 30_000)
         defer { Self.stop(server) }
         let slow = try AdminTestClient(port: server.boundPort)
-        try slow.send(
-            "GET /audit?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(TestAdminBackend.admin)\r\n\r\n"
-        )
+        try slow.send(TestAdminBackend.slowAuditRequest)
         slow.socket.shutdownWrite()  // a client may shut its side once the request is out; it still gets the answer
         #expect(waitFor { backend.auditQueries.value.count == 1 })
         #expect(try AdminTestClient.request(port: server.boundPort, "/healthz").status == 200)
@@ -200,9 +201,7 @@ struct AdminServerTests {
         let server = try Self.start(backend: backend, timeoutMilliseconds: 1_000)
         defer { Self.stop(server) }
         let first = try AdminTestClient(port: server.boundPort)
-        try first.send(
-            "GET /audit?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(TestAdminBackend.admin)\r\n\r\n"
-        )
+        try first.send(TestAdminBackend.slowAuditRequest)
         #expect(first.readToEnd(timeoutMilliseconds: 5_000) == ([], true))  // closed at its deadline, unanswered
         let second = try AdminTestClient(port: server.boundPort)
         try second.send("GET /audit?user=other HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  // no credentials
