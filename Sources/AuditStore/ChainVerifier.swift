@@ -43,13 +43,12 @@ struct ChainVerifier {
 
     /// Records after the last one checked are gone (a prune ran while the rows were read in parts): if
     /// `checkpoints`, read now, cover everything before `sequence`, the next row starts the chain again as at the
-    /// start of a store. Returns whether they do; if not, ``check(_:)`` reports the records removed.
-    mutating func restart(checkpoints: [ChainRow], at sequence: Int64) -> Bool {
+    /// start of a store; if not, ``check(_:)`` reports the records removed.
+    mutating func restart(checkpoints: [ChainRow], at sequence: Int64) {
         guard let coverage = ChainVerifier(checkpoints: checkpoints).coverage, coverage.sequence >= sequence - 1
-        else { return false }
+        else { return }
         self.coverage = coverage
         self.previous = nil
-        return true
     }
 
     /// Checks the next row; returns the problem if it breaks the chain (stop there).

@@ -63,11 +63,11 @@ public final class SQLiteAuditReader: AuditReader {
 
     /// Hands the newest `query.limit` calls matching the query to `body` one at a time, oldest first, as they are
     /// read: a listing of millions of calls (a SIEM export) takes no more memory than one. Which calls are shown is
-    /// settled in one snapshot; they are then read in parts of ``listingChunk``, so an outcome recorded meanwhile is
+    /// settled in one snapshot; they are then read in parts of ``readPart``, so an outcome recorded meanwhile is
     /// joined to its request, and a call pruned meanwhile is left out.
     /// - Throws: ``AuditStoreError`` if the store cannot be read (`body` may have had some calls by then).
     public func forEach(_ query: AuditQuery, _ body: (AuditEntry) -> Void) throws(AuditStoreError) {
-        try self.forEach(query, chunk: Self.listingChunk, pause: { AuditTime.sleep(nanoseconds: 5_000_000) }, body)
+        try self.forEach(query, chunk: Self.readPart, pause: Self.pauseBetweenParts, body)
     }
 
     /// ``forEach(_:_:)`` in parts of `chunk` calls; `pause` runs between two parts.
@@ -133,7 +133,7 @@ public final class SQLiteAuditReader: AuditReader {
             let width = SQLiteAuditSchema.allColumns.count
             var next = shown.lowerBound
             while true {
-                // Parts of `chunk` calls, each in a read transaction of its own (see ``verifyChunk``).
+                // Parts of `chunk` calls, each in a read transaction of its own (see ``readPart``).
                 let (rows, last) = try self.db.transaction(.deferred) { () throws(SQLiteError) -> (Int, Int64) in
                     statement.reset()
                     try statement.bind(values + [.integer(next), .integer(shown.upperBound)])
@@ -167,10 +167,6 @@ public final class SQLiteAuditReader: AuditReader {
         }
     }
 
-    /// Calls a listing reads per read transaction, so that an export of millions of calls does not hold the WAL back
-    /// (see ``verifyChunk``).
-    static let listingChunk = 20_000
-
     /// Records in a time window up to which a listing reads the window through the time index, then sorts it.
     static let smallWindow: Int64 = 100_000
 
@@ -195,15 +191,20 @@ public final class SQLiteAuditReader: AuditReader {
         return try count.step() == .row ? count.int64(at: 0) : 0
     }
 
-    /// Records ``verify()`` reads per read transaction. A read transaction keeps SQLite from starting the WAL over, so
-    /// one transaction for a whole verify let the WAL grow by everything the guards wrote meanwhile (328 MB in a
-    /// 19 s verify beside about 15,000 audited calls a second). Parts of 20,000 records back to back still let it
-    /// reach 121 MB: the writer needs a moment with no reader to finish a checkpoint and start the WAL over, which
-    /// a 5 ms pause after each part gives it (19 MB; the verify takes about 9 % longer).
-    static let verifyChunk = 20_000
+    /// Records ``verify()`` (and calls ``forEach(_:_:)``) reads per read transaction. A read transaction keeps SQLite
+    /// from starting the WAL over, so one transaction for a whole verify let the WAL grow by everything the guards
+    /// wrote meanwhile (328 MB in a 19 s verify beside about 15,000 audited calls a second). Parts of 20,000 records
+    /// back to back still let it reach 121 MB: the writer needs a moment with no reader to finish a checkpoint and
+    /// start the WAL over, which ``pauseBetweenParts()`` gives it (19 MB; the verify takes about 9 % longer).
+    static let readPart = 20_000
+
+    /// 5 ms without a read transaction, between two parts of a long read.
+    static func pauseBetweenParts() {
+        AuditTime.sleep(nanoseconds: 5_000_000)
+    }
 
     public func verify() throws(AuditStoreError) -> AuditVerification {
-        try self.verify(chunk: Self.verifyChunk) { AuditTime.sleep(nanoseconds: 5_000_000) }
+        try self.verify(chunk: Self.readPart, between: Self.pauseBetweenParts)
     }
 
     /// ``verify()`` in read transactions of `chunk` records each; `between` runs between two of them (for tests).
@@ -212,23 +213,23 @@ public final class SQLiteAuditReader: AuditReader {
     /// are missing after the last one checked: when a checkpoint now covers them, the chain starts again there, as
     /// at the start of a store (see ``ChainVerifier``); otherwise they were removed.
     func verify(chunk: Int, between: () -> Void = {}) throws(AuditStoreError) -> AuditVerification {
-        let columns = SQLiteAuditSchema.columnList()
         var verifier: ChainVerifier?
         var last: Int64 = 0
         do {
+            let statement = try self.db.prepare(
+                "SELECT \(SQLiteAuditSchema.columnList()) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
+            )
             while true {
                 let (problem, rows) = try self.db.transaction(.deferred) {
                     () throws(SQLiteError) -> (AuditChainProblem?, Int) in
                     if verifier == nil { verifier = ChainVerifier(checkpoints: try self.checkpointRows()) }
-                    let statement = try self.db.prepare(
-                        "SELECT \(columns) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
-                    )
+                    statement.reset()
                     try statement.bind([.integer(last), .integer(Int64(chunk))])
                     var rows = 0
                     while try statement.step() == .row {
                         let row = SQLiteAuditSchema.row(statement, from: 0)
                         if rows == 0, last > 0, row.sequence > last + 1 {
-                            _ = verifier!.restart(checkpoints: try self.checkpointRows(), at: row.sequence)
+                            verifier!.restart(checkpoints: try self.checkpointRows(), at: row.sequence)
                         }
                         rows += 1
                         last = row.sequence

@@ -306,7 +306,7 @@ enum SQLiteAuditSchema {
         guard info.st_mode & 0o222 != 0 else {
             throw .unavailable("\(path) is read-only")
         }
-        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        return FileIdentity(info)
     }
 
     /// Which file a path named when it was looked at.
@@ -314,16 +314,16 @@ enum SQLiteAuditSchema {
         var device: UInt64
         var inode: UInt64
 
-        init(device: UInt64, inode: UInt64) {
-            self.device = device
-            self.inode = inode
+        init(_ info: stat) {
+            self.device = UInt64(info.st_dev)
+            self.inode = UInt64(info.st_ino)
         }
 
         /// The file `path` names now; nil if `stat` fails.
         init?(path: String) {
             var info = stat()
             guard stat(path, &info) == 0 else { return nil }
-            self.init(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+            self.init(info)
         }
     }
 }
