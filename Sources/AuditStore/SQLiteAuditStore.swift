@@ -10,9 +10,14 @@ import Synchronization
 /// tries again, reopening the connection.
 ///
 /// Also an ``AuditReader`` through its own connection, for an admin endpoint.
+///
+/// ``close()`` closes both connections. The last connection to the file that closes copies the WAL into the
+/// database file and deletes it, so a guard that stopped leaves one self-contained file (unless another process
+/// still has the store open).
 public final class SQLiteAuditStore: AuditLog, AuditReader {
     private let writer: AuditWriter
-    private let reader: Mutex<SQLiteAuditReader>
+    /// `nil` once closed.
+    private let reader: Mutex<SQLiteAuditReader?>
     /// The database file.
     public let path: String
 
@@ -56,7 +61,7 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
     }
 
     deinit {
-        self.writer.close()
+        self.close()
     }
 
     public func submit(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {
@@ -75,18 +80,30 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
 
     public var committed: (batches: Int, records: Int) { self.writer.committed }
 
-    public func close() { self.writer.close() }
+    /// Writes what is queued, stops the writer thread and closes both connections. The store's reads throw after it.
+    public func close() {
+        self.writer.close()
+        // The writer thread's connection is closed by now; closing this one last lets SQLite checkpoint the WAL.
+        self.reader.withLock { $0 = nil }
+    }
 
     public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {
-        try self.reader.withLock { reader throws(AuditStoreError) in try reader.query(query) }
+        try self.reader.withLock { reader throws(AuditStoreError) in try Self.open(reader, self.path).query(query) }
     }
 
     public func verify() throws(AuditStoreError) -> AuditVerification {
-        try self.reader.withLock { reader throws(AuditStoreError) in try reader.verify() }
+        try self.reader.withLock { reader throws(AuditStoreError) in try Self.open(reader, self.path).verify() }
     }
 
     public func prune(before: Int64) throws(AuditStoreError) -> Int {
-        try self.reader.withLock { reader throws(AuditStoreError) in try reader.prune(before: before) }
+        try self.reader.withLock { reader throws(AuditStoreError) in
+            try Self.open(reader, self.path).prune(before: before)
+        }
+    }
+
+    private static func open(_ reader: SQLiteAuditReader?, _ path: String) throws(AuditStoreError) -> SQLiteAuditReader {
+        guard let reader else { throw AuditStoreError("\(path): the audit store is closed") }
+        return reader
     }
 }
 

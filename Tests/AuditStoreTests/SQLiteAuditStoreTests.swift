@@ -263,6 +263,42 @@ struct SQLiteAuditStoreTests {
         #expect(try reader.query(AuditQuery(limit: 1000)).count == 50)
     }
 
+    @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")
+    func closeCheckpoints() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        #expect(write((0..<20).map { fullRequest($0) }, to: store).allSatisfy { $0.error == nil })
+        #expect(FileManager.default.fileExists(atPath: path + "-wal"))
+        store.close()
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+        #expect(!FileManager.default.fileExists(atPath: path + "-shm"))
+        #expect(throws: AuditStoreError.self) { try store.query(AuditQuery(limit: 1)) }
+        // The database file alone (a copy, as `cp` makes after the guard stopped) holds every record.
+        let copy = folder.file("copy.db")
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        guard case .ok(let count, _) = try SQLiteAuditReader(path: copy).verify() else {
+            Issue.record("the copy does not verify")
+            return
+        }
+        #expect(count == 20)
+    }
+
+    @Test("A store closed while another process has the file open leaves the WAL to the last one")
+    func closeBesideAnotherWriter() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let first = try SQLiteAuditStore(path: path)
+        let second = try SQLiteAuditStore(path: path)
+        #expect(write([fullRequest(1)], to: first).allSatisfy { $0.error == nil })
+        first.close()
+        #expect(write([fullRequest(2)], to: second).allSatisfy { $0.error == nil })
+        #expect(try second.query(AuditQuery(limit: 10)).count == 2)
+        second.close()
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+        #expect(try SQLiteAuditReader(path: path).query(AuditQuery(limit: 10)).count == 2)
+    }
+
     @Test("Two stores on one file (two processes) interleave into one valid chain")
     func twoWriters() throws {
         let folder = try TemporaryDirectory()

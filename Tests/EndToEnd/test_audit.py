@@ -197,7 +197,7 @@ def test_interrupted_prune_verifies_and_a_second_prune_finishes(audited, tmp_pat
 def test_guards_started_together_share_a_new_store(milvus, log_dir, tmp_path):
     """Guards started at the same moment on one new store file all come up: the ones that lose the race for the
     write lock (SQLite fails at once there rather than risk a deadlock) try again, then find it migrated. Then
-    each records a mutation into the one chain."""
+    each records a mutation into the one chain, and once all have stopped the file alone holds it."""
     guards = 4
     for round_ in range(8):
         store = tmp_path / f"shared-{round_}.db"
@@ -227,9 +227,15 @@ def test_guards_started_together_share_a_new_store(milvus, log_dir, tmp_path):
             finally:
                 for server in servers:
                     server.stop()
-        verify = guard_cli(tmp_path, "audit", "verify", "--store", str(store))
+        assert all(server.proc.returncode == 0 for server in servers), [s.proc.returncode for s in servers]
+        # The last guard to stop copied the WAL into the file and deleted it: the file alone (what `cp` takes
+        # after the guards stopped) holds the whole store.
+        assert not Path(f"{store}-wal").exists()
+        copy = tmp_path / f"copy-{round_}.db"
+        shutil.copyfile(store, copy)
+        verify = guard_cli(tmp_path, "audit", "verify", "--store", str(copy))
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        inserts = guard_cli(tmp_path, "audit", "--store", str(store), "--rpc", "Insert", "--format", "json")
+        inserts = guard_cli(tmp_path, "audit", "--store", str(copy), "--rpc", "Insert", "--format", "json")
         assert len(inserts.stdout.splitlines()) == guards, inserts.stdout + inserts.stderr
 
 
