@@ -101,7 +101,8 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         }
     }
 
-    private static func open(_ reader: SQLiteAuditReader?, _ path: String) throws(AuditStoreError) -> SQLiteAuditReader {
+    private static func open(_ reader: SQLiteAuditReader?, _ path: String) throws(AuditStoreError) -> SQLiteAuditReader
+    {
         guard let reader else { throw AuditStoreError("\(path): the audit store is closed") }
         return reader
     }
