@@ -1,3 +1,4 @@
+import Glibc
 import SQLiteSupport
 
 /// Reads, verifies and prunes an existing SQLite audit store (the CLI's view; ``SQLiteAuditStore`` uses one too).
@@ -15,14 +16,14 @@ public final class SQLiteAuditReader: AuditReader {
     ///   - writable: Open for writing too (needed by ``prune(before:)``).
     ///   - busyTimeoutMilliseconds: How long to wait for a writer's lock.
     /// - Throws: ``AuditStoreError`` when the file is missing, unreadable, not an audit store, or of a newer schema.
+    ///
+    /// A store on a read-only file system (an evidence copy on a read-only mount) is read as it is in the file when
+    /// SQLite can't create the `-shm` file it needs, provided no `-wal` file lies beside it: the guard that last
+    /// wrote it then stopped cleanly, and its file holds every record.
     public init(path: String, writable: Bool = false, busyTimeoutMilliseconds: Int = 5_000) throws(AuditStoreError) {
         self.path = path
         do {
-            self.db = try SQLiteConnection(
-                path: path,
-                mode: writable ? .readWrite : .readOnly,
-                busyTimeoutMilliseconds: busyTimeoutMilliseconds
-            )
+            self.db = try Self.open(path, writable: writable, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             let version = try SQLiteAuditSchema.userVersion(self.db)
             guard version > 0 else {
                 throw AuditStoreError("\(path) is not a milvus-guard audit store")
@@ -39,6 +40,40 @@ public final class SQLiteAuditReader: AuditReader {
         } catch {
             throw AuditStoreError("\(path): \(error)")
         }
+    }
+
+    private static func open(
+        _ path: String,
+        writable: Bool,
+        busyTimeoutMilliseconds: Int
+    ) throws -> SQLiteConnection {
+        let db = try SQLiteConnection(
+            path: path,
+            mode: writable ? .readWrite : .readOnly,
+            busyTimeoutMilliseconds: busyTimeoutMilliseconds
+        )
+        // A WAL-mode file fails on its first read, not at open, when its `-shm` file can't be created.
+        let failure: SQLiteError
+        do {
+            _ = try SQLiteAuditSchema.userVersion(db)
+            return db
+        } catch {
+            failure = error
+        }
+        guard !writable, failure.code == .cantOpen, Self.onReadOnlyFileSystem(path) else { throw failure }
+        guard access(path + "-wal", F_OK) != 0 else {
+            throw AuditStoreError(
+                "cannot read \(path): it is on a read-only file system with a -wal file but no -shm file beside "
+                    + "it; copy the store together with its -wal file to a writable folder"
+            )
+        }
+        return try SQLiteConnection(path: path, mode: .immutable)
+    }
+
+    /// Whether the file system holding `path` is mounted read-only.
+    private static func onReadOnlyFileSystem(_ path: String) -> Bool {
+        var info = statvfs()
+        return statvfs(path, &info) == 0 && info.f_flag & UInt(ST_RDONLY) != 0
     }
 
     /// Wraps an already open connection (the store's own reader).

@@ -16,13 +16,36 @@ public final class SQLiteConnection {
         case readWrite
         /// `SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE`: create the file if it is missing.
         case readWriteCreate
+        /// Read-only, and the file is taken as it is (`immutable=1`): no locks, no `-shm` file, and a `-wal` file
+        /// beside it is not read. For a file nothing can change, such as one on a read-only file system, where a
+        /// WAL-mode database can't otherwise be opened unless its `-shm` file exists.
+        case immutable
 
         var flags: Int32 {
             switch self {
             case .readOnly: SQLITE_OPEN_READONLY
             case .readWrite: SQLITE_OPEN_READWRITE
             case .readWriteCreate: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+            case .immutable: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
             }
+        }
+
+        /// What `sqlite3_open_v2` is given for `path`: the path itself, or a `file:` URI.
+        func name(for path: String) -> String {
+            guard self == .immutable else { return path }
+            // RFC 3986 as SQLite reads it: `%`, `?` and `#` would end or change the path; a path that starts with
+            // `//` would be read as an authority.
+            var escaped = ""
+            for character in path.unicodeScalars {
+                switch character {
+                case "%": escaped += "%25"
+                case "?": escaped += "%3f"
+                case "#": escaped += "%23"
+                default: escaped.unicodeScalars.append(character)
+                }
+            }
+            if escaped.hasPrefix("//") { escaped = "/" + escaped.drop(while: { $0 == "/" }) }
+            return "file:\(escaped)?immutable=1"
         }
     }
 
@@ -58,7 +81,7 @@ public final class SQLiteConnection {
     ) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = mode.flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(mode.name(for: path), &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             // sqlite3_open_v2 usually allocates a handle even when it fails; it carries the message and must be closed.
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))

@@ -239,6 +239,52 @@ def test_guards_started_together_share_a_new_store(milvus, log_dir, tmp_path):
         assert len(inserts.stdout.splitlines()) == guards, inserts.stdout + inserts.stderr
 
 
+def _read_only_mount(store: Path, script: str, wal: bool = False) -> subprocess.CompletedProcess:
+    """Runs `script` (sh) in a private mount namespace where /mnt/guard-ro is a read-only file system holding a copy
+    of `store` as store.db (and an empty store.db-wal with `wal`); the working directory is /mnt/guard-ro."""
+    setup = ("set -e; mkdir -p /mnt/guard-ro; mount -t tmpfs tmpfs /mnt/guard-ro; "
+             f'cp "{store}" /mnt/guard-ro/store.db; ' + (": > /mnt/guard-ro/store.db-wal; " if wal else "")
+             + "mount -o remount,ro /mnt/guard-ro; cd /mnt/guard-ro; ")
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup + script],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_store_on_a_read_only_file_system_is_verified_and_listed(milvus, log_dir, tmp_path):
+    """A security team verifies an evidence copy on a read-only mount. SQLite can't create the -shm file a
+    WAL-mode store needs there; the CLI then reads the file as it is, since a stopped guard left everything in
+    it (no -wal beside it)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or _read_only_mount(Path("/dev/null"), "true").returncode:
+        pytest.skip("needs root and unshare --mount for a read-only file system")
+    store = tmp_path / "evidence.db"
+    port = harness.free_port()
+    server = harness.start_guard(_guard_binary(), port, milvus.address, log_dir, name="milvus-guard-evidence",
+                                 config=f'store: "{store}"\n', policies={"audit.yaml": policy()},
+                                 ready=harness.grpc_answers)
+    try:
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
+        try:
+            if not client.has_collection("evidence"):
+                client.create_collection("evidence", dimension=4)
+            client.insert("evidence", [{"id": n, "vector": [0.1, 0.2, 0.3, 0.4]} for n in range(3)])
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    binary = _guard_binary()
+    checked = _read_only_mount(store, f'"{binary}" audit verify --store store.db; '
+                                      f'"{binary}" audit --store store.db --rpc Insert --format json; ls -a')
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert lines[0].startswith("ok: ") and " records" in lines[0], checked.stdout + checked.stderr
+    inserts = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [(e["collection"], e["rows"], e["outcome"]) for e in inserts] == [("evidence", 3, "ok")]
+    assert "store.db-shm" not in lines
+    # With a -wal file beside it, the file alone may lack the newest records: say so rather than read it.
+    refused = _read_only_mount(store, f'"{binary}" audit verify --store store.db', wal=True)
+    assert refused.returncode != 0
+    assert "read-only file system with a -wal file" in refused.stderr, refused.stdout + refused.stderr
+
+
 def test_logged_head_anchors_the_chain(audited, tmp_path):
     """The guard logs the chain's head ("audit chain head anchor=SEQ:HASH") when it first writes; verify
     --anchor with it passes, and fails once the newest records are deleted from a copy (a truncation the chain

@@ -213,6 +213,34 @@ struct SQLiteConnectionTests {
         #expect(select.string(at: 0) == "persisted")
     }
 
+    @Test(
+        "An immutable connection reads a WAL-mode file as it is, without creating -shm, whatever its name holds",
+        arguments: ["plain.db", "what?immutable=0#x%41.db", "//twice.db"]
+    )
+    func immutable(name: String) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.path(name.hasPrefix("//") ? "twice.db" : name)
+        do {
+            let db = try SQLiteConnection(path: path)
+            _ = try db.prepare("PRAGMA journal_mode=WAL").step()
+            try makeEvents(db)
+            try db.exec("INSERT INTO events (kind) VALUES ('closed cleanly')")
+        }
+        #expect(!FileManager.default.fileExists(atPath: path + "-shm"))
+        // A file of the name cut at `?` or `#`, which a URI read naively would open instead.
+        FileManager.default.createFile(atPath: directory.path("what"), contents: Data("not a database".utf8))
+        let opened = name.hasPrefix("//") ? "/" + path : path
+        let db = try SQLiteConnection(path: opened, mode: .immutable)
+        #expect(db.isReadOnly)
+        let select = try db.prepare("SELECT kind FROM events")
+        #expect(try select.step() == .row)
+        #expect(select.string(at: 0) == "closed cleanly")
+        #expect(!FileManager.default.fileExists(atPath: path + "-shm"))
+        let error = #expect(throws: SQLiteError.self) { try db.exec("DELETE FROM events") }
+        #expect(error?.code == .readOnly)
+    }
+
     @Test("A read-only connection refuses writes with a clear error")
     func readOnly() throws {
         let directory = try TemporaryDirectory()
