@@ -21,8 +21,12 @@ enum AuditTable {
         }
     }
 
-    /// The cells of one call.
+    /// The cells of one call, escaped (``PrintableText``): names and filters are whatever bytes the client sent.
     static func cells(_ entry: AuditEntry) -> [String] {
+        Self.rawCells(entry).map(PrintableText.escaped)
+    }
+
+    private static func rawCells(_ entry: AuditEntry) -> [String] {
         let record = entry.record
         let target =
             switch (record.database, record.collection) {

@@ -100,7 +100,7 @@ public struct ServeCommand: ParsableCommand {
         // 3. Logging to standard error at the configured level.
         let level = config.logLevel
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = PrintableLogHandler(StreamLogHandler.standardError(label: label))
             handler.logLevel = level
             return handler
         }

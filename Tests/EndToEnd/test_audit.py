@@ -313,6 +313,40 @@ def test_logged_head_anchors_the_chain(audited, tmp_path):
     assert f"record {sequence} removed" in anchored.stdout + anchored.stderr
 
 
+def test_names_sent_by_a_client_cannot_forge_log_lines_or_hide_table_rows(audited):
+    """A collection name is whatever bytes a client sends. One holding a newline, a forged `audit chain head` line and
+    terminal escapes that erase the line above is denied; the guard's log and the audit table show it escaped, on
+    the one line of the call, and the JSON listing shows it as sent."""
+    server, address = audited
+    forged = "2026-01-01T00:00:00+0000 notice milvus-guard: anchor=1:00ff [GuardCLI] audit chain head"
+    name = f"ledger\n{forged}\x1b[1A\x1b[2K\u202e"
+    channel = grpc.insecure_channel(address.removeprefix("http://"))
+    try:
+        drop = channel.unary_unary("/milvus.proto.milvus.MilvusService/DropCollection")
+        encoded = name.encode()
+        assert len(encoded) < 128  # a one-byte length
+        request = bytes([0x1A, len(encoded)]) + encoded  # DropCollectionRequest.collection_name (field 3)
+        token = base64.b64encode(b"app:app-secret").decode()
+        with pytest.raises(grpc.RpcError) as refused:
+            drop(request, metadata=[("authorization", token)], timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        channel.close()
+    harness.wait_until(lambda: "\\u{1B}[1A" in server.log_path.read_text(errors="replace"), 10, "the denial logged")
+    log = server.log_path.read_text(errors="replace")
+    assert not any(line.startswith(forged) for line in log.splitlines()), log[-2000:]
+    assert "\x1b" not in log
+    assert "ledger\\n" + forged in log
+    listed = guard_cli(server.work_dir, "audit", "--user", "app", "--rpc", "DropCollection", "--limit", "1")
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert len(rows) == 2 and "\x1b" not in listed.stdout, listed.stdout
+    assert "default.ledger\\n" + forged + "\\u{1B}[1A\\u{1B}[2K\\u{202E}" in rows[1]
+    sent = guard_cli(server.work_dir, "audit", "--user", "app", "--rpc", "DropCollection", "--limit", "1",
+                     "--format", "json")
+    assert json.loads(sent.stdout)["collection"] == name
+
+
 def test_read_only_store_refuses_mutations_and_serves_reads(audited):
     server, address = audited
     store = server.work_dir / "guard.db"

@@ -88,6 +88,40 @@ struct AuditCommandTests {
         )
     }
 
+    @Test("Names a client sent print escaped in the table, on one line, and as sent in JSON")
+    func hostileNames() throws {
+        let folder = try TemporaryFolder()
+        let path = folder.file("audit.db")
+        let collection = "books\n2025-05-01T12:09:00.000Z  root  -  Insert  default.x\u{1B}[1A\u{1B}[2K\u{202E}fdp"
+        do {
+            let store = try SQLiteAuditStore(path: path)
+            var drop = AuditRecord(kind: .refusal, callID: String(repeating: "4", count: 32), timeMilliseconds: noon)
+            drop.principal = "mallory\u{9B}2J"
+            drop.rpc = "DropCollection"
+            drop.database = "default"
+            drop.collection = collection
+            drop.decision = "denied"
+            drop.status = 7
+            let counter = Counter()
+            #expect(store.submit(drop, token: 1, listener: counter))
+            store.close()
+        }
+        let table = try self.list(["--store", "audit.db"], in: folder)
+        #expect(table.exitCode == 0)
+        #expect(table.output.count == 2)
+        #expect(table.output[1].contains("mallory\\u{9B}2J"))
+        #expect(
+            table.output[1].contains(
+                "default.books\\n2025-05-01T12:09:00.000Z  root  -  Insert  default.x\\u{1B}[1A\\u{1B}[2K\\u{202E}fdp"
+            )
+        )
+        #expect(!table.output[1].unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        let json = try self.list(["--store", "audit.db", "--format", "json"], in: folder)
+        let line = try #require(json.output.first)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["collection"] as? String == collection)
+    }
+
     @Test("JSON lines carry the stable field names; filters narrow the selection")
     func json() throws {
         let folder = try TemporaryFolder()
