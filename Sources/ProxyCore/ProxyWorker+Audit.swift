@@ -50,7 +50,7 @@ extension ProxyWorker {
             guard let call = self.awaitingAudit.removeValue(forKey: result.token) else { continue }
             self.metrics.recordAuditWait(nanoseconds: now &- call.auditQueuedAt)
             if let error = result.error {
-                if self.storeRefusals.refused(error.message) {
+                if self.storeRefusals.happened(error.message) {
                     self.logger.error(
                         "audit store unavailable: refusing a mutation",
                         metadata: ["rpc": "\(call.path)", "error": "\(error.message)"]
@@ -107,9 +107,7 @@ extension ProxyWorker {
         // An outcome does not describe the call again (see auditRecord).
         var record = self.auditRecord(kind, for: call)
         if kind == .refusal, let decoded = call.milvusCall { Self.describe(decoded, in: &record) }
-        if !self.submitAudit(audit, consume record, token: self.nextAuditToken(), listener: nil) {
-            self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "\(kind)"])
-        }
+        self.submitUnwaited(audit, consume record)
     }
 
     /// A request refused before it became a gRPC call: HTTP/1.1 (Milvus's REST API) or garbage on the gRPC port,
@@ -151,8 +149,23 @@ extension ProxyWorker {
         record.status = Int32(code.rawValue)
         record.message = message
         record.durationMilliseconds = 0
-        if !self.submitAudit(audit, record, token: self.nextAuditToken(), listener: nil) {
-            self.logger.warning("audit queue full: a record was dropped", metadata: ["kind": "refusal"])
+        self.submitUnwaited(audit, record)
+    }
+
+    /// Queues a record nobody waits for (an outcome or a refusal). With the queue full it can't refuse anything: it
+    /// is dropped, and the log says what it was about, once a second (``OncePerSecondLog``): the queue is full when
+    /// the writer has fallen far behind, and then every call ends this way.
+    private func submitUnwaited(_ audit: ProxyAudit, _ record: consuming AuditRecord) {
+        // What the log needs, taken before the record goes (references only; text is made for a dropped one).
+        let (kind, rpc, principal, client, status) = (
+            record.kind, record.rpc, record.principal, record.client, record.status
+        )
+        guard !self.submitAudit(audit, consume record, token: self.nextAuditToken(), listener: nil) else { return }
+        let about =
+            "kind=\(kind) rpc=\(rpc ?? "-") principal=\(principal ?? "-") client=\(client ?? "-") "
+            + "status=\(status.map { String($0) } ?? "-")"
+        if self.droppedRecords.happened(about) {
+            self.logger.warning("audit queue full: a record was dropped", metadata: ["record": "\(about)"])
         }
     }
 
@@ -357,17 +370,18 @@ extension ProxyWorker {
     }
 }
 
-/// The log lines about mutations refused because the audit store can't write: the first of each second at once,
-/// the others of that second summed up in one line by the housekeeping timer. A full disk refuses every mutation, and
-/// a line for each (20,000 a second under load) would fill the log too, often on the same disk.
-struct StoreRefusalLog {
+/// Log lines about an event that can happen for every call, such as a mutation refused because the audit store can't
+/// write: the first of each second at once, the others of that second summed up in one line by the housekeeping
+/// timer. A full disk refuses every mutation, and a line for each (20,000 a second under load) would fill the log
+/// too, often on the same disk.
+struct OncePerSecondLog {
     private var loggedThisSecond = false
     private var unlogged = 0
-    private var lastError = ""
+    private var lastDetail = ""
 
-    /// Counts a refusal; true if it is the first of this second, to be logged now.
-    mutating func refused(_ error: String) -> Bool {
-        self.lastError = error
+    /// Counts an event (`detail`: its error, say); true if it is the first of this second, to be logged now.
+    mutating func happened(_ detail: String) -> Bool {
+        self.lastDetail = detail
         guard self.loggedThisSecond else {
             self.loggedThisSecond = true
             return true
@@ -376,12 +390,12 @@ struct StoreRefusalLog {
         return false
     }
 
-    /// Once a second: the refusals not logged during it, with the last error (nil if none), and a new second.
-    mutating func endSecond() -> (refused: Int, error: String)? {
+    /// Once a second: the events not logged during it, with the last one's detail (nil if none), and a new second.
+    mutating func endSecond() -> (count: Int, detail: String)? {
         defer {
             self.loggedThisSecond = false
             self.unlogged = 0
         }
-        return self.unlogged > 0 ? (self.unlogged, self.lastError) : nil
+        return self.unlogged > 0 ? (self.unlogged, self.lastDetail) : nil
     }
 }

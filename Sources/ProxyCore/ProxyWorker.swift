@@ -31,8 +31,10 @@ final class ProxyWorker: LoopHandler {
     /// New connections closed because their address is over ``Limits/refusalsPerWindow``, since the last log line.
     private var refusedForRefusals = 0
     private var lastRefusalLimitedAddress = ""
-    /// Mutations refused because the audit store could not write their request record (see ``StoreRefusalLog``).
-    var storeRefusals = StoreRefusalLog()
+    /// Mutations refused because the audit store could not write their request record.
+    var storeRefusals = OncePerSecondLog()
+    /// Outcome and refusal records dropped because the audit queue was full.
+    var droppedRecords = OncePerSecondLog()
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -257,6 +259,12 @@ final class ProxyWorker: LoopHandler {
                 self.logger.error(
                     "audit store unavailable: more mutations refused",
                     metadata: ["refused": "\(refused)", "error": "\(error)"]
+                )
+            }
+            if let (dropped, last) = self.droppedRecords.endSecond() {
+                self.logger.warning(
+                    "audit queue full: more records dropped",
+                    metadata: ["dropped": "\(dropped)", "last": "\(last)"]
                 )
             }
             if self.draining {

@@ -167,20 +167,20 @@ struct AuditTests {
         #expect(ClientConnection.requestLine([]) == "(not HTTP/2)")
     }
 
-    @Test("Refusals for an unavailable store are logged once a second: the first at once, the rest summed up")
-    func storeRefusalLog() {
-        var log = StoreRefusalLog()
+    @Test("Events such as refusals for an unavailable store are logged once a second: the first at once, the rest summed up")
+    func oncePerSecondLog() {
+        var log = OncePerSecondLog()
         let quiet = log.endSecond()
         #expect(quiet == nil)
-        let logged = [log.refused("disk full"), log.refused("disk full"), log.refused("locked")]
+        let logged = [log.happened("disk full"), log.happened("disk full"), log.happened("locked")]
         #expect(logged == [true, false, false])
         let summary = log.endSecond()
-        #expect(summary?.refused == 2)
-        #expect(summary?.error == "locked")
+        #expect(summary?.count == 2)
+        #expect(summary?.detail == "locked")
         let quietAgain = log.endSecond()
         #expect(quietAgain == nil)
         // A new second: its first refusal is logged at once again, and nothing is left to sum up.
-        let first = log.refused("disk full")
+        let first = log.happened("disk full")
         #expect(first)
         let nothing = log.endSecond()
         #expect(nothing == nil)
