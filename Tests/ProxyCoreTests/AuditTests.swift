@@ -167,7 +167,7 @@ struct AuditTests {
         #expect(ClientConnection.requestLine([]) == "(not HTTP/2)")
     }
 
-    @Test("Events such as refusals for an unavailable store are logged once a second: the first at once, the rest summed up")
+    @Test("Events (refusals for an unavailable store) are logged once a second: the first at once, the rest summed up")
     func oncePerSecondLog() {
         var log = OncePerSecondLog()
         let quiet = log.endSecond()
