@@ -10,6 +10,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateCollectionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.DropCollectionRequest: 2 db_name, 3 collection_name
@@ -18,6 +19,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropCollectionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.HasCollectionRequest: 2 db_name, 3 collection_name
@@ -26,6 +28,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.HasCollectionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.LoadCollectionRequest: 2 db_name, 3 collection_name, 5 resource_groups
@@ -34,6 +37,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.LoadCollectionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .resourceGroups)]
         ),
         // milvus.proto.milvus.ReleaseCollectionRequest: 2 db_name, 3 collection_name
@@ -42,6 +46,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ReleaseCollectionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.DescribeCollectionRequest: 2 db_name, 3 collection_name
@@ -50,6 +55,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeCollectionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.BatchDescribeCollectionRequest: 1 db_name, 2 collection_name
@@ -58,6 +64,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.BatchDescribeCollectionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(1, .database), RequestField(2, .collections)]
         ),
         // milvus.proto.milvus.GetCollectionStatisticsRequest: 2 db_name, 3 collection_name
@@ -66,6 +73,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetCollectionStatisticsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.ShowCollectionsRequest: 2 db_name, 5 collection_names
@@ -74,6 +82,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ShowCollectionsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(5, .collections)]
         ),
         // milvus.proto.milvus.AlterCollectionRequest: 2 db_name, 3 collection_name
@@ -82,6 +91,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.AlterCollectionFieldRequest: 2 db_name, 3 collection_name, 4 field_name
@@ -90,6 +100,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionFieldRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName)]
         ),
         // milvus.proto.milvus.AddCollectionFunctionRequest: 2 db_name, 3 collection_name
@@ -98,6 +109,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddCollectionFunctionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.AlterCollectionFunctionRequest: 2 db_name, 3 collection_name, 5 function_name
@@ -106,6 +118,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionFunctionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .function)]
         ),
         // milvus.proto.milvus.DropCollectionFunctionRequest: 2 db_name, 3 collection_name, 5 function_name
@@ -114,6 +127,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropCollectionFunctionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .function)]
         ),
         // milvus.proto.milvus.TruncateCollectionRequest: 2 db_name, 3 collection_name
@@ -122,6 +136,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.TruncateCollectionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.CreatePartitionRequest: 2 db_name, 3 collection_name, 4 partition_name
@@ -130,6 +145,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreatePartitionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition)]
         ),
         // milvus.proto.milvus.DropPartitionRequest: 2 db_name, 3 collection_name, 4 partition_name
@@ -138,6 +154,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropPartitionRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition)]
         ),
         // milvus.proto.milvus.HasPartitionRequest: 2 db_name, 3 collection_name, 4 partition_name
@@ -146,6 +163,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.HasPartitionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition)]
         ),
         // milvus.proto.milvus.LoadPartitionsRequest: 2 db_name, 3 collection_name, 4 partition_names, 6 resource_groups
@@ -154,6 +172,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.LoadPartitionsRequest",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partitions),
                 RequestField(6, .resourceGroups),
@@ -165,6 +184,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.PrewarmRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .namespace),
                 RequestField(6, .resourceGroups),
@@ -176,6 +196,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribePrewarmTaskRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.ReleasePartitionsRequest: 2 db_name, 3 collection_name, 4 partition_names
@@ -184,6 +205,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ReleasePartitionsRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partitions)]
         ),
         // milvus.proto.milvus.GetPartitionStatisticsRequest: 2 db_name, 3 collection_name, 4 partition_name
@@ -192,6 +214,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetPartitionStatisticsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition)]
         ),
         // milvus.proto.milvus.ShowPartitionsRequest: 2 db_name, 3 collection_name, 5 partition_names
@@ -200,6 +223,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ShowPartitionsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .partitions)]
         ),
         // milvus.proto.milvus.CreateNamespaceRequest: 2 db_name, 3 collection_name, 4 namespace_name
@@ -208,6 +232,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateNamespaceRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .namespace)]
         ),
         // milvus.proto.milvus.DescribeNamespaceRequest: 2 db_name, 3 collection_name, 4 namespace_name
@@ -216,6 +241,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeNamespaceRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .namespace)]
         ),
         // milvus.proto.milvus.ListNamespacesRequest: 2 db_name, 3 collection_name
@@ -224,6 +250,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListNamespacesRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.DropNamespaceRequest: 2 db_name, 3 collection_name, 4 namespace_name
@@ -232,6 +259,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropNamespaceRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .namespace)]
         ),
         // milvus.proto.milvus.HasNamespaceRequest: 2 db_name, 3 collection_name, 4 namespace_name
@@ -240,6 +268,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.HasNamespaceRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .namespace)]
         ),
         // milvus.proto.milvus.GetNamespaceStatsRequest: 2 db_name, 3 collection_name, 4 namespace_name
@@ -248,6 +277,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetNamespaceStatsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .namespace)]
         ),
         // milvus.proto.milvus.GetLoadingProgressRequest: 2 collection_name, 3 partition_names, 4 db_name
@@ -256,6 +286,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetLoadingProgressRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .collection), RequestField(3, .partitions), RequestField(4, .database)]
         ),
         // milvus.proto.milvus.GetLoadStateRequest: 2 collection_name, 3 partition_names, 4 db_name
@@ -264,6 +295,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetLoadStateRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .collection), RequestField(3, .partitions), RequestField(4, .database)]
         ),
         // milvus.proto.milvus.CreateAliasRequest: 2 db_name, 3 collection_name, 4 alias
@@ -272,6 +304,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateAliasRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .alias)]
         ),
         // milvus.proto.milvus.DropAliasRequest: 2 db_name, 3 alias
@@ -280,6 +313,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropAliasRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .alias)]
         ),
         // milvus.proto.milvus.AlterAliasRequest: 2 db_name, 3 collection_name, 4 alias
@@ -288,6 +322,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterAliasRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .alias)]
         ),
         // milvus.proto.milvus.DescribeAliasRequest: 2 db_name, 3 alias
@@ -296,6 +331,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeAliasRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .alias)]
         ),
         // milvus.proto.milvus.ListAliasesRequest: 2 db_name, 3 collection_name
@@ -304,6 +340,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListAliasesRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.CreateIndexRequest: 2 db_name, 3 collection_name, 4 field_name, 6 index_name
@@ -312,6 +349,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateIndexRequest",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName),
                 RequestField(6, .indexName),
@@ -323,6 +361,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterIndexRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .indexName)]
         ),
         // milvus.proto.milvus.DescribeIndexRequest: 2 db_name, 3 collection_name, 4 field_name, 5 index_name
@@ -331,6 +370,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeIndexRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName),
                 RequestField(5, .indexName),
@@ -342,6 +382,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetIndexStatisticsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .indexName)]
         ),
         // milvus.proto.milvus.GetIndexStateRequest: 2 db_name, 3 collection_name, 4 field_name, 5 index_name
@@ -350,6 +391,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetIndexStateRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName),
                 RequestField(5, .indexName),
@@ -361,6 +403,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetIndexBuildProgressRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName),
                 RequestField(5, .indexName),
@@ -372,6 +415,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropIndexRequest",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName),
                 RequestField(5, .indexName),
@@ -383,6 +427,7 @@ extension MilvusRPCs {
             actionClass: .write,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.InsertRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition),
                 RequestField(7, .rowCount), RequestField(9, .namespace),
@@ -394,6 +439,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DeleteRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition),
                 RequestField(5, .filter), RequestField(9, .namespace),
@@ -405,6 +451,7 @@ extension MilvusRPCs {
             actionClass: .write,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.UpsertRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition),
                 RequestField(7, .rowCount), RequestField(10, .namespace),
@@ -416,6 +463,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.SearchRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partitions),
                 RequestField(20, .namespace),
@@ -427,6 +475,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.HybridSearchRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partitions),
                 RequestField(14, .namespace),
@@ -438,6 +487,7 @@ extension MilvusRPCs {
             actionClass: .write,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.FlushRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collections)]
         ),
         // milvus.proto.milvus.QueryRequest: 2 db_name, 3 collection_name, 4 expr, 6 partition_names, 14 namespace
@@ -446,6 +496,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.QueryRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .filter),
                 RequestField(6, .partitions), RequestField(14, .namespace),
@@ -457,6 +508,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CalcDistanceRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.FlushAllRequest: 2 db_name
@@ -465,6 +517,7 @@ extension MilvusRPCs {
             actionClass: .write,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.FlushAllRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database)]
         ),
         // milvus.proto.milvus.AddCollectionFieldRequest: 2 db_name, 3 collection_name
@@ -473,6 +526,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddCollectionFieldRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.AddCollectionStructFieldRequest: 2 db_name, 3 collection_name
@@ -481,6 +535,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddCollectionStructFieldRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.GetFlushStateRequest: 3 db_name, 4 collection_name
@@ -489,6 +544,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetFlushStateRequest",
+            responseStatus: .field(1),
             layout: [RequestField(3, .database), RequestField(4, .collection)]
         ),
         // milvus.proto.milvus.GetFlushAllStateRequest: 3 db_name
@@ -497,6 +553,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetFlushAllStateRequest",
+            responseStatus: .field(1),
             layout: [RequestField(3, .database)]
         ),
         // milvus.proto.milvus.GetPersistentSegmentInfoRequest: 2 dbName, 3 collectionName
@@ -505,6 +562,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetPersistentSegmentInfoRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.GetQuerySegmentInfoRequest: 2 dbName, 3 collectionName
@@ -513,6 +571,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetQuerySegmentInfoRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.GetReplicasRequest: 4 collection_name, 5 db_name
@@ -521,6 +580,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetReplicasRequest",
+            responseStatus: .field(1),
             layout: [RequestField(4, .collection), RequestField(5, .database)]
         ),
         // milvus.proto.milvus.DummyRequest: no field read
@@ -529,6 +589,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DummyRequest",
+            responseStatus: .none,
             layout: []
         ),
         // milvus.proto.milvus.RegisterLinkRequest: no field read
@@ -537,6 +598,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RegisterLinkRequest",
+            responseStatus: .field(2),
             layout: []
         ),
         // milvus.proto.milvus.GetMetricsRequest: no field read
@@ -545,6 +607,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetMetricsRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.GetComponentStatesRequest: no field read
@@ -553,6 +616,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetComponentStatesRequest",
+            responseStatus: .field(3),
             layout: []
         ),
         // milvus.proto.milvus.LoadBalanceRequest: 5 collectionName, 6 db_name
@@ -561,6 +625,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.LoadBalanceRequest",
+            responseStatus: .message,
             layout: [RequestField(5, .collection), RequestField(6, .database)]
         ),
         // milvus.proto.milvus.GetCompactionStateRequest: no field read
@@ -569,6 +634,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetCompactionStateRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.ManualCompactionRequest: 4 collection_name, 5 db_name
@@ -577,6 +643,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ManualCompactionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(4, .collection), RequestField(5, .database)]
         ),
         // milvus.proto.milvus.GetCompactionPlansRequest: 2 db_name, 3 collection_name
@@ -585,6 +652,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetCompactionPlansRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.ImportRequest: 1 collection_name, 2 partition_name, 7 db_name
@@ -593,6 +661,7 @@ extension MilvusRPCs {
             actionClass: .write,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ImportRequest",
+            responseStatus: .field(1),
             layout: [RequestField(1, .collection), RequestField(2, .partition), RequestField(7, .database)]
         ),
         // milvus.proto.milvus.GetImportStateRequest: no field read
@@ -601,6 +670,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetImportStateRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.ListImportTasksRequest: 1 collection_name, 3 db_name
@@ -609,6 +679,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListImportTasksRequest",
+            responseStatus: .field(1),
             layout: [RequestField(1, .collection), RequestField(3, .database)]
         ),
         // milvus.proto.milvus.CreateCredentialRequest: 2 username
@@ -617,6 +688,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateCredentialRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .user)]
         ),
         // milvus.proto.milvus.UpdateCredentialRequest: 2 username
@@ -625,6 +697,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.UpdateCredentialRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .user)]
         ),
         // milvus.proto.milvus.DeleteCredentialRequest: 2 username
@@ -633,6 +706,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DeleteCredentialRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .user)]
         ),
         // milvus.proto.milvus.ListCredUsersRequest: no field read
@@ -641,6 +715,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListCredUsersRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.CreateRoleRequest: 2 entity
@@ -649,6 +724,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateRoleRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .roleEntity)]
         ),
         // milvus.proto.milvus.AlterRoleRequest: 2 role_name
@@ -657,6 +733,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterRoleRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .role)]
         ),
         // milvus.proto.milvus.DropRoleRequest: 2 role_name
@@ -665,6 +742,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropRoleRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .role)]
         ),
         // milvus.proto.milvus.OperateUserRoleRequest: 2 username, 3 role_name
@@ -673,6 +751,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.OperateUserRoleRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .user), RequestField(3, .role)]
         ),
         // milvus.proto.milvus.SelectRoleRequest: 2 role
@@ -681,6 +760,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.SelectRoleRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .roleEntity)]
         ),
         // milvus.proto.milvus.SelectUserRequest: 2 user
@@ -689,6 +769,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.SelectUserRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .userEntity)]
         ),
         // milvus.proto.milvus.OperatePrivilegeRequest: 2 entity
@@ -697,6 +778,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.OperatePrivilegeRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .grantEntity)]
         ),
         // milvus.proto.milvus.OperatePrivilegeV2Request: 2 role, 3 grantor, 5 db_name, 6 collection_name
@@ -705,6 +787,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.OperatePrivilegeV2Request",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .roleEntity), RequestField(3, .grantor), RequestField(5, .database),
                 RequestField(6, .collection),
@@ -716,6 +799,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.SelectGrantRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .grantEntity)]
         ),
         // milvus.proto.milvus.GetVersionRequest: no field read
@@ -724,6 +808,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetVersionRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.CheckHealthRequest: no field read
@@ -732,6 +817,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CheckHealthRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.CreateResourceGroupRequest: 2 resource_group
@@ -740,6 +826,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateResourceGroupRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .resourceGroup)]
         ),
         // milvus.proto.milvus.DropResourceGroupRequest: 2 resource_group
@@ -748,6 +835,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropResourceGroupRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .resourceGroup)]
         ),
         // milvus.proto.milvus.UpdateResourceGroupsRequest: 2 resource_groups
@@ -756,6 +844,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.UpdateResourceGroupsRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .resourceGroupMap)]
         ),
         // milvus.proto.milvus.TransferNodeRequest: 2 source_resource_group, 3 target_resource_group
@@ -764,6 +853,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.TransferNodeRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .sourceResourceGroup), RequestField(3, .targetResourceGroup)]
         ),
         // milvus.proto.milvus.TransferReplicaRequest: 2 source_resource_group, 3 target_resource_group, 4 collection_name, 6 db_name
@@ -772,6 +862,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.TransferReplicaRequest",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .sourceResourceGroup), RequestField(3, .targetResourceGroup),
                 RequestField(4, .collection), RequestField(6, .database),
@@ -783,6 +874,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListResourceGroupsRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.DescribeResourceGroupRequest: 2 resource_group
@@ -791,6 +883,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeResourceGroupRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .resourceGroup)]
         ),
         // milvus.proto.milvus.RenameCollectionRequest: 2 db_name, 3 oldName, 4 newName, 5 newDBName
@@ -799,6 +892,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RenameCollectionRequest",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .newCollection),
                 RequestField(5, .newDatabase),
@@ -810,6 +904,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.feder.ListIndexedSegmentRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .collection), RequestField(3, .indexName)]
         ),
         // milvus.proto.feder.DescribeSegmentIndexDataRequest: 2 collection_name, 3 index_name
@@ -818,6 +913,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.feder.DescribeSegmentIndexDataRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .collection), RequestField(3, .indexName)]
         ),
         // milvus.proto.milvus.ConnectRequest: no field read
@@ -826,6 +922,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ConnectRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.AllocTimestampRequest: no field read
@@ -834,6 +931,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AllocTimestampRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.CreateDatabaseRequest: 2 db_name
@@ -842,6 +940,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateDatabaseRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database)]
         ),
         // milvus.proto.milvus.DropDatabaseRequest: 2 db_name
@@ -850,6 +949,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropDatabaseRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database)]
         ),
         // milvus.proto.milvus.ListDatabasesRequest: no field read
@@ -858,6 +958,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListDatabasesRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.AlterDatabaseRequest: 2 db_name
@@ -866,6 +967,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterDatabaseRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database)]
         ),
         // milvus.proto.milvus.DescribeDatabaseRequest: 2 db_name
@@ -874,6 +976,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeDatabaseRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database)]
         ),
         // milvus.proto.milvus.ReplicateMessageRequest: 2 channel_name
@@ -882,6 +985,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ReplicateMessageRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .channel)]
         ),
         // milvus.proto.milvus.BackupRBACMetaRequest: no field read
@@ -890,6 +994,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.BackupRBACMetaRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.RestoreRBACMetaRequest: no field read
@@ -898,6 +1003,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RestoreRBACMetaRequest",
+            responseStatus: .message,
             layout: []
         ),
         // milvus.proto.milvus.CreatePrivilegeGroupRequest: 2 group_name
@@ -906,6 +1012,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreatePrivilegeGroupRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .privilegeGroup)]
         ),
         // milvus.proto.milvus.DropPrivilegeGroupRequest: 2 group_name
@@ -914,6 +1021,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropPrivilegeGroupRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .privilegeGroup)]
         ),
         // milvus.proto.milvus.ListPrivilegeGroupsRequest: no field read
@@ -922,6 +1030,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListPrivilegeGroupsRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.OperatePrivilegeGroupRequest: 2 group_name, 3 privileges
@@ -930,6 +1039,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.OperatePrivilegeGroupRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .privilegeGroup), RequestField(3, .privileges)]
         ),
         // milvus.proto.milvus.RunAnalyzerRequest: 6 db_name, 7 collection_name, 8 field_name
@@ -938,6 +1048,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RunAnalyzerRequest",
+            responseStatus: .field(1),
             layout: [RequestField(6, .database), RequestField(7, .collection), RequestField(8, .fieldName)]
         ),
         // milvus.proto.milvus.AddFileResourceRequest: 2 name
@@ -946,6 +1057,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddFileResourceRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .fileResource)]
         ),
         // milvus.proto.milvus.RemoveFileResourceRequest: 2 name
@@ -954,6 +1066,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RemoveFileResourceRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .fileResource)]
         ),
         // milvus.proto.milvus.ListFileResourcesRequest: no field read
@@ -962,6 +1075,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListFileResourcesRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.AddUserTagsRequest: 2 user_name
@@ -970,6 +1084,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddUserTagsRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .user)]
         ),
         // milvus.proto.milvus.DeleteUserTagsRequest: 2 user_name
@@ -978,6 +1093,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DeleteUserTagsRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .user)]
         ),
         // milvus.proto.milvus.GetUserTagsRequest: 2 user_name
@@ -986,6 +1102,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetUserTagsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .user)]
         ),
         // milvus.proto.milvus.ListUsersWithTagRequest: no field read
@@ -994,6 +1111,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListUsersWithTagRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.CreateRowPolicyRequest: 2 db_name, 3 collection_name, 4 policy_name, 6 roles
@@ -1002,6 +1120,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateRowPolicyRequest",
+            responseStatus: .message,
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .rowPolicy),
                 RequestField(6, .roles),
@@ -1013,6 +1132,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropRowPolicyRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .rowPolicy)]
         ),
         // milvus.proto.milvus.ListRowPoliciesRequest: 2 db_name, 3 collection_name
@@ -1021,6 +1141,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListRowPoliciesRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.UpdateReplicateConfigurationRequest: no field read
@@ -1029,6 +1150,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.UpdateReplicateConfigurationRequest",
+            responseStatus: .message,
             layout: []
         ),
         // milvus.proto.milvus.GetReplicateConfigurationRequest: no field read
@@ -1037,6 +1159,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetReplicateConfigurationRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.GetReplicateInfoRequest: no field read
@@ -1045,6 +1168,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetReplicateInfoRequest",
+            responseStatus: .none,
             layout: []
         ),
         // milvus.proto.milvus.ReplicateRequest: no field read
@@ -1053,6 +1177,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .bidiStreaming,
             requestMessage: "milvus.proto.milvus.ReplicateRequest",
+            responseStatus: .none,
             layout: []
         ),
         // milvus.proto.milvus.DumpMessagesRequest: 1 pchannel
@@ -1061,6 +1186,7 @@ extension MilvusRPCs {
             actionClass: .admin,
             streaming: .serverStreaming,
             requestMessage: "milvus.proto.milvus.DumpMessagesRequest",
+            responseStatus: .field(1),
             layout: [RequestField(1, .channel)]
         ),
         // milvus.proto.milvus.ComputePhraseMatchSlopRequest: no field read
@@ -1069,6 +1195,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ComputePhraseMatchSlopRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.CreateSnapshotRequest: 2 name, 4 db_name, 5 collection_name
@@ -1077,6 +1204,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.CreateSnapshotRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .snapshot), RequestField(4, .database), RequestField(5, .collection)]
         ),
         // milvus.proto.milvus.DropSnapshotRequest: 2 name, 3 db_name, 4 collection_name
@@ -1085,6 +1213,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropSnapshotRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .snapshot), RequestField(3, .database), RequestField(4, .collection)]
         ),
         // milvus.proto.milvus.ListSnapshotsRequest: 2 db_name, 3 collection_name
@@ -1093,6 +1222,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListSnapshotsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.DescribeSnapshotRequest: 2 name, 3 db_name, 4 collection_name
@@ -1101,6 +1231,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeSnapshotRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .snapshot), RequestField(3, .database), RequestField(4, .collection)]
         ),
         // milvus.proto.milvus.RestoreSnapshotRequest: 2 name, 3 db_name, 4 collection_name, 6 target_db_name, 7 target_collection_name
@@ -1109,6 +1240,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RestoreSnapshotRequest",
+            responseStatus: .field(1),
             layout: [
                 RequestField(2, .snapshot), RequestField(3, .database), RequestField(4, .collection),
                 RequestField(6, .newDatabase), RequestField(7, .newCollection),
@@ -1120,6 +1252,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RestoreExternalSnapshotRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .newCollection)]
         ),
         // milvus.proto.milvus.ExportSnapshotRequest: 2 name, 3 db_name, 4 collection_name
@@ -1128,6 +1261,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ExportSnapshotRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .snapshot), RequestField(3, .database), RequestField(4, .collection)]
         ),
         // milvus.proto.milvus.GetExportSnapshotStateRequest: no field read
@@ -1136,6 +1270,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetExportSnapshotStateRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.GetRestoreSnapshotStateRequest: no field read
@@ -1144,6 +1279,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetRestoreSnapshotStateRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.ListRestoreSnapshotJobsRequest: 2 db_name, 3 collection_name
@@ -1152,6 +1288,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListRestoreSnapshotJobsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.PinSnapshotDataRequest: 2 name, 3 db_name, 4 collection_name
@@ -1160,6 +1297,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.PinSnapshotDataRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .snapshot), RequestField(3, .database), RequestField(4, .collection)]
         ),
         // milvus.proto.milvus.UnpinSnapshotDataRequest: no field read
@@ -1168,6 +1306,7 @@ extension MilvusRPCs {
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.UnpinSnapshotDataRequest",
+            responseStatus: .message,
             layout: []
         ),
         // milvus.proto.milvus.AlterCollectionSchemaRequest: 2 db_name, 3 collection_name
@@ -1176,6 +1315,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionSchemaRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.BatchUpdateManifestRequest: 2 db_name, 3 collection_name, 4 field_names
@@ -1184,6 +1324,7 @@ extension MilvusRPCs {
             actionClass: .write,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.BatchUpdateManifestRequest",
+            responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldNames)]
         ),
         // milvus.proto.milvus.RefreshExternalCollectionRequest: 2 db_name, 3 collection_name
@@ -1192,6 +1333,7 @@ extension MilvusRPCs {
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.RefreshExternalCollectionRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
         // milvus.proto.milvus.GetRefreshExternalCollectionProgressRequest: no field read
@@ -1200,6 +1342,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetRefreshExternalCollectionProgressRequest",
+            responseStatus: .field(1),
             layout: []
         ),
         // milvus.proto.milvus.ListRefreshExternalCollectionJobsRequest: 2 db_name, 3 collection_name
@@ -1208,6 +1351,7 @@ extension MilvusRPCs {
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ListRefreshExternalCollectionJobsRequest",
+            responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
     ]

@@ -21,6 +21,8 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
     /// `true` for CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase: their body's `db_name` is
     /// the database they act on, never the `dbname` header or `default`.
     public var targetsOwnDatabase: Bool { self.storage.targetsOwnDatabase }
+    /// Where the response carries Milvus's `common.Status`.
+    public var responseStatus: ResponseStatus { self.storage.responseStatus }
     /// The request fields the guard reads, by number.
     var layout: [RequestField] { self.storage.layout }
     /// The request has Insert's/Upsert's `num_rows`.
@@ -35,6 +37,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
         let actionClass: ActionClass
         let streaming: StreamingKind
         let requestMessage: String
+        let responseStatus: ResponseStatus
         let targetsOwnDatabase: Bool
         let layout: [RequestField]
         let readsRowCount: Bool
@@ -45,6 +48,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
             actionClass: ActionClass,
             streaming: StreamingKind,
             requestMessage: String,
+            responseStatus: ResponseStatus,
             layout: [RequestField]
         ) {
             self.name = name
@@ -52,6 +56,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
             self.actionClass = actionClass
             self.streaming = streaming
             self.requestMessage = requestMessage
+            self.responseStatus = responseStatus
             self.targetsOwnDatabase = ["CreateDatabase", "DropDatabase", "AlterDatabase", "DescribeDatabase"]
                 .contains(name)
             self.layout = layout
@@ -70,6 +75,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
         actionClass: ActionClass,
         streaming: StreamingKind,
         requestMessage: String,
+        responseStatus: ResponseStatus,
         layout: [RequestField]
     ) {
         self.storage = Storage(
@@ -77,6 +83,7 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
             actionClass: actionClass,
             streaming: streaming,
             requestMessage: requestMessage,
+            responseStatus: responseStatus,
             layout: layout
         )
     }

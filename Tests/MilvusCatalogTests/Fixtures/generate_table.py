@@ -2,7 +2,8 @@
 """Generates Sources/MilvusCatalog/MilvusRPCs+Table.swift from pymilvus's own protobuf descriptors.
 
 Every RPC of `milvus.proto.milvus.MilvusService` as pymilvus 3.0.2 ships it (144), its streaming kind,
-its request message, and, for each request field the guard reads, the field number and its role. The
+its request message, where its response carries common.Status, and, for each request field the guard
+reads, the field number and its role. The
 action class comes from the "Every RPC" table of ../shared/MILVUS.md (checked to list the same RPCs).
 
 Regenerate (from the repository root):
@@ -86,6 +87,16 @@ def roles_for(rpc, message):
     return out
 
 
+def response_status(message):
+    """Where a response carries common.Status: the whole message, one of its fields, or nowhere."""
+    if message.full_name == "milvus.proto.common.Status":
+        return ".message"
+    for f in message.fields:
+        if f.type == MESSAGE and f.message_type.full_name == "milvus.proto.common.Status" and not f.is_repeated:
+            return f".field({f.number})"
+    return ".none"
+
+
 def classes(milvus_md):
     table = {}
     for line in open(milvus_md):
@@ -121,7 +132,8 @@ def main():
         print(f"        // {m.input_type.full_name}: {comment or 'no field read'}")
         print(f"        RPCDescriptor(")
         print(f"            name: \"{m.name}\", actionClass: .{action[m.name]}, streaming: .{kind},")
-        print(f"            requestMessage: \"{m.input_type.full_name}\", layout: [{layout}]")
+        print(f"            requestMessage: \"{m.input_type.full_name}\",")
+        print(f"            responseStatus: {response_status(m.output_type)}, layout: [{layout}]")
         print(f"        ),")
     print("    ]")
     print("}")
