@@ -2,9 +2,10 @@
 public struct AuditEntry: Sendable, Hashable {
     /// What became of the call.
     public enum Outcome: String, Sendable, Hashable {
-        /// Forwarded, and the upstream answered with status 0.
+        /// Forwarded, and the upstream answered with status 0 and no failed Milvus status.
         case ok
-        /// Forwarded and answered with a non-zero status, or refused by the guard.
+        /// Forwarded and answered with a non-zero status or a failed Milvus status (``milvusCode``), or refused by
+        /// the guard.
         case failed
         /// Forwarded, but no outcome was recorded (the guard stopped between forwarding and the answer).
         case unknown
@@ -18,7 +19,9 @@ public struct AuditEntry: Sendable, Hashable {
     public var outcome: Outcome
     /// The gRPC status: the outcome's, or the refusal's own.
     public var status: Int32?
-    /// The gRPC status message: the outcome's, or the refusal's own.
+    /// Milvus's failure code when it answered gRPC OK with a failed `common.Status` (``AuditRecord/milvusCode``).
+    public var milvusCode: Int32?
+    /// The gRPC status message (or the failed Milvus status's reason): the outcome's, or the refusal's own.
     public var message: String?
     /// How long the call took: the outcome's, or the refusal's own.
     public var durationMilliseconds: Double?
@@ -35,12 +38,13 @@ public struct AuditEntry: Sendable, Hashable {
         self.prevHash = prevHash
         let source = record.kind == .request ? outcomeRecord : record
         self.status = source?.status
+        self.milvusCode = source?.milvusCode
         self.message = source?.message
         self.durationMilliseconds = source?.durationMilliseconds
         switch (record.kind, source?.status) {
         case (.refusal, _): self.outcome = .failed
         case (_, nil): self.outcome = .unknown
-        case (_, 0): self.outcome = .ok
+        case (_, 0): self.outcome = self.milvusCode == nil ? .ok : .failed
         default: self.outcome = .failed
         }
     }
@@ -50,7 +54,7 @@ public struct AuditEntry: Sendable, Hashable {
         "id", "time", "principal", "auth", "client", "tls", "rpc", "action", "db", "collection", "partitions",
         "targets",
         "filter", "rows", "request_bytes", "decision", "rule", "approval_id", "snapshot_id", "outcome", "status",
-        "message", "duration_ms", "hash", "prev_hash",
+        "milvus_code", "message", "duration_ms", "hash", "prev_hash",
     ]
 
     /// The entry as one JSON object on one line (no newline), fields in ``jsonFields`` order.
@@ -83,6 +87,7 @@ public struct AuditEntry: Sendable, Hashable {
             text(r.snapshotID),
             JSONText.quote(self.outcome.rawValue),
             number(self.status),
+            number(self.milvusCode),
             text(self.message),
             self.durationMilliseconds.map(Self.formatMilliseconds) ?? "null",
             JSONText.quote(self.hash),

@@ -63,6 +63,10 @@ public struct AuditRecord: Sendable, Hashable {
     public var message: String?
     /// How long the call took, in milliseconds (outcome and refusal records). Stored with microsecond precision.
     public var durationMilliseconds: Double?
+    /// Milvus's own failure code (`common.Status.code`, or the deprecated `error_code`) when it answered the call
+    /// with gRPC OK but a failed status in the response, as it does for most failures (outcome records); ``message``
+    /// then holds the status's `reason`. Never 0.
+    public var milvusCode: Int32?
 
     /// A record with only its kind, call id and time set; everything else nil or empty.
     public init(kind: Kind, callID: String, timeMilliseconds: Int64) {

@@ -26,7 +26,7 @@ struct ChainEncoder {
     /// The rows encoded since ``clear()``, back to back (see the type's description).
     private(set) var text: [UInt8] = []
     /// The columns of the rows encoded since ``clear()``, row after row, each in table order:
-    /// ``ChainRow/columnNames``, then prev_hash and hash.
+    /// ``ChainRow/columnNames``, then prev_hash and hash, then ``ChainRow/laterColumnNames``.
     private(set) var columns: [Column] = []
     /// The hash of the last row (64 lowercase hex characters as UTF-8): the next row's prev_hash.
     private(set) var hash: [UInt8]
@@ -107,6 +107,11 @@ struct ChainEncoder {
         self.integer(record.status.map(Int64.init))
         self.text(record.message)
         self.integer(record.durationMilliseconds.map(ChainRow.microseconds))
+        // ChainRow.laterColumnNames: in the canonical text only when not NULL; their columns follow the hash.
+        if let code = record.milvusCode {
+            self.text.append(UInt8(ascii: ","))
+            ChainRow.appendDecimal(Int64(code), to: &self.text)
+        }
         self.text.append(UInt8(ascii: "]"))
         self.hashedRange = rowStart..<self.text.count
         self.sha256.hash(self.text[self.hashedRange], into: &self.digest)
@@ -125,6 +130,7 @@ struct ChainEncoder {
         let hashStart = self.text.count
         self.text.append(contentsOf: self.hash)
         self.columns.append(.text(hashStart..<self.text.count))
+        self.columns.append(record.milvusCode.map { .integer(Int64($0)) } ?? .null)
     }
 
     private mutating func separate() {

@@ -5,7 +5,8 @@ import OpenSSLSupport
 ///
 /// This is the store-independent heart of the hash chain; docs/audit.md describes the same rules for people
 /// re-implementing the check:
-/// - canonical = the content columns as a compact JSON array, in ``columnNames`` order;
+/// - canonical = the content columns as a compact JSON array, in ``columnNames`` order, followed by each of
+///   ``laterColumnNames`` that is not NULL (so records written before a column existed keep their hash);
 /// - hash = lowercase hex SHA-256 of the UTF-8 bytes of `prev_hash + canonical` (prev_hash as 64 hex characters);
 /// - the first record's prev_hash is 64 zeros.
 struct ChainRow: Hashable, Sendable {
@@ -15,10 +16,15 @@ struct ChainRow: Hashable, Sendable {
         "partitions", "targets", "filter", "rows", "request_bytes", "decision", "rule", "approval_id", "snapshot_id",
         "status", "message", "duration_us",
     ]
+    /// Content columns added by later migrations, after `prev_hash` and `hash` in the table: in the canonical text
+    /// only when not NULL. `milvus_code` (v6): Milvus's own failure code when it answered gRPC OK.
+    static let laterColumnNames = ["milvus_code"]
+    /// Every content column: ``columnNames``, then ``laterColumnNames``.
+    static let contentColumnNames = columnNames + laterColumnNames
     /// prev_hash of the first record.
     static let zeroHash = String(repeating: "0", count: 64)
 
-    /// Values for ``columnNames``.
+    /// Values for ``contentColumnNames``.
     var columns: [CanonicalValue]
     var prevHash: String
     var hash: String
@@ -53,6 +59,7 @@ struct ChainRow: Hashable, Sendable {
     static func appendCanonical(_ columns: [CanonicalValue], to out: inout [UInt8]) {
         out.append(UInt8(ascii: "["))
         for (index, column) in columns.enumerated() {
+            if index >= Self.columnNames.count, case .null = column { continue }  // a later column, NULL
             if index > 0 { out.append(UInt8(ascii: ",")) }
             switch column {
             case .integer(let value): Self.appendDecimal(value, to: &out)
@@ -125,6 +132,7 @@ struct ChainRow: Hashable, Sendable {
             CanonicalValue(record.status.map(Int64.init)),
             CanonicalValue(record.message),
             CanonicalValue(record.durationMilliseconds.map(Self.microseconds)),
+            CanonicalValue(record.milvusCode.map(Int64.init)),
         ]
     }
 
@@ -138,7 +146,7 @@ struct ChainRow: Hashable, Sendable {
     /// The record the columns describe; nil when a column has a type or value no writer produces.
     var record: AuditRecord? {
         let c = self.columns
-        guard c.count == Self.columnNames.count, let kindText = c[1].text,
+        guard c.count == Self.contentColumnNames.count, let kindText = c[1].text,
             let kind = AuditRecord.Kind(rawValue: kindText),
             let callID = c[2].text, let time = c[3].integer
         else { return nil }
@@ -163,6 +171,7 @@ struct ChainRow: Hashable, Sendable {
         record.status = c[21].integer.flatMap { Int32(exactly: $0) }
         record.message = c[22].text
         record.durationMilliseconds = c[23].integer.map { Double($0) / 1000 }
+        record.milvusCode = c[24].integer.flatMap { Int32(exactly: $0) }
         return record
     }
 }

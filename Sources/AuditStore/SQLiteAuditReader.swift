@@ -8,6 +8,8 @@ import SQLiteSupport
 public final class SQLiteAuditReader: AuditReader {
     private let db: SQLiteConnection
     private let path: String
+    /// The store's schema version (`PRAGMA user_version`); reads name only the columns it has.
+    private let version: Int
 
     /// Opens the store at `path`.
     ///
@@ -25,6 +27,7 @@ public final class SQLiteAuditReader: AuditReader {
         do {
             self.db = try Self.open(path, writable: writable, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             let version = try SQLiteAuditSchema.userVersion(self.db)
+            self.version = version
             guard version > 0 else {
                 throw AuditStoreError("\(path) is not a milvus-guard audit store")
             }
@@ -80,6 +83,7 @@ public final class SQLiteAuditReader: AuditReader {
     init(connection: SQLiteConnection) {
         self.db = connection
         self.path = connection.path
+        self.version = SQLiteAuditSchema.currentVersion  // the store migrated it
     }
 
     private static func readError(_ error: SQLiteError, path: String) -> AuditStoreError {
@@ -156,7 +160,7 @@ public final class SQLiteAuditReader: AuditReader {
             guard let shown else { return }
             let statement = try self.db.prepare(
                 """
-                SELECT \(SQLiteAuditSchema.columnList(alias: "r")), \(SQLiteAuditSchema.columnList(alias: "o"))
+                SELECT \(SQLiteAuditSchema.columnList(alias: "r", version: self.version)), \(SQLiteAuditSchema.columnList(alias: "o", version: self.version))
                 FROM audit_records AS r
                 LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
                     SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
@@ -252,7 +256,7 @@ public final class SQLiteAuditReader: AuditReader {
         var last: Int64 = 0
         do {
             let statement = try self.db.prepare(
-                "SELECT \(SQLiteAuditSchema.columnList()) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
+                "SELECT \(SQLiteAuditSchema.columnList(version: self.version)) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
             )
             while true {
                 let (problem, rows) = try self.db.transaction(.deferred) {
@@ -284,7 +288,7 @@ public final class SQLiteAuditReader: AuditReader {
     /// Every checkpoint record, oldest first.
     private func checkpointRows() throws(SQLiteError) -> [ChainRow] {
         let statement = try self.db.prepare(
-            "SELECT \(SQLiteAuditSchema.columnList()) FROM audit_records WHERE kind = 'checkpoint' ORDER BY seq"
+            "SELECT \(SQLiteAuditSchema.columnList(version: self.version)) FROM audit_records WHERE kind = 'checkpoint' ORDER BY seq"
         )
         var rows: [ChainRow] = []
         while try statement.step() == .row { rows.append(SQLiteAuditSchema.row(statement, from: 0)) }
@@ -359,6 +363,14 @@ public final class SQLiteAuditReader: AuditReader {
         scanned: () -> Void = {},
         pause: (Int64) -> Void
     ) throws(AuditStoreError) -> Int {
+        guard self.version == SQLiteAuditSchema.currentVersion else {
+            // Its checkpoint is written in this version's columns; `audit` never migrates a store itself.
+            throw AuditStoreError(
+                "\(self.path) has schema version \(self.version), and prune writes version "
+                    + "\(SQLiteAuditSchema.currentVersion): start this milvus-guard on it once (it migrates the store), "
+                    + "then prune"
+            )
+        }
         do {
             guard let range = try self.appendCheckpoint(before: before, scanned: scanned) else { return 0 }
             let previous = try self.synchronous()
@@ -411,7 +423,7 @@ public final class SQLiteAuditReader: AuditReader {
             if firstKept == nil { firstKept = try self.firstKept(before: before, after: scannedThrough) }
             let limit = firstKept.map { $0 - 1 }
             let lastSQL =
-                "SELECT \(SQLiteAuditSchema.columnList()) FROM audit_records"
+                "SELECT \(SQLiteAuditSchema.columnList(version: self.version)) FROM audit_records"
                 + (limit == nil ? "" : " WHERE seq <= ?") + " ORDER BY seq DESC LIMIT 1"
             let lastStatement = try self.db.prepare(lastSQL)
             if let limit { try lastStatement.bind(limit, at: 1) }

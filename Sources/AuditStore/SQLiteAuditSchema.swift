@@ -66,19 +66,30 @@ enum SQLiteAuditSchema {
         CREATE INDEX audit_records_decision ON audit_records (decision)
             WHERE kind != 'outcome' AND decision != 'allowed';
         """,
+        // v6: Milvus answers most failures with gRPC OK and a failed common.Status in the response; an outcome
+        // record keeps its code here (NULL otherwise). A content column added later: in the canonical text only
+        // when not NULL, so the records before it keep their hashes (ChainRow.laterColumnNames).
+        """
+        ALTER TABLE audit_records ADD COLUMN milvus_code INTEGER;
+        """,
     ]
 
     /// The schema version this code writes.
     static var currentVersion: Int { Self.migrations.count }
 
     /// Every column, in table order.
-    static let allColumns = ChainRow.columnNames + ["prev_hash", "hash"]
+    static let allColumns = ChainRow.columnNames + ["prev_hash", "hash"] + ChainRow.laterColumnNames
 
-    /// `col, col, …` with an optional table alias.
-    static func columnList(alias: String? = nil) -> String {
-        Self.allColumns.map { column in alias.map { "\($0).\(Self.quoted(column))" } ?? Self.quoted(column) }.joined(
-            separator: ", "
-        )
+    /// The schema version that added each of ``ChainRow/laterColumnNames``.
+    static let laterColumnVersions = ["milvus_code": 6]
+
+    /// `col, col, …` (``allColumns``) with an optional table alias. A column a store of schema `version` does not
+    /// have yet reads as `NULL` (the CLI reads older stores without migrating them).
+    static func columnList(alias: String? = nil, version: Int = currentVersion) -> String {
+        Self.allColumns.map { column in
+            if let added = Self.laterColumnVersions[column], version < added { return "NULL" }
+            return alias.map { "\($0).\(Self.quoted(column))" } ?? Self.quoted(column)
+        }.joined(separator: ", ")
     }
 
     /// Column names that are SQL keywords (`rows`, `filter`) need quotes.
@@ -263,9 +274,14 @@ enum SQLiteAuditSchema {
     /// so the row fails its hash instead of being silently converted.
     static func row(_ statement: borrowing Statement, from offset: Int) -> ChainRow {
         var columns: [CanonicalValue] = []
-        columns.reserveCapacity(ChainRow.columnNames.count)
-        for index in 0..<ChainRow.columnNames.count {
-            switch statement.value(at: offset + index) {
+        columns.reserveCapacity(ChainRow.contentColumnNames.count)
+        let base = offset + ChainRow.columnNames.count
+        // The first content columns, then the later ones, which follow prev_hash and hash in the table.
+        let positions =
+            (0..<ChainRow.columnNames.count).map { offset + $0 }
+            + (0..<ChainRow.laterColumnNames.count).map { base + 2 + $0 }
+        for position in positions {
+            switch statement.value(at: position) {
             case .integer(let value): columns.append(.integer(value))
             case .text(let value): columns.append(.text(value))
             case .null: columns.append(.null)
@@ -273,7 +289,6 @@ enum SQLiteAuditSchema {
             case .blob(let bytes): columns.append(.text(Hex.encode(bytes)))
             }
         }
-        let base = offset + ChainRow.columnNames.count
         return ChainRow(
             columns: columns,
             prevHash: statement.string(at: base) ?? "",

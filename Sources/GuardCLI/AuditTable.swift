@@ -39,7 +39,12 @@ enum AuditTable {
             switch entry.outcome {
             case .ok: "ok"
             case .unknown: "unknown"
-            case .failed: entry.status.map { "failed (\($0))" } ?? "failed"
+            case .failed:
+                if let code = entry.milvusCode, entry.status == 0 {
+                    "failed (milvus \(code))"
+                } else {
+                    entry.status.map { "failed (\($0))" } ?? "failed"
+                }
             }
         return [
             AuditTime.format(milliseconds: record.timeMilliseconds),

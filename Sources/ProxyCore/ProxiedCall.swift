@@ -80,6 +80,12 @@ final class ProxiedCall {
     private weak var accountingUpstream: UpstreamConnection?
     /// The gRPC status the client got, for the log line.
     private(set) var finalStatus: String?
+    /// The first bytes of the response body of a call whose outcome is recorded: Milvus answers most failures with
+    /// gRPC OK and a failed `common.Status` at the start of the response (``MilvusStatus``). At most
+    /// ``responseHeadLimit`` bytes, and no further than the end of the first message.
+    private(set) var responseHead: [UInt8]?
+    /// Enough for the framing and a status with a long reason.
+    static let responseHeadLimit = 4096
     var deadlineTimer: TimerQueue.ID?
 
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
@@ -292,6 +298,7 @@ final class ProxiedCall {
             return
         }
         self.responseStarted = true
+        if self.requestRecorded, let rpc = self.decodedRPC, rpc.responseStatus != .none { self.responseHead = [] }
         if endStream {
             self.responseFinished = true
             self.finalStatus = fields.first { $0.name == "grpc-status" }?.value
@@ -308,7 +315,23 @@ final class ProxiedCall {
             return
         }
         self.responseInFlight += bytes.count
+        if self.responseHead != nil { self.keepResponseHead(bytes) }
         client.markDirty()
+    }
+
+    /// Adds the start of `bytes` to ``responseHead`` while the first message (or the limit) is not complete.
+    private func keepResponseHead(_ bytes: [UInt8]) {
+        guard var head = self.responseHead.take() else { return }
+        defer { self.responseHead = head }
+        var limit = Self.responseHeadLimit
+        if head.count >= 5 {
+            limit = min(limit, 5 + head[1...4].reduce(0) { $0 << 8 | Int($1) })
+        } else if head.count + bytes.count >= 5 {
+            let header = head + bytes.prefix(5 - head.count)
+            limit = min(limit, 5 + header[1...4].reduce(0) { $0 << 8 | Int($1) })
+        }
+        guard head.count < limit else { return }
+        head.append(contentsOf: bytes.prefix(limit - head.count))
     }
 
     /// Trailers from upstream (nil when it ended with an empty DATA frame instead).

@@ -272,6 +272,13 @@ extension ProxyWorker {
                 record.status = Int32(final) ?? Int32(GRPCStatusCode.unavailable.rawValue)
                 record.message =
                     call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
+                // gRPC OK, but Milvus may have said no in the response's status.
+                if final == "0", let head = call.responseHead, let rpc = call.decodedRPC,
+                    let failure = MilvusStatus.failure(in: head[...], shape: rpc.responseStatus)
+                {
+                    record.milvusCode = failure.code
+                    if record.message?.isEmpty ?? true { record.message = failure.reason }
+                }
             } else {
                 // The client went away (RST_STREAM or a closed connection) before any answer.
                 record.status = Int32(GRPCStatusCode.cancelled.rawValue)

@@ -18,7 +18,7 @@ struct AuditEntryTests {
             + #""tls":false,"rpc":null,"action":null,"db":null,"collection":null,"partitions":["p\b\f\r"],"#
             + #""targets":{"alias":"a","role":"r"},"filter":"a == \"x\"\n\tb\u0001\u001f ✓ 日本","rows":3,"#
             + #""request_bytes":null,"decision":null,"rule":null,"approval_id":null,"snapshot_id":null,"#
-            + #""outcome":"ok","status":0,"message":null,"duration_ms":12.345,"hash":"h","prev_hash":"p"}"#
+            + #""outcome":"ok","status":0,"milvus_code":null,"message":null,"duration_ms":12.345,"hash":"h","prev_hash":"p"}"#
         #expect(entry.jsonLine() == expected)
         #expect(!entry.jsonLine().contains("\n"))
     }

@@ -20,7 +20,9 @@ struct ChainEncoderTests {
         extremes.tls = false
         var huge = outcome(9)
         huge.durationMilliseconds = .infinity
-        return [fullRequest(1), outcome(1, status: 5, message: "not found"), escaped, extremes, huge]
+        var milvusFailure = outcome(10, status: 0, message: "collection 'x' does not exist")
+        milvusFailure.milvusCode = Int32.min
+        return [fullRequest(1), outcome(1, status: 5, message: "not found"), escaped, extremes, huge, milvusFailure]
     }()
 
     @Test("Encodes the same canonical text, hash and column values as ChainRow, row after row")
@@ -36,7 +38,10 @@ struct ChainEncoderTests {
             #expect(String(decoding: encoder.hashed, as: UTF8.self) == prevHash + ChainRow.canonical(row.columns))
             #expect(encoder.hashText == row.hash)
             #expect(encoder.columns.count == row.columns.count + 2)
-            for (column, expected) in zip(encoder.columns, row.columns + [.text(prevHash), .text(row.hash)]) {
+            // Table order: the first content columns, prev_hash and hash, then the later content columns.
+            let first = ChainRow.columnNames.count
+            let tableOrder = row.columns[..<first] + [.text(prevHash), .text(row.hash)] + row.columns[first...]
+            for (column, expected) in zip(encoder.columns, tableOrder) {
                 switch column {
                 case .integer(let value): #expect(expected == .integer(value))
                 case .null: #expect(expected == .null)
@@ -54,11 +59,12 @@ struct ChainEncoderTests {
         encoder.encode(fullRequest(1), sequence: 1)
         let first = encoder.hashText
         encoder.encode(outcome(1), sequence: 2)
-        let width = ChainRow.columnNames.count + 2
+        let width = SQLiteAuditSchema.allColumns.count
         #expect(encoder.columns.count == 2 * width)
         let row = ChainRow(record: outcome(1), sequence: 2, prevHash: first)
         #expect(encoder.hashText == row.hash)
-        guard case .text(let range) = encoder.columns[width + 1], case .text(let prev) = encoder.columns[2 * width - 2]
+        guard case .text(let range) = encoder.columns[width + 1],
+            case .text(let prev) = encoder.columns[width + ChainRow.columnNames.count]
         else {
             Issue.record("kind and prev_hash are text")
             return

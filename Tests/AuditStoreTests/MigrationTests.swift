@@ -62,16 +62,24 @@ struct MigrationTests {
             let insert = try db.prepare(
                 "INSERT INTO audit_records VALUES (\(Array(repeating: "?", count: 26).joined(separator: ", ")))"
             )
-            try insert.bind(row.columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
+            let v1Columns = row.columns.prefix(ChainRow.columnNames.count)
+            try insert.bind(v1Columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
             try insert.run()
         }
-        #expect(SQLiteAuditSchema.currentVersion == 5)
+        // The CLI reads an old store as it is, without migrating it: verify and listings work, prune refuses.
+        let old = try SQLiteAuditReader(path: path, writable: true)
+        let oldHead = try #require(try old.head())
+        #expect(try old.verify() == .ok(count: 1, head: oldHead.hash))
+        #expect(try old.query(AuditQuery()).map(\.id) == [1])
+        let refused = #expect(throws: AuditStoreError.self) { try old.prune(before: .max) }
+        #expect(refused?.message.contains("has schema version 1, and prune writes version 6") == true)
+        #expect(SQLiteAuditSchema.currentVersion == 6)
         let store = try SQLiteAuditStore(path: path)
         defer { store.close() }
         let check = try SQLiteConnection(path: path, mode: .readOnly)
         let version = try check.prepare("PRAGMA user_version")
         #expect(try version.step() == .row)
-        #expect(version.int64(at: 0) == 5)
+        #expect(version.int64(at: 0) == 6)
         let indexes = try check.prepare(
             "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"
         )
@@ -106,10 +114,13 @@ struct MigrationTests {
         #expect(try definition.step() == .row)
         #expect(definition.string(at: 0)?.hasSuffix("WHERE kind != 'outcome'") == true)
 
-        write([outcome(1)], to: store)
+        var failed = outcome(1, status: 0, message: "collection 'books' does not exist")
+        failed.milvusCode = 100
+        write([failed], to: store)
         let entries = try store.query(AuditQuery())
         #expect(entries.map(\.id) == [1])
-        #expect(entries.first?.outcome == .ok)
+        #expect(entries.first?.outcome == .failed)
+        #expect(entries.first?.milvusCode == 100)
         #expect(try store.verify() == .ok(count: 2, head: try #require(store.records(path: path).last)))
     }
 
@@ -123,7 +134,7 @@ struct MigrationTests {
             try db.exec("PRAGMA user_version = 99")
         }
         let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditStore(path: path) }
-        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (5)") == true)
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (6)") == true)
         let readError = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: path) }
         #expect(readError?.message.contains("schema version 99") == true)
     }

@@ -208,7 +208,7 @@ struct SQLiteAuditStoreTests {
         #expect(entries[1].message == "upstream gone")
         #expect(
             entries[0].jsonLine().contains(
-                "\"outcome\":\"unknown\",\"status\":null,\"message\":null,\"duration_ms\":null"
+                "\"outcome\":\"unknown\",\"status\":null,\"milvus_code\":null,\"message\":null,\"duration_ms\":null"
             )
         )
     }

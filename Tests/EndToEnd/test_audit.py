@@ -116,6 +116,35 @@ def test_session_is_audited_exactly_and_verifies(audited):
     assert verify.stdout.startswith("ok: ")
 
 
+def test_milvus_failure_in_a_response_status_is_a_failed_outcome(audited):
+    """Milvus answers most failures with gRPC OK and a failed common.Status in the response. A pymilvus Delete on a
+    collection that does not exist is recorded as failed, with Milvus's code and reason, not as ok."""
+    server, address = audited
+    root = MilvusClient(uri=address, token="root:Milvus", timeout=30)
+    try:
+        with pytest.raises(MilvusException) as failed:
+            root.delete("no_such_collection", filter="id in [1]")
+    finally:
+        root.close()
+    listed = []
+    def recorded() -> bool:
+        nonlocal listed
+        out = guard_cli(server.work_dir, "audit", "--rpc", "Delete", "--collection", "no_such_collection",
+                        "--format", "json")
+        listed = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        return bool(listed) and listed[-1]["outcome"] != "unknown"
+    harness.wait_until(recorded, 10, "the Delete's outcome recorded")
+    entry = listed[-1]
+    assert (entry["decision"], entry["outcome"], entry["status"]) == ("allowed", "failed", 0), entry
+    assert entry["milvus_code"] == failed.value.code, (entry, failed.value)
+    assert entry["milvus_code"] != 0
+    assert "does not exist" in entry["message"] or "not found" in entry["message"], entry
+    table = guard_cli(server.work_dir, "audit", "--rpc", "Delete", "--collection", "no_such_collection")
+    assert f"failed (milvus {entry['milvus_code']})" in table.stdout, table.stdout
+    verify = guard_cli(server.work_dir, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
     server, _ = audited
     sqlite3 = shutil.which("sqlite3")
@@ -337,7 +366,11 @@ def test_names_sent_by_a_client_cannot_forge_log_lines_or_hide_table_rows(audite
     assert not any(line.startswith(forged) for line in log.splitlines()), log[-2000:]
     assert "\x1b" not in log
     assert "ledger\\n" + forged in log
-    listed = guard_cli(server.work_dir, "audit", "--user", "app", "--rpc", "DropCollection", "--limit", "1")
+    # The refusal record is committed up to the lazy-commit window (20 ms) after the answer.
+    def listing() -> subprocess.CompletedProcess:
+        return guard_cli(server.work_dir, "audit", "--user", "app", "--rpc", "DropCollection", "--limit", "1")
+    harness.wait_until(lambda: "\\u{1B}" in listing().stdout, 10, "the refusal recorded")
+    listed = listing()
     assert listed.returncode == 0, listed.stderr
     rows = listed.stdout.splitlines()
     assert len(rows) == 2 and "\x1b" not in listed.stdout, listed.stdout

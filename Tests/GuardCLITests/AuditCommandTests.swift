@@ -88,6 +88,38 @@ struct AuditCommandTests {
         )
     }
 
+    @Test("A call Milvus failed in its response status (gRPC OK) shows as failed, with Milvus's code and reason")
+    func milvusFailure() throws {
+        let folder = try TemporaryFolder()
+        do {
+            let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+            var delete = AuditRecord(kind: .request, callID: String(repeating: "5", count: 32), timeMilliseconds: noon)
+            delete.principal = "alice"
+            delete.rpc = "Delete"
+            delete.database = "default"
+            delete.collection = "nope"
+            delete.decision = "allowed"
+            var result = AuditRecord(kind: .outcome, callID: delete.callID, timeMilliseconds: noon + 2)
+            result.status = 0
+            result.milvusCode = 100
+            result.message = "collection 'nope' does not exist"
+            result.durationMilliseconds = 2
+            let counter = Counter()
+            #expect(store.submit(delete, token: 1, listener: counter))
+            #expect(store.submit(result, token: 2, listener: counter))
+            store.close()
+        }
+        let table = try self.list(["--store", "audit.db"], in: folder)
+        #expect(table.output.count == 2)
+        #expect(table.output[1].contains("allowed   failed (milvus 100)  2.000 ms"))
+        let json = try self.list(["--store", "audit.db", "--format", "json"], in: folder)
+        #expect(
+            json.output.first?.contains(
+                #""outcome":"failed","status":0,"milvus_code":100,"message":"collection 'nope' does not exist""#
+            ) == true
+        )
+    }
+
     @Test("Names a client sent print escaped in the table, on one line, and as sent in JSON")
     func hostileNames() throws {
         let folder = try TemporaryFolder()

@@ -45,10 +45,11 @@ struct AuditTests {
         reads: Bool = false,
         policy: ActivePolicy? = nil,
         upstreamDown: Bool = false,
+        behavior: TestUpstream.Behavior = .echo(delayMilliseconds: 0),
         configure: (inout Limits) -> Void = { _ in }
     ) throws -> Setup {
         let store = try MemoryAuditStore()
-        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let upstream = try TestUpstream(behavior: behavior)
         let proxy = try RunningProxy(
             upstream: .tcp(host: "127.0.0.1", port: upstreamDown ? try closedPort() : upstream.port),
             policy: policy,
@@ -184,6 +185,41 @@ struct AuditTests {
         #expect(first)
         let nothing = log.endSecond()
         #expect(nothing == nil)
+    }
+
+    @Test(
+        "A call Milvus answers with gRPC OK and a failed status is recorded as failed, with its code and reason",
+        arguments: [1, 3, 6, 40]  // where the response's two DATA frames split it: in the framing, the status, after
+    )
+    func milvusFailure(split: Int) throws {
+        // A MutationResult whose field 1, common.Status, says error_code 4, reason "collection not found", code 100.
+        let reason = Array("collection not found".utf8)
+        let status: [UInt8] = [0x08, 0x04, 0x12, UInt8(reason.count)] + reason + [0x18, 0x64]
+        let result: [UInt8] = [0x0A, UInt8(status.count)] + status + [0x38, 0x00]
+        let body: [UInt8] = [0, 0, 0, 0, UInt8(result.count)] + result
+        let setup = try self.setUp(behavior: .reply(body: body, split: split))
+        let delete = try setup.call("Delete")
+        #expect(delete.grpcStatus == "0")
+        #expect(delete.body == body)  // forwarded as it came
+        let records = setup.records(count: 2)
+        #expect(setup.proxy.stop())
+        let outcome = try #require(records.last)
+        #expect(outcome.kind == .outcome)
+        #expect(outcome.status == 0)
+        #expect(outcome.milvusCode == 100)
+        #expect(outcome.message == "collection not found")
+    }
+
+    @Test("A successful Milvus status leaves the outcome ok, without a Milvus code")
+    func milvusSuccess() throws {
+        let result: [UInt8] = [0x0A, 0x00, 0x38, 0x02]  // status {} and delete_cnt 2
+        let setup = try self.setUp(behavior: .reply(body: [0, 0, 0, 0, UInt8(result.count)] + result, split: 2))
+        #expect(try setup.call("Delete").grpcStatus == "0")
+        let records = setup.records(count: 2)
+        #expect(setup.proxy.stop())
+        #expect(records.last?.kind == .outcome)
+        #expect(records.last?.milvusCode == nil)
+        #expect(records.last?.status == 0)
     }
 
     @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")

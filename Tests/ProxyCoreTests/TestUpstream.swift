@@ -30,6 +30,9 @@ final class TestUpstream {
         /// Answers each request, once its body ended and `delayMilliseconds` passed, with :status 200,
         /// the request body echoed and trailers grpc-status 0.
         case echo(delayMilliseconds: Int)
+        /// Answers each request, once its body ended, with :status 200, `body` (sent in two DATA frames, split at
+        /// `split`) and trailers grpc-status 0: a Milvus answer such as a failed common.Status.
+        case reply(body: [UInt8], split: Int)
         /// Reads requests and never answers.
         case silent
     }
@@ -221,8 +224,10 @@ private final class UpstreamPeer {
         guard let stream = self.streams[streamID] else { return }
         let body = stream.body
         self.record.update { $0.bodies[stream.index] = body }
-        if case .echo(let delay) = self.behavior {
-            self.due.append((clinux_monotonic_ns() + UInt64(delay) * 1_000_000, streamID))
+        switch self.behavior {
+        case .echo(let delay): self.due.append((clinux_monotonic_ns() + UInt64(delay) * 1_000_000, streamID))
+        case .reply: self.due.append((clinux_monotonic_ns(), streamID))
+        case .silent: break
         }
     }
 
@@ -241,7 +246,12 @@ private final class UpstreamPeer {
             } catch {
                 continue
             }
-            self.session.enqueueData(streamID: streamID, stream.body)
+            if case .reply(let body, let split) = self.behavior {
+                self.session.enqueueData(streamID: streamID, Array(body.prefix(split)))
+                self.session.enqueueData(streamID: streamID, Array(body.dropFirst(split)))
+            } else {
+                self.session.enqueueData(streamID: streamID, stream.body)
+            }
             self.session.finishBody(streamID: streamID, trailers: [HeaderField("grpc-status", "0")])
         }
     }
