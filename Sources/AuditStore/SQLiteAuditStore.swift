@@ -1,3 +1,4 @@
+import Glibc
 import SQLiteSupport
 import Synchronization
 
@@ -35,6 +36,7 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
         onHead: (@Sendable (AuditChainHead) -> Void)? = nil
     ) throws(AuditStoreError) {
         self.path = path
+        try Self.createPrivately(path)
         let connection: SQLiteConnection
         do {
             connection = try SQLiteConnection(
@@ -62,6 +64,19 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
 
     deinit {
         self.close()
+    }
+
+    /// Creates a missing store file readable and writable by its owner alone (0600). SQLite would create it 0644
+    /// (less the umask), and the records name users, clients and the filters of their deletes; its `-wal` and
+    /// `-shm` files get the same permissions as the store. An existing file keeps its own.
+    private static func createPrivately(_ path: String) throws(AuditStoreError) {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            Glibc.close(fd)
+        } else if errno != EEXIST {
+            let reason = String(cString: strerror(errno))
+            throw .unavailable("cannot create \(path): \(reason)")
+        }
     }
 
     public func submit(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool {

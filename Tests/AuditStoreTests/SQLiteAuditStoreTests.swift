@@ -1,5 +1,6 @@
 import AuditStore
 import Foundation
+import Glibc
 import SQLiteSupport
 import Synchronization
 import Testing
@@ -261,6 +262,37 @@ struct SQLiteAuditStoreTests {
         store.close()
         let reader = try SQLiteAuditReader(path: path)
         #expect(try reader.query(AuditQuery(limit: 1000)).count == 50)
+    }
+
+    @Test("A new store and its -wal and -shm files are readable by their owner alone; an existing file keeps its mode")
+    func privateFiles() throws {
+        let folder = try TemporaryDirectory()
+        func mode(_ path: String) -> mode_t {
+            var info = stat()
+            return stat(path, &info) == 0 ? info.st_mode & 0o777 : 0
+        }
+        let path = folder.file("guard.db")
+        let saved = umask(0o022)
+        defer { umask(saved) }
+        let store = try SQLiteAuditStore(path: path)
+        #expect(write([fullRequest(1)], to: store).allSatisfy { $0.error == nil })
+        #expect(mode(path) == 0o600)
+        #expect(mode(path + "-wal") == 0o600)
+        #expect(mode(path + "-shm") == 0o600)
+        store.close()
+
+        let shared = folder.file("shared.db")
+        #expect(FileManager.default.createFile(atPath: shared, contents: nil, attributes: [.posixPermissions: 0o640]))
+        let sharedStore = try SQLiteAuditStore(path: shared)
+        #expect(write([fullRequest(2)], to: sharedStore).allSatisfy { $0.error == nil })
+        #expect(mode(shared) == 0o640)
+        #expect(mode(shared + "-wal") == 0o640)
+        sharedStore.close()
+
+        let missingFolder = #expect(throws: AuditStoreError.self) {
+            try SQLiteAuditStore(path: folder.file("no/such/folder/guard.db"))
+        }
+        #expect(missingFolder?.message.contains("no/such/folder/guard.db") == true)
     }
 
     @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")
