@@ -3,6 +3,9 @@ import Glibc
 
 /// Owns one `sqlite3*` database connection.
 ///
+/// Hardened against a file someone else prepared: triggers and views do not run, the schema's SQL functions are not
+/// trusted, and defensive mode is on (`csqlite_harden`).
+///
 /// Opened in multi-thread mode (`SQLITE_OPEN_NOMUTEX`) with extended result codes on: a connection and its
 /// statements belong to one thread at a time (the audit writer thread), so SQLite's own mutex would only cost time.
 /// Not `Sendable`. `deinit` closes the connection with `sqlite3_close_v2`, which defers the close until every
@@ -87,6 +90,12 @@ public final class SQLiteConnection {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_close_v2(db)
             throw SQLiteError(extendedCode: rc, message: "cannot open \(path): \(message)")
+        }
+        let hardened = csqlite_harden(db)
+        guard hardened == SQLITE_OK else {
+            let message = String(cString: sqlite3_errstr(hardened))
+            sqlite3_close_v2(db)
+            throw SQLiteError(extendedCode: hardened, message: "cannot configure \(path): \(message)")
         }
         self.handle = db
         self.path = path

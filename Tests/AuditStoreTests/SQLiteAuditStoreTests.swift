@@ -295,6 +295,33 @@ struct SQLiteAuditStoreTests {
         #expect(missingFolder?.message.contains("no/such/folder/guard.db") == true)
     }
 
+    @Test("A trigger or view planted in the file does not run: every record the guard writes stays")
+    func plantedTriggerDoesNotRun() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        do {
+            let store = try SQLiteAuditStore(path: path)
+            #expect(write([fullRequest(1)], to: store).allSatisfy { $0.error == nil })
+            store.close()
+        }
+        let planted = try sqlite3(
+            path,
+            """
+            CREATE TRIGGER wipe AFTER INSERT ON audit_records BEGIN DELETE FROM audit_records WHERE seq > 1; END;
+            CREATE VIEW calls AS SELECT * FROM audit_records;
+            """
+        )
+        #expect(planted.status == 0, "\(planted.error)")
+        let store = try SQLiteAuditStore(path: path)
+        #expect(write([fullRequest(2), outcome(2)], to: store).allSatisfy { $0.error == nil })
+        store.close()
+        guard case .ok(let count, _) = try SQLiteAuditReader(path: path).verify() else {
+            Issue.record("the chain does not verify")
+            return
+        }
+        #expect(count == 3)
+    }
+
     @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")
     func closeCheckpoints() throws {
         let folder = try TemporaryDirectory()
