@@ -17,6 +17,9 @@ public struct AuditQuery: Sendable, Hashable {
     public var rpc: String?
     /// The decision: allowed, denied, approval_required or failed.
     public var decision: String?
+    /// What became of the call (``AuditEntry/Outcome``): ok, failed (a refusal, a non-zero status, or a failed Milvus
+    /// status) or unknown (forwarded, no outcome recorded).
+    public var outcome: AuditEntry.Outcome?
     /// At most this many calls, the newest ones; 0 or less returns nothing.
     public var limit: Int
 
@@ -29,6 +32,7 @@ public struct AuditQuery: Sendable, Hashable {
         collection: String? = nil,
         rpc: String? = nil,
         decision: String? = nil,
+        outcome: AuditEntry.Outcome? = nil,
         limit: Int = 100
     ) {
         self.since = since
@@ -38,10 +42,12 @@ public struct AuditQuery: Sendable, Hashable {
         self.collection = collection
         self.rpc = rpc
         self.decision = decision
+        self.outcome = outcome
         self.limit = limit
     }
 
-    /// Whether a request or refusal record passes the filters (the in-memory store's version of the SQL WHERE).
+    /// Whether a request or refusal record passes the filters (the in-memory store's version of the SQL WHERE), except
+    /// ``outcome``, which needs the call's outcome record.
     func matches(_ record: AuditRecord) -> Bool {
         guard record.kind == .request || record.kind == .refusal else { return false }
         if let since = self.since, record.timeMilliseconds < since { return false }

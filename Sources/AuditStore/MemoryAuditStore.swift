@@ -75,15 +75,15 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
         for row in rows.reversed() {
             guard entries.count < query.limit else { break }
             guard let record = row.record, query.matches(record) else { continue }
-            entries.append(
-                AuditEntry(
-                    id: row.sequence,
-                    record: record,
-                    outcomeRecord: record.kind == .request ? outcomes[record.callID] : nil,
-                    hash: row.hash,
-                    prevHash: row.prevHash
-                )
+            let entry = AuditEntry(
+                id: row.sequence,
+                record: record,
+                outcomeRecord: record.kind == .request ? outcomes[record.callID] : nil,
+                hash: row.hash,
+                prevHash: row.prevHash
             )
+            if let outcome = query.outcome, entry.outcome != outcome { continue }
+            entries.append(entry)
         }
         return entries.reversed()
     }

@@ -79,6 +79,22 @@ public final class SQLiteAuditReader: AuditReader {
         return statvfs(path, &info) == 0 && info.f_flag & UInt(ST_RDONLY) != 0
     }
 
+    /// The SQL condition on a request or refusal `r` for ``AuditEntry/Outcome``, as ``AuditEntry`` derives it: the
+    /// call's first outcome record `o` is found through the outcome index.
+    private func outcomeCondition(_ outcome: AuditEntry.Outcome) -> String {
+        let first = "SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome'"
+        let milvusFailed =
+            SQLiteAuditSchema.laterColumnVersions["milvus_code"].map { self.version >= $0 } == true
+            ? " OR o.milvus_code IS NOT NULL" : ""
+        let ok = "o.status = 0 AND NOT (0\(milvusFailed))"
+        let answered = "SELECT 1 FROM audit_records AS o WHERE o.seq = (\(first)) AND o.status IS NOT NULL"
+        switch outcome {
+        case .ok: return "r.kind = 'request' AND EXISTS (\(answered) AND \(ok))"
+        case .failed: return "(r.kind = 'refusal' OR EXISTS (\(answered) AND NOT (\(ok))))"
+        case .unknown: return "r.kind = 'request' AND NOT EXISTS (\(answered))"
+        }
+    }
+
     /// Wraps an already open connection (the store's own reader).
     init(connection: SQLiteConnection) {
         self.db = connection
@@ -136,6 +152,7 @@ public final class SQLiteAuditReader: AuditReader {
         if let decision = query.decision, decision != "allowed" {
             conditions.append("r.\(SQLiteAuditSchema.decisionIndexed)")
         }
+        if let outcome = query.outcome { conditions.append(self.outcomeCondition(outcome)) }
         let selection = conditions.joined(separator: " AND ")
         do {
             // The calls shown lie between the oldest and the newest of the newest `limit` that match: reading them

@@ -93,6 +93,15 @@ public struct AuditListCommand: ParsableCommand {
         help: ArgumentHelp("allowed, denied, would_deny, approval_required or failed.", valueName: "decision")
     )
     public var decision: String?
+    /// `--outcome ok|failed|unknown`.
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "ok, failed (refused, a non-zero status, or Milvus said no) or unknown (no outcome recorded).",
+            valueName: "outcome"
+        )
+    )
+    public var outcome: String?
     /// `--limit n`.
     @Option(name: .long, help: ArgumentHelp("Show at most this many calls (the newest).", valueName: "n"))
     public var limit: Int = 100
@@ -125,6 +134,12 @@ public struct AuditListCommand: ParsableCommand {
                 problem: "must be one of \(Self.decisions.joined(separator: ", ")), got \"\(decision)\""
             )
         }
+        let outcome = try self.outcome.map { text throws -> AuditEntry.Outcome in
+            guard let outcome = AuditEntry.Outcome(rawValue: text) else {
+                throw ConfigError(key: "--outcome", problem: "must be one of ok, failed, unknown, got \"\(text)\"")
+            }
+            return outcome
+        }
         guard self.limit >= 1 else {
             throw ConfigError(key: "--limit", problem: "must be at least 1, got \(self.limit)")
         }
@@ -139,6 +154,7 @@ public struct AuditListCommand: ParsableCommand {
             collection: self.collection,
             rpc: self.rpc,
             decision: self.decision,
+            outcome: outcome,
             limit: self.limit
         )
     }

@@ -71,6 +71,8 @@ struct MigrationTests {
         let oldHead = try #require(try old.head())
         #expect(try old.verify() == .ok(count: 1, head: oldHead.hash))
         #expect(try old.query(AuditQuery()).map(\.id) == [1])
+        #expect(try old.query(AuditQuery(outcome: .unknown)).map(\.id) == [1])
+        #expect(try old.query(AuditQuery(outcome: .failed)).map(\.id) == [])
         let refused = #expect(throws: AuditStoreError.self) { try old.prune(before: .max) }
         #expect(refused?.message.contains("has schema version 1, and prune writes version 6") == true)
         #expect(SQLiteAuditSchema.currentVersion == 6)

@@ -249,6 +249,37 @@ struct SQLiteAuditStoreTests {
         #expect(streamed == [3, 5])
     }
 
+    @Test("--outcome selects what became of calls, as AuditEntry derives it, in the SQLite and the memory store")
+    func outcomeFilter() throws {
+        let folder = try TemporaryDirectory()
+        let sqlite = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { sqlite.close() }
+        let memory = try MemoryAuditStore()
+        defer { memory.close() }
+        var refusal = AuditRecord(kind: .refusal, callID: callID(5), timeMilliseconds: 1_746_100_800_300)
+        refusal.decision = "denied"
+        refusal.status = 7
+        var milvusFailed = outcome(3)
+        milvusFailed.milvusCode = 100
+        // 1 ok; 2 failed (status 14); 3 failed in Milvus's status; 4 no outcome; 5 refused.
+        let records = [
+            fullRequest(1), outcome(1), fullRequest(2), outcome(2, status: 14), fullRequest(3), milvusFailed,
+            fullRequest(4), refusal,
+        ]
+        for store in [sqlite as any AuditLog & AuditReader, memory] {
+            write(records, to: store)
+            func ids(_ outcome: AuditEntry.Outcome) throws -> [Int64] {
+                try store.query(AuditQuery(outcome: outcome)).map(\.id)
+            }
+            #expect(try ids(.ok) == [1])
+            #expect(try ids(.failed) == [3, 5, 8])
+            #expect(try ids(.unknown) == [7])
+            #expect(try store.query(AuditQuery(outcome: .failed)).map(\.outcome) == [.failed, .failed, .failed])
+            #expect(try store.query(AuditQuery(decision: "denied", outcome: .failed)).map(\.id) == [8])
+            #expect(try store.query(AuditQuery(outcome: .failed, limit: 1)).map(\.id) == [8])
+        }
+    }
+
     @Test("close writes what is queued; later submits return false")
     func closeDrains() throws {
         let folder = try TemporaryDirectory()

@@ -441,6 +441,10 @@ def test_admin_listener(audited):
     assert status == 200, body
     entries = json.loads(body)
     assert entries and all(e["rpc"] == "DropCollection" and e["decision"] == "denied" for e in entries)
+    status, body = admin_get(server, "/audit?rpc=DropCollection&outcome=failed", "root:Milvus")
+    assert status == 200 and json.loads(body) and all(e["outcome"] == "failed" for e in json.loads(body)), body
+    status, body = admin_get(server, "/audit?outcome=done", "root:Milvus")
+    assert status == 400 and "outcome" in body, body
     assert admin_get(server, "/audit?since=yesterday", "root:Milvus")[0] == 400
 
 

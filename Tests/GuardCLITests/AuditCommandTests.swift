@@ -168,6 +168,12 @@ struct AuditCommandTests {
             try self.list(["--store", "audit.db", "--decision", "denied", "--format", "json"], in: folder).output.count
                 == 1
         )
+        // Outcomes: the Delete ok, the refused drop failed, the Insert unknown.
+        for (outcome, count) in [("ok", 1), ("failed", 1), ("unknown", 1)] {
+            let selected = try self.list(["--store", "audit.db", "--outcome", outcome, "--format", "json"], in: folder)
+            #expect(selected.output.count == count)
+            #expect(selected.output.allSatisfy { $0.contains(#""outcome":"\#(outcome)""#) })
+        }
         // The header and the Insert, the only call in the last 90 seconds.
         #expect(try self.list(["--store", "audit.db", "--since", "90s"], in: folder).output.count == 2)
         #expect(
@@ -196,6 +202,7 @@ struct AuditCommandTests {
             ),
             (["--limit", "0"], "milvus-guard: --limit: must be at least 1, got 0"),
             (["--format", "xml"], "milvus-guard: --format: must be table or json, got \"xml\""),
+            (["--outcome", "done"], "milvus-guard: --outcome: must be one of ok, failed, unknown, got \"done\""),
         ]
     )
     func badValues(arguments: [String], message: String) throws {

@@ -90,10 +90,12 @@ public final class ProxyAdminBackend: AdminBackend {
     // MARK: Routes
 
     /// GET /audit: the `milvus-guard audit` filters as query parameters (`since`, `until`, `user`, `db`,
-    /// `collection`, `rpc`, `decision`, `limit`), JSON lines as the CLI prints them, wrapped in an array.
+    /// `collection`, `rpc`, `decision`, `outcome`, `limit`), JSON lines as the CLI prints them, wrapped in an array.
     public func audit(parameters: [String: String]) -> AdminResponse {
         guard self.audit != nil else { return .error(404, "auditing is off") }
-        let allowed: Set<String> = ["since", "until", "user", "db", "collection", "rpc", "decision", "limit"]
+        let allowed: Set<String> = [
+            "since", "until", "user", "db", "collection", "rpc", "decision", "outcome", "limit",
+        ]
         if let unknown = parameters.keys.sorted().first(where: { !allowed.contains($0) }) {
             return .error(400, "unknown parameter \"\(unknown)\" (use \(allowed.sorted().joined(separator: ", ")))")
         }
@@ -111,6 +113,12 @@ public final class ProxyAdminBackend: AdminBackend {
         query.collection = parameters["collection"]
         query.rpc = parameters["rpc"]
         query.decision = parameters["decision"]
+        if let text = parameters["outcome"] {
+            guard let outcome = AuditEntry.Outcome(rawValue: text) else {
+                return .error(400, "outcome: must be ok, failed or unknown, got \"\(text)\"")
+            }
+            query.outcome = outcome
+        }
         if let text = parameters["limit"] {
             guard let limit = Int(text), (1...10_000).contains(limit) else {
                 return .error(400, "limit: must be 1...10000, got \"\(text)\"")
