@@ -175,9 +175,13 @@ public final class SQLiteAuditReader: AuditReader {
                 return range.int64(at: 0)...range.int64(at: 1)
             }
             guard let shown else { return }
+            let (requestColumns, outcomeColumns) = (
+                SQLiteAuditSchema.columnList(alias: "r", version: self.version),
+                SQLiteAuditSchema.columnList(alias: "o", version: self.version)
+            )
             let statement = try self.db.prepare(
                 """
-                SELECT \(SQLiteAuditSchema.columnList(alias: "r", version: self.version)), \(SQLiteAuditSchema.columnList(alias: "o", version: self.version))
+                SELECT \(requestColumns), \(outcomeColumns)
                 FROM audit_records AS r
                 LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
                     SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
@@ -272,8 +276,9 @@ public final class SQLiteAuditReader: AuditReader {
         var verifier: ChainVerifier?
         var last: Int64 = 0
         do {
+            let columns = SQLiteAuditSchema.columnList(version: self.version)
             let statement = try self.db.prepare(
-                "SELECT \(SQLiteAuditSchema.columnList(version: self.version)) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
+                "SELECT \(columns) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
             )
             while true {
                 let (problem, rows) = try self.db.transaction(.deferred) {
@@ -304,8 +309,9 @@ public final class SQLiteAuditReader: AuditReader {
 
     /// Every checkpoint record, oldest first.
     private func checkpointRows() throws(SQLiteError) -> [ChainRow] {
+        let columns = SQLiteAuditSchema.columnList(version: self.version)
         let statement = try self.db.prepare(
-            "SELECT \(SQLiteAuditSchema.columnList(version: self.version)) FROM audit_records WHERE kind = 'checkpoint' ORDER BY seq"
+            "SELECT \(columns) FROM audit_records WHERE kind = 'checkpoint' ORDER BY seq"
         )
         var rows: [ChainRow] = []
         while try statement.step() == .row { rows.append(SQLiteAuditSchema.row(statement, from: 0)) }

@@ -319,19 +319,19 @@ final class ProxiedCall {
         client.markDirty()
     }
 
-    /// Adds the start of `bytes` to ``responseHead`` while the first message (or the limit) is not complete.
+    /// Adds the start of `bytes` to ``responseHead`` until it holds the first message or reaches the limit.
     private func keepResponseHead(_ bytes: [UInt8]) {
         guard var head = self.responseHead.take() else { return }
         defer { self.responseHead = head }
-        var limit = Self.responseHeadLimit
-        if head.count >= 5 {
-            limit = min(limit, 5 + head[1...4].reduce(0) { $0 << 8 | Int($1) })
-        } else if head.count + bytes.count >= 5 {
-            let header = head + bytes.prefix(5 - head.count)
-            limit = min(limit, 5 + header[1...4].reduce(0) { $0 << 8 | Int($1) })
-        }
-        guard head.count < limit else { return }
-        head.append(contentsOf: bytes.prefix(limit - head.count))
+        guard head.count < Self.responseHeadLimit, head.count < Self.firstMessageEnd(head) else { return }
+        head.append(contentsOf: bytes.prefix(Self.responseHeadLimit - head.count))
+        if head.count > Self.firstMessageEnd(head) { head.removeLast(head.count - Self.firstMessageEnd(head)) }
+    }
+
+    /// Where the first gRPC message of a body starting with `head` ends (`Int.max` until its 5-byte prefix is in).
+    private static func firstMessageEnd(_ head: [UInt8]) -> Int {
+        guard head.count >= 5 else { return .max }
+        return 5 + head[1...4].reduce(0) { $0 << 8 | Int($1) }
     }
 
     /// Trailers from upstream (nil when it ended with an empty DATA frame instead).
