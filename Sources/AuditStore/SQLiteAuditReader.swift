@@ -8,8 +8,10 @@ import SQLiteSupport
 public final class SQLiteAuditReader: AuditReader {
     private let db: SQLiteConnection
     private let path: String
-    /// The store's schema version (`PRAGMA user_version`); reads name only the columns it has.
-    private let version: Int
+    /// The store's schema version (`PRAGMA user_version`); reads name only the columns it has. A guard may migrate
+    /// the store while a long read runs (a rolling upgrade): each part of a read checks it again
+    /// (``schemaChanged()``), since a record read without a column it has would fail its hash.
+    private var version: Int
 
     /// Opens the store at `path`.
     ///
@@ -31,11 +33,7 @@ public final class SQLiteAuditReader: AuditReader {
             guard version > 0 else {
                 throw AuditStoreError("\(path) is not a milvus-guard audit store")
             }
-            guard version <= SQLiteAuditSchema.currentVersion else {
-                throw AuditStoreError(
-                    "\(path): schema version \(version) is newer than this milvus-guard supports (\(SQLiteAuditSchema.currentVersion))"
-                )
-            }
+            guard version <= SQLiteAuditSchema.currentVersion else { throw Self.newerSchema(version, path: path) }
         } catch let error as AuditStoreError {
             throw error
         } catch let error as SQLiteError {
@@ -175,55 +173,86 @@ public final class SQLiteAuditReader: AuditReader {
                 return range.int64(at: 0)...range.int64(at: 1)
             }
             guard let shown else { return }
-            let (requestColumns, outcomeColumns) = (
-                SQLiteAuditSchema.columnList(alias: "r", version: self.version),
-                SQLiteAuditSchema.columnList(alias: "o", version: self.version)
-            )
-            let statement = try self.db.prepare(
-                """
-                SELECT \(requestColumns), \(outcomeColumns)
-                FROM audit_records AS r
-                LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
-                    SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
-                WHERE \(selection) AND r.seq BETWEEN ? AND ?
-                ORDER BY r.seq
-                LIMIT \(max(chunk, 1))
-                """
-            )
-            let width = SQLiteAuditSchema.allColumns.count
             var next = shown.lowerBound
-            while true {
-                // Parts of `chunk` calls, each in a read transaction of its own (see ``readPart``).
-                let (rows, last) = try self.db.transaction(.deferred) { () throws(SQLiteError) -> (Int, Int64) in
-                    statement.reset()
-                    try statement.bind(values + [.integer(next), .integer(shown.upperBound)])
-                    var rows = 0
-                    var last = next
-                    while try statement.step() == .row {
-                        rows += 1
-                        let row = SQLiteAuditSchema.row(statement, from: 0)
-                        last = row.sequence
-                        guard let record = row.record else { continue }
-                        let outcome =
-                            statement.isNull(at: width) ? nil : SQLiteAuditSchema.row(statement, from: width).record
-                        body(
-                            AuditEntry(
-                                id: row.sequence,
-                                record: record,
-                                outcomeRecord: outcome,
-                                hash: row.hash,
-                                prevHash: row.prevHash
-                            )
-                        )
-                    }
-                    return (rows, last)
-                }
-                guard rows == max(chunk, 1), last < shown.upperBound else { return }
-                next = last + 1
-                pause()
+            // Once per schema version the store is seen in (see ``version``).
+            while self.version <= SQLiteAuditSchema.currentVersion {
+                let (requestColumns, outcomeColumns) = (
+                    SQLiteAuditSchema.columnList(alias: "r", version: self.version),
+                    SQLiteAuditSchema.columnList(alias: "o", version: self.version)
+                )
+                let statement = try self.db.prepare(
+                    """
+                    SELECT \(requestColumns), \(outcomeColumns)
+                    FROM audit_records AS r
+                    LEFT JOIN audit_records AS o ON r.kind = 'request' AND o.seq = (
+                        SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome')
+                    WHERE \(selection) AND r.seq BETWEEN ? AND ?
+                    ORDER BY r.seq
+                    LIMIT \(max(chunk, 1))
+                    """
+                )
+                let done = try self.listParts(
+                    statement,
+                    values: values,
+                    from: &next,
+                    through: shown.upperBound,
+                    chunk: chunk,
+                    pause: pause,
+                    body
+                )
+                if done { return }
             }
         } catch {
             throw Self.readError(error, path: self.path)
+        }
+        throw Self.newerSchema(self.version, path: self.path)
+    }
+
+    /// ``forEach(_:chunk:pause:_:)``'s parts with `statement` from `next`; false when the schema changed before a
+    /// part (`next` is then where to go on).
+    private func listParts(
+        _ statement: borrowing Statement,
+        values: [SQLiteValue],
+        from next: inout Int64,
+        through upperBound: Int64,
+        chunk: Int,
+        pause: () -> Void,
+        _ body: (AuditEntry) -> Void
+    ) throws(SQLiteError) -> Bool {
+        let width = SQLiteAuditSchema.allColumns.count
+        while true {
+            var changed = false
+            // Parts of `chunk` calls, each in a read transaction of its own (see ``readPart``).
+            let (rows, last) = try self.db.transaction(.deferred) { () throws(SQLiteError) -> (Int, Int64) in
+                changed = try self.schemaChanged()
+                if changed { return (0, next) }
+                statement.reset()
+                try statement.bind(values + [.integer(next), .integer(upperBound)])
+                var rows = 0
+                var last = next
+                while try statement.step() == .row {
+                    rows += 1
+                    let row = SQLiteAuditSchema.row(statement, from: 0)
+                    last = row.sequence
+                    guard let record = row.record else { continue }
+                    let outcome =
+                        statement.isNull(at: width) ? nil : SQLiteAuditSchema.row(statement, from: width).record
+                    body(
+                        AuditEntry(
+                            id: row.sequence,
+                            record: record,
+                            outcomeRecord: outcome,
+                            hash: row.hash,
+                            prevHash: row.prevHash
+                        )
+                    )
+                }
+                return (rows, last)
+            }
+            if changed { return false }
+            guard rows == max(chunk, 1), last < upperBound else { return true }
+            next = last + 1
+            pause()
         }
     }
 
@@ -276,35 +305,74 @@ public final class SQLiteAuditReader: AuditReader {
         var verifier: ChainVerifier?
         var last: Int64 = 0
         do {
-            let columns = SQLiteAuditSchema.columnList(version: self.version)
-            let statement = try self.db.prepare(
-                "SELECT \(columns) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
-            )
-            while true {
-                let (problem, rows) = try self.db.transaction(.deferred) {
-                    () throws(SQLiteError) -> (AuditChainProblem?, Int) in
-                    if verifier == nil { verifier = ChainVerifier(checkpoints: try self.checkpointRows()) }
-                    statement.reset()
-                    try statement.bind([.integer(last), .integer(Int64(chunk))])
-                    var rows = 0
-                    while try statement.step() == .row {
-                        let row = SQLiteAuditSchema.row(statement, from: 0)
-                        if rows == 0, last > 0, row.sequence > last + 1 {
-                            verifier!.restart(checkpoints: try self.checkpointRows(), at: row.sequence)
-                        }
-                        rows += 1
-                        last = row.sequence
-                        if let problem = verifier!.check(row) { return (problem, rows) }
-                    }
-                    return (nil, rows)
+            // Once per schema version the store is seen in.
+            while self.version <= SQLiteAuditSchema.currentVersion {
+                let columns = SQLiteAuditSchema.columnList(version: self.version)
+                let statement = try self.db.prepare(
+                    "SELECT \(columns) FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?"
+                )
+                if let result = try self.verifyParts(statement, chunk: chunk, verifier: &verifier, last: &last, between)
+                {
+                    return result
                 }
-                if let problem { return .broken(problem) }
-                if rows < chunk { return verifier!.result }
-                between()
             }
         } catch {
             throw Self.readError(error, path: self.path)
         }
+        throw Self.newerSchema(self.version, path: self.path)
+    }
+
+    /// A guard of a newer milvus-guard migrated the store past what this code can read.
+    private static func newerSchema(_ version: Int, path: String) -> AuditStoreError {
+        AuditStoreError(
+            "\(path): schema version \(version) is newer than this milvus-guard supports "
+                + "(\(SQLiteAuditSchema.currentVersion))"
+        )
+    }
+
+    /// ``verify(chunk:between:)``'s parts with `statement`; nil when the schema changed before a part.
+    private func verifyParts(
+        _ statement: borrowing Statement,
+        chunk: Int,
+        verifier: inout ChainVerifier?,
+        last: inout Int64,
+        _ between: () -> Void
+    ) throws(SQLiteError) -> AuditVerification? {
+        while true {
+            var changed = false
+            let (problem, rows) = try self.db.transaction(.deferred) {
+                () throws(SQLiteError) -> (AuditChainProblem?, Int) in
+                changed = try self.schemaChanged()
+                if changed { return (nil, 0) }
+                if verifier == nil { verifier = ChainVerifier(checkpoints: try self.checkpointRows()) }
+                statement.reset()
+                try statement.bind([.integer(last), .integer(Int64(chunk))])
+                var rows = 0
+                while try statement.step() == .row {
+                    let row = SQLiteAuditSchema.row(statement, from: 0)
+                    if rows == 0, last > 0, row.sequence > last + 1 {
+                        verifier!.restart(checkpoints: try self.checkpointRows(), at: row.sequence)
+                    }
+                    rows += 1
+                    last = row.sequence
+                    if let problem = verifier!.check(row) { return (problem, rows) }
+                }
+                return (nil, rows)
+            }
+            if changed { return nil }
+            if let problem { return .broken(problem) }
+            if rows < chunk { return verifier!.result }
+            between()
+        }
+    }
+
+    /// Whether a guard migrated the store since ``version`` was read; if so, ``version`` is the new one. Call inside
+    /// the read transaction about to read records.
+    private func schemaChanged() throws(SQLiteError) -> Bool {
+        let current = try SQLiteAuditSchema.userVersion(self.db)
+        guard current != self.version else { return false }
+        self.version = current
+        return true
     }
 
     /// Every checkpoint record, oldest first.

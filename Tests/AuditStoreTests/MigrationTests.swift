@@ -53,19 +53,8 @@ struct MigrationTests {
     func upgradeFromVersion1() throws {
         let folder = try TemporaryDirectory()
         let path = folder.file("guard.db")
-        do {
-            let db = try SQLiteConnection(path: path)
-            try db.exec("PRAGMA journal_mode = WAL")
-            try db.exec(Self.version1)
-            // One record, chained by hand as a v1 writer would have.
-            let row = ChainRow(record: fullRequest(1), sequence: 1, prevHash: ChainRow.zeroHash)
-            let insert = try db.prepare(
-                "INSERT INTO audit_records VALUES (\(Array(repeating: "?", count: 26).joined(separator: ", ")))"
-            )
-            let v1Columns = row.columns.prefix(ChainRow.columnNames.count)
-            try insert.bind(v1Columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
-            try insert.run()
-        }
+        // One record, chained by hand as a v1 writer would have.
+        try Self.makeVersion1Store(path)
         // The CLI reads an old store as it is, without migrating it: verify and listings work, prune refuses.
         let old = try SQLiteAuditReader(path: path, writable: true)
         let oldHead = try #require(try old.head())
@@ -124,6 +113,82 @@ struct MigrationTests {
         #expect(entries.first?.outcome == .failed)
         #expect(entries.first?.milvusCode == 100)
         #expect(try store.verify() == .ok(count: 2, head: try #require(store.records(path: path).last)))
+    }
+
+    /// A version 1 store with request records of calls 1...`calls`, as the first release wrote them.
+    static func makeVersion1Store(_ path: String, calls: Int = 1) throws {
+        let db = try SQLiteConnection(path: path)
+        try db.exec("PRAGMA journal_mode = WAL")
+        try db.exec(Self.version1)
+        let insert = try db.prepare(
+            "INSERT INTO audit_records VALUES (\(Array(repeating: "?", count: 26).joined(separator: ", ")))"
+        )
+        var prevHash = ChainRow.zeroHash
+        for n in 1...calls {
+            let row = ChainRow(record: fullRequest(n), sequence: Int64(n), prevHash: prevHash)
+            let v1Columns = row.columns.prefix(ChainRow.columnNames.count)
+            insert.reset()
+            try insert.bind(v1Columns.map(SQLiteAuditSchema.value) + [.text(row.prevHash), .text(row.hash)])
+            try insert.run()
+            prevHash = row.hash
+        }
+    }
+
+    /// A new guard opening the store at `path` (migrating it) and recording call `n`'s outcome: Milvus said no, in a
+    /// column version 1 did not have.
+    static func upgrade(_ path: String, recordingOutcomeOf n: Int) {
+        do {
+            let store = try SQLiteAuditStore(path: path)
+            var failed = outcome(n, status: 0, message: "collection 'books' does not exist")
+            failed.milvusCode = 100
+            write([failed], to: store)
+            store.close()
+        } catch {
+            Issue.record("upgrade: \(error)")
+        }
+    }
+
+    @Test("A guard migrating the store while verify or a listing reads it (a rolling upgrade) is followed")
+    func migratedDuringARead() throws {
+        let folder = try TemporaryDirectory()
+        let verified = folder.file("verified.db")
+        try Self.makeVersion1Store(verified)
+        var upgraded = false
+        let result = try SQLiteAuditReader(path: verified).verify(chunk: 1) {
+            if !upgraded { Self.upgrade(verified, recordingOutcomeOf: 1) }
+            upgraded = true
+        }
+        guard case .ok(let count, _) = result else {
+            Issue.record("verify across the migration: \(result)")
+            return
+        }
+        #expect(count == 2)
+
+        let listed = folder.file("listed.db")
+        try Self.makeVersion1Store(listed, calls: 2)
+        var entries: [AuditEntry] = []
+        upgraded = false
+        try SQLiteAuditReader(path: listed).forEach(AuditQuery(), chunk: 1) {
+            if !upgraded { Self.upgrade(listed, recordingOutcomeOf: 2) }
+            upgraded = true
+        } _: {
+            entries.append($0)
+        }
+        #expect(entries.map(\.id) == [1, 2])
+        #expect(entries.map(\.outcome) == [.unknown, .failed])
+        #expect(entries.last?.milvusCode == 100)
+
+        // A newer guard's migration past what this code knows ends the read with a clear message.
+        let newer = folder.file("newer.db")
+        try Self.makeVersion1Store(newer, calls: 2)
+        var moved = false
+        let error = #expect(throws: AuditStoreError.self) {
+            try SQLiteAuditReader(path: newer).verify(chunk: 1) {
+                if !moved { _ = try? sqlite3(newer, "PRAGMA user_version = 99") }
+                moved = true
+            }
+        }
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (6)") == true)
     }
 
     @Test("A store newer than this code is refused with a clear message")
