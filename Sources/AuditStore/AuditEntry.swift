@@ -19,6 +19,8 @@ public struct AuditEntry: Sendable, Hashable {
     public var outcome: Outcome
     /// The gRPC status: the outcome's, or the refusal's own.
     public var status: Int32?
+    /// The rows Milvus says the call changed: its outcome record's ``AuditRecord/rows`` (Insert, Upsert, Delete).
+    public var rowsAffected: Int64?
     /// Milvus's failure code when it answered gRPC OK with a failed `common.Status` (``AuditRecord/milvusCode``).
     public var milvusCode: Int32?
     /// The gRPC status message (or the failed Milvus status's reason): the outcome's, or the refusal's own.
@@ -39,6 +41,7 @@ public struct AuditEntry: Sendable, Hashable {
         let source = record.kind == .request ? outcomeRecord : record
         self.status = source?.status
         self.milvusCode = source?.milvusCode
+        self.rowsAffected = record.kind == .request ? outcomeRecord?.rows : nil
         self.message = source?.message
         self.durationMilliseconds = source?.durationMilliseconds
         switch (record.kind, source?.status) {
@@ -53,7 +56,8 @@ public struct AuditEntry: Sendable, Hashable {
     public static let jsonFields = [
         "id", "time", "principal", "auth", "client", "tls", "rpc", "action", "db", "collection", "partitions",
         "targets",
-        "filter", "rows", "request_bytes", "decision", "rule", "approval_id", "snapshot_id", "outcome", "status",
+        "filter", "rows", "rows_affected", "request_bytes", "decision", "rule", "approval_id", "snapshot_id", "outcome",
+        "status",
         "milvus_code", "message", "duration_ms", "hash", "prev_hash",
     ]
 
@@ -80,6 +84,7 @@ public struct AuditEntry: Sendable, Hashable {
             JSONText.object(r.targets),
             text(r.filter),
             number(r.rows),
+            number(self.rowsAffected),
             number(r.requestBytes),
             text(r.decision),
             text(r.rule),

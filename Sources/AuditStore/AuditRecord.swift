@@ -45,7 +45,8 @@ public struct AuditRecord: Sendable, Hashable {
     public var targets: [String: String]
     /// The filter expression of a Delete.
     public var filter: String?
-    /// The row count of an Insert or Upsert.
+    /// The row count of an Insert or Upsert (request and refusal records); in an outcome record, the rows Milvus
+    /// says the call changed (`insert_cnt`, `upsert_cnt`, `delete_cnt` of its response).
     public var rows: Int64?
     /// The size of the request message in bytes.
     public var requestBytes: Int64?

@@ -52,7 +52,7 @@ enum AuditTable {
             record.client ?? "-",
             record.rpc ?? "-",
             target,
-            record.rows.map { String($0) } ?? "-",
+            (record.rows ?? entry.rowsAffected).map { String($0) } ?? "-",
             record.decision ?? "-",
             outcome,
             entry.durationMilliseconds.map { AuditEntry.formatMilliseconds($0) + " ms" } ?? "-",

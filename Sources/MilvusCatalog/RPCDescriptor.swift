@@ -23,6 +23,16 @@ public struct RPCDescriptor: Hashable, Sendable, CustomStringConvertible {
     public var targetsOwnDatabase: Bool { self.storage.targetsOwnDatabase }
     /// Where the response carries Milvus's `common.Status`.
     public var responseStatus: ResponseStatus { self.storage.responseStatus }
+    /// The response field that counts the rows the call changed: MutationResult's `insert_cnt` (6) for Insert,
+    /// `delete_cnt` (7) for Delete, `upsert_cnt` (8) for Upsert; nil for every other RPC.
+    public var affectedRowsField: UInt32? {
+        switch self.name {
+        case "Insert": 6
+        case "Delete": 7
+        case "Upsert": 8
+        default: nil
+        }
+    }
     /// The request fields the guard reads, by number.
     var layout: [RequestField] { self.storage.layout }
     /// The request has Insert's/Upsert's `num_rows`.

@@ -86,6 +86,9 @@ final class ProxiedCall {
     private(set) var responseHead: [UInt8]?
     /// Enough for the framing and a status with a long reason.
     static let responseHeadLimit = 4096
+    /// For a recorded Insert, Upsert or Delete: the count of rows Milvus says it changed, read from the response as it
+    /// streams past (a Delete's comes after the ids it deleted).
+    private(set) var affectedRows: StreamedVarintField?
     var deadlineTimer: TimerQueue.ID?
 
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
@@ -298,7 +301,10 @@ final class ProxiedCall {
             return
         }
         self.responseStarted = true
-        if self.requestRecorded, let rpc = self.decodedRPC, rpc.responseStatus != .none { self.responseHead = [] }
+        if self.requestRecorded, let rpc = self.decodedRPC {
+            if rpc.responseStatus != .none { self.responseHead = [] }
+            if let field = rpc.affectedRowsField { self.affectedRows = StreamedVarintField(field: field) }
+        }
         if endStream {
             self.responseFinished = true
             self.finalStatus = fields.first { $0.name == "grpc-status" }?.value
@@ -316,6 +322,7 @@ final class ProxiedCall {
         }
         self.responseInFlight += bytes.count
         if self.responseHead != nil { self.keepResponseHead(bytes) }
+        self.affectedRows?.consume(bytes)
         client.markDirty()
     }
 

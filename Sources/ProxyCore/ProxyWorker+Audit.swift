@@ -279,6 +279,8 @@ extension ProxyWorker {
                     record.milvusCode = failure.code
                     if record.message?.isEmpty ?? true { record.message = failure.reason }
                 }
+                // The rows Milvus says an Insert, Upsert or Delete changed.
+                if final == "0", let count = call.affectedRows?.value { record.rows = Int64(clamping: count) }
             } else {
                 // The client went away (RST_STREAM or a closed connection) before any answer.
                 record.status = Int32(GRPCStatusCode.cancelled.rawValue)

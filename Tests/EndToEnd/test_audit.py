@@ -145,6 +145,33 @@ def test_milvus_failure_in_a_response_status_is_a_failed_outcome(audited):
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def test_rows_milvus_deleted_are_recorded(audited):
+    """A Delete by filter names no row count; the outcome records how many rows Milvus says it deleted (delete_cnt,
+    read from the response after the deleted ids), and an Insert how many it inserted."""
+    server, address = audited
+    root = MilvusClient(uri=address, token="root:Milvus", timeout=30)
+    try:
+        if root.has_collection("counted"):
+            root.drop_collection("counted")
+        root.create_collection("counted", dimension=4)
+        root.insert("counted", [{"id": n, "vector": [0.1, 0.2, 0.3, 0.4]} for n in range(50)])
+        root.delete("counted", filter="id < 20")
+    finally:
+        root.close()
+    listed = {}
+    def recorded() -> bool:
+        nonlocal listed
+        out = guard_cli(server.work_dir, "audit", "--collection", "counted", "--format", "json")
+        listed = {e["rpc"]: e for e in map(json.loads, out.stdout.splitlines()) if e["outcome"] != "unknown"}
+        return {"Insert", "Delete"} <= listed.keys()
+    harness.wait_until(recorded, 10, "the Insert's and the Delete's outcomes recorded")
+    assert (listed["Insert"]["rows"], listed["Insert"]["rows_affected"]) == (50, 50), listed["Insert"]
+    assert (listed["Delete"]["rows"], listed["Delete"]["rows_affected"]) == (None, 20), listed["Delete"]
+    assert listed["Delete"]["filter"] == "id < 20"
+    table = guard_cli(server.work_dir, "audit", "--collection", "counted", "--rpc", "Delete")
+    assert "  20  " in table.stdout.splitlines()[-1], table.stdout
+
+
 def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
     server, _ = audited
     sqlite3 = shutil.which("sqlite3")

@@ -208,9 +208,10 @@ struct AuditTests {
         #expect(outcome.status == 0)
         #expect(outcome.milvusCode == 100)
         #expect(outcome.message == "collection not found")
+        #expect(outcome.rows == 0)
     }
 
-    @Test("A successful Milvus status leaves the outcome ok, without a Milvus code")
+    @Test("A successful Milvus status leaves the outcome ok, without a Milvus code, with the rows Milvus deleted")
     func milvusSuccess() throws {
         let result: [UInt8] = [0x0A, 0x00, 0x38, 0x02]  // status {} and delete_cnt 2
         let setup = try self.setUp(behavior: .reply(body: [0, 0, 0, 0, UInt8(result.count)] + result, split: 2))
@@ -220,6 +221,7 @@ struct AuditTests {
         #expect(records.last?.kind == .outcome)
         #expect(records.last?.milvusCode == nil)
         #expect(records.last?.status == 0)
+        #expect(records.last?.rows == 2)  // delete_cnt: what Milvus says it deleted
     }
 
     @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")
