@@ -1,4 +1,5 @@
-// Feeds arbitrary bytes through GRPCFrameDecoder and MilvusCall decoding (libFuzzer).
+// Feeds arbitrary bytes through GRPCFrameDecoder and MilvusCall decoding, and as a response through MilvusStatus and
+// StreamedVarintField (libFuzzer).
 //
 // Input layout: byte 0 picks the RPC (index into MilvusRPCs.all), byte 1 the chunking pattern, the rest is a
 // gRPC body. Invariants checked besides "never traps": chunked and one-shot framing agree, every message
@@ -83,6 +84,30 @@ func fuzzOne(_ input: [UInt8]) {
         var reader = WireReader(message.payload, limits: limits)
         walk(&reader)
     }
+
+    // The body as a response: Milvus's status from its first bytes (any prefix), and a varint field streamed past
+    // in chunks agrees with the same field read in one piece.
+    for cut in [body.count, body.count / 2, min(body.count, 5)] {
+        if let failure = MilvusStatus.failure(in: body.prefix(cut), shape: rpc.responseStatus) {
+            precondition(failure.code != 0, "a failure with code 0")
+        }
+    }
+    let field = UInt32(input[1] & 0x0F)
+    var inOnePiece = StreamedVarintField(field: field)
+    inOnePiece.consume(Array(body))
+    var streamed = StreamedVarintField(field: field)
+    var index = body.startIndex
+    var step = 0
+    while index < body.endIndex {
+        let end = min(index + Int((input[1] >> (step % 4)) & 0x7) + 1, body.endIndex)
+        streamed.consume(Array(body[index..<end]))
+        index = end
+        step += 1
+    }
+    precondition(
+        streamed.value == inOnePiece.value,
+        "streamed \(streamed.value as Any) vs in one piece \(inOnePiece.value as Any)"
+    )
 }
 
 func walk(_ reader: inout WireReader) {
