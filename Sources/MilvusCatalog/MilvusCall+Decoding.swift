@@ -72,6 +72,7 @@ private struct DecodedFields {
     var privileges: [String] = []
     var resourceGroupKeys: [String] = []
     var rowCount: UInt32?
+    var filterParameters = FilterParameters()
 
     mutating func readRequest(_ reader: inout WireReader, rpc: RPCDescriptor) throws(WireError) {
         while let field = try reader.nextField() {
@@ -126,6 +127,9 @@ private struct DecodedFields {
                 var key: String?
                 try Self.readName(&nested, into: &key)
                 self.resourceGroupKeys.append(key ?? "")
+            case .filterParameters:
+                var nested = try reader.nestedReader(for: field)
+                try self.filterParameters.readEntry(&nested)
             }
         }
     }
@@ -185,6 +189,7 @@ private struct DecodedFields {
         call.fieldName = nonEmpty(self.fieldName)
         call.alias = nonEmpty(self.alias)
         call.filter = nonEmpty(self.filter)
+        call.filterParameters = self.filterParameters.isEmpty ? nil : self.filterParameters.json
         call.users = nonEmpty(self.user).map { [$0] } ?? []
         call.roles = (nonEmpty(self.role).map { [$0] } ?? []) + self.roles
         call.newCollectionName = nonEmpty(self.newCollection)

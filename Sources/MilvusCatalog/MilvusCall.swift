@@ -28,6 +28,9 @@ public struct MilvusCall: Hashable, Sendable {
     public internal(set) var alias: String?
     /// The boolean expression of Delete and Query (`expr`), or `nil`.
     public internal(set) var filter: String?
+    /// Delete's filter template values (`expr_template_values`) as a JSON object, keys sorted, or `nil` (see
+    /// `FilterParameters`): `{"ids":[1,2,3]}` for `filter="id in {ids}"`.
+    public internal(set) var filterParameters: String?
     /// Users the call targets: `username`, `user_name`, SelectUser's `user.name`.
     public internal(set) var users: [String] = []
     /// Roles the call targets: `role_name`, CreateRole's `entity.name`, SelectRole's and OperatePrivilegeV2's

@@ -433,7 +433,7 @@ extension MilvusRPCs {
                 RequestField(7, .rowCount), RequestField(9, .namespace),
             ]
         ),
-        // milvus.proto.milvus.DeleteRequest: 2 db_name, 3 collection_name, 4 partition_name, 5 expr, 9 namespace
+        // milvus.proto.milvus.DeleteRequest: 2 db_name, 3 collection_name, 4 partition_name, 5 expr, 8 expr_template_values, 9 namespace
         RPCDescriptor(
             name: "Delete",
             actionClass: .destructive,
@@ -442,7 +442,7 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition),
-                RequestField(5, .filter), RequestField(9, .namespace),
+                RequestField(5, .filter), RequestField(8, .filterParameters), RequestField(9, .namespace),
             ]
         ),
         // milvus.proto.milvus.UpsertRequest: 2 db_name, 3 collection_name, 4 partition_name, 7 num_rows, 10 namespace

@@ -22,6 +22,8 @@ enum FieldRole: Hashable, Sendable {
     case privileges
     /// `map<string, rg.ResourceGroupConfig>`: entries are messages whose key (1) is a resource group name.
     case resourceGroupMap
+    /// Delete's `map<string, schema.TemplateValue> expr_template_values`: what the filter's `{name}`s stand for.
+    case filterParameters
 }
 
 /// One field of a request message that the guard reads: its number in `milvus.proto` and its role.

@@ -331,6 +331,7 @@ extension ProxyWorker {
         if !call.resourceGroups.isEmpty { targets["resource_group"] = call.resourceGroups.joined(separator: ",") }
         if let group = call.privilegeGroup { targets["privilege_group"] = group }
         if let snapshot = call.snapshotName { targets["snapshot"] = snapshot }
+        if let parameters = call.filterParameters { targets["filter_params"] = parameters }
         if call.collections.count > 1 || (call.collection == nil && !call.collections.isEmpty) {
             targets["collections"] = call.collections.joined(separator: ",")
         }

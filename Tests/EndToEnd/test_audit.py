@@ -172,6 +172,33 @@ def test_rows_milvus_deleted_are_recorded(audited):
     assert "  20  " in table.stdout.splitlines()[-1], table.stdout
 
 
+def test_filter_template_values_of_a_delete_are_recorded(audited):
+    """pymilvus sends `delete(filter="id in {ids}", filter_params=…)` as an expression and its template values; the
+    record holds both, so it says which rows were meant. (milvus-lite does not support templates and refuses the
+    Delete in its response status, which is recorded too.)"""
+    server, address = audited
+    root = MilvusClient(uri=address, token="root:Milvus", timeout=30)
+    try:
+        if not root.has_collection("templated"):
+            root.create_collection("templated", dimension=4)
+        try:
+            root.delete("templated", filter="id in {ids} and id > {low}", filter_params={"ids": [1, 2, 3], "low": 1})
+        except MilvusException:
+            pass  # milvus-lite: "unexpected character '{'"
+    finally:
+        root.close()
+    entry = {}
+    def recorded() -> bool:
+        nonlocal entry
+        out = guard_cli(server.work_dir, "audit", "--collection", "templated", "--rpc", "Delete", "--format", "json")
+        lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        entry = lines[-1] if lines else {}
+        return bool(entry) and entry["outcome"] != "unknown"
+    harness.wait_until(recorded, 10, "the Delete recorded with its outcome")
+    assert entry["filter"] == "id in {ids} and id > {low}", entry
+    assert json.loads(entry["targets"]["filter_params"]) == {"ids": [1, 2, 3], "low": 1}, entry
+
+
 def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
     server, _ = audited
     sqlite3 = shutil.which("sqlite3")

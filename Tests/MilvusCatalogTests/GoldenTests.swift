@@ -23,6 +23,7 @@ struct GoldenCase: Decodable, Sendable, CustomTestStringConvertible {
         let privilegeGroup: String?
         let snapshotName: String?
         let otherTargets: [[String]]
+        let filterParameters: String?
     }
 
     let name: String
@@ -89,6 +90,7 @@ struct GoldenTests {
         #expect(call.resourceGroups == expect.resourceGroups)
         #expect(call.privilegeGroup == expect.privilegeGroup)
         #expect(call.snapshotName == expect.snapshotName)
+        #expect(call.filterParameters == expect.filterParameters)
         let others = call.otherTargets.map { [$0.kind.rawValue, $0.value] }
         #expect(
             others.sorted { $0.lexicographicallyPrecedes($1) }

@@ -231,3 +231,78 @@ struct MilvusCallTests {
 
 /// DropCollectionRequest{db_name (2): "default", collection_name (3): "docs"}, field numbers from milvus.proto.
 let drop: [UInt8] = [0x12, 0x07] + Array("default".utf8) + [0x1A, 0x04] + Array("docs".utf8)
+
+@Suite("Delete's filter template values")
+struct FilterParametersTests {
+    /// A DeleteRequest with `expr` and `expr_template_values` entries built by `entries`.
+    func delete(_ entries: (inout WireWriter) -> Void) -> [UInt8] {
+        message {
+            $0.writeStringField(3, "books")
+            $0.writeStringField(5, "id in {ids}")
+            entries(&$0)
+        }
+    }
+
+    @Test("Non-finite doubles are strings, unpacked repeated values count, unknown value kinds are null")
+    func edges() throws {
+        let bytes = delete {
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "inf")
+                entry.writeMessageField(2) { $0.writeFixed64Field(3, Double.infinity.bitPattern) }
+            }
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "ids")
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in
+                        array.writeMessageField(2) { long in
+                            long.writeVarintField(1, 4)
+                            long.writeVarintField(1, UInt64(bitPattern: -5))
+                        }
+                    }
+                }
+            }
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "future")
+                entry.writeMessageField(2) { $0.writeVarintField(9, 1) }
+            }
+        }
+        let call = try MilvusCall(decoding: bytes[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        #expect(call.filter == "id in {ids}")
+        #expect(call.filterParameters == #"{"future":null,"ids":[4,-5],"inf":"inf"}"#)
+        let plain = try MilvusCall(decoding: delete { _ in }[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        #expect(plain.filterParameters == nil)
+    }
+
+    @Test("Malformed template values make the request malformed (it is refused, not forwarded)")
+    func malformed() throws {
+        let cutVarint = delete {
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "ids")
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in array.writeMessageField(2) { $0.writeBytesField(1, [0x80]) } }
+                }
+            }
+        }
+        #expect(throws: WireError.self) {
+            _ = try MilvusCall(decoding: cutVarint[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        }
+        // Arrays nested deeper than the decoder's depth limit.
+        var nested = WireWriter()
+        nested.writeMessageField(2) { $0.writeVarintField(1, 1) }
+        for _ in 0..<40 {
+            var outer = WireWriter()
+            let inner = nested.bytes
+            outer.writeMessageField(5) { $0.writeMessageField(1) { $0.writeRaw(inner) } }
+            nested = outer
+        }
+        let deep = delete {
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "deep")
+                entry.writeMessageField(2) { $0.writeMessageField(5) { $0.writeRaw(nested.bytes) } }
+            }
+        }
+        #expect(throws: WireError.self) {
+            _ = try MilvusCall(decoding: deep[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        }
+    }
+}

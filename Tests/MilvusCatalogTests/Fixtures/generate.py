@@ -112,6 +112,18 @@ def build(method, tag):
             getattr(message, name)[f"rg_map_{tag}"].SetInParent()
         elif role == "rowCount":
             setattr(message, name, 3 if tag == "a" else 4_000_000_000)
+        elif role == "filterParameters":
+            params = getattr(message, name)
+            params["ids"].array_val.long_data.data.extend([1, -2, 3] if tag == "a" else [7])
+            params[f"name_{tag}"].string_val = f'q"ü\n{tag}'
+            params["ratio"].float_val = 0.5 if tag == "a" else -2.25
+            params["flag"].bool_val = tag == "a"
+            params["blob"].bytes_val = b"\x00\x01\x02"
+            nested = params["grid"].array_val.array_data.data
+            nested.add().double_data.data.extend([1.5, 2.0])
+            nested.add().string_data.data.extend(["x", "y"])
+            params["docs"].array_val.json_data.data.extend([b'{"a":1}'])
+            params["switches"].array_val.bool_data.data.extend([True, False])
         elif field.is_repeated:
             getattr(message, name).extend([f"{name}_{tag}1", f"{name}_{tag}2"])
         elif role == "filter":
@@ -148,6 +160,8 @@ def expected(method, data, metadata, map_keys=()):
             pass  # keys in wire order, given by the caller (protobuf's map iteration order is unspecified)
         elif role == "rowCount":
             single["rowCount"] = value
+        elif role == "filterParameters":
+            single["filterParameters"] = render_parameters(value) if len(value) else None
         elif role in lists:
             lists[role] = list(value)
         else:
@@ -197,7 +211,58 @@ def expected(method, data, metadata, map_keys=()):
         "privilegeGroup": one("privilegeGroup"),
         "snapshotName": one("snapshot"),
         "otherTargets": others,
+        "filterParameters": single.get("filterParameters"),
     }
+
+
+def quoted(text):
+    """A JSON string as FilterParameters writes it: non-ASCII as itself, control characters as \\u00XX."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def render_double(value):
+    return repr(value) if value == value and value not in (float("inf"), float("-inf")) else quoted(repr(value))
+
+
+def render_array(array):
+    kind = array.WhichOneof("data")
+    if kind == "bool_data":
+        items = ["true" if v else "false" for v in array.bool_data.data]
+    elif kind == "long_data":
+        items = [str(v) for v in array.long_data.data]
+    elif kind == "double_data":
+        items = [render_double(v) for v in array.double_data.data]
+    elif kind == "string_data":
+        items = [quoted(v) for v in array.string_data.data]
+    elif kind == "array_data":
+        items = [render_array(v) for v in array.array_data.data]
+    elif kind == "json_data":
+        items = [quoted(v.decode("utf-8")) for v in array.json_data.data]
+    else:
+        items = []
+    return "[" + ",".join(items) + "]"
+
+
+def render_value(value):
+    kind = value.WhichOneof("val")
+    if kind == "bool_val":
+        return "true" if value.bool_val else "false"
+    if kind == "int64_val":
+        return str(value.int64_val)
+    if kind == "float_val":
+        return render_double(value.float_val)
+    if kind == "string_val":
+        return quoted(value.string_val)
+    if kind == "array_val":
+        return render_array(value.array_val)
+    if kind == "bytes_val":
+        return quoted(f"<{len(value.bytes_val)} bytes>")
+    return "null"
+
+
+def render_parameters(params):
+    """Delete's expr_template_values as MilvusCall.filterParameters holds them: a JSON object, keys sorted."""
+    return "{" + ",".join(quoted(key) + ":" + render_value(params[key]) for key in sorted(params)) + "}"
 
 
 def case(name, method, data, metadata, map_keys=()):

@@ -82,6 +82,8 @@ def roles_for(rpc, message):
         elif (f.type == MESSAGE and f.is_repeated and rpc == "UpdateResourceGroups"
               and f.name == "resource_groups"):
             role = "resourceGroupMap"
+        elif f.type == MESSAGE and f.is_repeated and rpc == "Delete" and f.name == "expr_template_values":
+            role = "filterParameters"
         if role:
             out.append((f.number, role, f.name))
     return out
