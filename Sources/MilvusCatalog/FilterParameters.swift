@@ -31,7 +31,8 @@ struct FilterParameters {
 
     /// The JSON object, keys sorted.
     var json: String {
-        "{" + self.values.keys.sorted().map { Self.quoted($0) + ":" + self.values[$0]! }.joined(separator: ",") + "}"
+        "{" + self.values.keys.sorted().map { JSONString.quoted($0) + ":" + self.values[$0]! }.joined(separator: ",")
+            + "}"
     }
 
     /// `schema.TemplateValue`, a oneof: the last field present wins.
@@ -42,11 +43,11 @@ struct FilterParameters {
             case 1: value = try field.boolValue() ? "true" : "false"
             case 2: value = String(try field.int64Value())
             case 3: value = Self.number(Double(bitPattern: try field.fixed64Value()))
-            case 4: value = Self.quoted(try field.stringValue())
+            case 4: value = JSONString.quoted(try field.stringValue())
             case 5:
                 var nested = try reader.nestedReader(for: field)
                 value = try Self.arrayValue(&nested)
-            case 6: value = Self.quoted("<\(try field.bytesValue().count) bytes>")
+            case 6: value = JSONString.quoted("<\(try field.bytesValue().count) bytes>")
             default: continue
             }
         }
@@ -67,11 +68,11 @@ struct FilterParameters {
                 case 1: try Self.scalars(element, fixed: false, into: &elements) { $0 != 0 ? "true" : "false" }
                 case 2: try Self.scalars(element, fixed: false, into: &elements) { String(Int64(bitPattern: $0)) }
                 case 3: try Self.scalars(element, fixed: true, into: &elements) { Self.number(Double(bitPattern: $0)) }
-                case 4: elements.append(Self.quoted(try element.stringValue()))
+                case 4: elements.append(JSONString.quoted(try element.stringValue()))
                 case 5:
                     var array = try nested.nestedReader(for: element)
                     elements.append(try Self.arrayValue(&array))
-                default: elements.append(Self.quoted(String(decoding: try element.bytesValue(), as: UTF8.self)))
+                default: elements.append(JSONString.quoted(String(decoding: try element.bytesValue(), as: UTF8.self)))
                 }
             }
         }
@@ -98,11 +99,16 @@ struct FilterParameters {
 
     /// A double as JSON: finite ones as numbers, others as strings.
     private static func number(_ value: Double) -> String {
-        value.isFinite ? "\(value)" : Self.quoted("\(value)")
+        value.isFinite ? "\(value)" : JSONString.quoted("\(value)")
     }
+}
 
-    /// A JSON string: `"` and `\` escaped, control characters as `\u00XX`, everything else as it is.
-    static func quoted(_ text: String) -> String {
+/// JSON string literals (RFC 8259 §7), for the few places above the store that write JSON: Delete's filter
+/// parameters here, the admin listener's error bodies.
+public enum JSONString {
+    /// `text` quoted: `"` and `\` escaped, newline, carriage return and tab as `\n \r \t`, other control
+    /// characters as `\u00XX`, everything else, non-ASCII included, as it is.
+    public static func quoted(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -1,3 +1,5 @@
+import MilvusCatalog
+
 /// One admin response: status, content type, extra header fields and body. The server adds
 /// `Content-Length`, `Cache-Control: no-store` and `Connection: close` when it serializes it.
 public struct AdminResponse: Sendable, Equatable {
@@ -42,21 +44,7 @@ public struct AdminResponse: Sendable, Equatable {
 
     /// `text` as a JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped.
     public static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        JSONString.quoted(text)
     }
 
     /// The bytes on the wire: status line, header fields, and the body unless `includeBody` is false (HEAD,
