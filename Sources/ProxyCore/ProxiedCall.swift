@@ -80,10 +80,13 @@ final class ProxiedCall {
     private weak var accountingUpstream: UpstreamConnection?
     /// The gRPC status the client got, for the log line.
     private(set) var finalStatus: String?
-    /// The first bytes of the response body of a call whose outcome is recorded: Milvus answers most failures with
-    /// gRPC OK and a failed `common.Status` at the start of the response (``MilvusStatus``). At most
-    /// ``responseHeadLimit`` bytes, and no further than the end of the first message.
-    private(set) var responseHead: [UInt8]?
+    /// The first bytes of the response body of a call whose outcome is recorded, while they come in: Milvus answers
+    /// most failures with gRPC OK and a failed `common.Status` at the start of the response (``MilvusStatus``). At
+    /// most ``responseHeadLimit`` bytes, and no further than the end of the first message; read into
+    /// ``milvusFailure`` and let go as soon as that much is here.
+    private var responseHead: [UInt8]?
+    /// The failed Milvus status read from ``responseHead``, once read.
+    private var readFailure: MilvusStatus?
     /// Enough for the framing and a status with a long reason.
     static let responseHeadLimit = 4096
     /// For a recorded Insert, Upsert or Delete: the count of rows Milvus says it changed, read from the response as it
@@ -326,13 +329,27 @@ final class ProxiedCall {
         client.markDirty()
     }
 
-    /// Adds the start of `bytes` to ``responseHead`` until it holds the first message or reaches the limit.
+    /// Adds the start of `bytes` to ``responseHead``; once it holds the first message or reaches the limit, reads it
+    /// and lets it go.
     private func keepResponseHead(_ bytes: [UInt8]) {
         guard var head = self.responseHead.take() else { return }
-        defer { self.responseHead = head }
-        guard head.count < Self.responseHeadLimit, head.count < Self.firstMessageEnd(head) else { return }
         head.append(contentsOf: bytes.prefix(Self.responseHeadLimit - head.count))
-        if head.count > Self.firstMessageEnd(head) { head.removeLast(head.count - Self.firstMessageEnd(head)) }
+        let end = min(Self.firstMessageEnd(head), Self.responseHeadLimit)
+        guard head.count >= end else {
+            self.responseHead = head
+            return
+        }
+        head.removeLast(head.count - end)
+        self.readFailure = self.decodedRPC.flatMap { MilvusStatus.failure(in: head[...], shape: $0.responseStatus) }
+    }
+
+    /// The failed Milvus status of the response, if it had one (also from a response cut short of its first
+    /// message); nil for a call whose response is not read.
+    var milvusFailure: MilvusStatus? {
+        if let head = self.responseHead, let rpc = self.decodedRPC {
+            return MilvusStatus.failure(in: head[...], shape: rpc.responseStatus)
+        }
+        return self.readFailure
     }
 
     /// Where the first gRPC message of a body starting with `head` ends (`Int.max` until its 5-byte prefix is in).

@@ -273,9 +273,7 @@ extension ProxyWorker {
                 record.message =
                     call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
                 // gRPC OK, but Milvus may have said no in the response's status.
-                if final == "0", let head = call.responseHead, let rpc = call.decodedRPC,
-                    let failure = MilvusStatus.failure(in: head[...], shape: rpc.responseStatus)
-                {
+                if final == "0", let failure = call.milvusFailure {
                     record.milvusCode = failure.code
                     if record.message?.isEmpty ?? true { record.message = failure.reason }
                 }
