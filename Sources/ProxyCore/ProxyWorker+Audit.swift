@@ -274,6 +274,7 @@ extension ProxyWorker {
                     call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
                 // gRPC OK, but Milvus may have said no in the response's status.
                 if final == "0", let failure = call.milvusFailure {
+                    if let rpc = call.decodedRPC { self.metrics.recordMilvusFailure(rpc: rpc) }
                     record.milvusCode = failure.code
                     if record.message?.isEmpty ?? true { record.message = failure.reason }
                 }

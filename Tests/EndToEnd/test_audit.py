@@ -486,6 +486,8 @@ def test_admin_listener(audited):
     assert 'milvus_guard_calls_total{rpc="Insert",decision="allowed",status="0"}' in metrics
     assert "milvus_guard_call_duration_seconds_bucket" in metrics
     assert "milvus_guard_audit_queue_depth" in metrics
+    # The Delete on a missing collection above: gRPC OK, refused in Milvus's status.
+    assert 'milvus_guard_milvus_failures_total{rpc="Delete"}' in metrics
     # The inserts above waited for their request records: the write-ahead wait histogram counted them.
     waits = [line for line in metrics.splitlines() if line.startswith("milvus_guard_audit_wait_seconds_count ")]
     assert waits and int(waits[0].split()[1]) > 0, metrics

@@ -18,6 +18,8 @@ struct AdminMetricsTests {
         # TYPE milvus_guard_calls_total counter
         # HELP milvus_guard_connections_refused_total Client connections closed at accept, by the limit.
         # TYPE milvus_guard_connections_refused_total counter
+        # HELP milvus_guard_milvus_failures_total Recorded calls (mutations; reads with audit.reads) Milvus answered with gRPC OK and a failed status.
+        # TYPE milvus_guard_milvus_failures_total counter
         # HELP milvus_guard_open_connections Client connections open now.
         # TYPE milvus_guard_open_connections gauge
         milvus_guard_open_connections 0
@@ -47,6 +49,8 @@ struct AdminMetricsTests {
         )
         loop.recordUpstreamError(.connect)
         loop.recordConnectionRefused(.refusalsPerMinute)
+        loop.recordMilvusFailure(rpc: try Self.rpc("Delete"))
+        loop.recordMilvusFailure(rpc: try Self.rpc("Delete"))
         loop.connectionOpened()
         let expected = """
             # HELP milvus_guard_audit_wait_seconds Time mutations waited for their request record to be durable.
@@ -75,6 +79,9 @@ struct AdminMetricsTests {
             # HELP milvus_guard_connections_refused_total Client connections closed at accept, by the limit.
             # TYPE milvus_guard_connections_refused_total counter
             milvus_guard_connections_refused_total{limit="refusals_per_minute"} 1
+            # HELP milvus_guard_milvus_failures_total Recorded calls (mutations; reads with audit.reads) Milvus answered with gRPC OK and a failed status.
+            # TYPE milvus_guard_milvus_failures_total counter
+            milvus_guard_milvus_failures_total{rpc="Delete"} 2
             # HELP milvus_guard_open_connections Client connections open now.
             # TYPE milvus_guard_open_connections gauge
             milvus_guard_open_connections 1

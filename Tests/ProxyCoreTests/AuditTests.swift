@@ -209,6 +209,7 @@ struct AuditTests {
         #expect(outcome.milvusCode == 100)
         #expect(outcome.message == "collection not found")
         #expect(outcome.rows == 0)
+        #expect(setup.proxy.server.metrics.render().contains("milvus_guard_milvus_failures_total{rpc=\"Delete\"} 1\n"))
     }
 
     @Test("A successful Milvus status leaves the outcome ok, without a Milvus code, with the rows Milvus deleted")
@@ -222,6 +223,7 @@ struct AuditTests {
         #expect(records.last?.milvusCode == nil)
         #expect(records.last?.status == 0)
         #expect(records.last?.rows == 2)  // delete_cnt: what Milvus says it deleted
+        #expect(!setup.proxy.server.metrics.render().contains("milvus_guard_milvus_failures_total{"))
     }
 
     @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")

@@ -127,6 +127,8 @@ struct MetricsTable: Sendable {
     var durationSum: [UInt64]
     var durationCount: [UInt64]
     var upstreamErrors: [UInt64]
+    /// Recorded calls Milvus answered with gRPC OK and a failed status, per RPC slot.
+    var milvusFailures: [UInt64]
     var connectionsRefused: [UInt64]
     var openConnections: Int64
     /// Non-cumulative bucket counts of the write-ahead wait, by ``auditWaitBounds`` (`+Inf` last).
@@ -140,6 +142,7 @@ struct MetricsTable: Sendable {
         self.durationSum = Array(repeating: 0, count: Self.rpcSlots)
         self.durationCount = Array(repeating: 0, count: Self.rpcSlots)
         self.upstreamErrors = Array(repeating: 0, count: UpstreamErrorKind.allCases.count)
+        self.milvusFailures = Array(repeating: 0, count: Self.rpcSlots)
         self.connectionsRefused = Array(repeating: 0, count: ConnectionRefusalKind.allCases.count)
         self.openConnections = 0
         self.auditWaitBuckets = Array(repeating: 0, count: Self.auditWaitBounds.count + 1)
@@ -177,6 +180,7 @@ struct MetricsTable: Sendable {
             self.durationCount[index] &+= other.durationCount[index]
         }
         for index in self.upstreamErrors.indices { self.upstreamErrors[index] &+= other.upstreamErrors[index] }
+        for index in self.milvusFailures.indices { self.milvusFailures[index] &+= other.milvusFailures[index] }
         for index in self.connectionsRefused.indices {
             self.connectionsRefused[index] &+= other.connectionsRefused[index]
         }
@@ -238,6 +242,14 @@ public final class LoopMetrics: Sendable {
         self.table.withLock { $0.upstreamErrors[kind.rawValue] &+= 1 }
     }
 
+    /// A recorded call (a mutation, or a read with `audit.reads`) that Milvus answered with gRPC OK and a failed
+    /// `common.Status`: call from the loop when its outcome record is made. Such a call is counted in
+    /// `milvus_guard_calls_total` with status 0, the gRPC status it had.
+    public func recordMilvusFailure(rpc: RPCDescriptor) {
+        let index = MilvusRPCs.index(of: rpc) ?? MetricsTable.rpcSlots - 1
+        self.table.withLock { $0.milvusFailures[min(index, MetricsTable.rpcSlots - 1)] &+= 1 }
+    }
+
     /// A client connection was closed at accept by a limit: call from `ProxyWorker.handleEvents`.
     public func recordConnectionRefused(_ kind: ConnectionRefusalKind) {
         self.table.withLock { $0.connectionsRefused[kind.rawValue] &+= 1 }
@@ -268,6 +280,8 @@ public final class LoopMetrics: Sendable {
 ///   write-ahead cost of auditing), once there was one;
 /// - `milvus_guard_connections_refused_total{limit}`: client connections closed at accept, non-zero limits;
 /// - `milvus_guard_upstream_errors_total{kind}`: non-zero kinds;
+/// - `milvus_guard_milvus_failures_total{rpc}`: recorded calls Milvus answered with gRPC OK and a failed status
+///   (counted with status 0 in `milvus_guard_calls_total`), non-zero RPCs;
 /// - `milvus_guard_open_connections`: the client connections open now.
 public final class ProxyMetrics: Sendable {
     /// The loops' tables, by loop index.
@@ -350,6 +364,14 @@ public final class ProxyMetrics: Sendable {
             help: "Client connections closed at accept, by the limit.",
             label: "limit",
             ConnectionRefusalKind.allCases.map { ($0.label, table.connectionsRefused[$0.rawValue]) },
+            to: &out
+        )
+        Self.appendCounter(
+            "milvus_guard_milvus_failures_total",
+            help:
+                "Recorded calls (mutations; reads with audit.reads) Milvus answered with gRPC OK and a failed status.",
+            label: "rpc",
+            Self.rpcNames.indices.map { (Self.rpcNames[$0], table.milvusFailures[$0]) },
             to: &out
         )
         out += "# HELP milvus_guard_open_connections Client connections open now.\n"
