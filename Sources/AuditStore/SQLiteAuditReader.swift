@@ -82,8 +82,7 @@ public final class SQLiteAuditReader: AuditReader {
     private func outcomeCondition(_ outcome: AuditEntry.Outcome) -> String {
         let first = "SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome'"
         let milvusFailed =
-            SQLiteAuditSchema.laterColumnVersions["milvus_code"].map { self.version >= $0 } == true
-            ? " OR o.milvus_code IS NOT NULL" : ""
+            SQLiteAuditSchema.has("milvus_code", version: self.version) ? " OR o.milvus_code IS NOT NULL" : ""
         let ok = "o.status = 0 AND NOT (0\(milvusFailed))"
         let answered = "SELECT 1 FROM audit_records AS o WHERE o.seq = (\(first)) AND o.status IS NOT NULL"
         switch outcome {

@@ -83,11 +83,16 @@ enum SQLiteAuditSchema {
     /// The schema version that added each of ``ChainRow/laterColumnNames``.
     static let laterColumnVersions = ["milvus_code": 6]
 
+    /// Whether a store of schema `version` has `column` (one of ``allColumns``).
+    static func has(_ column: String, version: Int) -> Bool {
+        Self.laterColumnVersions[column].map { version >= $0 } ?? true
+    }
+
     /// `col, col, …` (``allColumns``) with an optional table alias. A column a store of schema `version` does not
     /// have yet reads as `NULL` (the CLI reads older stores without migrating them).
     static func columnList(alias: String? = nil, version: Int = currentVersion) -> String {
         Self.allColumns.map { column in
-            if let added = Self.laterColumnVersions[column], version < added { return "NULL" }
+            guard Self.has(column, version: version) else { return "NULL" }
             return alias.map { "\($0).\(Self.quoted(column))" } ?? Self.quoted(column)
         }.joined(separator: ", ")
     }

@@ -30,9 +30,8 @@ public struct MilvusStatus: Hashable, Sendable {
     /// as it goes (a long `reason` may hide the `code` after it; `error_code`, first, is then used).
     public static func failure(in prefix: ArraySlice<UInt8>, shape: ResponseStatus) -> MilvusStatus? {
         // gRPC framing: 1 byte compressed flag, 4 bytes length.
-        guard prefix.count >= 5, prefix[prefix.startIndex] == 0 else { return nil }
-        let length = prefix.dropFirst(1).prefix(4).reduce(0) { $0 << 8 | Int($1) }
-        let message = prefix.dropFirst(5).prefix(length)
+        guard let end = GRPCMessage.firstMessageEnd(in: prefix), prefix[prefix.startIndex] == 0 else { return nil }
+        let message = prefix.dropFirst(5).prefix(end - 5)
         let status: ArraySlice<UInt8>
         switch shape {
         case .none: return nil

@@ -14,4 +14,11 @@ public struct GRPCMessage: Hashable, Sendable {
         self.payload = payload
         self.streamOffset = streamOffset
     }
+
+    /// Where the first message of a body starting with `bytes` ends, counting its 5-byte prefix; nil until the prefix
+    /// is there. For readers that look only at the start of a body (``GRPCFrameDecoder`` reads whole streams).
+    public static func firstMessageEnd(in bytes: ArraySlice<UInt8>) -> Int? {
+        guard bytes.count >= 5 else { return nil }
+        return 5 + bytes.dropFirst().prefix(4).reduce(0) { $0 << 8 | Int($1) }
+    }
 }

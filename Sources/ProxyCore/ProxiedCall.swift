@@ -2,6 +2,7 @@ import GuardPolicy
 import Logging
 import MilvusCatalog
 import NGHTTP2Support
+import ProtoWire
 
 /// One gRPC call on its way through the proxy: a client stream paired with an upstream stream.
 ///
@@ -334,7 +335,7 @@ final class ProxiedCall {
     private func keepResponseHead(_ bytes: [UInt8]) {
         guard var head = self.responseHead.take() else { return }
         head.append(contentsOf: bytes.prefix(Self.responseHeadLimit - head.count))
-        let end = min(Self.firstMessageEnd(head), Self.responseHeadLimit)
+        let end = min(GRPCMessage.firstMessageEnd(in: head[...]) ?? .max, Self.responseHeadLimit)
         guard head.count >= end else {
             self.responseHead = head
             return
@@ -350,12 +351,6 @@ final class ProxiedCall {
             return MilvusStatus.failure(in: head[...], shape: rpc.responseStatus)
         }
         return self.readFailure
-    }
-
-    /// Where the first gRPC message of a body starting with `head` ends (`Int.max` until its 5-byte prefix is in).
-    private static func firstMessageEnd(_ head: [UInt8]) -> Int {
-        guard head.count >= 5 else { return .max }
-        return 5 + head[1...4].reduce(0) { $0 << 8 | Int($1) }
     }
 
     /// Trailers from upstream (nil when it ended with an empty DATA frame instead).
