@@ -41,13 +41,16 @@ public protocol AuditLog: Sendable {
     func submitDeferred(_ record: consuming AuditRecord, token: UInt64, listener: (any AuditListener)?) -> Bool
     /// Wakes the writer for the records queued with ``submitDeferred(_:token:listener:)`` (nothing if none wait).
     func wake()
-    /// Records queued or being written.
+    /// Records queued, being written, or held over from failed batches (see `AuditWriter`).
     var queueDepth: Int { get }
     /// Whether the last batch (or the last probe, while idle after a failure) could write; for /readyz.
     var isWritable: Bool { get }
     /// Batches committed and records in them since the store was opened (for /metrics: records per batch is
     /// what group commit achieves).
     var committed: (batches: Int, records: Int) { get }
+    /// Records nobody waited for (outcomes, refusals) that failed batches left behind and the store still refused
+    /// when it closed: they are lost. Until then the writer holds them and tries again (see `AuditWriter`).
+    var abandoned: Int { get }
     /// Writes what is queued, then stops the writer thread. Later submits return false. Idempotent.
     func close()
 }

@@ -96,6 +96,32 @@ final class AuditWriter: Sendable {
             self.records += other.records
             self.waiters += other.waiters
         }
+
+        /// The first `count` records and their waiters.
+        func prefix(_ count: Int) -> Batch {
+            Batch(records: Array(self.records.prefix(count)), waiters: Array(self.waiters.prefix(count)))
+        }
+
+        mutating func removeFirst(_ count: Int) {
+            self.records.removeFirst(count)
+            self.waiters.removeFirst(count)
+        }
+
+        /// Splits a failed batch: the records nobody waits for (outcomes, refusals, reads' requests), which are held
+        /// over for a later commit, and the waiters who hear of the failure (their calls are refused).
+        consuming func splitFailed() -> (heldOver: Batch, waiting: [Waiter]) {
+            var heldOver = Batch()
+            var waiting: [Waiter] = []
+            for (record, waiter) in zip(self.records, self.waiters) {
+                if waiter.listener == nil {
+                    heldOver.records.append(record)
+                    heldOver.waiters.append(waiter)
+                } else {
+                    waiting.append(waiter)
+                }
+            }
+            return (heldOver, waiting)
+        }
     }
 
     private struct State: Sendable {
@@ -103,6 +129,8 @@ final class AuditWriter: Sendable {
         var inFlight = 0
         /// Records committed and waiting for the sync thread.
         var syncing = 0
+        /// Records held over from failed batches (see ``AuditWriter``), mirrored from the writer thread.
+        var held = 0
         var wakePending = false
         var closing = false
         /// Calls in progress: request records queued or written whose outcome record has not been queued yet.
@@ -126,6 +154,8 @@ final class AuditWriter: Sendable {
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
     private let batchesCommitted = Atomic<Int>(0)
+    /// Records held over from failed batches that were still unwritten when the writer stopped.
+    private let recordsAbandoned = Atomic<Int>(0)
     private let recordsCommitted = Atomic<Int>(0)
     private let wake = WakeSignal()
     private let capacity: Int
@@ -136,6 +166,9 @@ final class AuditWriter: Sendable {
     private let lazyMilliseconds: Int
     /// A lazy batch is committed at once from this many records.
     private static let lazyBatchLimit = 4096
+    /// At most this many held-over records go with one commit, so that a store that still fails costs each try
+    /// a bounded amount of work, and a recovered one drains a long backlog in commits of ordinary size.
+    static let heldOverPerCommit = 4096
     /// How long a small batch that somebody waits for sleeps for company while enough other calls are in
     /// progress; 0 never.
     private let commitDelayMilliseconds: Int
@@ -218,7 +251,9 @@ final class AuditWriter: Sendable {
         let (accepted, signal) = self.state.withLock { state -> (Bool, Bool) in
             // An outcome ends its call even when it can't be queued: its call is over either way.
             if kind == .outcome { state.openCalls = max(0, state.openCalls - 1) }
-            guard !state.closing, state.queue.count + state.syncing < self.capacity else { return (false, false) }
+            guard !state.closing, state.queue.count + state.syncing + state.held < self.capacity else {
+                return (false, false)
+            }
             if kind == .request { state.openCalls += 1 }
             state.queue.records.append(pending.take()!)
             state.queue.waiters.append(Waiter(token: token, listener: listener))
@@ -242,7 +277,7 @@ final class AuditWriter: Sendable {
     }
 
     var queueDepth: Int {
-        self.state.withLock { $0.queue.count + $0.inFlight + $0.syncing }
+        self.state.withLock { $0.queue.count + $0.inFlight + $0.syncing + $0.held }
     }
 
     var isWritable: Bool {
@@ -251,6 +286,11 @@ final class AuditWriter: Sendable {
 
     var committed: (batches: Int, records: Int) {
         (self.batchesCommitted.load(ordering: .relaxed), self.recordsCommitted.load(ordering: .relaxed))
+    }
+
+    /// Records held over from failed batches that the store still refused when the writer stopped: lost.
+    var abandoned: Int {
+        self.recordsAbandoned.load(ordering: .relaxed)
     }
 
     /// Writes what is queued and joins the thread. Must not be called from a listener (the writer thread).
@@ -330,12 +370,22 @@ final class AuditWriter: Sendable {
     }
 
     /// The writer thread's loop.
+    ///
+    /// Held over: when a batch fails, the records somebody waits for (a mutation's request) fail with it, and their
+    /// calls are refused. The others (outcomes of calls already forwarded, refusals, the requests of recorded reads)
+    /// are kept and go first into a later commit: with the next batch once the store takes one, or every
+    /// `probeMilliseconds` on their own while it still fails. They count against the queue's capacity, so a long
+    /// outage ends with submits refused (which the proxy logs), not with memory growing. Only what the store still
+    /// refuses when the writer stops is lost (``abandoned``).
     private func run(sink: any AuditBatchSink) {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
         var unannounced = false
         // Mean duration of recent calls, which bounds the commit delay.
         var meanCallNanoseconds: Int64?
+        // Records of failed batches that nobody waits for, oldest first, and when to try them again.
+        var held = Batch()
+        var nextHeldTry: Int64 = 0
         func announceHead() {
             guard let onHead = self.onHead, let head = sink.head() else { return }
             onHead(head)
@@ -356,54 +406,85 @@ final class AuditWriter: Sendable {
         }
         while true {
             var (batch, closing) = self.take()
-            guard !batch.isEmpty else {
+            let tryHeld =
+                !held.isEmpty && (self.isWritable || closing || Self.monotonicMilliseconds() >= nextHeldTry)
+            if batch.isEmpty && !tryHeld {
                 if closing {
                     if unannounced { announceHead() }
                     return
                 }
                 if self.isWritable {
                     self.wake.wait()
-                } else if !self.wake.wait(milliseconds: self.probeMilliseconds), self.failedSync == nil {
-                    if (try? sink.probe()) != nil { self.markWritable() }
+                } else if held.isEmpty {
+                    if !self.wake.wait(milliseconds: self.probeMilliseconds), self.failedSync == nil {
+                        if (try? sink.probe()) != nil { self.markWritable() }
+                    }
+                } else {
+                    // The held-over records are the probe.
+                    _ = self.wake.wait(milliseconds: Int(max(1, nextHeldTry - Self.monotonicMilliseconds())))
                 }
                 continue
             }
             self.extendLazily(&batch, closing: &closing)
             self.delayCommit(&batch, closing: &closing, meanCallNanoseconds: meanCallNanoseconds)
             batch.observeCallDurations(into: &meanCallNanoseconds)
+            // What this commit writes: held-over records first (oldest first), then the batch.
+            let heldTried = tryHeld ? min(held.count, Self.heldOverPerCommit) : 0
+            var attempt = heldTried > 0 ? held.prefix(heldTried) : Batch()
+            if heldTried > 0 { attempt.append(contentsOf: batch) }
             var results: [AuditResult]
+            var notified: [Waiter]
             var committed = false
             do throws(AuditStoreError) {
                 if let failure = self.failedSync { throw failure }
-                let sequences = try sink.append(batch.records)
+                let sequences = try sink.append(heldTried > 0 ? attempt.records : batch.records)
                 if let syncer, syncThread == nil { try self.sync(syncer) }
                 committed = true
                 self.markWritable()
                 self.batchesCommitted.add(1, ordering: .relaxed)
-                self.recordsCommitted.add(batch.count, ordering: .relaxed)
+                self.recordsCommitted.add(heldTried + batch.count, ordering: .relaxed)
                 unannounced = true
                 if self.onHead != nil, Self.monotonicMilliseconds() >= nextHead { announceHead() }
-                results = zip(batch.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) }
+                held.removeFirst(heldTried)
+                notified = batch.waiters
+                results = zip(notified, sequences.dropFirst(heldTried)).map {
+                    AuditResult(token: $0.token, sequence: $1, error: nil)
+                }
             } catch {
                 self.writable.store(false, ordering: .releasing)
                 // Their calls are refused: no outcome will end them.
                 let refused = batch.awaitedRequests
                 self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
-                results = batch.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) }
+                let (heldOver, waiting) = batch.splitFailed()
+                batch = Batch()
+                notified = waiting
+                results = waiting.map { AuditResult(token: $0.token, sequence: nil, error: error) }
+                if closing {
+                    // The last try: what the store still refuses is lost.
+                    self.recordsAbandoned.add(held.count + heldOver.count, ordering: .relaxed)
+                    held = Batch()
+                } else {
+                    held.append(contentsOf: heldOver)
+                    nextHeldTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
+                }
             }
             guard syncThread != nil else {
-                self.state.withLock { $0.inFlight = 0 }
-                Self.notify(batch.waiters, results)
+                self.state.withLock {
+                    $0.inFlight = 0
+                    $0.held = held.count
+                }
+                Self.notify(notified, results)
                 continue
             }
             // Failed batches go through the sync thread too, so that every listener hears in commit order.
             let awaited = committed ? batch.awaitedRequests : 0
             self.state.withLock {
                 $0.inFlight = 0
-                $0.syncing += batch.count
+                $0.held = held.count
+                $0.syncing += notified.count
             }
             self.synced.withLock {
-                $0.waiters += batch.waiters
+                $0.waiters += notified
                 $0.results += results
                 $0.awaitedRequests += awaited
             }

@@ -61,6 +61,8 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
 
     public var committed: (batches: Int, records: Int) { self.writer.committed }
 
+    public var abandoned: Int { self.writer.abandoned }
+
     public func close() { self.writer.close() }
 
     public func query(_ query: AuditQuery) throws(AuditStoreError) -> [AuditEntry] {

@@ -137,7 +137,17 @@ public struct ServeCommand: ParsableCommand {
             audit = nil
             logger.warning("audit.enabled is false: no call is recorded")
         }
-        defer { audit?.log.close() }
+        defer {
+            if let log = audit?.log {
+                log.close()
+                if log.abandoned > 0 {
+                    logger.error(
+                        "audit store unavailable at exit: records of calls that had ended are lost",
+                        metadata: ["records": "\(log.abandoned)"]
+                    )
+                }
+            }
+        }
 
         // 5. The proxy (validates TLS files and addresses; binds nothing yet).
         let server: ProxyServer

@@ -49,6 +49,64 @@ struct MemoryAuditStoreTests {
         #expect(write([fullRequest(2)], to: store).first?.sequence == 1)
     }
 
+    @Test("Records nobody waits for outlive a failing store and are written, in order, once it recovers")
+    func heldOver() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 10)
+        defer { store.close() }
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        // A mutation's request fails at once: its call is refused.
+        #expect(write([fullRequest(1)], to: store).first?.error?.message == "audit store unavailable: disk full")
+        // The outcome of a call already forwarded, and a refusal: nobody waits for them.
+        var refusal = fullRequest(2)
+        refusal.kind = .refusal
+        refusal.status = 8
+        #expect(store.submit(outcome(3), token: 10, listener: nil))
+        #expect(store.submit(refusal, token: 11, listener: nil))
+        #expect(waitUntil { !store.isWritable && store.queueDepth == 2 })
+        usleep(50_000)  // several tries, every 10 ms, all failed
+        #expect(store.records.isEmpty)
+        #expect(store.queueDepth == 2)
+        store.failWrites(with: nil)
+        #expect(waitUntil { store.records.count == 2 })
+        #expect(store.records == [outcome(3), refusal])
+        #expect(store.queueDepth == 0)
+        // And the store goes on from there.
+        #expect(write([fullRequest(4)], to: store).first?.sequence == 3)
+        guard case .ok(3, _) = try store.verify() else {
+            Issue.record("verify failed")
+            return
+        }
+        #expect(store.abandoned == 0)
+    }
+
+    @Test("Held-over records count against the queue's capacity: a long outage refuses submits, not memory")
+    func heldOverIsBounded() throws {
+        let store = try MemoryAuditStore(options: AuditStoreOptions(queueCapacity: 4), probeMilliseconds: 10)
+        defer { store.close() }
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        for n in 1...4 { #expect(store.submit(outcome(n), token: UInt64(n), listener: nil)) }
+        #expect(waitUntil { !store.isWritable && store.queueDepth == 4 })
+        usleep(50_000)
+        #expect(!store.submit(outcome(5), token: 5, listener: nil))
+        store.failWrites(with: nil)
+        #expect(waitUntil { store.records.count == 4 })
+        #expect(store.submit(outcome(6), token: 6, listener: nil))
+        #expect(waitUntil { store.records.count == 5 })
+    }
+
+    @Test("What the store still refuses when it closes is counted as abandoned")
+    func abandonedAtClose() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 10)
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        #expect(store.submit(outcome(1), token: 1, listener: nil))
+        #expect(waitUntil { !store.isWritable })
+        #expect(store.submit(outcome(2), token: 2, listener: nil))
+        store.close()
+        #expect(store.records.isEmpty)
+        #expect(store.abandoned == 2)
+        #expect(store.queueDepth == 0)
+    }
+
     @Test("prune appends a checkpoint and verify passes")
     func prune() throws {
         let store = try MemoryAuditStore()

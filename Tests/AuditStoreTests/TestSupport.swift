@@ -115,3 +115,12 @@ func write(_ records: [AuditRecord], to store: some AuditLog, firstToken: UInt64
     }
     return listener.wait(for: records.count)
 }
+
+/// Polls `condition` every millisecond for up to 10 s; whether it became true.
+func waitUntil(_ condition: () -> Bool) -> Bool {
+    for _ in 0..<10_000 {
+        if condition() { return true }
+        usleep(1_000)
+    }
+    return condition()
+}

@@ -236,6 +236,9 @@ struct AuditTests {
         #expect(try setup.call("HasCollection").grpcStatus == "0")
         setup.store.failWrites(with: nil)
         #expect(try setup.call("DropCollection").grpcStatus == "0")
+        // The refusal's record failed with the store, was held over, and is written once the store takes records
+        // again: next to the second drop's request and outcome.
+        let records = setup.records(count: 3)
         #expect(setup.proxy.stop())
         let paths = setup.upstream.record.value.requests.compactMap { $0.first { $0.name == ":path" }?.value }
         #expect(
@@ -243,5 +246,13 @@ struct AuditTests {
                 "HasCollection", "DropCollection",
             ]
         )
+        try #require(records.count == 3)
+        let refusal = try #require(records.first { $0.kind == .refusal })
+        #expect(refusal.rpc == "DropCollection")
+        #expect(refusal.collection == "books")
+        #expect(refusal.status == 8)
+        #expect(refusal.message == "milvus-guard: audit store unavailable: disk full")
+        #expect(records.filter { $0.kind != .refusal }.map(\.kind) == [.request, .outcome])
+        #expect(setup.store.abandoned == 0)
     }
 }

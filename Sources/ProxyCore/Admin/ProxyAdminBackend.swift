@@ -152,7 +152,7 @@ public final class ProxyAdminBackend: AdminBackend {
             # HELP milvus_guard_audit_records_total Audit records committed.
             # TYPE milvus_guard_audit_records_total counter
             milvus_guard_audit_records_total \(committed.records)
-            # HELP milvus_guard_audit_queue_depth Audit records queued or being written.
+            # HELP milvus_guard_audit_queue_depth Audit records queued, being written, or held over from failed batches.
             # TYPE milvus_guard_audit_queue_depth gauge
             milvus_guard_audit_queue_depth \(audit.log.queueDepth)
             # HELP milvus_guard_audit_writable Whether the audit store could write its last batch (1) or not (0).
