@@ -40,6 +40,25 @@ public struct AuditCommand: ParsableCommand {
         return try GuardConfig.load(file: GuardConfig.defaultFileName, currentDirectory: currentDirectory).storePath
     }
 
+    /// `audit --store F verify` read as `audit verify --store F`: the synopsis puts `--store` right after `audit`,
+    /// but ArgumentParser takes a word after an option as an argument of the default subcommand (`list`), which has
+    /// none. Every audit option takes a value, so the word after the options is a subcommand's name or a mistake.
+    /// Other command lines are returned as they are.
+    public static func subcommandFirst(_ arguments: [String]) -> [String] {
+        guard arguments.first == Self.configuration.commandName else { return arguments }
+        let names = Self.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        var index = 1
+        while index < arguments.count, arguments[index].hasPrefix("-"), arguments[index] != "--" {
+            let flag = arguments[index] == "-h" || arguments[index] == "--help" || arguments[index].contains("=")
+            index += flag ? 1 : 2
+        }
+        guard index > 1, index < arguments.count, names.contains(arguments[index]) else { return arguments }
+        var reordered = arguments
+        let name = reordered.remove(at: index)
+        reordered.insert(name, at: 1)
+        return reordered
+    }
+
     /// Prints `output` and exits with `code` unless it is 0.
     static func finish(_ result: (output: [String], exitCode: Int32)) throws {
         for line in result.output {

@@ -17,4 +17,9 @@ public struct GuardCommand: ParsableCommand {
 
     /// Creates the command; ArgumentParser calls this while parsing.
     public init() {}
+
+    /// The process entry: ArgumentParser's `main`, after ``AuditCommand/subcommandFirst(_:)``.
+    public static func main() {
+        Self.main(AuditCommand.subcommandFirst(Array(CommandLine.arguments.dropFirst())))
+    }
 }

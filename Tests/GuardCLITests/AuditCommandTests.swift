@@ -72,6 +72,32 @@ struct AuditCommandTests {
         #expect(try GuardCommand.parseAsRoot(["audit", "--user", "x"]) is AuditListCommand)
     }
 
+    @Test("--store before the subcommand's name, as the synopsis writes it: audit --store F verify")
+    func storeBeforeSubcommand() throws {
+        func parse(_ arguments: [String]) throws -> any ParsableCommand {
+            try GuardCommand.parseAsRoot(AuditCommand.subcommandFirst(arguments))
+        }
+        let verify = try #require(try parse(["audit", "--store", "a.db", "verify"]) as? AuditVerifyCommand)
+        #expect(verify.store == "a.db")
+        let prune = try #require(
+            try parse(["audit", "--store=a.db", "prune", "--before", "30d"]) as? AuditPruneCommand
+        )
+        #expect(prune.store == "a.db")
+        #expect(prune.before == "30d")
+        let list = try #require(try parse(["audit", "--user", "verify", "--store", "a.db"]) as? AuditListCommand)
+        #expect(list.user == "verify")  // a value, not a subcommand
+        #expect(try parse(["audit", "--store", "a.db"]) is AuditListCommand)
+        // Only the audit command's arguments move.
+        #expect(AuditCommand.subcommandFirst(["serve", "--config", "verify"]) == ["serve", "--config", "verify"])
+        #expect(
+            AuditCommand.subcommandFirst(["audit", "verify", "--store", "a.db"]) == [
+                "audit", "verify", "--store", "a.db",
+            ]
+        )
+        // An option the subcommand does not take is still an error, now named by that subcommand.
+        #expect(throws: (any Error).self) { try parse(["audit", "--user", "x", "verify"]) }
+    }
+
     @Test("The table shows one aligned line per call with its outcome")
     func table() throws {
         let folder = try TemporaryFolder()
