@@ -1,7 +1,8 @@
 /// Which calls ``AuditReader/query(_:)`` returns.
 ///
 /// Filters combine with AND and compare exactly. The selection is the newest ``limit`` matching calls (requests and
-/// refusals; outcomes are joined to their requests, checkpoints are never listed), returned oldest first.
+/// refusals; outcomes are joined to their requests, checkpoints are never listed), returned oldest first; with
+/// ``afterID``, the oldest ``limit`` after that id instead, so that a reader can page forward through the store.
 public struct AuditQuery: Sendable, Hashable {
     /// Calls at or after this time (UTC ms), inclusive.
     public var since: Int64?
@@ -20,8 +21,13 @@ public struct AuditQuery: Sendable, Hashable {
     /// What became of the call (``AuditEntry/Outcome``): ok, failed (a refusal, a non-zero status, or a failed Milvus
     /// status) or unknown (forwarded, no outcome recorded).
     public var outcome: AuditEntry.Outcome?
-    /// At most this many calls, the newest ones; 0 or less returns nothing.
+    /// At most this many calls, the newest ones (the oldest ones after ``afterID`` when that is set); 0 or less
+    /// returns nothing.
     public var limit: Int
+    /// Only calls whose `id` (the sequence number of their request or refusal record) is greater: a cursor for
+    /// exports. Records are numbered in commit order, which their times need not follow (records held over a store
+    /// outage, several guards on one store), so a reader that pages by id misses none, unlike one that pages by time.
+    public var afterID: Int64?
 
     /// Creates a query; with no arguments, the newest 100 calls.
     public init(
@@ -33,7 +39,8 @@ public struct AuditQuery: Sendable, Hashable {
         rpc: String? = nil,
         decision: String? = nil,
         outcome: AuditEntry.Outcome? = nil,
-        limit: Int = 100
+        limit: Int = 100,
+        afterID: Int64? = nil
     ) {
         self.since = since
         self.until = until
@@ -44,12 +51,14 @@ public struct AuditQuery: Sendable, Hashable {
         self.decision = decision
         self.outcome = outcome
         self.limit = limit
+        self.afterID = afterID
     }
 
-    /// Whether a request or refusal record passes the filters (the in-memory store's version of the SQL WHERE), except
-    /// ``outcome``, which needs the call's outcome record.
-    func matches(_ record: AuditRecord) -> Bool {
+    /// Whether a request or refusal record numbered `sequence` passes the filters (the in-memory store's version of
+    /// the SQL WHERE), except ``outcome``, which needs the call's outcome record.
+    func matches(_ record: AuditRecord, sequence: Int64) -> Bool {
         guard record.kind == .request || record.kind == .refusal else { return false }
+        if let afterID = self.afterID, sequence <= afterID { return false }
         if let since = self.since, record.timeMilliseconds < since { return false }
         if let until = self.until, record.timeMilliseconds >= until { return false }
         if let user = self.user, record.principal != user { return false }

@@ -74,9 +74,11 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
             outcomes[record.callID] = record
         }
         var entries: [AuditEntry] = []
-        for row in rows.reversed() {
+        // The newest `limit`, or the oldest after the cursor.
+        let ordered: [ChainRow] = query.afterID == nil ? rows.reversed() : rows
+        for row in ordered {
             guard entries.count < query.limit else { break }
-            guard let record = row.record, query.matches(record) else { continue }
+            guard let record = row.record, query.matches(record, sequence: row.sequence) else { continue }
             let entry = AuditEntry(
                 id: row.sequence,
                 record: record,
@@ -87,7 +89,7 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
             if let outcome = query.outcome, entry.outcome != outcome { continue }
             entries.append(entry)
         }
-        return entries.reversed()
+        return query.afterID == nil ? entries.reversed() : entries
     }
 
     public func verify() throws(AuditStoreError) -> AuditVerification {

@@ -113,8 +113,8 @@ public final class SQLiteAuditReader: AuditReader {
         return entries
     }
 
-    /// Hands the newest `query.limit` calls matching the query to `body` one at a time, oldest first, as they are
-    /// read: a listing of millions of calls (a SIEM export) takes no more memory than one. Which calls are shown is
+    /// Hands the newest `query.limit` calls matching the query (the oldest after `query.afterID` when set) to `body`
+    /// one at a time, oldest first, as they are read: a listing of millions of calls (a SIEM export) takes no more memory than one. Which calls are shown is
     /// settled in one snapshot; they are then read in parts of ``readPart``, so an outcome recorded meanwhile is
     /// joined to its request, and a call pruned meanwhile is left out.
     /// - Throws: ``AuditStoreError`` if the store cannot be read (`body` may have had some calls by then).
@@ -145,6 +145,7 @@ public final class SQLiteAuditReader: AuditReader {
         add("r.collection = ?", query.collection.map { .text($0) })
         add("r.rpc = ?", query.rpc.map { .text($0) })
         add("r.decision = ?", query.decision.map { .text($0) })
+        add("r.seq > ?", query.afterID.map { .integer($0) })
         // Follows from the one before; it lets SQLite use the decision index, which leaves allowed calls out.
         if let decision = query.decision, decision != "allowed" {
             conditions.append("r.\(SQLiteAuditSchema.decisionIndexed)")
@@ -163,9 +164,11 @@ public final class SQLiteAuditReader: AuditReader {
                 {
                     source += " INDEXED BY \(SQLiteAuditSchema.timeIndex)"
                 }
+                // The newest `limit`, or the oldest after the cursor.
+                let order = query.afterID == nil ? "DESC" : "ASC"
                 let range = try self.db.prepare(
                     "SELECT MIN(seq), MAX(seq) FROM (SELECT r.seq FROM \(source) WHERE \(selection) "
-                        + "ORDER BY r.seq DESC LIMIT ?)"
+                        + "ORDER BY r.seq \(order) LIMIT ?)"
                 )
                 try range.bind(values + [.integer(Int64(query.limit))])
                 guard try range.step() == .row, !range.isNull(at: 0) else { return nil }  // nothing matches

@@ -81,7 +81,9 @@ public struct AuditListCommand: ParsableCommand {
         discussion: """
             Times for --since and --until are a duration back from now (30s, 30m, 1h, 7d, 2w) or an RFC 3339 time \
             or date (2025-05-01T12:00:00Z, 2025-05-01). --since is inclusive, --until exclusive. The newest --limit \
-            calls are shown, oldest first.
+            calls are shown, oldest first; with --after-id, the oldest --limit calls after that id. A pipeline that \
+            exports the log pages with --after-id (the last id it read): ids follow the order records were \
+            written, which times need not.
             """
     )
 
@@ -122,8 +124,17 @@ public struct AuditListCommand: ParsableCommand {
     )
     public var outcome: String?
     /// `--limit n`.
-    @Option(name: .long, help: ArgumentHelp("Show at most this many calls (the newest).", valueName: "n"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Show at most this many calls (the newest, or the oldest after --after-id).", valueName: "n")
+    )
     public var limit: Int = 100
+    /// `--after-id n`.
+    @Option(
+        name: .customLong("after-id"),
+        help: ArgumentHelp("Only calls with a greater id; then the oldest --limit of them.", valueName: "id")
+    )
+    public var afterID: Int64?
     /// `--format table|json`.
     @Option(name: .long, help: ArgumentHelp("table (for people) or json (one object per line).", valueName: "format"))
     public var format: String = "table"
@@ -162,6 +173,9 @@ public struct AuditListCommand: ParsableCommand {
         guard self.limit >= 1 else {
             throw ConfigError(key: "--limit", problem: "must be at least 1, got \(self.limit)")
         }
+        if let afterID = self.afterID, afterID < 0 {
+            throw ConfigError(key: "--after-id", problem: "must be 0 or more, got \(afterID)")
+        }
         guard ["table", "json"].contains(self.format) else {
             throw ConfigError(key: "--format", problem: "must be table or json, got \"\(self.format)\"")
         }
@@ -174,7 +188,8 @@ public struct AuditListCommand: ParsableCommand {
             rpc: self.rpc,
             decision: self.decision,
             outcome: outcome,
-            limit: self.limit
+            limit: self.limit,
+            afterID: self.afterID
         )
     }
 

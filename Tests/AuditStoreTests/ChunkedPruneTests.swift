@@ -168,7 +168,10 @@ struct ChunkedPruneTests {
             try reader.forEach(query, chunk: chunk, pause: pause) { entries.append($0) }
             return entries
         }
-        for query in [AuditQuery(), AuditQuery(limit: 5), AuditQuery(since: 2000, until: 6000), AuditQuery(limit: 1)] {
+        for query in [
+            AuditQuery(), AuditQuery(limit: 5), AuditQuery(since: 2000, until: 6000), AuditQuery(limit: 1),
+            AuditQuery(limit: 4, afterID: 1), AuditQuery(limit: 1, afterID: 6),
+        ] {
             #expect(try listed(query, chunk: 2).map(\.id) == (try reader.query(query)).map(\.id))
         }
         // Between the first part (1, 2) and the next: 1...4 are pruned, and call 5 gets its outcome.

@@ -249,6 +249,45 @@ struct SQLiteAuditStoreTests {
         #expect(streamed == [3, 5])
     }
 
+    @Test("afterID pages forward by id, in commit order even where times go back, in the SQLite and memory store")
+    func afterID() throws {
+        let folder = try TemporaryDirectory()
+        let sqlite = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { sqlite.close() }
+        let memory = try MemoryAuditStore()
+        defer { memory.close() }
+        // Calls 1-4 with their outcomes; call 5 is a refusal held over an outage, written last with an older time.
+        var records: [AuditRecord] = []
+        for n in 1...4 {
+            var request = fullRequest(n, time: Int64(n) * 1000)
+            request.principal = n % 2 == 0 ? "bob" : "alice"
+            records += [request, outcome(n, time: Int64(n) * 1000 + 5)]
+        }
+        var refusal = AuditRecord(kind: .refusal, callID: callID(5), timeMilliseconds: 1500)
+        refusal.principal = "bob"
+        refusal.status = 8
+        records.append(refusal)
+        write(records, to: sqlite)
+        write(records, to: memory)
+        let reader = try SQLiteAuditReader(path: folder.file("guard.db"))
+        for store in [sqlite as any AuditReader, memory] {
+            func ids(_ query: AuditQuery) throws -> [Int64] { try store.query(query).map(\.id) }
+            // Requests and refusals are 1, 3, 5, 7 and 9 (outcomes between them).
+            #expect(try ids(AuditQuery(limit: 2, afterID: 0)) == [1, 3])
+            #expect(try ids(AuditQuery(limit: 2, afterID: 3)) == [5, 7])
+            #expect(try ids(AuditQuery(limit: 2, afterID: 2)) == [3, 5])  // an outcome's id works as a cursor too
+            #expect(try ids(AuditQuery(limit: 2, afterID: 7)) == [9])
+            #expect(try ids(AuditQuery(limit: 2, afterID: 9)) == [])
+            #expect(try ids(AuditQuery(user: "bob", limit: 5, afterID: 3)) == [7, 9])
+            // By time, the late refusal sits before call 2 and a reader paging by --since would have passed it.
+            #expect(try ids(AuditQuery(since: 2000, limit: 5)) == [3, 5, 7])
+            #expect(try store.query(AuditQuery(limit: 1, afterID: 0)).first?.outcome == .ok)
+        }
+        var streamed: [Int64] = []
+        try reader.forEach(AuditQuery(limit: 4, afterID: 1)) { streamed.append($0.id) }
+        #expect(streamed == [3, 5, 7, 9])
+    }
+
     @Test("--outcome selects what became of calls, as AuditEntry derives it, in the SQLite and the memory store")
     func outcomeFilter() throws {
         let folder = try TemporaryDirectory()

@@ -578,6 +578,21 @@ def test_admin_listener(audited):
     status, body = admin_get(server, "/audit?outcome=done", "root:Milvus")
     assert status == 400 and "outcome" in body, body
     assert admin_get(server, "/audit?since=yesterday", "root:Milvus")[0] == 400
+    # Paging forward through everything, two calls at a time, as an exporter does: each call once, in id order.
+    status, body = admin_get(server, "/audit?limit=10000", "root:Milvus")
+    assert status == 200, body
+    everything = [e["id"] for e in json.loads(body)]
+    paged, cursor = [], 0
+    for _ in range(len(everything)):
+        status, body = admin_get(server, f"/audit?after_id={cursor}&limit=2", "root:Milvus")
+        assert status == 200, body
+        page = [e["id"] for e in json.loads(body)]
+        if not page:
+            break
+        paged += page
+        cursor = page[-1]
+    assert paged[:len(everything)] == everything and len(everything) > 2
+    assert admin_get(server, "/audit?after_id=-5", "root:Milvus")[0] == 400
 
 
 def test_sigkill_under_load_leaves_every_acknowledged_insert_recorded(milvus, log_dir):

@@ -209,6 +209,19 @@ struct AuditCommandTests {
             try self.list(["--store", "audit.db", "--limit", "1", "--format", "json"], in: folder).output.count == 1
         )
         #expect(try self.list(["--store", "audit.db", "--rpc", "Search"], in: folder).output == ["no calls match"])
+        // Paging forward: the oldest call after the cursor, then the next.
+        let first = try self.list(
+            ["--store", "audit.db", "--after-id", "0", "--limit", "1", "--format", "json"],
+            in: folder
+        )
+        #expect(first.output.count == 1)
+        #expect(first.output[0].hasPrefix(#"{"id":1,"#))
+        let next = try self.list(
+            ["--store", "audit.db", "--after-id", "1", "--limit", "1", "--format", "json"],
+            in: folder
+        )
+        #expect(next.output.count == 1)
+        #expect(!next.output[0].hasPrefix(#"{"id":1,"#))
     }
 
     @Test(
@@ -227,6 +240,7 @@ struct AuditCommandTests {
                 "milvus-guard: --decision: must be one of allowed, denied, would_deny, approval_required, failed, got \"maybe\""
             ),
             (["--limit", "0"], "milvus-guard: --limit: must be at least 1, got 0"),
+            (["--after-id=-1"], "milvus-guard: --after-id: must be 0 or more, got -1"),
             (["--format", "xml"], "milvus-guard: --format: must be table or json, got \"xml\""),
             (["--outcome", "done"], "milvus-guard: --outcome: must be one of ok, failed, unknown, got \"done\""),
         ]

@@ -90,11 +90,12 @@ public final class ProxyAdminBackend: AdminBackend {
     // MARK: Routes
 
     /// GET /audit: the `milvus-guard audit` filters as query parameters (`since`, `until`, `user`, `db`,
-    /// `collection`, `rpc`, `decision`, `outcome`, `limit`), JSON lines as the CLI prints them, wrapped in an array.
+    /// `collection`, `rpc`, `decision`, `outcome`, `limit`, `after_id`), JSON lines as the CLI prints them, wrapped in
+    /// an array.
     public func audit(parameters: [String: String]) -> AdminResponse {
         guard self.audit != nil else { return .error(404, "auditing is off") }
         let allowed: Set<String> = [
-            "since", "until", "user", "db", "collection", "rpc", "decision", "outcome", "limit",
+            "since", "until", "user", "db", "collection", "rpc", "decision", "outcome", "limit", "after_id",
         ]
         if let unknown = parameters.keys.sorted().first(where: { !allowed.contains($0) }) {
             return .error(400, "unknown parameter \"\(unknown)\" (use \(allowed.sorted().joined(separator: ", ")))")
@@ -124,6 +125,12 @@ public final class ProxyAdminBackend: AdminBackend {
                 return .error(400, "limit: must be 1...10000, got \"\(text)\"")
             }
             query.limit = limit
+        }
+        if let text = parameters["after_id"] {
+            guard let afterID = Int64(text), afterID >= 0 else {
+                return .error(400, "after_id: must be a record id (0 or more), got \"\(text)\"")
+            }
+            query.afterID = afterID
         }
         do {
             let entries = try self.openReader().query(query)
