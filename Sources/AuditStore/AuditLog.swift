@@ -48,9 +48,10 @@ public protocol AuditLog: Sendable {
     /// Batches committed and records in them since the store was opened (for /metrics: records per batch is
     /// what group commit achieves).
     var committed: (batches: Int, records: Int) { get }
-    /// Records nobody waited for (outcomes, refusals) that failed batches left behind and the store still refused
-    /// when it closed: they are lost. Until then the writer holds them and tries again (see `AuditWriter`).
-    var abandoned: Int { get }
+    /// Records nobody waited for (outcomes, refusals) that were never written: the store still refused them when it
+    /// closed, or refused them with an error no retry cures. Until then the writer holds the records of failed
+    /// batches and tries again (see `AuditWriter`).
+    var lost: Int { get }
     /// Writes what is queued, then stops the writer thread. Later submits return false. Idempotent.
     func close()
 }

@@ -7,15 +7,19 @@
 public struct AuditStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message, shown as it is.
     public let message: String
+    /// Whether writing the same records again may succeed once the store recovers (a full disk, a lock, a read-only
+    /// file); false when SQLite refused what was written (a value too big for it), which no retry cures.
+    public let retryable: Bool
 
     /// Creates an error with its message.
-    public init(_ message: String) {
+    public init(_ message: String, retryable: Bool = true) {
         self.message = message
+        self.retryable = retryable
     }
 
     /// A write failure: `audit store unavailable: <reason>`.
-    static func unavailable(_ reason: String) -> AuditStoreError {
-        AuditStoreError("audit store unavailable: \(reason)")
+    static func unavailable(_ reason: String, retryable: Bool = true) -> AuditStoreError {
+        AuditStoreError("audit store unavailable: \(reason)", retryable: retryable)
     }
 
     /// The message.

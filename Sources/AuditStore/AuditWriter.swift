@@ -154,8 +154,8 @@ final class AuditWriter: Sendable {
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
     private let batchesCommitted = Atomic<Int>(0)
-    /// Records held over from failed batches that were still unwritten when the writer stopped.
-    private let recordsAbandoned = Atomic<Int>(0)
+    /// Records nobody waited for that were never written (see ``run(sink:)``).
+    private let recordsLost = Atomic<Int>(0)
     private let recordsCommitted = Atomic<Int>(0)
     private let wake = WakeSignal()
     private let capacity: Int
@@ -288,9 +288,9 @@ final class AuditWriter: Sendable {
         (self.batchesCommitted.load(ordering: .relaxed), self.recordsCommitted.load(ordering: .relaxed))
     }
 
-    /// Records held over from failed batches that the store still refused when the writer stopped: lost.
-    var abandoned: Int {
-        self.recordsAbandoned.load(ordering: .relaxed)
+    /// Records nobody waited for that were never written (see ``run(sink:)``).
+    var lost: Int {
+        self.recordsLost.load(ordering: .relaxed)
     }
 
     /// Writes what is queued and joins the thread. Must not be called from a listener (the writer thread).
@@ -375,8 +375,10 @@ final class AuditWriter: Sendable {
     /// calls are refused. The others (outcomes of calls already forwarded, refusals, the requests of recorded reads)
     /// are kept and go first into a later commit: with the next batch once the store takes one, or every
     /// `probeMilliseconds` on their own while it still fails. They count against the queue's capacity, so a long
-    /// outage ends with submits refused (which the proxy logs), not with memory growing. Only what the store still
-    /// refuses when the writer stops is lost (``abandoned``).
+    /// outage ends with submits refused (which the proxy logs), not with memory growing. Lost (``lost``): what the
+    /// store still refuses when the writer stops, and the records of a commit that failed with an error no retry
+    /// cures (``AuditStoreError/retryable``: SQLite refused a record, say a value longer than it takes), which would
+    /// otherwise fail every later commit they went into.
     private func run(sink: any AuditBatchSink) {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
@@ -459,9 +461,14 @@ final class AuditWriter: Sendable {
                 batch = Batch()
                 notified = waiting
                 results = waiting.map { AuditResult(token: $0.token, sequence: nil, error: error) }
-                if closing {
+                if !error.retryable {
+                    // SQLite refused a record, not the store: tried again, the same records would fail again (and
+                    // every batch behind them). Those of this commit that nobody waits for are lost.
+                    held.removeFirst(heldTried)
+                    self.recordsLost.add(heldTried + heldOver.count, ordering: .relaxed)
+                } else if closing {
                     // The last try: what the store still refuses is lost.
-                    self.recordsAbandoned.add(held.count + heldOver.count, ordering: .relaxed)
+                    self.recordsLost.add(held.count + heldOver.count, ordering: .relaxed)
                     held = Batch()
                 } else {
                     held.append(contentsOf: heldOver)

@@ -61,7 +61,7 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
 
     public var committed: (batches: Int, records: Int) { self.writer.committed }
 
-    public var abandoned: Int { self.writer.abandoned }
+    public var lost: Int { self.writer.lost }
 
     public func close() { self.writer.close() }
 

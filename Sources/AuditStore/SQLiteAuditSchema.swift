@@ -310,6 +310,9 @@ enum SQLiteAuditSchema {
         case .permission, .cantOpen: .unavailable("cannot open \(path): \(error.message)")
         case .ioError: .unavailable("I/O error on \(path): \(error.message)")
         case .corrupt, .notADatabase: .unavailable("\(path) is damaged or not a database: \(error.message)")
+        // What was written is refused, not the store: the same records would fail again.
+        case .tooBig, .constraint, .mismatch, .range:
+            .unavailable("\(path) refused a record: \(error.message)", retryable: false)
         default: .unavailable("\(path): \(error.message)")
         }
     }

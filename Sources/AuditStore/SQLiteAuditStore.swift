@@ -95,7 +95,7 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
 
     public var committed: (batches: Int, records: Int) { self.writer.committed }
 
-    public var abandoned: Int { self.writer.abandoned }
+    public var lost: Int { self.writer.lost }
 
     /// Writes what is queued, stops the writer thread and closes both connections. The store's reads throw after it.
     public func close() {

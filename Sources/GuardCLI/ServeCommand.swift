@@ -140,10 +140,10 @@ public struct ServeCommand: ParsableCommand {
         defer {
             if let log = audit?.log {
                 log.close()
-                if log.abandoned > 0 {
+                if log.lost > 0 {
                     logger.error(
-                        "audit store unavailable at exit: records of calls that had ended are lost",
-                        metadata: ["records": "\(log.abandoned)"]
+                        "audit records lost: records of calls that had ended were never written",
+                        metadata: ["records": "\(log.lost)"]
                     )
                 }
             }

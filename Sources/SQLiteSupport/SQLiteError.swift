@@ -42,6 +42,8 @@ public struct SQLiteError: Error, Equatable, CustomStringConvertible {
         public static let full = Code(rawValue: 13)
         /// `SQLITE_CANTOPEN` (14).
         public static let cantOpen = Code(rawValue: 14)
+        /// `SQLITE_TOOBIG` (18): a string or blob longer than `SQLITE_LIMIT_LENGTH`.
+        public static let tooBig = Code(rawValue: 18)
         /// `SQLITE_CONSTRAINT` (19): a UNIQUE, NOT NULL, CHECK or foreign key constraint failed.
         public static let constraint = Code(rawValue: 19)
         /// `SQLITE_MISMATCH` (20).

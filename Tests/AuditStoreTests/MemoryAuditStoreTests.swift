@@ -76,7 +76,7 @@ struct MemoryAuditStoreTests {
             Issue.record("verify failed")
             return
         }
-        #expect(store.abandoned == 0)
+        #expect(store.lost == 0)
     }
 
     @Test("Held-over records count against the queue's capacity: a long outage refuses submits, not memory")
@@ -94,8 +94,8 @@ struct MemoryAuditStoreTests {
         #expect(waitUntil { store.records.count == 5 })
     }
 
-    @Test("What the store still refuses when it closes is counted as abandoned")
-    func abandonedAtClose() throws {
+    @Test("What the store still refuses when it closes is counted as lost")
+    func lostAtClose() throws {
         let store = try MemoryAuditStore(probeMilliseconds: 10)
         store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
         #expect(store.submit(outcome(1), token: 1, listener: nil))
@@ -103,8 +103,23 @@ struct MemoryAuditStoreTests {
         #expect(store.submit(outcome(2), token: 2, listener: nil))
         store.close()
         #expect(store.records.isEmpty)
-        #expect(store.abandoned == 2)
+        #expect(store.lost == 2)
         #expect(store.queueDepth == 0)
+    }
+
+    @Test("A failure no retry cures (SQLite refused a record) is not held over: it would fail every later commit")
+    func notRetryable() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 10)
+        defer { store.close() }
+        let refused = AuditStoreError("audit store unavailable: guard.db refused a record: too big", retryable: false)
+        store.failWrites(with: refused)
+        #expect(store.submit(outcome(1), token: 1, listener: nil))
+        #expect(write([fullRequest(2)], to: store).first?.error == refused)
+        #expect(waitUntil { store.lost == 1 })
+        #expect(store.queueDepth == 0)
+        store.failWrites(with: nil)
+        #expect(write([fullRequest(3)], to: store).first?.sequence == 1)
+        #expect(store.records == [fullRequest(3)])
     }
 
     @Test("prune appends a checkpoint and verify passes")

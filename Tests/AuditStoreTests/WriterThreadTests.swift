@@ -1,4 +1,5 @@
 import Foundation
+import SQLiteSupport
 import Testing
 
 @testable import AuditStore
@@ -54,5 +55,15 @@ struct WriterThreadTests {
             try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)
         }
         #expect(names.contains("guard-audit\n"))
+    }
+
+    @Test("SQLite refusing a record is no retryable store failure; a full, locked or read-only store is")
+    func retryableErrors() {
+        for (code, retryable) in [(18, false), (19, false), (20, false), (25, false), (13, true), (5, true), (8, true)]
+        {
+            let error = SQLiteAuditSchema.error(SQLiteError(extendedCode: Int32(code), message: "m"), path: "g.db")
+            #expect(error.retryable == retryable, "SQLITE_\(code)")
+            #expect(error.message.hasPrefix("audit store unavailable: "))
+        }
     }
 }

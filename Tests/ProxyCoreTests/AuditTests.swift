@@ -253,6 +253,6 @@ struct AuditTests {
         #expect(refusal.status == 8)
         #expect(refusal.message == "milvus-guard: audit store unavailable: disk full")
         #expect(records.filter { $0.kind != .refusal }.map(\.kind) == [.request, .outcome])
-        #expect(setup.store.abandoned == 0)
+        #expect(setup.store.lost == 0)
     }
 }

@@ -159,6 +159,10 @@ public final class ProxyAdminBackend: AdminBackend {
             # HELP milvus_guard_audit_records_total Audit records committed.
             # TYPE milvus_guard_audit_records_total counter
             milvus_guard_audit_records_total \(committed.records)
+            # HELP milvus_guard_audit_records_lost_total Audit records nobody waited for (outcomes, refusals) that \
+            were never written: SQLite refused them with an error no retry cures.
+            # TYPE milvus_guard_audit_records_lost_total counter
+            milvus_guard_audit_records_lost_total \(audit.log.lost)
             # HELP milvus_guard_audit_queue_depth Audit records queued, being written, or held over from failed batches.
             # TYPE milvus_guard_audit_queue_depth gauge
             milvus_guard_audit_queue_depth \(audit.log.queueDepth)
