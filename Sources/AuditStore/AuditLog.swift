@@ -45,6 +45,8 @@ public protocol AuditLog: Sendable {
     var queueDepth: Int { get }
     /// Whether the last batch (or the last probe, while idle after a failure) could write; for /readyz.
     var isWritable: Bool { get }
+    /// While the store is not writable, the error its last batch failed with (nil otherwise).
+    var failure: AuditStoreError? { get }
     /// Batches committed and records in them since the store was opened (for /metrics: records per batch is
     /// what group commit achieves).
     var committed: (batches: Int, records: Int) { get }

@@ -153,6 +153,8 @@ final class AuditWriter: Sendable {
     /// Set by the first failed sync, then every batch fails with it.
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
+    /// Why the last batch (or probe) failed; nil once one succeeds.
+    private let lastFailure = Mutex<AuditStoreError?>(nil)
     private let batchesCommitted = Atomic<Int>(0)
     /// Records nobody waited for that were never written (see ``run(sink:)``).
     private let recordsLost = Atomic<Int>(0)
@@ -282,6 +284,11 @@ final class AuditWriter: Sendable {
 
     var isWritable: Bool {
         self.writable.load(ordering: .acquiring)
+    }
+
+    /// Why the store is not writable: the error of the last failed batch; nil while it is writable.
+    var failure: AuditStoreError? {
+        self.isWritable ? nil : self.lastFailure.withLock { $0 }
     }
 
     var committed: (batches: Int, records: Int) {
@@ -453,6 +460,7 @@ final class AuditWriter: Sendable {
                     AuditResult(token: $0.token, sequence: $1, error: nil)
                 }
             } catch {
+                self.lastFailure.withLock { $0 = error }
                 self.writable.store(false, ordering: .releasing)
                 // Their calls are refused: no outcome will end them.
                 let refused = batch.awaitedRequests
@@ -541,6 +549,7 @@ final class AuditWriter: Sendable {
                     + "milvus-guard restarts"
             )
             self.syncFailure.withLock { if $0 == nil { $0 = failure } }
+            self.lastFailure.withLock { $0 = failure }
             self.writable.store(false, ordering: .releasing)
             throw failure
         }

@@ -59,6 +59,8 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
 
     public var isWritable: Bool { self.writer.isWritable }
 
+    public var failure: AuditStoreError? { self.writer.failure }
+
     public var committed: (batches: Int, records: Int) { self.writer.committed }
 
     public var lost: Int { self.writer.lost }

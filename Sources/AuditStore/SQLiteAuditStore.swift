@@ -93,6 +93,8 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
 
     public var isWritable: Bool { self.writer.isWritable }
 
+    public var failure: AuditStoreError? { self.writer.failure }
+
     public var committed: (batches: Int, records: Int) { self.writer.committed }
 
     public var lost: Int { self.writer.lost }

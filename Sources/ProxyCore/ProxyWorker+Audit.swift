@@ -34,7 +34,9 @@ extension ProxyWorker {
         guard self.submitAudit(audit, consume record, token: token, listener: mutation ? self.auditListener : nil)
         else {
             guard mutation else { return .forward }  // a read's record is not a condition of the read
-            return .refuse(GRPCStatus(.resourceExhausted, "audit store unavailable: the audit queue is full"))
+            // A queue filled behind a failing store says why the store fails, which is what an operator must fix.
+            let why = audit.log.failure.map { "\($0.message), and the audit queue is full" }
+            return .refuse(GRPCStatus(.resourceExhausted, why ?? "audit store unavailable: the audit queue is full"))
         }
         call.requestRecorded = true
         guard mutation else { return .forward }

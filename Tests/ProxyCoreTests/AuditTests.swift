@@ -46,9 +46,10 @@ struct AuditTests {
         policy: ActivePolicy? = nil,
         upstreamDown: Bool = false,
         behavior: TestUpstream.Behavior = .echo(delayMilliseconds: 0),
+        store: MemoryAuditStore? = nil,
         configure: (inout Limits) -> Void = { _ in }
     ) throws -> Setup {
-        let store = try MemoryAuditStore()
+        let store = try store ?? MemoryAuditStore()
         let upstream = try TestUpstream(behavior: behavior)
         let proxy = try RunningProxy(
             upstream: .tcp(host: "127.0.0.1", port: upstreamDown ? try closedPort() : upstream.port),
@@ -224,6 +225,25 @@ struct AuditTests {
         #expect(records.last?.status == 0)
         #expect(records.last?.rows == 2)  // delete_cnt: what Milvus says it deleted
         #expect(!setup.proxy.server.metrics.render().contains("milvus_guard_milvus_failures_total{"))
+    }
+
+    @Test("A queue filled by records held over a failing store refuses mutations with the store's own error")
+    func queueFullBehindFailingStore() throws {
+        let store = try MemoryAuditStore(options: AuditStoreOptions(queueCapacity: 2), probeMilliseconds: 60_000)
+        let setup = try self.setUp(store: store)
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        for _ in 0..<2 {
+            let drop = try setup.call("DropCollection")
+            #expect(drop.grpcMessage == "milvus-guard: audit store unavailable: disk full")
+        }
+        // The two refusals are held (the capacity): the next request record finds the queue full.
+        for _ in 0..<5_000 where store.queueDepth < 2 { usleep(1_000) }
+        let drop = try setup.call("DropCollection")
+        #expect(drop.grpcStatus == "8")
+        #expect(drop.grpcMessage == "milvus-guard: audit store unavailable: disk full, and the audit queue is full")
+        store.failWrites(with: nil)
+        #expect(setup.proxy.stop())
+        #expect(setup.upstream.record.value.requests.isEmpty)
     }
 
     @Test("When the store can't write, mutations are refused with RESOURCE_EXHAUSTED and never forwarded; reads go on")
