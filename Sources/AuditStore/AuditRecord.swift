@@ -69,6 +69,21 @@ public struct AuditRecord: Sendable, Hashable {
     /// then holds the status's `reason`. Never 0.
     public var milvusCode: Int32?
 
+    /// About how many bytes the record's text takes (its strings' UTF-8, plus a fixed share for the rest): what
+    /// holding it costs. A client decides how long some fields are (a Delete's filter, the partitions it names).
+    var estimatedBytes: Int {
+        var bytes = 256 + self.callID.utf8.count
+        for text in [
+            self.principal, self.authentication, self.client, self.rpc, self.action, self.database, self.collection,
+            self.filter, self.decision, self.rule, self.approvalID, self.snapshotID, self.message,
+        ] {
+            bytes += text?.utf8.count ?? 0
+        }
+        for partition in self.partitions { bytes += partition.utf8.count + 8 }
+        for (key, value) in self.targets { bytes += key.utf8.count + value.utf8.count + 8 }
+        return bytes
+    }
+
     /// A record with only its kind, call id and time set; everything else nil or empty.
     public init(kind: Kind, callID: String, timeMilliseconds: Int64) {
         self.kind = kind

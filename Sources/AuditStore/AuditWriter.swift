@@ -171,6 +171,9 @@ final class AuditWriter: Sendable {
     /// At most this many held-over records go with one commit, so that a store that still fails costs each try
     /// a bounded amount of work, and a recovered one drains a long backlog in commits of ordinary size.
     static let heldOverPerCommit = 4096
+    /// Held-over records take at most about this many bytes (``AuditRecord/estimatedBytes``); the capacity bounds
+    /// their number, this their size, since a client decides how long a Delete's filter is.
+    let heldBytesLimit: Int
     /// How long a small batch that somebody waits for sleeps for company while enough other calls are in
     /// progress; 0 never.
     private let commitDelayMilliseconds: Int
@@ -195,6 +198,7 @@ final class AuditWriter: Sendable {
         lazyMilliseconds: Int = 0,
         commitDelayMilliseconds: Int = 0,
         commitSiblings: Int = 8,
+        heldBytesLimit: Int = 64 << 20,
         headMilliseconds: Int = 600_000,
         onHead: (@Sendable (AuditChainHead) -> Void)? = nil,
         makeSink: @escaping @Sendable () -> any AuditBatchSink
@@ -206,6 +210,7 @@ final class AuditWriter: Sendable {
         self.lazyMilliseconds = max(0, lazyMilliseconds)
         self.commitDelayMilliseconds = max(0, commitDelayMilliseconds)
         self.commitSiblings = max(1, commitSiblings)
+        self.heldBytesLimit = max(0, heldBytesLimit)
         let thread = try Self.startThread(name: name) { [self] in self.run(sink: makeSink()) }
         self.state.withLock { $0.thread = thread }
     }
@@ -382,10 +387,11 @@ final class AuditWriter: Sendable {
     /// calls are refused. The others (outcomes of calls already forwarded, refusals, the requests of recorded reads)
     /// are kept and go first into a later commit: with the next batch once the store takes one, or every
     /// `probeMilliseconds` on their own while it still fails. They count against the queue's capacity, so a long
-    /// outage ends with submits refused (which the proxy logs), not with memory growing. Lost (``lost``): what the
-    /// store still refuses when the writer stops, and the records of a commit that failed with an error no retry
-    /// cures (``AuditStoreError/retryable``: SQLite refused a record, say a value longer than it takes), which would
-    /// otherwise fail every later commit they went into.
+    /// outage ends with submits refused (which the proxy logs), not with memory growing, and take at most
+    /// ``heldBytesLimit`` bytes. Lost (``lost``): records beyond that, what the store still refuses when the writer
+    /// stops, and the records of a commit that failed with an error no retry cures (``AuditStoreError/retryable``:
+    /// SQLite refused a record, say a value longer than it takes), which would otherwise fail every later commit they
+    /// went into.
     private func run(sink: any AuditBatchSink) {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
@@ -394,6 +400,7 @@ final class AuditWriter: Sendable {
         var meanCallNanoseconds: Int64?
         // Records of failed batches that nobody waits for, oldest first, and when to try them again.
         var held = Batch()
+        var heldBytes = 0
         var nextHeldTry: Int64 = 0
         func announceHead() {
             guard let onHead = self.onHead, let head = sink.head() else { return }
@@ -454,6 +461,7 @@ final class AuditWriter: Sendable {
                 self.recordsCommitted.add(heldTried + batch.count, ordering: .relaxed)
                 unannounced = true
                 if self.onHead != nil, Self.monotonicMilliseconds() >= nextHead { announceHead() }
+                for index in 0..<heldTried { heldBytes -= held.records[index].estimatedBytes }
                 held.removeFirst(heldTried)
                 notified = batch.waiters
                 results = zip(notified, sequences.dropFirst(heldTried)).map {
@@ -472,14 +480,25 @@ final class AuditWriter: Sendable {
                 if !error.retryable {
                     // SQLite refused a record, not the store: tried again, the same records would fail again (and
                     // every batch behind them). Those of this commit that nobody waits for are lost.
+                    for index in 0..<heldTried { heldBytes -= held.records[index].estimatedBytes }
                     held.removeFirst(heldTried)
                     self.recordsLost.add(heldTried + heldOver.count, ordering: .relaxed)
                 } else if closing {
                     // The last try: what the store still refuses is lost.
                     self.recordsLost.add(held.count + heldOver.count, ordering: .relaxed)
                     held = Batch()
+                    heldBytes = 0
                 } else {
-                    held.append(contentsOf: heldOver)
+                    for (record, waiter) in zip(heldOver.records, heldOver.waiters) {
+                        let bytes = record.estimatedBytes
+                        guard heldBytes + bytes <= self.heldBytesLimit else {
+                            self.recordsLost.add(1, ordering: .relaxed)
+                            continue
+                        }
+                        heldBytes += bytes
+                        held.records.append(record)
+                        held.waiters.append(waiter)
+                    }
                     nextHeldTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
                 }
             }

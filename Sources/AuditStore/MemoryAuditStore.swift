@@ -20,12 +20,18 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
 
     /// Starts the writer thread.
     /// - Throws: ``AuditStoreError`` if no thread can be started.
-    public init(options: AuditStoreOptions = .init(), probeMilliseconds: Int = 1000) throws(AuditStoreError) {
+    /// `heldBytesLimit`: how much the records held over failed batches may take (the SQLite store's default).
+    public init(
+        options: AuditStoreOptions = .init(),
+        probeMilliseconds: Int = 1000,
+        heldBytesLimit: Int = 64 << 20
+    ) throws(AuditStoreError) {
         let storage = self.storage
         self.writer = try AuditWriter(
             name: "guard-audit",
             capacity: options.queueCapacity,
-            probeMilliseconds: probeMilliseconds
+            probeMilliseconds: probeMilliseconds,
+            heldBytesLimit: heldBytesLimit
         ) {
             MemoryBatchSink(storage: storage)
         }

@@ -94,6 +94,23 @@ struct MemoryAuditStoreTests {
         #expect(waitUntil { store.records.count == 5 })
     }
 
+    @Test("Held-over records take at most heldBytesLimit bytes: a client decides how long a Delete's filter is")
+    func heldOverBytes() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 10, heldBytesLimit: 200_000)
+        defer { store.close() }
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        var huge = fullRequest(1)
+        huge.kind = .refusal
+        huge.filter = String(repeating: "x", count: 150_000)
+        #expect(store.submit(huge, token: 1, listener: nil))
+        #expect(store.submit(huge, token: 2, listener: nil))  // would pass the limit: lost
+        #expect(store.submit(outcome(3), token: 3, listener: nil))  // small: still held
+        #expect(waitUntil { store.lost == 1 && store.queueDepth == 2 })
+        store.failWrites(with: nil)
+        #expect(waitUntil { store.records.count == 2 })
+        #expect(store.records == [huge, outcome(3)])
+    }
+
     @Test("What the store still refuses when it closes is counted as lost")
     func lostAtClose() throws {
         let store = try MemoryAuditStore(probeMilliseconds: 10)
