@@ -457,7 +457,7 @@ extension MilvusRPCs {
                 RequestField(7, .rowCount), RequestField(10, .namespace),
             ]
         ),
-        // milvus.proto.milvus.SearchRequest: 2 db_name, 3 collection_name, 4 partition_names, 20 namespace
+        // milvus.proto.milvus.SearchRequest: 2 db_name, 3 collection_name, 4 partition_names, 5 dsl, 18 expr_template_values, 20 namespace
         RPCDescriptor(
             name: "Search",
             actionClass: .read,
@@ -466,7 +466,7 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partitions),
-                RequestField(20, .namespace),
+                RequestField(5, .filter), RequestField(18, .filterParameters), RequestField(20, .namespace),
             ]
         ),
         // milvus.proto.milvus.HybridSearchRequest: 2 db_name, 3 collection_name, 4 partition_names, 14 namespace
@@ -490,7 +490,7 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collections)]
         ),
-        // milvus.proto.milvus.QueryRequest: 2 db_name, 3 collection_name, 4 expr, 6 partition_names, 14 namespace
+        // milvus.proto.milvus.QueryRequest: 2 db_name, 3 collection_name, 4 expr, 6 partition_names, 13 expr_template_values, 14 namespace
         RPCDescriptor(
             name: "Query",
             actionClass: .read,
@@ -499,7 +499,7 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [
                 RequestField(2, .database), RequestField(3, .collection), RequestField(4, .filter),
-                RequestField(6, .partitions), RequestField(14, .namespace),
+                RequestField(6, .partitions), RequestField(13, .filterParameters), RequestField(14, .namespace),
             ]
         ),
         // milvus.proto.milvus.CalcDistanceRequest: no field read

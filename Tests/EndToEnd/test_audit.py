@@ -200,6 +200,27 @@ def test_filter_template_values_of_a_delete_are_recorded(audited):
     assert json.loads(entry["targets"]["filter_params"]) == {"ids": [1, 2, 3], "low": 1}, entry
 
 
+def test_filters_of_refused_searches_and_queries_are_recorded(audited):
+    """A refusal is recorded for reads too, with what the read asked for: a Search's filter (`dsl`) and a Query's
+    `expr`, each with its template values."""
+    server, address = audited
+    app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+    try:
+        with pytest.raises(REFUSED):  # app may read default.ledger only
+            app.search("templated", data=[[0.1, 0.2, 0.3, 0.4]], limit=1, filter="id in {ids}",
+                       filter_params={"ids": [4, 5]})
+        with pytest.raises(REFUSED):
+            app.query("templated", filter="id > {low}", filter_params={"low": 7}, output_fields=["id"])
+    finally:
+        app.close()
+    listed = guard_cli(server.work_dir, "audit", "--collection", "templated", "--user", "app", "--format", "json")
+    entries = {e["rpc"]: e for e in map(json.loads, listed.stdout.splitlines()) if e["decision"] == "denied"}
+    assert entries["Search"]["filter"] == "id in {ids}", entries
+    assert json.loads(entries["Search"]["targets"]["filter_params"]) == {"ids": [4, 5]}, entries
+    assert entries["Query"]["filter"] == "id > {low}", entries
+    assert json.loads(entries["Query"]["targets"]["filter_params"]) == {"low": 7}, entries
+
+
 def test_verify_fails_after_the_file_is_edited(audited, tmp_path):
     server, _ = audited
     sqlite3 = shutil.which("sqlite3")

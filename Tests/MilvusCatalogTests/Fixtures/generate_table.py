@@ -67,6 +67,8 @@ def roles_for(rpc, message):
         role = None
         if f.type == STRING and not f.is_repeated:
             role = SINGULAR_STRINGS.get(f.name)
+            if f.name == "dsl" and rpc == "Search":
+                role = "filter"  # a Search's boolean expression (with dsl_type BoolExprV1, what pymilvus sends)
             if f.name == "name" and rpc in SNAPSHOT_RPCS:
                 role = "snapshot"
             if f.name == "name" and rpc in FILE_RESOURCE_RPCS:
@@ -82,7 +84,8 @@ def roles_for(rpc, message):
         elif (f.type == MESSAGE and f.is_repeated and rpc == "UpdateResourceGroups"
               and f.name == "resource_groups"):
             role = "resourceGroupMap"
-        elif f.type == MESSAGE and f.is_repeated and rpc == "Delete" and f.name == "expr_template_values":
+        elif (f.type == MESSAGE and f.is_repeated and rpc in ("Delete", "Query", "Search")
+              and f.name == "expr_template_values"):
             role = "filterParameters"
         if role:
             out.append((f.number, role, f.name))
