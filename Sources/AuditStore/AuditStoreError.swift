@@ -8,13 +8,23 @@ public struct AuditStoreError: Error, Sendable, Hashable, CustomStringConvertibl
     /// The message, shown as it is.
     public let message: String
     /// Whether writing the same records again may succeed once the store recovers (a full disk, a lock, a read-only
-    /// file); false when SQLite refused what was written (a value too big for it), which no retry cures.
+    /// file); false when SQLite refused what was written (a value too big for it), or a sync failed (nothing more is
+    /// written until the guard restarts), which no retry cures.
     public let retryable: Bool
+    /// Whether the records were committed before it failed (tracking or syncing the commit): they are in the store,
+    /// though not known to be durable, and must not be written again.
+    public let committed: Bool
 
     /// Creates an error with its message.
-    public init(_ message: String, retryable: Bool = true) {
+    public init(_ message: String, retryable: Bool = true, committed: Bool = false) {
         self.message = message
         self.retryable = retryable
+        self.committed = committed
+    }
+
+    /// This error, after the records were committed.
+    public var afterCommit: AuditStoreError {
+        AuditStoreError(self.message, retryable: self.retryable, committed: true)
     }
 
     /// A write failure: `audit store unavailable: <reason>`.

@@ -107,20 +107,21 @@ final class AuditWriter: Sendable {
             self.waiters.removeFirst(count)
         }
 
-        /// Splits a failed batch: the records nobody waits for (outcomes, refusals, reads' requests), which are held
-        /// over for a later commit, and the waiters who hear of the failure (their calls are refused).
-        consuming func splitFailed() -> (heldOver: Batch, waiting: [Waiter]) {
-            var heldOver = Batch()
-            var waiting: [Waiter] = []
+        /// Splits it into the records nobody waits for (outcomes, refusals, reads' requests) and those somebody
+        /// waits for (mutations' requests), each in order.
+        consuming func split() -> (unwaited: Batch, waiting: Batch) {
+            var unwaited = Batch()
+            var waiting = Batch()
             for (record, waiter) in zip(self.records, self.waiters) {
                 if waiter.listener == nil {
-                    heldOver.records.append(record)
-                    heldOver.waiters.append(waiter)
+                    unwaited.records.append(record)
+                    unwaited.waiters.append(waiter)
                 } else {
-                    waiting.append(waiter)
+                    waiting.records.append(record)
+                    waiting.waiters.append(waiter)
                 }
             }
-            return (heldOver, waiting)
+            return (unwaited, waiting)
         }
     }
 
@@ -259,6 +260,7 @@ final class AuditWriter: Sendable {
             // An outcome ends its call even when it can't be queued: its call is over either way.
             if kind == .outcome { state.openCalls = max(0, state.openCalls - 1) }
             guard !state.closing, state.queue.count + state.syncing + state.held < self.capacity else {
+                if listener == nil { self.recordsLost.add(1, ordering: .relaxed) }
                 return (false, false)
             }
             if kind == .request { state.openCalls += 1 }
@@ -381,32 +383,80 @@ final class AuditWriter: Sendable {
         AuditTime.monotonicNanoseconds() / 1_000_000
     }
 
+    /// Records of failed batches that nobody waits for, oldest first; the writer thread's alone.
+    private struct HeldOver {
+        var batch = Batch()
+        /// ``AuditRecord/estimatedBytes`` of `batch`.
+        var bytes = 0
+        /// How many go into the next commit: halved by each failure (a nearly full disk may take a smaller commit,
+        /// and a record SQLite refuses is narrowed down to itself), doubled by each success.
+        var chunk = AuditWriter.heldOverPerCommit
+        /// When to try again while the store fails (monotonic milliseconds).
+        var nextTry: Int64 = 0
+
+        var isEmpty: Bool { self.batch.isEmpty }
+        var count: Int { self.batch.count }
+
+        /// Holds the records of `other` within `limit` bytes in all; returns how many did not fit.
+        mutating func hold(_ other: Batch, limit: Int) -> Int {
+            var refused = 0
+            for (record, waiter) in zip(other.records, other.waiters) {
+                let size = record.estimatedBytes
+                guard self.bytes + size <= limit else {
+                    refused += 1
+                    continue
+                }
+                self.bytes += size
+                self.batch.records.append(record)
+                self.batch.waiters.append(waiter)
+            }
+            return refused
+        }
+
+        mutating func removeFirst(_ count: Int) {
+            for index in 0..<count { self.bytes -= self.batch.records[index].estimatedBytes }
+            self.batch.removeFirst(count)
+        }
+
+        /// Empties it; returns how many records it held.
+        mutating func drop() -> Int {
+            defer { self = HeldOver() }
+            return self.count
+        }
+    }
+
     /// The writer thread's loop.
     ///
     /// Held over: when a batch fails, the records somebody waits for (a mutation's request) fail with it, and their
     /// calls are refused. The others (outcomes of calls already forwarded, refusals, the requests of recorded reads)
-    /// are kept and go first into a later commit: with the next batch once the store takes one, or every
-    /// `probeMilliseconds` on their own while it still fails. They count against the queue's capacity, so a long
-    /// outage ends with submits refused (which the proxy logs), not with memory growing, and take at most
-    /// ``heldBytesLimit`` bytes. Lost (``lost``): records beyond that, what the store still refuses when the writer
-    /// stops, and the records of a commit that failed with an error no retry cures (``AuditStoreError/retryable``:
-    /// SQLite refused a record, say a value longer than it takes), which would otherwise fail every later commit they
-    /// went into.
+    /// are held and written later, oldest first and in commits of their own, so that they never make a mutation's
+    /// commit fail: with the next batch once the store takes one, or every `probeMilliseconds` on their own while it
+    /// still fails. While any are held, the records of new batches that nobody waits for queue behind them (a read's
+    /// request is written before its outcome). They count against the queue's capacity, so a long outage ends with
+    /// submits refused (which the proxy logs), not with memory growing, and take at most ``heldBytesLimit`` bytes.
+    /// Lost (``lost``): records nobody waits for that found the queue full or the held records over their budget,
+    /// what the store still refuses when the writer stops, what a failed sync left behind, and a record SQLite
+    /// refuses for what it is (``AuditStoreError/retryable``: a value longer than it takes), which would fail every
+    /// commit it went into.
     private func run(sink: any AuditBatchSink) {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
         var unannounced = false
         // Mean duration of recent calls, which bounds the commit delay.
         var meanCallNanoseconds: Int64?
-        // Records of failed batches that nobody waits for, oldest first, and when to try them again.
-        var held = Batch()
-        var heldBytes = 0
-        var nextHeldTry: Int64 = 0
+        var held = HeldOver()
         func announceHead() {
             guard let onHead = self.onHead, let head = sink.head() else { return }
             onHead(head)
             unannounced = false
             nextHead = Self.monotonicMilliseconds() + Int64(self.headMilliseconds)
+        }
+        func committed(_ count: Int) {
+            self.markWritable()
+            self.batchesCommitted.add(1, ordering: .relaxed)
+            self.recordsCommitted.add(count, ordering: .relaxed)
+            unannounced = true
+            if self.onHead != nil, Self.monotonicMilliseconds() >= nextHead { announceHead() }
         }
         // The sync thread; without one (the system refused a thread), the writer syncs each batch itself.
         let syncer = sink.syncer
@@ -420,11 +470,53 @@ final class AuditWriter: Sendable {
                 pthread_join(syncThread, nil)
             }
         }
+        /// Appends `records`; synced before it returns when there is no sync thread.
+        func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
+            if let failure = self.failedSync { throw failure }
+            let sequences = try sink.append(records)
+            if let syncer, syncThread == nil {
+                do throws(AuditStoreError) {
+                    try self.sync(syncer)
+                } catch {
+                    throw error.afterCommit
+                }
+            }
+            return sequences
+        }
+        /// Reports `results` to `waiters` in commit order: through the sync thread (after the sync, for committed
+        /// records), or at once without one. `awaited`: committed requests somebody waits for.
+        func report(_ waiters: [Waiter], _ results: [AuditResult], awaited: Int) {
+            guard syncThread != nil, !waiters.isEmpty else {
+                self.state.withLock {
+                    $0.inFlight = 0
+                    $0.held = held.count
+                }
+                Self.notify(waiters, results)
+                return
+            }
+            self.state.withLock {
+                $0.inFlight = 0
+                $0.held = held.count
+                $0.syncing += waiters.count
+            }
+            self.synced.withLock {
+                $0.waiters += waiters
+                $0.results += results
+                $0.awaitedRequests += awaited
+            }
+            self.syncWake.signal()
+        }
+        func failed(_ error: AuditStoreError) {
+            self.lastFailure.withLock { $0 = error }
+            if error.retryable || self.failedSync != nil { self.writable.store(false, ordering: .releasing) }
+        }
         while true {
             var (batch, closing) = self.take()
-            let tryHeld =
-                !held.isEmpty && (self.isWritable || closing || Self.monotonicMilliseconds() >= nextHeldTry)
-            if batch.isEmpty && !tryHeld {
+            // While the store fails, held records are tried every `probeMilliseconds` (a batch that commits makes it
+            // writable again); a mutation's request is always tried at once, in a commit of its own.
+            let heldDue =
+                !held.isEmpty && (self.isWritable || closing || Self.monotonicMilliseconds() >= held.nextTry)
+            if batch.isEmpty && !heldDue {
                 if closing {
                     if unannounced { announceHead() }
                     return
@@ -436,93 +528,93 @@ final class AuditWriter: Sendable {
                         if (try? sink.probe()) != nil { self.markWritable() }
                     }
                 } else {
-                    // The held-over records are the probe.
-                    _ = self.wake.wait(milliseconds: Int(max(1, nextHeldTry - Self.monotonicMilliseconds())))
+                    // The held records are the probe.
+                    _ = self.wake.wait(milliseconds: Int(max(1, held.nextTry - Self.monotonicMilliseconds())))
                 }
                 continue
             }
             self.extendLazily(&batch, closing: &closing)
             self.delayCommit(&batch, closing: &closing, meanCallNanoseconds: meanCallNanoseconds)
             batch.observeCallDurations(into: &meanCallNanoseconds)
-            // What this commit writes: held-over records first (oldest first), then the batch.
-            let heldTried = tryHeld ? min(held.count, Self.heldOverPerCommit) : 0
-            var attempt = heldTried > 0 ? held.prefix(heldTried) : Batch()
-            if heldTried > 0 { attempt.append(contentsOf: batch) }
-            var results: [AuditResult]
-            var notified: [Waiter]
-            var committed = false
-            do throws(AuditStoreError) {
-                if let failure = self.failedSync { throw failure }
-                let sequences = try sink.append(heldTried > 0 ? attempt.records : batch.records)
-                if let syncer, syncThread == nil { try self.sync(syncer) }
-                committed = true
-                self.markWritable()
-                self.batchesCommitted.add(1, ordering: .relaxed)
-                self.recordsCommitted.add(heldTried + batch.count, ordering: .relaxed)
-                unannounced = true
-                if self.onHead != nil, Self.monotonicMilliseconds() >= nextHead { announceHead() }
-                for index in 0..<heldTried { heldBytes -= held.records[index].estimatedBytes }
-                held.removeFirst(heldTried)
-                notified = batch.waiters
-                results = zip(notified, sequences.dropFirst(heldTried)).map {
-                    AuditResult(token: $0.token, sequence: $1, error: nil)
+
+            // 1. Held records first, in a commit of their own.
+            if heldDue {
+                let count = min(held.count, held.chunk)
+                let chunk = held.batch.prefix(count)
+                do throws(AuditStoreError) {
+                    let sequences = try append(chunk.records)
+                    committed(count)
+                    held.removeFirst(count)
+                    held.chunk = min(held.chunk * 2, Self.heldOverPerCommit)
+                    // Through the sync thread like any commit (nobody hears of them).
+                    report(
+                        chunk.waiters,
+                        zip(chunk.waiters, sequences).map {
+                            AuditResult(token: $0.token, sequence: $1, error: nil)
+                        },
+                        awaited: 0
+                    )
+                } catch {
+                    failed(error)
+                    if error.committed {
+                        held.removeFirst(count)  // in the store, though not known to be durable
+                    } else if self.failedSync != nil || (closing && error.retryable) {
+                        // Nothing more is written (a failed sync), or this was the last try.
+                        self.recordsLost.add(held.drop(), ordering: .relaxed)
+                    } else if !error.retryable, count == 1 {
+                        held.removeFirst(1)  // the record SQLite refuses
+                        self.recordsLost.add(1, ordering: .relaxed)
+                    } else {
+                        held.chunk = max(1, count / 2)
+                        // A store that fails waits; a record it refuses is narrowed down at once.
+                        if error.retryable {
+                            held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
+                        }
+                    }
+                    self.state.withLock { $0.held = held.count }
                 }
+            }
+
+            // 2. The batch. While records are held, those nobody waits for queue behind them.
+            if !held.isEmpty {
+                let (unwaited, waiting) = batch.split()
+                batch = waiting
+                self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
+            }
+            guard !batch.isEmpty else {
+                report([], [], awaited: 0)
+                continue
+            }
+            do throws(AuditStoreError) {
+                let sequences = try append(batch.records)
+                committed(batch.count)
+                report(
+                    batch.waiters,
+                    zip(batch.waiters, sequences).map {
+                        AuditResult(token: $0.token, sequence: $1, error: nil)
+                    },
+                    awaited: batch.awaitedRequests
+                )
             } catch {
-                self.lastFailure.withLock { $0 = error }
-                self.writable.store(false, ordering: .releasing)
+                failed(error)
                 // Their calls are refused: no outcome will end them.
                 let refused = batch.awaitedRequests
                 self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
-                let (heldOver, waiting) = batch.splitFailed()
-                batch = Batch()
-                notified = waiting
-                results = waiting.map { AuditResult(token: $0.token, sequence: nil, error: error) }
-                if !error.retryable {
-                    // SQLite refused a record, not the store: tried again, the same records would fail again (and
-                    // every batch behind them). Those of this commit that nobody waits for are lost.
-                    for index in 0..<heldTried { heldBytes -= held.records[index].estimatedBytes }
-                    held.removeFirst(heldTried)
-                    self.recordsLost.add(heldTried + heldOver.count, ordering: .relaxed)
-                } else if closing {
-                    // The last try: what the store still refuses is lost.
-                    self.recordsLost.add(held.count + heldOver.count, ordering: .relaxed)
-                    held = Batch()
-                    heldBytes = 0
+                let (unwaited, waiting) = batch.split()
+                if error.committed {
+                    // In the store, though not known to be durable: nothing to hold.
+                } else if !error.retryable || closing || self.failedSync != nil {
+                    self.recordsLost.add(unwaited.count, ordering: .relaxed)
                 } else {
-                    for (record, waiter) in zip(heldOver.records, heldOver.waiters) {
-                        let bytes = record.estimatedBytes
-                        guard heldBytes + bytes <= self.heldBytesLimit else {
-                            self.recordsLost.add(1, ordering: .relaxed)
-                            continue
-                        }
-                        heldBytes += bytes
-                        held.records.append(record)
-                        held.waiters.append(waiter)
-                    }
-                    nextHeldTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
+                    self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
+                    held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
                 }
+                report(
+                    waiting.waiters,
+                    waiting.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) },
+                    awaited: 0
+                )
             }
-            guard syncThread != nil else {
-                self.state.withLock {
-                    $0.inFlight = 0
-                    $0.held = held.count
-                }
-                Self.notify(notified, results)
-                continue
-            }
-            // Failed batches go through the sync thread too, so that every listener hears in commit order.
-            let awaited = committed ? batch.awaitedRequests : 0
-            self.state.withLock {
-                $0.inFlight = 0
-                $0.held = held.count
-                $0.syncing += notified.count
-            }
-            self.synced.withLock {
-                $0.waiters += notified
-                $0.results += results
-                $0.awaitedRequests += awaited
-            }
-            self.syncWake.signal()
         }
     }
 
@@ -565,7 +657,8 @@ final class AuditWriter: Sendable {
         } catch {
             let failure = AuditStoreError(
                 "\(error.message); the records of the last commits may be lost, so the store takes no more until "
-                    + "milvus-guard restarts"
+                    + "milvus-guard restarts",
+                retryable: false
             )
             self.syncFailure.withLock { if $0 == nil { $0 = failure } }
             self.lastFailure.withLock { $0 = failure }

@@ -11,6 +11,8 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
         struct State: Sendable {
             var rows: [ChainRow] = []
             var failure: AuditStoreError?
+            /// Batches of more records than this fail with `failure` (a nearly full disk); nil: every batch.
+            var failureAbove: Int?
         }
         let state = Mutex(State())
     }
@@ -41,9 +43,14 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
         self.writer.close()
     }
 
-    /// Makes every batch (and probe) fail with `error` until called with nil.
-    public func failWrites(with error: AuditStoreError?) {
-        self.storage.state.withLock { $0.failure = error }
+    /// Makes every batch (and probe) fail with `error` until called with nil; with `above`, only batches of more
+    /// records than that (a disk with room for a little). An error marked ``AuditStoreError/committed`` fails the
+    /// batch after its records were stored, as a sync that fails after the commit does.
+    public func failWrites(with error: AuditStoreError?, above: Int? = nil) {
+        self.storage.state.withLock {
+            $0.failure = error
+            $0.failureAbove = above
+        }
     }
 
     /// Every record written so far, in sequence order (checkpoints included).
@@ -141,7 +148,8 @@ final class MemoryBatchSink: AuditBatchSink {
 
     func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
         try self.storage.state.withLock { state throws(AuditStoreError) -> [Int64] in
-            if let failure = state.failure { throw failure }
+            let failure = state.failure.flatMap { records.count > (state.failureAbove ?? -1) ? $0 : nil }
+            if let failure, !failure.committed { throw failure }
             var sequence = state.rows.last?.sequence ?? 0
             var prevHash = state.rows.last?.hash ?? ChainRow.zeroHash
             var sequences: [Int64] = []
@@ -152,6 +160,7 @@ final class MemoryBatchSink: AuditBatchSink {
                 sequences.append(sequence)
                 prevHash = row.hash
             }
+            if let failure { throw failure }
             return sequences
         }
     }
@@ -163,6 +172,6 @@ final class MemoryBatchSink: AuditBatchSink {
     }
 
     func probe() throws(AuditStoreError) {
-        if let failure = self.storage.state.withLock({ $0.failure }) { throw failure }
+        if let failure = self.storage.state.withLock({ $0.failureAbove == nil ? $0.failure : nil }) { throw failure }
     }
 }

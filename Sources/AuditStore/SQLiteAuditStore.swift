@@ -209,8 +209,12 @@ final class SQLiteBatchSink: AuditBatchSink {
             throw SQLiteAuditSchema.error(error, path: self.path)
         }
         // Committed, not durable yet. If the WAL can't be tracked the batch fails: its calls are refused, and its
-        // requests show outcome `unknown`.
-        try self.walSync?.track()
+        // requests show outcome `unknown`; its records are in the store and must not be written again.
+        do throws(AuditStoreError) {
+            try self.walSync?.track()
+        } catch {
+            throw error.afterCommit
+        }
         return sequences
     }
 

@@ -111,6 +111,75 @@ struct MemoryAuditStoreTests {
         #expect(store.records == [huge, outcome(3)])
     }
 
+    @Test("Records committed before their batch failed (the sync after the commit) are not written again")
+    func committedThenFailed() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 10)
+        defer { store.close() }
+        store.failWrites(with: AuditStoreError("audit store unavailable: cannot open the -wal", committed: true))
+        #expect(store.submit(outcome(1), token: 1, listener: nil))
+        #expect(write([fullRequest(2)], to: store).first?.error != nil)  // refused, though in the store
+        usleep(60_000)  // several probe intervals
+        store.failWrites(with: nil)
+        #expect(write([fullRequest(3)], to: store).first?.sequence == 3)
+        usleep(30_000)
+        #expect(store.records == [outcome(1), fullRequest(2), fullRequest(3)])
+        #expect(store.lost == 0)
+    }
+
+    @Test("A held read request is written before its outcome, which queues behind it")
+    func heldRequestBeforeItsOutcome() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 60_000)
+        defer { store.close() }
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        var read = fullRequest(1)
+        read.rpc = "Search"
+        #expect(store.submit(read, token: 1, listener: nil))  // a read's request: nobody waits for it
+        #expect(waitUntil { !store.isWritable && store.queueDepth == 1 })
+        store.failWrites(with: nil)
+        #expect(store.submit(outcome(1), token: 2, listener: nil))  // the read ended; the store is back
+        // A mutation's request commits on its own at once and shows the store is back; the held go next, in order.
+        #expect(write([fullRequest(2)], to: store, firstToken: 3).first?.sequence == 1)
+        #expect(waitUntil { store.records.count == 3 })
+        #expect(store.records == [fullRequest(2), read, outcome(1)])
+    }
+
+    @Test("On a nearly full disk, held records go in commits small enough to fit, and mutations go on meanwhile")
+    func heldOnANearlyFullDisk() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 5)
+        defer { store.close() }
+        let full = AuditStoreError("audit store unavailable: disk full")
+        store.failWrites(with: full)
+        for n in 1...8 { #expect(store.submit(outcome(n), token: UInt64(n), listener: nil)) }
+        #expect(waitUntil { !store.isWritable && store.queueDepth == 8 })
+        store.failWrites(with: full, above: 2)  // room for two records at a time
+        var token: UInt64 = 100
+        #expect(
+            waitUntil {
+                token += 1
+                // Every mutation's request fits and is written, however many held records fail beside it.
+                guard write([fullRequest(Int(token))], to: store, firstToken: token).first?.error == nil else {
+                    return false
+                }
+                return store.records.count(where: { $0.kind == .outcome }) == 8
+            }
+        )
+        #expect(store.records.filter { $0.kind == .outcome } == (1...8).map { outcome($0) })
+        #expect(store.lost == 0)
+    }
+
+    @Test("Held records SQLite refuses for what they are are narrowed down one by one and counted lost")
+    func heldRefusedForGood() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 5)
+        defer { store.close() }
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        for n in 1...5 { #expect(store.submit(outcome(n), token: UInt64(n), listener: nil)) }
+        #expect(waitUntil { !store.isWritable && store.queueDepth == 5 })
+        store.failWrites(with: AuditStoreError("audit store unavailable: g.db refused a record", retryable: false))
+        #expect(waitUntil { store.lost == 5 && store.queueDepth == 0 })
+        store.failWrites(with: nil)
+        #expect(write([fullRequest(9)], to: store).first?.sequence == 1)
+    }
+
     @Test("What the store still refuses when it closes is counted as lost")
     func lostAtClose() throws {
         let store = try MemoryAuditStore(probeMilliseconds: 10)

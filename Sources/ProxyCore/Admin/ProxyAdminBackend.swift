@@ -160,7 +160,7 @@ public final class ProxyAdminBackend: AdminBackend {
             # TYPE milvus_guard_audit_records_total counter
             milvus_guard_audit_records_total \(committed.records)
             # HELP milvus_guard_audit_records_lost_total Audit records nobody waited for (outcomes, refusals) that \
-            were never written: held over a store outage beyond 64 MiB, or refused by SQLite with an error no retry cures.
+            were never written (queue full, held beyond 64 MiB, a failed sync, or refused by SQLite for good).
             # TYPE milvus_guard_audit_records_lost_total counter
             milvus_guard_audit_records_lost_total \(audit.log.lost)
             # HELP milvus_guard_audit_queue_depth Audit records queued, being written, or held over from failed batches.
