@@ -213,8 +213,13 @@ def test_filters_of_refused_searches_and_queries_are_recorded(audited):
             app.query("templated", filter="id > {low}", filter_params={"low": 7}, output_fields=["id"])
     finally:
         app.close()
-    listed = guard_cli(server.work_dir, "audit", "--collection", "templated", "--user", "app", "--format", "json")
-    entries = {e["rpc"]: e for e in map(json.loads, listed.stdout.splitlines()) if e["decision"] == "denied"}
+    entries: dict = {}
+
+    def recorded() -> bool:  # refusal records are not waited for: they follow the answer
+        listed = guard_cli(server.work_dir, "audit", "--collection", "templated", "--user", "app", "--format", "json")
+        entries.update({e["rpc"]: e for e in map(json.loads, listed.stdout.splitlines()) if e["decision"] == "denied"})
+        return "Search" in entries and "Query" in entries
+    harness.wait_until(recorded, 10, "both refusals recorded")
     assert entries["Search"]["filter"] == "id in {ids}", entries
     assert json.loads(entries["Search"]["targets"]["filter_params"]) == {"ids": [4, 5]}, entries
     assert entries["Query"]["filter"] == "id > {low}", entries
@@ -442,7 +447,8 @@ def test_full_disk_refuses_mutations_and_loses_no_record_once_space_is_freed(mil
                                "json", "--limit", "10000", prefix=inside)
             assert listed.returncode == 0, listed.stderr
             entries[:] = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
-            return any(e["status"] == 8 for e in entries) and all(e["outcome"] != "unknown" for e in entries)
+            return (any(e["status"] == 8 for e in entries) and any(e["rpc"] == "DropCollection" for e in entries)
+                    and all(e["outcome"] != "unknown" for e in entries))
 
         try:
             harness.wait_until(held_over_written, 10, "the held-over records to be written")
