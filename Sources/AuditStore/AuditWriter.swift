@@ -533,7 +533,8 @@ final class AuditWriter: Sendable {
                 }
                 continue
             }
-            self.extendLazily(&batch, closing: &closing)
+            // Held records are written without waiting for company: they have waited long enough.
+            if held.isEmpty { self.extendLazily(&batch, closing: &closing) }
             self.delayCommit(&batch, closing: &closing, meanCallNanoseconds: meanCallNanoseconds)
             batch.observeCallDurations(into: &meanCallNanoseconds)
 
