@@ -40,16 +40,20 @@ public struct AuditCommand: ParsableCommand {
         return try GuardConfig.load(file: GuardConfig.defaultFileName, currentDirectory: currentDirectory).storePath
     }
 
+    /// The audit options that take no value.
+    static let flags: Set<String> = ["-h", "--help", "--follow"]
+
     /// `audit --store F verify` read as `audit verify --store F`: the synopsis puts `--store` right after `audit`,
     /// but ArgumentParser takes a word after an option as an argument of the default subcommand (`list`), which has
-    /// none. Every audit option takes a value, so the word after the options is a subcommand's name or a mistake.
+    /// none. Every audit option but ``flags`` takes a value, so the word after the options is a subcommand's name or
+    /// a mistake.
     /// Other command lines are returned as they are.
     public static func subcommandFirst(_ arguments: [String]) -> [String] {
         guard arguments.first == Self.configuration.commandName else { return arguments }
         let names = Self.configuration.subcommands.map { $0.configuration.commandName ?? "" }
         var index = 1
         while index < arguments.count, arguments[index].hasPrefix("-"), arguments[index] != "--" {
-            let flag = arguments[index] == "-h" || arguments[index] == "--help" || arguments[index].contains("=")
+            let flag = Self.flags.contains(arguments[index]) || arguments[index].contains("=")
             index += flag ? 1 : 2
         }
         guard index > 1, index < arguments.count, names.contains(arguments[index]) else { return arguments }
@@ -137,7 +141,69 @@ public struct AuditListCommand: ParsableCommand {
     public var afterID: Int64?
     /// `--format table|json`.
     @Option(name: .long, help: ArgumentHelp("table (for people) or json (one object per line).", valueName: "format"))
-    public var format: String = "table"
+    public var format: String?
+    /// `--follow`.
+    @Flag(
+        name: .long,
+        help: "Keep printing calls as they are recorded, as JSON lines: after --after-id, or from now on."
+    )
+    public var follow = false
+
+    /// `--format`, or its default: JSON lines when following, a table otherwise.
+    var outputFormat: String { self.format ?? (self.follow ? "json" : "table") }
+
+    /// A call still in progress (a request without an outcome record) younger than this holds `--follow` back, so
+    /// that it is printed once, with its outcome; older, it is printed as `unknown` (the guard may have crashed).
+    static let followGraceMilliseconds: Int64 = 60_000
+    /// Calls read per query while following.
+    static let followPage = 1_000
+    /// How long `--follow` waits once it has caught up.
+    static let followPollSeconds = 1.0
+
+    /// `--follow`: pages forward by id from `query.afterID` (default: the newest call now), printing each call once
+    /// as a JSON line, in id order, until `pause` (between two polls once caught up) returns false. A call still in
+    /// progress stops the page there until its outcome is recorded or it is ``followGraceMilliseconds`` old, so a
+    /// pipeline reading the lines gets each call with what became of it.
+    /// - Throws: ``AuditStoreError`` when the store can't be read.
+    func follow(
+        _ reader: SQLiteAuditReader,
+        _ query: AuditQuery,
+        now: () -> Int64,
+        pause: () -> Bool,
+        emit: (String) -> Void
+    ) throws(AuditStoreError) {
+        var cursor: Int64
+        if let afterID = query.afterID {
+            cursor = afterID
+        } else {
+            var newest = AuditQuery()
+            newest.limit = 1
+            cursor = try reader.query(newest).last?.id ?? 0
+        }
+        var page = query
+        page.limit = Self.followPage
+        while true {
+            page.afterID = cursor
+            var read = 0
+            var waiting = false
+            let time = now()
+            try reader.forEach(page) { entry in
+                read += 1
+                guard !waiting else { return }
+                if entry.outcome == .unknown, entry.record.kind == .request,
+                    time - entry.record.timeMilliseconds < Self.followGraceMilliseconds
+                {
+                    waiting = true
+                    return
+                }
+                emit(entry.jsonLine())
+                cursor = entry.id
+            }
+            // A full page read to its end: more may follow at once.
+            if read == Self.followPage, !waiting { continue }
+            guard pause() else { return }
+        }
+    }
 
     /// The decisions `--decision` accepts.
     static let decisions = ["allowed", "denied", "would_deny", "approval_required", "failed"]
@@ -176,8 +242,11 @@ public struct AuditListCommand: ParsableCommand {
         if let afterID = self.afterID, afterID < 0 {
             throw ConfigError(key: "--after-id", problem: "must be 0 or more, got \(afterID)")
         }
-        guard ["table", "json"].contains(self.format) else {
-            throw ConfigError(key: "--format", problem: "must be table or json, got \"\(self.format)\"")
+        if self.follow, self.format == "table" {
+            throw ConfigError(key: "--follow", problem: "prints JSON lines: use it with --format json, or alone")
+        }
+        guard ["table", "json"].contains(self.outputFormat) else {
+            throw ConfigError(key: "--format", problem: "must be table or json, got \"\(self.outputFormat)\"")
         }
         return AuditQuery(
             since: try bound(self.since, "--since"),
@@ -224,7 +293,21 @@ public struct AuditListCommand: ParsableCommand {
         var entries: [AuditEntry] = []
         do {
             let reader = try SQLiteAuditReader(path: path)
-            if self.format == "json" {
+            if self.follow {
+                try self.follow(
+                    reader,
+                    query,
+                    now: { now ?? AuditTime.nowMilliseconds() },
+                    pause: {
+                        flush()
+                        Thread.sleep(forTimeInterval: Self.followPollSeconds)
+                        return true
+                    },
+                    emit: emit
+                )
+                return ([], 0)
+            }
+            if self.outputFormat == "json" {
                 try reader.forEach(query) { emit($0.jsonLine()) }
                 return ([], 0)
             }
@@ -247,6 +330,12 @@ public struct AuditListCommand: ParsableCommand {
             now: nil
         ) { print($0) }
         try AuditCommand.finish((errors, exitCode))
+    }
+
+    /// Hands what was printed to the pipe now: with `--follow`, standard output (a pipe, so fully buffered) is
+    /// read by another program while this one goes on.
+    private func flush() {
+        fflush(nil)
     }
 }
 

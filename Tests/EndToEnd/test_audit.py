@@ -13,6 +13,8 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -224,6 +226,35 @@ def test_filters_of_refused_searches_and_queries_are_recorded(audited):
     assert json.loads(entries["Search"]["targets"]["filter_params"]) == {"ids": [4, 5]}, entries
     assert entries["Query"]["filter"] == "id > {low}", entries
     assert json.loads(entries["Query"]["targets"]["filter_params"]) == {"low": 7}, entries
+
+
+def test_follow_streams_new_calls_with_their_outcomes_through_a_pipe(audited):
+    """`audit --follow` as a SIEM shipper runs it: a pipe (fully buffered unless flushed), calls made after it
+    started, each printed once with its outcome."""
+    server, address = audited
+    follower = subprocess.Popen([_guard_binary(), "audit", "--follow", "--user", "app"], cwd=server.work_dir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # it starts after the newest call, so the calls below are new
+        app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+        try:
+            for n in (500, 501):
+                app.insert("ledger", [{"id": n, "vector": [0.5, 0.5, 0.25, 0.125]}])
+        finally:
+            app.close()
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(follower.stdout.readline() for _ in range(2)),
+                                  daemon=True)
+        reader.start()
+        reader.join(20)
+        assert len(lines) == 2, (lines, follower.poll())
+        entries = [json.loads(line) for line in lines]
+        assert [(e["rpc"], e["principal"], e["rows"], e["outcome"]) for e in entries] == [
+            ("Insert", "app", 1, "ok"), ("Insert", "app", 1, "ok")], entries
+        assert entries[0]["id"] < entries[1]["id"]
+    finally:
+        follower.kill()
+        follower.wait(10)
 
 
 def test_verify_fails_after_the_file_is_edited(audited, tmp_path):

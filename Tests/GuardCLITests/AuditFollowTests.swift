@@ -1,0 +1,147 @@
+import ArgumentParser
+import AuditStore
+import Foundation
+import Testing
+
+@testable import GuardCLI
+
+/// `milvus-guard audit --follow`: every call once, in id order, with what became of it.
+@Suite("milvus-guard audit --follow")
+struct AuditFollowTests {
+    private static let noon: Int64 = 1_746_100_800_000
+
+    private static func request(_ n: Int, at time: Int64) -> AuditRecord {
+        var record = AuditRecord(kind: .request, callID: String(repeating: "\(n)", count: 32), timeMilliseconds: time)
+        record.principal = "alice"
+        record.rpc = "Insert"
+        record.decision = "allowed"
+        return record
+    }
+
+    private static func outcome(_ n: Int, at time: Int64) -> AuditRecord {
+        var record = AuditRecord(kind: .outcome, callID: String(repeating: "\(n)", count: 32), timeMilliseconds: time)
+        record.status = 0
+        return record
+    }
+
+    private static func refusal(_ n: Int, at time: Int64) -> AuditRecord {
+        var record = AuditRecord(kind: .refusal, callID: String(repeating: "\(n)", count: 32), timeMilliseconds: time)
+        record.principal = "bob"
+        record.rpc = "DropCollection"
+        record.decision = "denied"
+        record.status = 7
+        return record
+    }
+
+    /// Writes `records` and waits until they are committed.
+    private static func write(_ records: [AuditRecord], to store: SQLiteAuditStore) {
+        let before = store.committed.records
+        for (offset, record) in records.enumerated() {
+            #expect(store.submit(record, token: UInt64(offset), listener: nil))
+        }
+        for _ in 0..<5_000 where store.committed.records < before + records.count { usleep(1_000) }
+    }
+
+    private static func command(_ arguments: [String]) throws -> AuditListCommand {
+        try #require(try GuardCommand.parseAsRoot(["audit"] + arguments) as? AuditListCommand)
+    }
+
+    /// The ids and outcomes of the JSON lines.
+    private static func calls(_ lines: [String]) throws -> [String] {
+        try lines.map { line in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return "\(object["id"] ?? "?"):\(object["outcome"] ?? "?")"
+        }
+    }
+
+    @Test("A call in progress holds the feed back until its outcome is recorded; then both come, in id order")
+    func waitsForOutcomes() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        Self.write(
+            [
+                Self.request(1, at: Self.noon), Self.outcome(1, at: Self.noon + 5), Self.refusal(2, at: Self.noon + 10),
+                Self.request(3, at: Self.noon + 20), Self.refusal(4, at: Self.noon + 30),
+            ],
+            to: store
+        )
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var rounds = 0
+        try Self.command(["--after-id", "0"]).follow(
+            reader,
+            AuditQuery(afterID: 0),
+            now: { Self.noon + 1_000 },
+            pause: {
+                rounds += 1
+                if rounds == 1 { Self.write([Self.outcome(3, at: Self.noon + 900)], to: store) }
+                return rounds < 2
+            },
+            emit: { lines.append($0) }
+        )
+        // Round 1: calls 1 and 2; call 3 (id 4) is in progress, so the refusal after it (id 5) waits too.
+        // Round 2: call 3 with its outcome, then the refusal.
+        #expect(try Self.calls(lines) == ["1:ok", "3:failed", "4:ok", "5:failed"])
+    }
+
+    @Test("A call without an outcome for longer than the grace period is printed as unknown, once")
+    func gracePeriod() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        Self.write([Self.request(1, at: Self.noon), Self.refusal(2, at: Self.noon + 10)], to: store)
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var rounds = 0
+        try Self.command([]).follow(
+            reader,
+            AuditQuery(afterID: 0),
+            now: { Self.noon + AuditListCommand.followGraceMilliseconds + 1 },
+            pause: {
+                rounds += 1
+                return rounds < 3
+            },
+            emit: { lines.append($0) }
+        )
+        #expect(try Self.calls(lines) == ["1:unknown", "2:failed"])
+    }
+
+    @Test("Without --after-id it starts after the newest call; filters apply")
+    func fromNow() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        Self.write([Self.refusal(1, at: Self.noon), Self.refusal(2, at: Self.noon + 10)], to: store)
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var rounds = 0
+        try Self.command(["--user", "bob"]).follow(
+            reader,
+            AuditQuery(user: "bob"),
+            now: { Self.noon + 1_000 },
+            pause: {
+                rounds += 1
+                if rounds == 1 {
+                    Self.write([Self.request(3, at: Self.noon + 20), Self.refusal(4, at: Self.noon + 30)], to: store)
+                }
+                return rounds < 2
+            },
+            emit: { lines.append($0) }
+        )
+        #expect(try Self.calls(lines) == ["4:failed"])  // alice's request (3) is filtered out, bob's old calls skipped
+    }
+
+    @Test("--follow prints JSON lines: --format table is refused")
+    func tableRefused() throws {
+        let folder = try TemporaryFolder()
+        let result = try Self.command(["--follow", "--format", "table", "--store", "x.db"]).execute(
+            currentDirectory: folder.path
+        )
+        #expect(result.exitCode == 2)
+        #expect(result.output == ["milvus-guard: --follow: prints JSON lines: use it with --format json, or alone"])
+        #expect(try Self.command(["--follow"]).outputFormat == "json")
+        #expect(try Self.command([]).outputFormat == "table")
+        #expect(AuditCommand.subcommandFirst(["audit", "--follow", "list"]) == ["audit", "list", "--follow"])
+    }
+}
