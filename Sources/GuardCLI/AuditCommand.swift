@@ -172,18 +172,20 @@ public struct AuditListCommand: ParsableCommand {
         pause: () -> Bool,
         emit: (String) -> Void
     ) throws(AuditStoreError) {
+        var newest = AuditQuery()
+        newest.limit = 1
         var cursor: Int64
         if let afterID = query.afterID {
             cursor = afterID
         } else {
-            var newest = AuditQuery()
-            newest.limit = 1
             cursor = try reader.query(newest).last?.id ?? 0
         }
         var page = query
         page.limit = Self.followPage
         while true {
             page.afterID = cursor
+            // Every call up to the newest one now is in what the page reads next.
+            let head = try reader.query(newest).last?.id ?? cursor
             var read = 0
             var waiting = false
             let time = now()
@@ -201,6 +203,9 @@ public struct AuditListCommand: ParsableCommand {
             }
             // A full page read to its end: more may follow at once.
             if read == Self.followPage, !waiting { continue }
+            // Nothing held back: the calls up to the head that did not match the filters are passed for good, so
+            // that a filter matching little does not read them again at every poll.
+            if !waiting { cursor = max(cursor, head) }
             guard pause() else { return }
         }
     }

@@ -132,6 +132,41 @@ struct AuditFollowTests {
         #expect(try Self.calls(lines) == ["4:failed"])  // alice's request (3) is filtered out, bob's old calls skipped
     }
 
+    @Test("Calls a filter leaves out are passed for good; a matching call after many of them is still printed")
+    func passesUnmatched() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var rounds = 0
+        try Self.command(["--user", "bob"]).follow(
+            reader,
+            AuditQuery(user: "bob", afterID: 0),
+            now: { Self.noon + 1_000 },
+            pause: {
+                rounds += 1
+                switch rounds {
+                case 1, 2:
+                    // alice's calls, complete: nothing to print, and the next poll starts after them.
+                    Self.write(
+                        (0..<3).map { Self.refusal(0, at: Self.noon + Int64($0)) }.map {
+                            var record = $0
+                            record.principal = "alice"
+                            return record
+                        },
+                        to: store
+                    )
+                case 3: Self.write([Self.refusal(7, at: Self.noon + 50)], to: store)
+                default: break
+                }
+                return rounds < 4
+            },
+            emit: { lines.append($0) }
+        )
+        #expect(try Self.calls(lines) == ["7:failed"])
+    }
+
     @Test("--follow prints JSON lines: --format table is refused")
     func tableRefused() throws {
         let folder = try TemporaryFolder()
