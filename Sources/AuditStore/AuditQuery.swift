@@ -54,6 +54,14 @@ public struct AuditQuery: Sendable, Hashable {
         self.afterID = afterID
     }
 
+    /// Whether a listed call passes the filters, ``outcome`` included unless `ignoringOutcome` (for a reader that
+    /// pages through every call and filters them itself, as `audit --follow` does).
+    public func selects(_ entry: AuditEntry, ignoringOutcome: Bool = false) -> Bool {
+        guard self.matches(entry.record, sequence: entry.id) else { return false }
+        guard !ignoringOutcome, let outcome = self.outcome else { return true }
+        return entry.outcome == outcome
+    }
+
     /// Whether a request or refusal record numbered `sequence` passes the filters (the in-memory store's version of
     /// the SQL WHERE), except ``outcome``, which needs the call's outcome record.
     func matches(_ record: AuditRecord, sequence: Int64) -> Bool {

@@ -83,7 +83,7 @@ final class AuditWriter: Sendable {
     /// Set by the first failed sync, then every batch fails with it.
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
-    /// Why the last batch (or probe) failed; nil once one succeeds.
+    /// Why the store last failed a batch or a probe (``failure`` shows it while the store is not writable).
     private let lastFailure = Mutex<AuditStoreError?>(nil)
     private let batchesCommitted = Atomic<Int>(0)
     /// Records nobody waited for that were never written (see ``run(sink:)``).
@@ -316,15 +316,15 @@ final class AuditWriter: Sendable {
     ///
     /// Held over: when a batch fails, the records somebody waits for (a mutation's request) fail with it, and their
     /// calls are refused. The others (outcomes of calls already forwarded, refusals, the requests of recorded reads)
-    /// are held and written later, oldest first and in commits of their own, so that they never make a mutation's
-    /// commit fail: with the next batch once the store takes one, or every `probeMilliseconds` on their own while it
-    /// still fails. While any are held, the records of new batches that nobody waits for queue behind them (a read's
-    /// request is written before its outcome). They count against the queue's capacity, so a long outage ends with
-    /// submits refused (which the proxy logs), not with memory growing, and take at most ``heldBytesLimit`` bytes.
-    /// Lost (``lost``): records nobody waits for that found the queue full or the held records over their budget,
-    /// what the store still refuses when the writer stops, what a failed sync left behind, and a record SQLite
-    /// refuses for what it is (``AuditStoreError/retryable``: a value longer than it takes), which would fail every
-    /// commit it went into.
+    /// are held and written later, oldest first, in commits of their own after each batch: at once after a held
+    /// commit that succeeded, `probeMilliseconds` after one that failed (halving the next, down to one record;
+    /// doubling after a success). So a chunk of held records never makes a mutation's commit fail, and a record SQLite
+    /// refuses for what it is is narrowed down to itself. While any are held, the records of new batches that nobody
+    /// waits for queue behind them (a read's request is written before its outcome). They count against the queue's
+    /// capacity, so a long outage ends with submits refused (which the proxy logs), not with memory growing, and take
+    /// at most ``heldBytesLimit`` bytes. Lost (``lost``): records nobody waits for that found the queue full or the
+    /// held records over their budget, what the store still refuses when the writer stops, everything after a failed
+    /// sync, and a record SQLite refuses for what it is (``AuditStoreError/retryable``: a value longer than it takes).
     private func run(sink: any AuditBatchSink) {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
@@ -393,30 +393,41 @@ final class AuditWriter: Sendable {
             }
             self.syncWake.signal()
         }
+        /// A commit failed: a store that fails is not writable, and says why; a record SQLite refused says nothing
+        /// about the store.
         func failed(_ error: AuditStoreError) {
+            guard error.retryable || self.failedSync != nil else { return }
             self.lastFailure.withLock { $0 = error }
-            if error.retryable || self.failedSync != nil { self.writable.store(false, ordering: .releasing) }
+            self.writable.store(false, ordering: .releasing)
+        }
+        func mirrorHeld() {
+            self.state.withLock {
+                $0.inFlight = 0
+                $0.held = held.count
+            }
         }
         while true {
             var (batch, closing) = self.take()
-            // While the store fails, held records are tried every `probeMilliseconds` (a batch that commits makes it
-            // writable again); a mutation's request is always tried at once, in a commit of its own.
-            let heldDue =
-                !held.isEmpty && (self.isWritable || closing || Self.monotonicMilliseconds() >= held.nextTry)
+            // Held records are tried when their time has come (at once after a success, `probeMilliseconds` after a
+            // failure: a mutation's commit that succeeds meanwhile does not make them due), and on closing.
+            let heldDue = !held.isEmpty && (closing || Self.monotonicMilliseconds() >= held.nextTry)
             if batch.isEmpty && !heldDue {
                 if closing {
                     if unannounced { announceHead() }
                     return
                 }
-                if self.isWritable {
-                    self.wake.wait()
-                } else if held.isEmpty {
-                    if !self.wake.wait(milliseconds: self.probeMilliseconds), self.failedSync == nil {
-                        if (try? sink.probe()) != nil { self.markWritable() }
-                    }
-                } else {
+                if !held.isEmpty {
                     // The held records are the probe.
                     _ = self.wake.wait(milliseconds: Int(max(1, held.nextTry - Self.monotonicMilliseconds())))
+                } else if self.isWritable {
+                    self.wake.wait()
+                } else if !self.wake.wait(milliseconds: self.probeMilliseconds), self.failedSync == nil {
+                    do throws(AuditStoreError) {
+                        try sink.probe()
+                        self.markWritable()
+                    } catch {
+                        self.lastFailure.withLock { $0 = error }
+                    }
                 }
                 continue
             }
@@ -425,83 +436,85 @@ final class AuditWriter: Sendable {
             self.delayCommit(&batch, closing: &closing, meanCallNanoseconds: meanCallNanoseconds)
             batch.observeCallDurations(into: &meanCallNanoseconds)
 
-            // 1. Held records first, in a commit of their own.
-            if heldDue {
-                let count = min(held.count, held.chunk)
-                let chunk = held.batch.prefix(count)
-                do throws(AuditStoreError) {
-                    let sequences = try append(chunk.records)
-                    committed(count)
-                    held.removeFirst(count)
-                    held.chunk = min(held.chunk * 2, Self.heldOverPerCommit)
-                    // Through the sync thread like any commit (nobody hears of them).
-                    report(
-                        chunk.waiters,
-                        zip(chunk.waiters, sequences).map {
-                            AuditResult(token: $0.token, sequence: $1, error: nil)
-                        },
-                        awaited: 0
-                    )
-                } catch {
-                    failed(error)
-                    if error.committed {
-                        held.removeFirst(count)  // in the store, though not known to be durable
-                    } else if self.failedSync != nil || (closing && error.retryable) {
-                        // Nothing more is written (a failed sync), or this was the last try.
-                        self.recordsLost.add(held.drop(), ordering: .relaxed)
-                    } else if !error.retryable, count == 1 {
-                        held.removeFirst(1)  // the record SQLite refuses
-                        self.recordsLost.add(1, ordering: .relaxed)
-                    } else {
-                        held.chunk = max(1, count / 2)
-                        // A store that fails waits; a record it refuses is narrowed down at once.
-                        if error.retryable {
-                            held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
-                        }
-                    }
-                    self.state.withLock { $0.held = held.count }
-                }
-            }
-
-            // 2. The batch. While records are held, those nobody waits for queue behind them.
+            // 1. The batch, at once. While records are held, those of the batch that nobody waits for queue behind
+            //    them (a read's request is written before its outcome), and mutations' requests commit on their own.
             if !held.isEmpty {
                 let (unwaited, waiting) = batch.split()
                 batch = waiting
                 self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
             }
-            guard !batch.isEmpty else {
-                report([], [], awaited: 0)
-                continue
-            }
-            do throws(AuditStoreError) {
-                let sequences = try append(batch.records)
-                committed(batch.count)
-                report(
-                    batch.waiters,
-                    zip(batch.waiters, sequences).map {
-                        AuditResult(token: $0.token, sequence: $1, error: nil)
-                    },
-                    awaited: batch.awaitedRequests
-                )
-            } catch {
-                failed(error)
-                // Their calls are refused: no outcome will end them.
-                let refused = batch.awaitedRequests
-                self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
-                let (unwaited, waiting) = batch.split()
-                if error.committed {
-                    // In the store, though not known to be durable: nothing to hold.
-                } else if !error.retryable || closing || self.failedSync != nil {
-                    self.recordsLost.add(unwaited.count, ordering: .relaxed)
-                } else {
-                    self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
-                    held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
+            if batch.isEmpty {
+                mirrorHeld()
+            } else {
+                do throws(AuditStoreError) {
+                    let sequences = try append(batch.records)
+                    committed(batch.count)
+                    report(
+                        batch.waiters,
+                        zip(batch.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) },
+                        awaited: batch.awaitedRequests
+                    )
+                } catch {
+                    failed(error)
+                    // Their calls are refused: no outcome will end them.
+                    let refused = batch.awaitedRequests
+                    self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
+                    let (unwaited, waiting) = batch.split()
+                    if error.committed {
+                        // In the store, though not known to be durable: nothing to hold.
+                    } else if closing || self.failedSync != nil {
+                        self.recordsLost.add(unwaited.count, ordering: .relaxed)
+                    } else {
+                        // Held: tried again once the store takes records, or, refused for what one of them is,
+                        // narrowed down to that record (see below).
+                        self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
+                        if error.retryable {
+                            held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
+                        }
+                    }
+                    report(
+                        waiting.waiters,
+                        waiting.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) },
+                        awaited: 0
+                    )
                 }
+            }
+
+            // 2. Held records, oldest first, in a commit of their own.
+            guard !held.isEmpty, closing || Self.monotonicMilliseconds() >= held.nextTry else { continue }
+            let count = min(held.count, held.chunk)
+            let chunk = held.batch.prefix(count)
+            do throws(AuditStoreError) {
+                let sequences = try append(chunk.records)
+                committed(count)
+                held.removeFirst(count)
+                held.chunk = min(held.chunk * 2, Self.heldOverPerCommit)
+                held.nextTry = 0
+                // Through the sync thread like any commit (nobody hears of them).
                 report(
-                    waiting.waiters,
-                    waiting.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) },
+                    chunk.waiters,
+                    zip(chunk.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) },
                     awaited: 0
                 )
+            } catch {
+                // Not ``failed(_:)``: mutations' requests are tried on their own and tell whether the store takes
+                // records (a nearly full disk may take a request and not a chunk of held records).
+                if error.committed {
+                    held.removeFirst(count)  // in the store, though not known to be durable
+                } else if self.failedSync != nil || (closing && error.retryable) {
+                    // Nothing more is written (a failed sync), or this was the last try.
+                    self.recordsLost.add(held.drop(), ordering: .relaxed)
+                } else if !error.retryable, count == 1 {
+                    held.removeFirst(1)  // the record SQLite refuses
+                    self.recordsLost.add(1, ordering: .relaxed)
+                } else {
+                    held.chunk = max(1, count / 2)
+                    // A store that fails waits; a record it refuses is narrowed down at once.
+                    if error.retryable {
+                        held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
+                    }
+                }
+                mirrorHeld()
             }
         }
     }
@@ -519,7 +532,12 @@ final class AuditWriter: Sendable {
                 continue
             }
             var results = taken.results
-            if results.contains(where: { $0.error == nil }) {
+            if let failure = self.failedSync {
+                // A later fdatasync may report no error although the writes it covers come after lost ones: once a
+                // sync failed, nothing more is reported durable.
+                results = results.map { AuditResult(token: $0.token, sequence: nil, error: $0.error ?? failure) }
+                self.state.withLock { $0.openCalls = max(0, $0.openCalls - taken.awaitedRequests) }
+            } else if results.contains(where: { $0.error == nil }) {
                 do throws(AuditStoreError) {
                     try self.sync(syncer)
                 } catch {

@@ -160,10 +160,13 @@ public struct AuditListCommand: ParsableCommand {
     /// How long `--follow` waits once it has caught up.
     static let followPollSeconds = 1.0
 
-    /// `--follow`: pages forward by id from `query.afterID` (default: the newest call now), printing each call once
-    /// as a JSON line, in id order, until `pause` (between two polls once caught up) returns false. A call still in
-    /// progress stops the page there until its outcome is recorded or it is ``followGraceMilliseconds`` old, so a
-    /// pipeline reading the lines gets each call with what became of it.
+    /// `--follow`: pages forward through every call by id from `query.afterID` (default: the newest call now),
+    /// printing those that pass the filters as JSON lines, each once and in id order, until `pause` (between two polls
+    /// once caught up) returns false. It reads every call and filters them itself, so that its cursor passes each
+    /// call once, whatever the filters and a prune running meanwhile. A call still in progress that passes the other
+    /// filters stops the page there until its outcome is recorded or ``followGraceMilliseconds`` have passed: since
+    /// the call's time for calls recorded before the follow started (a crash leaves them `unknown` for good), since
+    /// the follow first saw it for later ones (a request held over a store outage is recorded late).
     /// - Throws: ``AuditStoreError`` when the store can't be read.
     func follow(
         _ reader: SQLiteAuditReader,
@@ -174,18 +177,14 @@ public struct AuditListCommand: ParsableCommand {
     ) throws(AuditStoreError) {
         var newest = AuditQuery()
         newest.limit = 1
-        var cursor: Int64
-        if let afterID = query.afterID {
-            cursor = afterID
-        } else {
-            cursor = try reader.query(newest).last?.id ?? 0
-        }
-        var page = query
+        let startHead = try reader.query(newest).last?.id ?? 0
+        var cursor = query.afterID ?? startHead
+        var page = AuditQuery()
         page.limit = Self.followPage
+        // The call the feed waits for, and since when.
+        var waitingFor: (id: Int64, since: Int64)?
         while true {
             page.afterID = cursor
-            // Every call up to the newest one now is in what the page reads next.
-            let head = try reader.query(newest).last?.id ?? cursor
             var read = 0
             var waiting = false
             let time = now()
@@ -193,19 +192,23 @@ public struct AuditListCommand: ParsableCommand {
                 read += 1
                 guard !waiting else { return }
                 if entry.outcome == .unknown, entry.record.kind == .request,
-                    time - entry.record.timeMilliseconds < Self.followGraceMilliseconds
+                    query.selects(entry, ignoringOutcome: true)
                 {
-                    waiting = true
-                    return
+                    var since = entry.record.timeMilliseconds
+                    if entry.id > startHead {
+                        if waitingFor?.id != entry.id { waitingFor = (entry.id, time) }
+                        since = max(since, waitingFor?.since ?? time)
+                    }
+                    if time - since < Self.followGraceMilliseconds {
+                        waiting = true
+                        return
+                    }
                 }
-                emit(entry.jsonLine())
                 cursor = entry.id
+                if query.selects(entry) { emit(entry.jsonLine()) }
             }
             // A full page read to its end: more may follow at once.
             if read == Self.followPage, !waiting { continue }
-            // Nothing held back: the calls up to the head that did not match the filters are passed for good, so
-            // that a filter matching little does not read them again at every poll.
-            if !waiting { cursor = max(cursor, head) }
             guard pause() else { return }
         }
     }

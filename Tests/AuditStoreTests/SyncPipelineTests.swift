@@ -10,6 +10,8 @@ private final class GatedSyncer: AuditSyncer {
     private struct State {
         var open = false
         var failure: AuditStoreError?
+        /// Thrown by the next sync only (a writeback error Linux reports once).
+        var failOnce: AuditStoreError?
         var started = 0
         var finished = 0
         var appended = 0
@@ -18,6 +20,7 @@ private final class GatedSyncer: AuditSyncer {
 
     func open() { self.state.withLock { $0.open = true } }
     func fail(with error: AuditStoreError?) { self.state.withLock { $0.failure = error } }
+    func failOnce(with error: AuditStoreError) { self.state.withLock { $0.failOnce = error } }
     var started: Int { self.state.withLock { $0.started } }
     var finished: Int { self.state.withLock { $0.finished } }
     /// Batches the sink committed.
@@ -29,7 +32,10 @@ private final class GatedSyncer: AuditSyncer {
         defer { self.state.withLock { $0.finished += 1 } }
         // Bounded: a gate nobody opens fails the test after 30 s instead of hanging it.
         for _ in 0..<30_000 {
-            let (open, failure) = self.state.withLock { ($0.open, $0.failure) }
+            let (open, failure) = self.state.withLock { state in
+                defer { state.failOnce = nil }
+                return (state.open, state.failure ?? state.failOnce)
+            }
             if let failure { throw failure }
             if open { return }
             usleep(1_000)
@@ -142,6 +148,25 @@ struct SyncPipelineTests {
         #expect(fixture.appended == 1)
         #expect(!fixture.writer.isWritable)
     }
+
+    @Test("A batch committed before a sync failed is not reported durable by a later sync that returns no error")
+    func noSuccessAfterAFailedSync() throws {
+        let fixture = try Fixture()
+        defer { fixture.writer.close() }
+        let listener = CollectingListener()
+        #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
+        #expect(fixture.until { fixture.gate.started == 1 })
+        #expect(fixture.writer.submit(self.request(2), token: 2, listener: listener))
+        #expect(fixture.until { fixture.appended == 2 })  // committed while the first sync waits
+        // The first sync fails; Linux reports a writeback error once, so a second fdatasync would return 0.
+        fixture.gate.failOnce(with: .unavailable("fdatasync failed on audit.db-wal: Input/output error"))
+        fixture.gate.open()
+        let results = listener.wait(for: 2)
+        #expect(results.map(\.token) == [1, 2])
+        #expect(results.allSatisfy { $0.sequence == nil && $0.error != nil })
+        #expect(!fixture.writer.isWritable)
+    }
+
 }
 
 /// The WAL syncer on a real SQLite file.

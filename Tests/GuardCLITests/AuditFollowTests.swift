@@ -167,6 +167,59 @@ struct AuditFollowTests {
         #expect(try Self.calls(lines) == ["7:failed"])
     }
 
+    @Test("With --outcome, a call in progress still holds the feed back: once done, it is printed if it matches")
+    func outcomeFilter() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        Self.write(
+            [Self.request(1, at: Self.noon), Self.request(2, at: Self.noon + 5), Self.outcome(2, at: Self.noon + 9)],
+            to: store
+        )
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var rounds = 0
+        try Self.command(["--outcome", "ok"]).follow(
+            reader,
+            AuditQuery(outcome: .ok, afterID: 0),
+            now: { Self.noon + 1_000 },
+            pause: {
+                rounds += 1
+                if rounds == 1 { Self.write([Self.outcome(1, at: Self.noon + 500)], to: store) }
+                return rounds < 2
+            },
+            emit: { lines.append($0) }
+        )
+        #expect(try Self.calls(lines) == ["1:ok", "2:ok"])
+    }
+
+    @Test("A request recorded late (held over an outage, with its old time) gets the grace from when it is seen")
+    func lateRequest() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        Self.write([Self.refusal(9, at: Self.noon)], to: store)
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var rounds = 0
+        try Self.command([]).follow(
+            reader,
+            AuditQuery(),
+            now: { Self.noon + 600_000 },  // ten minutes after the request's own time
+            pause: {
+                rounds += 1
+                switch rounds {
+                case 1: Self.write([Self.request(1, at: Self.noon)], to: store)
+                case 2: Self.write([Self.outcome(1, at: Self.noon + 5)], to: store)
+                default: break
+                }
+                return rounds < 3
+            },
+            emit: { lines.append($0) }
+        )
+        #expect(try Self.calls(lines) == ["2:ok"])
+    }
+
     @Test("--follow prints JSON lines: --format table is refused")
     func tableRefused() throws {
         let folder = try TemporaryFolder()
