@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -232,10 +231,12 @@ def test_follow_streams_new_calls_with_their_outcomes_through_a_pipe(audited):
     """`audit --follow` as a SIEM shipper runs it: a pipe (fully buffered unless flushed), calls made after it
     started, each printed once with its outcome."""
     server, address = audited
-    follower = subprocess.Popen([_guard_binary(), "audit", "--follow", "--user", "app"], cwd=server.work_dir,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # From the newest call now: however long the follower takes to start, the calls below come after it.
+    newest = guard_cli(server.work_dir, "audit", "--limit", "1", "--format", "json").stdout.splitlines()
+    after = json.loads(newest[-1])["id"] if newest else 0
+    follower = subprocess.Popen([_guard_binary(), "audit", "--follow", "--user", "app", "--after-id", str(after)],
+                                cwd=server.work_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)  # it starts after the newest call, so the calls below are new
         app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
         try:
             for n in (500, 501):
