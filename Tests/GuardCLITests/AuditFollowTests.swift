@@ -54,170 +54,118 @@ struct AuditFollowTests {
         }
     }
 
-    @Test("A call in progress holds the feed back until its outcome is recorded; then both come, in id order")
-    func waitsForOutcomes() throws {
+    /// Follows a store holding `records` with `query`, the clock at `now`: `between(round, store)` runs at each
+    /// pause, and the follow ends at the pause of round `rounds`. Returns `id:outcome` of each line printed.
+    private static func followed(
+        _ records: [AuditRecord],
+        _ query: AuditQuery,
+        now: Int64,
+        rounds: Int,
+        between: (Int, SQLiteAuditStore) -> Void = { _, _ in }
+    ) throws -> [String] {
         let folder = try TemporaryFolder()
         let store = try SQLiteAuditStore(path: folder.file("audit.db"))
         defer { store.close() }
-        Self.write(
-            [
-                Self.request(1, at: Self.noon), Self.outcome(1, at: Self.noon + 5), Self.refusal(2, at: Self.noon + 10),
-                Self.request(3, at: Self.noon + 20), Self.refusal(4, at: Self.noon + 30),
-            ],
-            to: store
-        )
+        Self.write(records, to: store)
         let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
         var lines: [String] = []
-        var rounds = 0
-        try Self.command(["--after-id", "0"]).follow(
+        var round = 0
+        try Self.command([]).follow(
             reader,
-            AuditQuery(afterID: 0),
-            now: { Self.noon + 1_000 },
+            query,
+            now: { now },
             pause: {
-                rounds += 1
-                if rounds == 1 { Self.write([Self.outcome(3, at: Self.noon + 900)], to: store) }
-                return rounds < 2
+                round += 1
+                between(round, store)
+                return round < rounds
             },
             emit: { lines.append($0) }
         )
+        return try Self.calls(lines)
+    }
+
+    @Test("A call in progress holds the feed back until its outcome is recorded; then both come, in id order")
+    func waitsForOutcomes() throws {
+        let records = [
+            Self.request(1, at: Self.noon), Self.outcome(1, at: Self.noon + 5), Self.refusal(2, at: Self.noon + 10),
+            Self.request(3, at: Self.noon + 20), Self.refusal(4, at: Self.noon + 30),
+        ]
+        let calls = try Self.followed(records, AuditQuery(afterID: 0), now: Self.noon + 1_000, rounds: 2) {
+            if $0 == 1 { Self.write([Self.outcome(3, at: Self.noon + 900)], to: $1) }
+        }
         // Round 1: calls 1 and 2; call 3 (id 4) is in progress, so the refusal after it (id 5) waits too.
         // Round 2: call 3 with its outcome, then the refusal.
-        #expect(try Self.calls(lines) == ["1:ok", "3:failed", "4:ok", "5:failed"])
+        #expect(calls == ["1:ok", "3:failed", "4:ok", "5:failed"])
     }
 
     @Test("A call without an outcome for longer than the grace period is printed as unknown, once")
     func gracePeriod() throws {
-        let folder = try TemporaryFolder()
-        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
-        defer { store.close() }
-        Self.write([Self.request(1, at: Self.noon), Self.refusal(2, at: Self.noon + 10)], to: store)
-        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
-        var lines: [String] = []
-        var rounds = 0
-        try Self.command([]).follow(
-            reader,
+        let calls = try Self.followed(
+            [Self.request(1, at: Self.noon), Self.refusal(2, at: Self.noon + 10)],
             AuditQuery(afterID: 0),
-            now: { Self.noon + AuditListCommand.followGraceMilliseconds + 1 },
-            pause: {
-                rounds += 1
-                return rounds < 3
-            },
-            emit: { lines.append($0) }
+            now: Self.noon + AuditListCommand.followGraceMilliseconds + 1,
+            rounds: 3
         )
-        #expect(try Self.calls(lines) == ["1:unknown", "2:failed"])
+        #expect(calls == ["1:unknown", "2:failed"])
     }
 
     @Test("Without --after-id it starts after the newest call; filters apply")
     func fromNow() throws {
-        let folder = try TemporaryFolder()
-        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
-        defer { store.close() }
-        Self.write([Self.refusal(1, at: Self.noon), Self.refusal(2, at: Self.noon + 10)], to: store)
-        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
-        var lines: [String] = []
-        var rounds = 0
-        try Self.command(["--user", "bob"]).follow(
-            reader,
+        let calls = try Self.followed(
+            [Self.refusal(1, at: Self.noon), Self.refusal(2, at: Self.noon + 10)],
             AuditQuery(user: "bob"),
-            now: { Self.noon + 1_000 },
-            pause: {
-                rounds += 1
-                if rounds == 1 {
-                    Self.write([Self.request(3, at: Self.noon + 20), Self.refusal(4, at: Self.noon + 30)], to: store)
-                }
-                return rounds < 2
-            },
-            emit: { lines.append($0) }
-        )
-        #expect(try Self.calls(lines) == ["4:failed"])  // alice's request (3) is filtered out, bob's old calls skipped
+            now: Self.noon + 1_000,
+            rounds: 2
+        ) {
+            if $0 == 1 {
+                Self.write([Self.request(3, at: Self.noon + 20), Self.refusal(4, at: Self.noon + 30)], to: $1)
+            }
+        }
+        #expect(calls == ["4:failed"])  // alice's request (3) is filtered out, bob's old calls skipped
     }
 
-    @Test("Calls a filter leaves out are passed for good; a matching call after many of them is still printed")
+    @Test("Calls a filter leaves out are passed; a matching call after many of them is still printed")
     func passesUnmatched() throws {
-        let folder = try TemporaryFolder()
-        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
-        defer { store.close() }
-        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
-        var lines: [String] = []
-        var rounds = 0
-        try Self.command(["--user", "bob"]).follow(
-            reader,
-            AuditQuery(user: "bob", afterID: 0),
-            now: { Self.noon + 1_000 },
-            pause: {
-                rounds += 1
-                switch rounds {
-                case 1, 2:
-                    // alice's calls, complete: nothing to print, and the next poll starts after them.
-                    Self.write(
-                        (0..<3).map { Self.refusal(0, at: Self.noon + Int64($0)) }.map {
-                            var record = $0
-                            record.principal = "alice"
-                            return record
-                        },
-                        to: store
-                    )
-                case 3: Self.write([Self.refusal(7, at: Self.noon + 50)], to: store)
-                default: break
-                }
-                return rounds < 4
-            },
-            emit: { lines.append($0) }
-        )
-        #expect(try Self.calls(lines) == ["7:failed"])
+        var alice = Self.refusal(0, at: Self.noon)
+        alice.principal = "alice"
+        let calls = try Self.followed([], AuditQuery(user: "bob", afterID: 0), now: Self.noon + 1_000, rounds: 4) {
+            switch $0 {
+            case 1, 2: Self.write(Array(repeating: alice, count: 3), to: $1)  // nothing to print
+            case 3: Self.write([Self.refusal(7, at: Self.noon + 50)], to: $1)
+            default: break
+            }
+        }
+        #expect(calls == ["7:failed"])
     }
 
     @Test("With --outcome, a call in progress still holds the feed back: once done, it is printed if it matches")
     func outcomeFilter() throws {
-        let folder = try TemporaryFolder()
-        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
-        defer { store.close() }
-        Self.write(
-            [Self.request(1, at: Self.noon), Self.request(2, at: Self.noon + 5), Self.outcome(2, at: Self.noon + 9)],
-            to: store
-        )
-        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
-        var lines: [String] = []
-        var rounds = 0
-        try Self.command(["--outcome", "ok"]).follow(
-            reader,
-            AuditQuery(outcome: .ok, afterID: 0),
-            now: { Self.noon + 1_000 },
-            pause: {
-                rounds += 1
-                if rounds == 1 { Self.write([Self.outcome(1, at: Self.noon + 500)], to: store) }
-                return rounds < 2
-            },
-            emit: { lines.append($0) }
-        )
-        #expect(try Self.calls(lines) == ["1:ok", "2:ok"])
+        let records = [
+            Self.request(1, at: Self.noon), Self.request(2, at: Self.noon + 5), Self.outcome(2, at: Self.noon + 9),
+        ]
+        let calls = try Self.followed(records, AuditQuery(outcome: .ok, afterID: 0), now: Self.noon + 1_000, rounds: 2)
+        {
+            if $0 == 1 { Self.write([Self.outcome(1, at: Self.noon + 500)], to: $1) }
+        }
+        #expect(calls == ["1:ok", "2:ok"])
     }
 
     @Test("A request recorded late (held over an outage, with its old time) gets the grace from when it is seen")
     func lateRequest() throws {
-        let folder = try TemporaryFolder()
-        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
-        defer { store.close() }
-        Self.write([Self.refusal(9, at: Self.noon)], to: store)
-        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
-        var lines: [String] = []
-        var rounds = 0
-        try Self.command([]).follow(
-            reader,
+        // Ten minutes after the request's own time.
+        let calls = try Self.followed(
+            [Self.refusal(9, at: Self.noon)],
             AuditQuery(),
-            now: { Self.noon + 600_000 },  // ten minutes after the request's own time
-            pause: {
-                rounds += 1
-                switch rounds {
-                case 1: Self.write([Self.request(1, at: Self.noon)], to: store)
-                case 2: Self.write([Self.outcome(1, at: Self.noon + 5)], to: store)
-                default: break
-                }
-                return rounds < 3
-            },
-            emit: { lines.append($0) }
-        )
-        #expect(try Self.calls(lines) == ["2:ok"])
+            now: Self.noon + 600_000,
+            rounds: 3
+        ) {
+            switch $0 {
+            case 1: Self.write([Self.request(1, at: Self.noon)], to: $1)
+            case 2: Self.write([Self.outcome(1, at: Self.noon + 5)], to: $1)
+            default: break
+            }
+        }
+        #expect(calls == ["2:ok"])
     }
 
     @Test("--follow prints JSON lines: --format table is refused")
