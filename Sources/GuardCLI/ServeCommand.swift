@@ -183,6 +183,15 @@ public struct ServeCommand: ParsableCommand {
                 throw ExitCode.failure
             }
             logger.info("admin listener", metadata: ["listen": "\(listen)", "port": "\(admin?.boundPort ?? 0)"])
+            if !listen.isLoopback {
+                logger.warning(
+                    """
+                    admin listener beyond loopback: it takes credentials and serves the audit log over plain HTTP; \
+                    keep it on a management network
+                    """,
+                    metadata: ["listen": "\(listen)"]
+                )
+            }
         }
         defer {
             admin?.shutdown()

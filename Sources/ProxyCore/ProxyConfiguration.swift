@@ -59,6 +59,20 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self = .tcp(host: String(host), port: port)
     }
 
+    /// Whether only this machine can reach it: a Unix socket, `localhost`, `::1` or an IPv4 address in 127.0.0.0/8.
+    public var isLoopback: Bool {
+        switch self {
+        case .unix: return true
+        case .tcp(let host, _):
+            if host == "localhost" || host == "::1" { return true }
+            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+            return parts.count == 4 && parts[0] == "127"
+                && parts.allSatisfy { part in
+                    UInt8(part).map { _ in part.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } } ?? false
+                }
+        }
+    }
+
     public var description: String {
         switch self {
         case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"

@@ -34,6 +34,19 @@ struct SocketAddressTests {
         #expect(SocketAddress(parsing: text) == nil)
     }
 
+    @Test(
+        "Loopback addresses: only this machine reaches them (the admin listener warns otherwise)",
+        arguments: [
+            ("127.0.0.1:1", true), ("127.1.2.3:1", true), ("localhost:1", true), ("[::1]:1", true),
+            ("unix:/run/g.sock", true), ("0.0.0.0:1", false), ("10.0.0.7:1", false), ("[::]:1", false),
+            ("127.0.0.1.example.com:1", false), ("127.0.0.256:1", false), ("127.0.0:1", false), ("127.a.0.1:1", false),
+            ("admin.internal:1", false), ("128.0.0.1:1", false),
+        ]
+    )
+    func loopback(text: String, loopback: Bool) throws {
+        #expect(try #require(SocketAddress(parsing: text)).isLoopback == loopback)
+    }
+
     @Test("A Unix path of 107 bytes fits sun_path; 108 does not")
     func unixPathLength() {
         #expect(SocketAddress(parsing: "unix:/" + String(repeating: "a", count: 106)) != nil)
