@@ -100,6 +100,15 @@ public final class ProxyServer: Sendable {
                 "threads": "\(self.configuration.threads)",
             ]
         )
+        if self.configuration.tls == nil, !self.configuration.listen.isLoopback {
+            self.logger.warning(
+                """
+                listening beyond loopback without TLS: clients' credentials (Milvus authorization metadata, API keys) \
+                cross the network in clear; configure tls, or keep the guard on a trusted network
+                """,
+                metadata: ["listen": "\(self.configuration.listen)"]
+            )
+        }
         let services = try SharedServices(limits: self.descriptorBoundLimits(), audit: self.audit)
         defer { services.stop() }
         var threads: [LoopThread] = []
