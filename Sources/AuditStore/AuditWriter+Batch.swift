@@ -82,6 +82,23 @@ extension AuditWriter {
         var chunk = AuditWriter.heldOverPerCommit
         /// When to try again while the store fails (monotonic milliseconds).
         var nextTry: Int64 = 0
+        /// Failed tries of the oldest record alone with other commits succeeding in between, and the number of
+        /// commits at the last failed try.
+        var strikes = 0
+        var commitsAtLastFailure = 0
+        /// Failed tries of the oldest record alone, with other commits succeeding in between, after which it is
+        /// given up.
+        static let strikesLimit = 3
+
+        /// Notes a failed try of the oldest record alone when `commitsSoFar` commits have succeeded; whether it has
+        /// failed ``strikesLimit`` times with other commits succeeding in between (the store takes records, not it).
+        mutating func strike(commitsSoFar: Int) -> Bool {
+            if commitsSoFar > self.commitsAtLastFailure { self.strikes += 1 }
+            self.commitsAtLastFailure = commitsSoFar
+            guard self.strikes >= Self.strikesLimit else { return false }
+            self.strikes = 0
+            return true
+        }
 
         var isEmpty: Bool { self.batch.isEmpty }
         var count: Int { self.batch.count }

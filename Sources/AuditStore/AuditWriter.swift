@@ -456,27 +456,44 @@ final class AuditWriter: Sendable {
                     )
                 } catch {
                     failed(error)
-                    // Their calls are refused: no outcome will end them.
-                    let refused = batch.awaitedRequests
-                    self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
                     let (unwaited, waiting) = batch.split()
                     if error.committed {
                         // In the store, though not known to be durable: nothing to hold.
-                    } else if closing || self.failedSync != nil {
+                    } else if self.failedSync != nil || (closing && error.retryable) {
                         self.recordsLost.add(unwaited.count, ordering: .relaxed)
                     } else {
                         // Held: tried again once the store takes records, or, refused for what one of them is,
                         // narrowed down to that record (see below).
+                        if held.isEmpty { held.commitsAtLastFailure = self.batchesCommitted.load(ordering: .relaxed) }
                         self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
                         if error.retryable {
                             held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
                         }
                     }
-                    report(
-                        waiting.waiters,
-                        waiting.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) },
-                        awaited: 0
-                    )
+                    // SQLite refused a record that nobody waits for, now held: the mutations' requests go alone.
+                    var retried: [Int64]?
+                    if !error.retryable, !error.committed, self.failedSync == nil, !unwaited.isEmpty, !waiting.isEmpty {
+                        retried = try? append(waiting.records)
+                    }
+                    if let retried {
+                        committed(waiting.count)
+                        report(
+                            waiting.waiters,
+                            zip(waiting.waiters, retried).map {
+                                AuditResult(token: $0.token, sequence: $1, error: nil)
+                            },
+                            awaited: waiting.awaitedRequests
+                        )
+                    } else {
+                        // Their calls are refused: no outcome will end them.
+                        let refused = waiting.awaitedRequests
+                        self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
+                        report(
+                            waiting.waiters,
+                            waiting.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) },
+                            awaited: 0
+                        )
+                    }
                 }
             }
 
@@ -490,6 +507,7 @@ final class AuditWriter: Sendable {
                 held.removeFirst(count)
                 held.chunk = min(held.chunk * 2, Self.heldOverPerCommit)
                 held.nextTry = 0
+                held.strikes = 0
                 // Through the sync thread like any commit (nobody hears of them).
                 report(
                     chunk.waiters,
@@ -499,13 +517,16 @@ final class AuditWriter: Sendable {
             } catch {
                 // Not ``failed(_:)``: mutations' requests are tried on their own and tell whether the store takes
                 // records (a nearly full disk may take a request and not a chunk of held records).
+                let commits = self.batchesCommitted.load(ordering: .relaxed)
                 if error.committed {
                     held.removeFirst(count)  // in the store, though not known to be durable
                 } else if self.failedSync != nil || (closing && error.retryable) {
                     // Nothing more is written (a failed sync), or this was the last try.
                     self.recordsLost.add(held.drop(), ordering: .relaxed)
-                } else if !error.retryable, count == 1 {
-                    held.removeFirst(1)  // the record SQLite refuses
+                } else if count == 1, !error.retryable || held.strike(commitsSoFar: commits) {
+                    // The record SQLite refuses, or one that does not fit while other commits do (a 20 MB filter
+                    // on a nearly full disk): behind it, the held records would fill the queue.
+                    held.removeFirst(1)
                     self.recordsLost.add(1, ordering: .relaxed)
                 } else {
                     held.chunk = max(1, count / 2)
@@ -514,6 +535,9 @@ final class AuditWriter: Sendable {
                         held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
                     }
                 }
+                // While the store is not writable, held records replace the idle probe; the probe still says
+                // whether the store takes a transaction at all (for /readyz, and so that mutations are tried).
+                if !self.isWritable, self.failedSync == nil, (try? sink.probe()) != nil { self.markWritable() }
                 mirrorHeld()
             }
         }

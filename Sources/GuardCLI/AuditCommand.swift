@@ -181,8 +181,9 @@ public struct AuditListCommand: ParsableCommand {
         var cursor = query.afterID ?? startHead
         var page = AuditQuery()
         page.limit = Self.followPage
-        // The call the feed waits for, and since when.
-        var waitingFor: (id: Int64, since: Int64)?
+        // When the follow first saw each call still in progress that was recorded after it started (id > startHead),
+        // so that several such calls (a crash leaves them all unknown) wait out one grace together.
+        var firstSeen: [Int64: Int64] = [:]
         while true {
             page.afterID = cursor
             var read = 0
@@ -190,23 +191,23 @@ public struct AuditListCommand: ParsableCommand {
             let time = now()
             try reader.forEach(page) { entry in
                 read += 1
+                let inProgress =
+                    entry.outcome == .unknown && entry.record.kind == .request
+                    && query.selects(entry, ignoringOutcome: true)
+                var since = entry.record.timeMilliseconds
+                if inProgress, entry.id > startHead {
+                    since = max(since, firstSeen[entry.id] ?? time)
+                    if firstSeen[entry.id] == nil { firstSeen[entry.id] = time }
+                }
                 guard !waiting else { return }
-                if entry.outcome == .unknown, entry.record.kind == .request,
-                    query.selects(entry, ignoringOutcome: true)
-                {
-                    var since = entry.record.timeMilliseconds
-                    if entry.id > startHead {
-                        if waitingFor?.id != entry.id { waitingFor = (entry.id, time) }
-                        since = max(since, waitingFor?.since ?? time)
-                    }
-                    if time - since < Self.followGraceMilliseconds {
-                        waiting = true
-                        return
-                    }
+                if inProgress, time - since < Self.followGraceMilliseconds {
+                    waiting = true
+                    return
                 }
                 cursor = entry.id
                 if query.selects(entry) { emit(entry.jsonLine()) }
             }
+            firstSeen = firstSeen.filter { $0.key > cursor }
             // A full page read to its end: more may follow at once.
             if read == Self.followPage, !waiting { continue }
             guard pause() else { return }

@@ -180,6 +180,51 @@ struct MemoryAuditStoreTests {
         #expect(write([fullRequest(9)], to: store).first?.sequence == 1)
     }
 
+    @Test("A held record that never fits while other commits do is given up, so it cannot block the queue")
+    func heldRecordThatNeverFits() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 5)
+        defer { store.close() }
+        let full = AuditStoreError("audit store unavailable: disk full")
+        store.failWrites(with: full)
+        var big = fullRequest(1)
+        big.kind = .refusal
+        big.filter = "BIG"
+        #expect(store.submit(big, token: 1, listener: nil))
+        #expect(waitUntil { !store.isWritable && store.queueDepth == 1 })
+        // Space comes back for everything but the big record.
+        store.failRecords(with: full) { $0.filter == "BIG" }
+        store.failWrites(with: nil)
+        #expect(waitUntil { store.isWritable })  // the probe says the store takes transactions again
+        var n = 10
+        var refusedMutations = 0
+        let givenUp = waitUntil {
+            n += 1
+            if write([fullRequest(n)], to: store, firstToken: UInt64(n)).first?.error != nil { refusedMutations += 1 }
+            return store.lost == 1
+        }
+        #expect(givenUp)
+        #expect(refusedMutations == 0)  // every mutation's request went in meanwhile
+        #expect(store.queueDepth == 0)
+        #expect(!store.records.contains(big))
+    }
+
+    @Test("A record SQLite refuses does not get the mutations of its batch refused")
+    func refusedRecordBesideMutations() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 5)
+        defer { store.close() }
+        let refused = AuditStoreError("audit store unavailable: g.db refused a record", retryable: false)
+        store.failRecords(with: refused) { $0.rpc == "Search" }
+        var read = fullRequest(1)
+        read.rpc = "Search"
+        let listener = CollectingListener()
+        #expect(store.submitDeferred(read, token: 1, listener: nil))
+        #expect(store.submitDeferred(fullRequest(2), token: 2, listener: listener))
+        store.wake()
+        #expect(listener.wait(for: 1).first?.sequence != nil)
+        #expect(waitUntil { store.lost == 1 && store.queueDepth == 0 })
+        #expect(store.records == [fullRequest(2)])
+    }
+
     @Test("What the store still refuses when it closes is counted as lost")
     func lostAtClose() throws {
         let store = try MemoryAuditStore(probeMilliseconds: 10)

@@ -168,6 +168,34 @@ struct AuditFollowTests {
         #expect(calls == ["2:ok"])
     }
 
+    @Test("Calls left in progress by a crash during the follow wait out one grace together, not one after another")
+    func stuckCallsShareTheGrace() throws {
+        let folder = try TemporaryFolder()
+        let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+        defer { store.close() }
+        Self.write([Self.refusal(9, at: Self.noon)], to: store)
+        let reader = try SQLiteAuditReader(path: folder.file("audit.db"))
+        var lines: [String] = []
+        var round = 0
+        var clock = Self.noon
+        try Self.command([]).follow(
+            reader,
+            AuditQuery(),
+            now: { clock },
+            pause: {
+                round += 1
+                switch round {
+                case 1: Self.write((1...3).map { Self.request($0, at: clock) }, to: store)  // ids 2, 3, 4
+                case 2: clock += AuditListCommand.followGraceMilliseconds + 1
+                default: break
+                }
+                return round < 3
+            },
+            emit: { lines.append($0) }
+        )
+        #expect(try Self.calls(lines) == ["2:unknown", "3:unknown", "4:unknown"])
+    }
+
     @Test("--follow prints JSON lines: --format table is refused")
     func tableRefused() throws {
         let folder = try TemporaryFolder()
