@@ -50,9 +50,10 @@ public protocol AuditLog: Sendable {
     /// Batches committed and records in them since the store was opened (for /metrics: records per batch is
     /// what group commit achieves).
     var committed: (batches: Int, records: Int) { get }
-    /// Records nobody waited for (outcomes, refusals) that were never written: the store still refused them when it
-    /// closed, or refused them with an error no retry cures. Until then the writer holds the records of failed
-    /// batches and tries again (see `AuditWriter`).
+    /// Records nobody waited for (outcomes, refusals) that were never written: the queue was full, the records held
+    /// over failed batches were at their budget, a sync had failed, the store still refused them when it closed, or
+    /// SQLite refused them for what they are. Short of that, the writer holds the records of failed batches and tries
+    /// again (see `AuditWriter`).
     var lost: Int { get }
     /// Writes what is queued, then stops the writer thread. Later submits return false. Idempotent.
     func close()

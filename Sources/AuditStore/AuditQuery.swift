@@ -57,9 +57,12 @@ public struct AuditQuery: Sendable, Hashable {
     /// Whether a listed call passes the filters, ``outcome`` included unless `ignoringOutcome` (for a reader that
     /// pages through every call and filters them itself, as `audit --follow` does).
     public func selects(_ entry: AuditEntry, ignoringOutcome: Bool = false) -> Bool {
-        guard self.matches(entry.record, sequence: entry.id) else { return false }
-        guard !ignoringOutcome, let outcome = self.outcome else { return true }
-        return entry.outcome == outcome
+        self.matches(entry.record, sequence: entry.id) && (ignoringOutcome || self.selectsOutcome(of: entry))
+    }
+
+    /// Whether the call's outcome is the one ``outcome`` asks for (any when nil).
+    public func selectsOutcome(of entry: AuditEntry) -> Bool {
+        self.outcome.map { entry.outcome == $0 } ?? true
     }
 
     /// Whether a request or refusal record numbered `sequence` passes the filters (the in-memory store's version of

@@ -324,7 +324,8 @@ final class AuditWriter: Sendable {
     /// capacity, so a long outage ends with submits refused (which the proxy logs), not with memory growing, and take
     /// at most ``heldBytesLimit`` bytes. Lost (``lost``): records nobody waits for that found the queue full or the
     /// held records over their budget, what the store still refuses when the writer stops, everything after a failed
-    /// sync, and a record SQLite refuses for what it is (``AuditStoreError/retryable``: a value longer than it takes).
+    /// sync, a record SQLite refuses for what it is (``AuditStoreError/retryable``: a value longer than it takes), and
+    /// a held record that keeps failing alone while other commits succeed (``HeldOver/strike(commitsSoFar:)``).
     private func run(sink: any AuditBatchSink) {
         // When the head is next announced, and whether records were written since the last announcement.
         var nextHead = Self.monotonicMilliseconds()
@@ -371,20 +372,18 @@ final class AuditWriter: Sendable {
             return sequences
         }
         /// Reports `results` to `waiters` in commit order: through the sync thread (after the sync, for committed
-        /// records), or at once without one. `awaited`: committed requests somebody waits for.
+        /// records), or at once without one. `awaited`: committed requests somebody waits for. Also mirrors the
+        /// held records' count and ends the batch's time in flight.
         func report(_ waiters: [Waiter], _ results: [AuditResult], awaited: Int) {
-            guard syncThread != nil, !waiters.isEmpty else {
-                self.state.withLock {
-                    $0.inFlight = 0
-                    $0.held = held.count
-                }
-                Self.notify(waiters, results)
-                return
-            }
+            let handOver = syncThread != nil && !waiters.isEmpty
             self.state.withLock {
                 $0.inFlight = 0
                 $0.held = held.count
-                $0.syncing += waiters.count
+                if handOver { $0.syncing += waiters.count }
+            }
+            guard handOver else {
+                Self.notify(waiters, results)
+                return
             }
             self.synced.withLock {
                 $0.waiters += waiters
@@ -393,18 +392,25 @@ final class AuditWriter: Sendable {
             }
             self.syncWake.signal()
         }
+        func reportWritten(_ waiters: [Waiter], _ sequences: [Int64], awaited: Int) {
+            report(
+                waiters,
+                zip(waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) },
+                awaited: awaited
+            )
+        }
+        func reportFailed(_ waiters: [Waiter], _ error: AuditStoreError) {
+            report(waiters, waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) }, awaited: 0)
+        }
+        func mirrorHeld() { report([], [], awaited: 0) }
+        /// The held records are tried again `probeMilliseconds` from now.
+        func retryHeldLater() { held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds) }
         /// A commit failed: a store that fails is not writable, and says why; a record SQLite refused says nothing
         /// about the store.
         func failed(_ error: AuditStoreError) {
             guard error.retryable || self.failedSync != nil else { return }
             self.lastFailure.withLock { $0 = error }
             self.writable.store(false, ordering: .releasing)
-        }
-        func mirrorHeld() {
-            self.state.withLock {
-                $0.inFlight = 0
-                $0.held = held.count
-            }
         }
         while true {
             var (batch, closing) = self.take()
@@ -449,11 +455,7 @@ final class AuditWriter: Sendable {
                 do throws(AuditStoreError) {
                     let sequences = try append(batch.records)
                     committed(batch.count)
-                    report(
-                        batch.waiters,
-                        zip(batch.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) },
-                        awaited: batch.awaitedRequests
-                    )
+                    reportWritten(batch.waiters, sequences, awaited: batch.awaitedRequests)
                 } catch {
                     failed(error)
                     let (unwaited, waiting) = batch.split()
@@ -466,9 +468,7 @@ final class AuditWriter: Sendable {
                         // narrowed down to that record (see below).
                         if held.isEmpty { held.commitsAtLastFailure = self.batchesCommitted.load(ordering: .relaxed) }
                         self.recordsLost.add(held.hold(unwaited, limit: self.heldBytesLimit), ordering: .relaxed)
-                        if error.retryable {
-                            held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
-                        }
+                        if error.retryable { retryHeldLater() }
                     }
                     // SQLite refused a record that nobody waits for, now held: the mutations' requests go alone.
                     var retried: [Int64]?
@@ -477,22 +477,12 @@ final class AuditWriter: Sendable {
                     }
                     if let retried {
                         committed(waiting.count)
-                        report(
-                            waiting.waiters,
-                            zip(waiting.waiters, retried).map {
-                                AuditResult(token: $0.token, sequence: $1, error: nil)
-                            },
-                            awaited: waiting.awaitedRequests
-                        )
+                        reportWritten(waiting.waiters, retried, awaited: waiting.awaitedRequests)
                     } else {
                         // Their calls are refused: no outcome will end them.
                         let refused = waiting.awaitedRequests
                         self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
-                        report(
-                            waiting.waiters,
-                            waiting.waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) },
-                            awaited: 0
-                        )
+                        reportFailed(waiting.waiters, error)
                     }
                 }
             }
@@ -509,11 +499,7 @@ final class AuditWriter: Sendable {
                 held.nextTry = 0
                 held.strikes = 0
                 // Through the sync thread like any commit (nobody hears of them).
-                report(
-                    chunk.waiters,
-                    zip(chunk.waiters, sequences).map { AuditResult(token: $0.token, sequence: $1, error: nil) },
-                    awaited: 0
-                )
+                reportWritten(chunk.waiters, sequences, awaited: 0)
             } catch {
                 // Not ``failed(_:)``: mutations' requests are tried on their own and tell whether the store takes
                 // records (a nearly full disk may take a request and not a chunk of held records).
@@ -531,9 +517,7 @@ final class AuditWriter: Sendable {
                 } else {
                     held.chunk = max(1, count / 2)
                     // A store that fails waits; a record it refuses is narrowed down at once.
-                    if error.retryable {
-                        held.nextTry = Self.monotonicMilliseconds() + Int64(self.probeMilliseconds)
-                    }
+                    if error.retryable { retryHeldLater() }
                 }
                 // While the store is not writable, held records replace the idle probe; the probe still says
                 // whether the store takes a transaction at all (for /readyz, and so that mutations are tried).

@@ -13,9 +13,8 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
             var failure: AuditStoreError?
             /// Batches of more records than this fail with `failure` (a nearly full disk); nil: every batch.
             var failureAbove: Int?
-            /// Batches holding a record this matches fail with `recordFailure` (a record too big for what is left).
-            var recordFailure: AuditStoreError?
-            var failingRecord: (@Sendable (AuditRecord) -> Bool)?
+            /// Batches holding a record `matching` accepts fail with `error` (a record too big for what is left).
+            var recordFailure: (error: AuditStoreError, matching: @Sendable (AuditRecord) -> Bool)?
         }
         let state = Mutex(State())
     }
@@ -49,10 +48,7 @@ public final class MemoryAuditStore: AuditLog, AuditReader {
     /// Makes every batch holding a record `matching` accepts fail with `error` (nil: none), whatever
     /// ``failWrites(with:above:)`` says; probes succeed.
     public func failRecords(with error: AuditStoreError?, matching: @escaping @Sendable (AuditRecord) -> Bool) {
-        self.storage.state.withLock {
-            $0.recordFailure = error
-            $0.failingRecord = error == nil ? nil : matching
-        }
+        self.storage.state.withLock { $0.recordFailure = error.map { ($0, matching) } }
     }
 
     /// Makes every batch (and probe) fail with `error` until called with nil; with `above`, only batches of more
@@ -160,11 +156,7 @@ final class MemoryBatchSink: AuditBatchSink {
 
     func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
         try self.storage.state.withLock { state throws(AuditStoreError) -> [Int64] in
-            if let recordFailure = state.recordFailure, let matching = state.failingRecord,
-                records.contains(where: matching)
-            {
-                throw recordFailure
-            }
+            if let (error, matching) = state.recordFailure, records.contains(where: matching) { throw error }
             let failure = state.failure.flatMap { records.count > (state.failureAbove ?? -1) ? $0 : nil }
             if let failure, !failure.committed { throw failure }
             var sequence = state.rows.last?.sequence ?? 0

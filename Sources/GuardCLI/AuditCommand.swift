@@ -191,9 +191,8 @@ public struct AuditListCommand: ParsableCommand {
             let time = now()
             try reader.forEach(page) { entry in
                 read += 1
-                let inProgress =
-                    entry.outcome == .unknown && entry.record.kind == .request
-                    && query.selects(entry, ignoringOutcome: true)
+                let passes = query.selects(entry, ignoringOutcome: true)
+                let inProgress = passes && entry.outcome == .unknown && entry.record.kind == .request
                 var since = entry.record.timeMilliseconds
                 if inProgress, entry.id > startHead {
                     since = max(since, firstSeen[entry.id] ?? time)
@@ -205,7 +204,7 @@ public struct AuditListCommand: ParsableCommand {
                     return
                 }
                 cursor = entry.id
-                if query.selects(entry) { emit(entry.jsonLine()) }
+                if passes, query.selectsOutcome(of: entry) { emit(entry.jsonLine()) }
             }
             firstSeen = firstSeen.filter { $0.key > cursor }
             // A full page read to its end: more may follow at once.

@@ -99,16 +99,22 @@ struct SyncPipelineTests {
         AuditRecord(kind: .request, callID: callID(n), timeMilliseconds: Int64(n))
     }
 
+    /// Submits request 1, waits until its sync has started (and waits at the gate), then submits request 2 and waits
+    /// until it is committed.
+    private func commitTwoWhileTheFirstSyncWaits(_ fixture: Fixture, _ listener: CollectingListener) {
+        #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
+        #expect(fixture.until { fixture.gate.started == 1 })
+        #expect(fixture.writer.submit(self.request(2), token: 2, listener: listener))
+        #expect(fixture.until { fixture.appended == 2 })
+    }
+
     @Test("Results wait for the sync, and the next batch is committed meanwhile")
     func resultsAfterSync() throws {
         let fixture = try Fixture()
         defer { fixture.writer.close() }
         let listener = CollectingListener()
-        #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
-        #expect(fixture.until { fixture.gate.started == 1 })
-        #expect(fixture.writer.submit(self.request(2), token: 2, listener: listener))
         // Batch 2 is committed while batch 1's sync still waits for the disk…
-        #expect(fixture.until { fixture.appended == 2 })
+        self.commitTwoWhileTheFirstSyncWaits(fixture, listener)
         usleep(50_000)
         // …and neither is reported before its sync.
         #expect(listener.results.isEmpty)
@@ -154,10 +160,7 @@ struct SyncPipelineTests {
         let fixture = try Fixture()
         defer { fixture.writer.close() }
         let listener = CollectingListener()
-        #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
-        #expect(fixture.until { fixture.gate.started == 1 })
-        #expect(fixture.writer.submit(self.request(2), token: 2, listener: listener))
-        #expect(fixture.until { fixture.appended == 2 })  // committed while the first sync waits
+        self.commitTwoWhileTheFirstSyncWaits(fixture, listener)
         // The first sync fails; Linux reports a writeback error once, so a second fdatasync would return 0.
         fixture.gate.failOnce(with: .unavailable("fdatasync failed on audit.db-wal: Input/output error"))
         fixture.gate.open()
