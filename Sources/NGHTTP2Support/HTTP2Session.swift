@@ -28,6 +28,9 @@ public final class HTTP2Session {
 
     /// Events gathered by the C callbacks during one `feed` or `send`.
     private var events: [HTTP2Event] = []
+    /// The caller's output buffer during one `send`, where DATA frames are written, and that call's limit.
+    private var output: [UInt8] = []
+    private var outputLimit = 0
     /// The header block being received.
     private var headers: HeaderBlockReceiver
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
@@ -136,15 +139,25 @@ public final class HTTP2Session {
     /// Appends frames ready to go out to `output`, until nothing is left or `output` holds `limit`
     /// bytes. Events raised while framing (body bytes taken, streams closed) go to `events`.
     /// - Throws: ``NGHTTP2Error`` when the session failed; close the connection.
+    ///
+    /// DATA frames are written by the session itself (`NGHTTP2_DATA_FLAG_NO_COPY`): nghttp2 frames the header and
+    /// the payload goes from the stream's queue straight into `output`, instead of through nghttp2's frame buffer.
     public func send(into output: inout [UInt8], limit: Int, events: inout [HTTP2Event]) throws(NGHTTP2Error) {
         swap(&self.events, &events)
-        defer { swap(&self.events, &events) }
-        while output.count < limit {
+        swap(&self.output, &output)
+        self.outputLimit = limit
+        defer {
+            swap(&self.events, &events)
+            swap(&self.output, &output)
+        }
+        while self.output.count < limit {
             var chunk: UnsafePointer<UInt8>?
+            // DATA frames are appended to `self.output` during this call (``writeData(_:header:count:)``), which
+            // returns 0 once they reach the limit; what it returns comes after them.
             let count = nghttp2_session_mem_send(self.session, &chunk)
             if count < 0 { throw NGHTTP2Error(code: Int32(count)) }
             guard count > 0, let chunk else { return }
-            output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: count))
+            self.output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: count))
         }
     }
 
@@ -333,17 +346,14 @@ extension HTTP2Session {
             return true
         }
 
-        /// Copies up to `capacity` bytes into `destination`; returns how many.
-        func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        /// Moves up to `count` queued bytes, oldest first, to the end of `output`; returns how many.
+        func take(_ count: Int, appendingTo output: inout [UInt8]) -> Int {
             var written = 0
-            while written < destination.count, self.head < self.chunks.count {
+            while written < count, self.head < self.chunks.count {
                 let chunk = self.chunks[self.head]
-                let n = min(chunk.count - self.offset, destination.count - written)
-                chunk.withUnsafeBytes { source in
-                    // `source` is indexed from 0 whatever the slice's own indices are.
-                    let from = UnsafeRawBufferPointer(rebasing: source[self.offset..<(self.offset + n)])
-                    UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + n)]).copyMemory(from: from)
-                }
+                let n = min(chunk.count - self.offset, count - written)
+                let start = chunk.startIndex + self.offset
+                output.append(contentsOf: chunk[start..<(start + n)])
                 written += n
                 self.offset += n
                 if self.offset == chunk.count {
@@ -375,34 +385,44 @@ extension HTTP2Session {
 
     private static func makeProvider() -> nghttp2_data_provider {
         var provider = nghttp2_data_provider()
-        provider.read_callback = { _, streamID, buffer, length, flags, _, userData in
-            guard let session = HTTP2Session.from(userData), let buffer, let flags else {
+        provider.read_callback = { _, streamID, _, length, flags, _, userData in
+            guard let session = HTTP2Session.from(userData), let flags else {
                 return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
             }
-            return session.readBody(
-                streamID: streamID,
-                into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
-                flags: flags
-            )
+            return session.readBody(streamID: streamID, limit: length, flags: flags)
         }
         return provider
     }
 
-    /// The data provider: hands queued bytes to nghttp2, defers while the queue is empty, and ends the
-    /// body (with trailers when there are any) once it is drained and finished.
-    private func readBody(
-        streamID: Int32,
-        into destination: UnsafeMutableRawBufferPointer,
-        flags: UnsafeMutablePointer<UInt32>
-    ) -> Int {
-        guard let body = self.outbound[streamID] else {
-            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+    /// Writes a DATA frame the provider announced with `NGHTTP2_DATA_FLAG_NO_COPY`: nghttp2's 9-byte header, then
+    /// `count` bytes taken from the stream's queue (the provider never asks for padding).
+    private func writeData(_ frame: nghttp2_frame, header: UnsafePointer<UInt8>, count: Int) -> Int32 {
+        let streamID = frame.hd.stream_id
+        guard let body = self.outbound[streamID], body.count >= count, frame.data.padlen == 0 else {
+            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
         }
-        let written = body.read(into: destination)
+        self.output.append(contentsOf: UnsafeBufferPointer(start: header, count: 9))
+        let written = body.take(count, appendingTo: &self.output)
         if written > 0 {
             self.events.append(.outboundConsumed(streamID: streamID, count: written))
         }
-        if body.count == 0 {
+        // Without a pause nghttp2 would go on framing DATA within this call, as far as the windows allow.
+        return self.output.count < self.outputLimit ? 0 : NGHTTP2_ERR_PAUSE.rawValue
+    }
+
+    /// The data provider: tells nghttp2 how many queued bytes the next DATA frame carries (at most `limit`; the
+    /// bytes are written by ``writeData(_:header:count:)`` when the frame goes out), defers while the queue is
+    /// empty, and ends the body (with trailers when there are any) with the frame that drains it once it is
+    /// finished.
+    private func readBody(streamID: Int32, limit: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let body = self.outbound[streamID] else {
+            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        }
+        let length = min(body.count, limit)
+        if length > 0 {
+            flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+        }
+        if body.count == length {
             if body.ended {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
                 if let trailers = body.trailers {
@@ -411,12 +431,12 @@ extension HTTP2Session {
                         nghttp2_submit_trailer(self.session, streamID, nva, count)
                     }
                 }
-            } else if written == 0 {
+            } else if length == 0 {
                 body.deferred = true
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)
             }
         }
-        return written
+        return length
     }
 
     private static func install(_ callbacks: OpaquePointer?) {
@@ -452,6 +472,12 @@ extension HTTP2Session {
                 .data(streamID: streamID, bytes: Array(UnsafeBufferPointer(start: data, count: length)))
             )
             return 0
+        }
+        nghttp2_session_callbacks_set_send_data_callback(callbacks) { _, frame, header, length, _, userData in
+            guard let session = HTTP2Session.from(userData), let frame, let header else {
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
+            return session.writeData(frame.pointee, header: header, count: length)
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             guard let session = HTTP2Session.from(userData) else { return 0 }

@@ -196,6 +196,41 @@ struct HTTP2SessionTests {
         }
     }
 
+    @Test("Bodies in chunks that straddle DATA frames arrive byte for byte on two streams; a send stops past its limit")
+    func chunksStraddleFrames() throws {
+        var pair = try SessionPair()
+        try pair.pump()
+        let bodies = (0..<2).map { n in (0..<40_000).map { UInt8(truncatingIfNeeded: $0 &* (n + 3) &+ n) } }
+        var streams: [Int32] = []
+        for body in bodies {
+            let streamID = try pair.client.submitRequest(SessionPair.requestHeaders(), endStream: false)
+            streams.append(streamID)
+            for start in stride(from: 0, to: body.count, by: 7_001) {
+                #expect(pair.client.enqueueData(streamID: streamID, body[start..<min(start + 7_001, body.count)]))
+            }
+            pair.client.finishBody(streamID: streamID)
+        }
+        // A limit far below one frame: whatever each call wrote must still end where the peer can read on.
+        var calls = 0
+        while calls < 10_000 {
+            var output: [UInt8] = []
+            var events: [HTTP2Event] = []
+            try pair.client.send(into: &output, limit: 100, events: &events)
+            pair.clientSeen += events.map(Seen.init)
+            if output.isEmpty { break }
+            // At most one frame (a 9-byte header and 16 KiB of payload) beyond the limit.
+            #expect(output.count < 100 + 9 + 16_384)
+            try pair.serverFeed(output)
+            calls += 1
+        }
+        #expect(calls > 4)
+        for (streamID, body) in zip(streams, bodies) {
+            #expect(pair.serverSeen.body(of: streamID) == body)
+            #expect(pair.serverSeen.contains(.endStream(streamID)))
+            #expect(pair.clientSeen.consumedBytes(of: streamID) == body.count)
+        }
+    }
+
     @Test("Long metadata repeated across requests, or changed to another value of the same length, arrives as sent")
     func repeatedMetadata() throws {
         var pair = try SessionPair()
