@@ -7,7 +7,9 @@ public struct AuditEntry: Sendable, Hashable {
         /// Forwarded and answered with a non-zero status or a failed Milvus status (``milvusCode``), or refused by
         /// the guard.
         case failed
-        /// Forwarded, but no outcome was recorded (the guard stopped between forwarding and the answer).
+        /// Forwarded, and Milvus's answer is not known: no outcome was recorded (the guard stopped between forwarding
+        /// and the answer), or the guard ended the call before Milvus answered (the client's deadline passed, the
+        /// client cancelled, the connection to Milvus failed). The call may or may not have happened.
         case unknown
     }
 
@@ -17,6 +19,9 @@ public struct AuditEntry: Sendable, Hashable {
     public var record: AuditRecord
     /// ok, failed or unknown.
     public var outcome: Outcome
+    /// Whether the call's outcome record is in the store (always, for a refusal). A request can have one and still
+    /// be ``Outcome/unknown``: the guard ended the call after it went to Milvus and before Milvus answered.
+    public var outcomeRecorded: Bool
     /// The gRPC status: the outcome's, or the refusal's own.
     public var status: Int32?
     /// The rows Milvus says the call changed: its outcome record's ``AuditRecord/rows`` (Insert, Upsert, Delete).
@@ -39,6 +44,7 @@ public struct AuditEntry: Sendable, Hashable {
         self.hash = hash
         self.prevHash = prevHash
         let source = record.kind == .request ? outcomeRecord : record
+        self.outcomeRecorded = source != nil
         self.status = source?.status
         self.milvusCode = source?.milvusCode
         self.rowsAffected = record.kind == .request ? outcomeRecord?.rows : nil

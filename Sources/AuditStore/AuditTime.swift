@@ -23,13 +23,18 @@ public enum AuditTime {
         while nanosleep(&slice, &left) != 0 && errno == EINTR { slice = left }
     }
 
-    /// RFC 3339 in UTC with milliseconds: `2025-05-01T12:00:00.123Z`.
+    /// RFC 3339 in UTC with milliseconds: `2025-05-01T12:00:00.123Z`. A time whose year does not fit (only an
+    /// altered store holds one) is written as its number: `time_ms -9223372036854775808`.
     public static func format(milliseconds: Int64) -> String {
-        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
-        let millis = Int(milliseconds - seconds * 1000)
+        // Floor division: -1 ms is 23:59:59.999 of the day before 1970.
+        let remainder = milliseconds % 1000
+        let seconds = milliseconds / 1000 - (remainder < 0 ? 1 : 0)
+        let millis = Int(remainder < 0 ? remainder + 1000 : remainder)
         var time = time_t(seconds)
         var parts = tm()
-        gmtime_r(&time, &parts)
+        guard gmtime_r(&time, &parts) != nil, parts.tm_year <= 9999 - 1900, parts.tm_year >= -1900 else {
+            return "time_ms \(milliseconds)"
+        }
         func pad(_ value: Int, _ width: Int) -> String {
             let text = String(value)
             return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text

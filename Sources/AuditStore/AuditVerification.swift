@@ -5,6 +5,11 @@ public enum AuditVerification: Sendable, Hashable {
     case ok(count: Int, head: String)
     /// The first record that breaks the chain.
     case broken(AuditChainProblem)
+    /// The records form an intact chain, but what SQLite finds them through was changed behind the store's back: an
+    /// index misses records or was replaced, one milvus-guard did not make was added, a trigger was planted, or the
+    /// schema version was changed. Listings (`audit`, `GET /audit`) can then skip records that are there. One
+    /// sentence for people.
+    case tampered(String)
 }
 
 /// How the store compares with an anchor: a head (``AuditChainHead``) recorded somewhere else. Meaningful once

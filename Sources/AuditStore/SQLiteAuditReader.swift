@@ -307,6 +307,7 @@ public final class SQLiteAuditReader: AuditReader {
         var verifier: ChainVerifier?
         var last: Int64 = 0
         do {
+            if let problem = try self.db.transaction(.deferred, self.shapeProblem) { return .tampered(problem) }
             // Once per schema version the store is seen in.
             while self.version <= SQLiteAuditSchema.currentVersion {
                 let columns = SQLiteAuditSchema.columnList(version: self.version)
@@ -315,7 +316,8 @@ public final class SQLiteAuditReader: AuditReader {
                 )
                 if let result = try self.verifyParts(statement, chunk: chunk, verifier: &verifier, last: &last, between)
                 {
-                    return result
+                    guard case .ok = result else { return result }
+                    return try self.indexProblem().map(AuditVerification.tampered) ?? result
                 }
             }
         } catch {
@@ -366,6 +368,46 @@ public final class SQLiteAuditReader: AuditReader {
             if rows < chunk { return verifier!.result }
             between()
         }
+    }
+
+    /// Why the records table's indexes, triggers or columns are not what its schema version made; nil when they are.
+    ///
+    /// The hash chain covers the records, not what SQLite finds them through: with the `sqlite3` shell, an index can
+    /// be rebuilt to leave records out (or a planted one made to look like ours) and listings then skip them while
+    /// every hash still holds. ``indexProblem()`` checks the indexes' contents; this checks that they are ours.
+    private func shapeProblem() throws(SQLiteError) -> String? {
+        self.version = try SQLiteAuditSchema.userVersion(self.db)
+        guard self.version <= SQLiteAuditSchema.currentVersion else { return nil }  // verify reports the version
+        let expected = try SQLiteAuditSchema.shape(version: self.version)
+        let actual = try SQLiteAuditSchema.shape(self.db)
+        for (name, sql) in actual.objects.sorted(by: { $0.key < $1.key }) {
+            guard let made = expected.objects[name] else {
+                return "\(name) on audit_records is not one milvus-guard made (\(sql))"
+            }
+            if sql != made { return "\(name) was changed: it is \(sql), milvus-guard made \(made)" }
+        }
+        for name in expected.objects.keys.sorted() where actual.objects[name] == nil {
+            return "\(name) is missing (listings that need it fail)"
+        }
+        for column in actual.columns where !expected.columns.contains(column) {
+            guard let version = SQLiteAuditSchema.laterColumnVersions[column] else { continue }  // harmless
+            return "the table has column \(column) of schema version \(version), but the file says version "
+                + "\(self.version) (PRAGMA user_version was lowered)"
+        }
+        return nil
+    }
+
+    /// The first way the indexes of the records table disagree with the records (`PRAGMA integrity_check` on that
+    /// table: about a second per 1.7 million records), nil when they agree.
+    private func indexProblem() throws(SQLiteError) -> String? {
+        let check = try self.db.prepare("PRAGMA integrity_check(audit_records)")
+        guard try check.step() == .row, let first = check.string(at: 0), first != "ok" else { return nil }
+        // "row 50 missing from index audit_records_time"
+        let words = first.split(separator: " ")
+        if words.count == 6, words[0] == "row", words[2] == "missing", let sequence = Int64(words[1]) {
+            return "record \(sequence) is missing from index \(words[5]), so listings that use it skip the record"
+        }
+        return "an index does not match the records: \(first)"
     }
 
     /// Whether a guard migrated the store since ``version`` was read; if so, ``version`` is the new one. Call inside
@@ -472,8 +514,10 @@ public final class SQLiteAuditReader: AuditReader {
             let delete = try self.db.prepare("DELETE FROM audit_records WHERE seq <= ?")
             var deleted = 0
             var next = range.lowerBound
-            while next <= range.upperBound {
-                let through = min(next + max(chunk, 1) - 1, range.upperBound)
+            while true {
+                // Sequence numbers come from the file: near the end of Int64 only in an altered store.
+                let (end, overflow) = next.addingReportingOverflow(Int64(max(chunk, 1)) - 1)
+                let through = overflow ? range.upperBound : min(end, range.upperBound)
                 let started = AuditTime.monotonicNanoseconds()
                 deleted += try self.db.transaction(.immediate) { () throws(SQLiteError) -> Int in
                     delete.reset()
@@ -481,8 +525,9 @@ public final class SQLiteAuditReader: AuditReader {
                     try delete.run()
                     return self.db.changes
                 }
+                guard through < range.upperBound else { break }
                 next = through + 1
-                if next <= range.upperBound { pause(AuditTime.monotonicNanoseconds() - started) }
+                pause(AuditTime.monotonicNanoseconds() - started)
             }
             return deleted
         } catch {
@@ -514,6 +559,8 @@ public final class SQLiteAuditReader: AuditReader {
         return try self.db.transaction(.immediate) { () throws(SQLiteError) -> ClosedRange<Int64>? in
             var firstKept = found
             if firstKept == nil { firstKept = try self.firstKept(before: before, after: scannedThrough) }
+            // Nothing can come before the lowest sequence number (which only an altered store has).
+            if firstKept == .min { return nil }
             let limit = firstKept.map { $0 - 1 }
             let lastSQL =
                 "SELECT \(SQLiteAuditSchema.columnList(version: self.version)) FROM audit_records"
@@ -526,9 +573,10 @@ public final class SQLiteAuditReader: AuditReader {
             let first = try oldest.step() == .row ? oldest.int64(at: 0) : last.sequence
             let head = try SQLiteAuditSchema.head(self.db)
             // Sequence numbers are consecutive in an intact chain, so this is the number of records deleted.
+            let span = last.sequence.subtractingReportingOverflow(first)
             let checkpoint = ChainVerifier.checkpoint(
                 after: last,
-                deleted: Int(last.sequence - first + 1),
+                deleted: span.overflow || span.partialValue == .max ? .max : Int(span.partialValue) + 1,
                 before: before,
                 now: AuditTime.nowMilliseconds()
             )

@@ -155,6 +155,35 @@ enum SQLiteAuditSchema {
         return try mode.step() == .row ? mode.string(at: 0) : nil
     }
 
+    /// What a schema version made of the records table: its indexes and triggers (`"index audit_records_time"`: the
+    /// SQL SQLite keeps for it) and its columns, in order.
+    struct Shape: Equatable {
+        var objects: [String: String] = [:]
+        var columns: [String] = []
+    }
+
+    /// The shape of the records table in `db`.
+    static func shape(_ db: SQLiteConnection) throws(SQLiteError) -> Shape {
+        var shape = Shape()
+        let objects = try db.prepare(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = '\(Self.table)' AND type != 'table'"
+        )
+        while try objects.step() == .row {
+            shape.objects["\(objects.string(at: 0) ?? "") \(objects.string(at: 1) ?? "")"] = objects.string(at: 2) ?? ""
+        }
+        let columns = try db.prepare("SELECT name FROM pragma_table_info('\(Self.table)')")
+        while try columns.step() == .row { shape.columns.append(columns.string(at: 0) ?? "") }
+        return shape
+    }
+
+    /// The shape schema `version`'s migrations make: they are run on an in-memory database, so the SQL is the text
+    /// this SQLite keeps for them.
+    static func shape(version: Int) throws(SQLiteError) -> Shape {
+        let db = try SQLiteConnection(path: ":memory:")
+        for migration in Self.migrations.prefix(version) { try db.exec(migration) }
+        return try Self.shape(db)
+    }
+
     /// `PRAGMA user_version`: 0 for a file that holds no audit store.
     static func userVersion(_ db: SQLiteConnection) throws(SQLiteError) -> Int {
         let statement = try db.prepare("PRAGMA user_version")
@@ -232,6 +261,14 @@ enum SQLiteAuditSchema {
             sequences.reserveCapacity(records.count)
             var next = sequence
             var start = records.startIndex
+            // Only a store someone altered has a record numbered near the end of SQLite's integers.
+            guard sequence <= Int64.max - Int64(records.count) else {
+                throw SQLiteError(
+                    extendedCode: 1,
+                    message: "no sequence number is left after record \(sequence): the store was altered "
+                        + "(milvus-guard audit verify)"
+                )
+            }
             while start < records.endIndex {
                 let rows = records.endIndex - start >= Self.rowsPerInsert ? Self.rowsPerInsert : 1
                 encoder.clear()

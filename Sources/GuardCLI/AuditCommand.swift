@@ -181,8 +181,8 @@ public struct AuditListCommand: ParsableCommand {
         var cursor = query.afterID ?? startHead
         var page = AuditQuery()
         page.limit = Self.followPage
-        // When the follow first saw each call still in progress that was recorded after it started (id > startHead),
-        // so that several such calls (a crash leaves them all unknown) wait out one grace together.
+        // When the follow first saw each call still in progress, so that several such calls (a crash leaves them all
+        // unknown) wait out one grace together.
         var firstSeen: [Int64: Int64] = [:]
         while true {
             page.afterID = cursor
@@ -192,14 +192,19 @@ public struct AuditListCommand: ParsableCommand {
             try reader.forEach(page) { entry in
                 read += 1
                 let passes = query.selects(entry, ignoringOutcome: true)
-                let inProgress = passes && entry.outcome == .unknown && entry.record.kind == .request
-                var since = entry.record.timeMilliseconds
-                if inProgress, entry.id > startHead {
-                    since = max(since, firstSeen[entry.id] ?? time)
+                let inProgress = passes && !entry.outcomeRecorded
+                // The grace runs from when the follow first saw the call in progress, or from the call's time if
+                // that is earlier and the call was recorded before the follow started. A time in the future (another
+                // guard's clock, an altered store) cannot stretch it.
+                var since = time
+                if inProgress {
+                    since = firstSeen[entry.id] ?? time
                     if firstSeen[entry.id] == nil { firstSeen[entry.id] = time }
+                    if entry.id <= startHead { since = min(since, entry.record.timeMilliseconds) }
                 }
                 guard !waiting else { return }
-                if inProgress, time - since < Self.followGraceMilliseconds {
+                let (elapsed, overflow) = time.subtractingReportingOverflow(since)
+                if inProgress, !overflow, elapsed < Self.followGraceMilliseconds {
                     waiting = true
                     return
                 }
@@ -396,6 +401,7 @@ public struct AuditVerifyCommand: ParsableCommand {
             switch try reader.verify() {
             case .ok(let records, _): count = records
             case .broken(let problem): return (["broken: \(problem)"], 1)
+            case .tampered(let problem): return (["broken: the store's schema was altered: \(problem)"], 1)
             }
             let head = try reader.head() ?? AuditChainHead(sequence: 0, hash: String(repeating: "0", count: 64))
             var lines: [String] = []

@@ -23,6 +23,9 @@ final class ProxiedCall {
 
     private(set) weak var upstream: UpstreamConnection?
     private(set) var upstreamStreamID: Int32 = 0
+    /// The call went to Milvus (an upstream stream was opened for it): from then on, only Milvus's answer says
+    /// whether it happened.
+    private(set) var forwarded = false
 
     /// Holds the request until it is complete and decided; nil once it was let through.
     var gate: RequestGate?
@@ -119,6 +122,7 @@ final class ProxiedCall {
         self.upstream = upstream
         self.accountingUpstream = upstream
         self.upstreamStreamID = streamID
+        self.forwarded = true
         upstream.streams[streamID] = self
         for chunk in self.pendingBody {
             self.requestInFlight += chunk.count

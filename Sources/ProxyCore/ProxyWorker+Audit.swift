@@ -266,14 +266,19 @@ extension ProxyWorker {
         // status, its message and the duration (half the bytes to insert and hash).
         if kind != .outcome { self.describe(call, in: &record) }
         if kind != .request {
-            if let status = call.guardStatus {
+            if let status = call.guardStatus, kind == .outcome, call.forwarded {
+                // The guard ended a call Milvus had (its deadline passed, the connection to Milvus failed) before
+                // Milvus answered: no status, so the outcome is `unknown`, for the call may have happened.
+                record.message =
+                    "\(status.message) (status \(status.code.rawValue) to the client; Milvus had the call and had not "
+                    + "answered)"
+            } else if let status = call.guardStatus {
                 record.status = Int32(status.code.rawValue)
                 record.message = status.message
-            } else if let final = call.finalStatus {
-                // A gRPC status from upstream, or "reset": the stream was reset after the response started.
-                record.status = Int32(final) ?? Int32(GRPCStatusCode.unavailable.rawValue)
-                record.message =
-                    call.finalMessage ?? (Int32(final) == nil ? "stream reset after the response started" : nil)
+            } else if let final = call.finalStatus, let code = Int32(final) {
+                // A gRPC status from upstream; an empty grpc-message (Milvus sends one with OK) is no message.
+                record.status = code
+                record.message = call.finalMessage.flatMap { $0.isEmpty ? nil : $0 }
                 // gRPC OK, but Milvus may have said no in the response's status.
                 if final == "0", let failure = call.milvusFailure {
                     if let rpc = call.decodedRPC { self.metrics.recordMilvusFailure(rpc: rpc) }
@@ -282,8 +287,13 @@ extension ProxyWorker {
                 }
                 // The rows Milvus says an Insert, Upsert or Delete changed.
                 if final == "0", let count = call.affectedRows?.value { record.rows = Int64(clamping: count) }
+            } else if call.finalStatus != nil {
+                // "reset": the stream was reset after Milvus's response started, before its status.
+                record.message = "stream reset after the response started, before Milvus's status"
+            } else if call.forwarded {
+                record.message = "cancelled by the client after it was forwarded, before Milvus answered"
             } else {
-                // The client went away (RST_STREAM or a closed connection) before any answer.
+                // The client went away (RST_STREAM or a closed connection) before the call went to Milvus.
                 record.status = Int32(GRPCStatusCode.cancelled.rawValue)
                 record.message = "cancelled by the client before an answer"
             }

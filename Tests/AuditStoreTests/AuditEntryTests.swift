@@ -67,6 +67,17 @@ struct AuditEntryTests {
         }
     }
 
+    @Test("Times before 1970 and times no calendar year holds format without a crash")
+    func extremeTimes() {
+        #expect(AuditTime.format(milliseconds: -1) == "1969-12-31T23:59:59.999Z")
+        #expect(AuditTime.format(milliseconds: -1000) == "1969-12-31T23:59:59.000Z")
+        #expect(AuditTime.format(milliseconds: -62_167_219_200_000) == "0000-01-01T00:00:00.000Z")
+        #expect(AuditTime.format(milliseconds: 253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
+        #expect(AuditTime.format(milliseconds: 253_402_300_800_000) == "time_ms 253402300800000")
+        #expect(AuditTime.format(milliseconds: .min) == "time_ms -9223372036854775808")
+        #expect(AuditTime.format(milliseconds: .max) == "time_ms 9223372036854775807")
+    }
+
     @Test("Relative bounds count back from now")
     func bounds() {
         let now: Int64 = 10_000_000_000

@@ -50,6 +50,59 @@ struct AuditVerificationTests {
         #expect(problem.sequence == sequence)
     }
 
+    /// Changes that leave every record and hash alone but make listings skip records or fail, and the start of what
+    /// verify says of each.
+    static let schemaTampering: [(sql: String, says: String)] = [
+        (
+            // An index rebuilt without records of 2 rows, its definition put back: listings by time skip them.
+            """
+            DROP INDEX audit_records_time;
+            CREATE INDEX audit_records_time ON audit_records (time_ms) WHERE kind != 'outcome' AND rows IS NOT 2;
+            PRAGMA writable_schema = ON;
+            UPDATE sqlite_master SET sql = 'CREATE INDEX audit_records_time ON audit_records (time_ms) WHERE kind != ''outcome'''
+                WHERE name = 'audit_records_time';
+            PRAGMA writable_schema = OFF;
+            """,
+            "record 1 is missing from index audit_records_time"
+        ),
+        ("DROP INDEX audit_records_decision", "index audit_records_decision is missing"),
+        ("CREATE INDEX audit_records_principal ON audit_records (principal)", "index audit_records_principal on"),
+        (
+            "CREATE TRIGGER hide AFTER INSERT ON audit_records BEGIN DELETE FROM audit_records WHERE rowid = 1; END",
+            "trigger hide on audit_records is not one milvus-guard made"
+        ),
+        (
+            """
+            DROP INDEX audit_records_outcome;
+            CREATE INDEX audit_records_outcome ON audit_records (call_id) WHERE kind = 'outcome' AND time_ms > 3000;
+            """,
+            "index audit_records_outcome was changed"
+        ),
+        ("PRAGMA user_version = 5", "the table has column milvus_code of schema version 6"),
+    ]
+
+    @Test("verify catches indexes, triggers and a schema version changed behind the store's back", arguments: 0..<6)
+    func schemaTampering(index: Int) throws {
+        guard sqlite3Available else {
+            Issue.record("the sqlite3 shell is not installed (apt-get install -y sqlite3)")
+            return
+        }
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder)
+        guard case .ok = try self.verify(path) else {
+            Issue.record("verify failed before the change")
+            return
+        }
+        let (sql, says) = Self.schemaTampering[index]
+        let run = try sqlite3(path, sql)
+        #expect(run.status == 0, "\(run.error)")
+        guard case .tampered(let problem) = try self.verify(path) else {
+            Issue.record("verify did not report \(sql)")
+            return
+        }
+        #expect(problem.hasPrefix(says), "\(problem)")
+    }
+
     @Test("verify catches changes made through a second SQLite connection", arguments: 0..<tampering.count)
     func connectionTampering(index: Int) throws {
         let folder = try TemporaryDirectory()
@@ -64,6 +117,53 @@ struct AuditVerificationTests {
         #expect(problem.kind == kind)
         #expect(problem.sequence == sequence)
         #expect(problem.description.hasPrefix("record \(sequence) \(kind.rawValue): "))
+    }
+
+    @Test("A store altered to hold SQLite's extreme integers is listed, verified, pruned and appended to, no crash")
+    func extremeIntegers() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder, count: 4)
+        let connection = try SQLiteConnection(path: path, mode: .readWrite)
+        let (lowest, highest) = (Int64.min, Int64.max)
+        try connection.exec(
+            """
+            UPDATE audit_records SET time_ms = \(lowest), rows = \(highest), request_bytes = \(lowest),
+                status = \(highest), duration_us = \(lowest), milvus_code = \(lowest) WHERE seq = 2;
+            UPDATE audit_records SET time_ms = \(highest), duration_us = \(highest) WHERE seq = 3;
+            CREATE TEMP TABLE copied AS SELECT * FROM audit_records WHERE seq IN (1, 4);
+            UPDATE copied SET seq = CASE seq WHEN 1 THEN \(lowest) ELSE \(highest) END;
+            INSERT INTO audit_records SELECT * FROM copied;
+            """
+        )
+        let reader = try SQLiteAuditReader(path: path)
+        var queries = [AuditQuery()]
+        for (since, until) in [(lowest, highest), (0, highest), (lowest, 0)] {
+            var query = AuditQuery()
+            (query.since, query.until) = (since, until)
+            queries.append(query)
+        }
+        for after in [lowest, -1, highest - 1, highest] {
+            var query = AuditQuery()
+            query.afterID = after
+            queries.append(query)
+        }
+        for query in queries {
+            for entry in try reader.query(query) { #expect(!entry.jsonLine().isEmpty) }
+        }
+        #expect(try reader.query(AuditQuery()).count == 6)
+        guard case .broken = try reader.verify() else {
+            Issue.record("verify passed on an altered store")
+            return
+        }
+        _ = try? reader.prune(before: 2500)
+        _ = try? reader.prune(before: highest)
+
+        // The writer refuses to number a record past the highest sequence number, and says why.
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        let result = write([fullRequest(9)], to: store)
+        #expect(result.first?.sequence == nil)
+        #expect(result.first?.error?.message.contains("no sequence number is left") == true)
     }
 
     @Test("prune deletes the oldest records, appends a checkpoint, and verify still passes")

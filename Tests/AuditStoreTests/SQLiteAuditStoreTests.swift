@@ -385,11 +385,16 @@ struct SQLiteAuditStoreTests {
         let store = try SQLiteAuditStore(path: path)
         #expect(write([fullRequest(2), outcome(2)], to: store).allSatisfy { $0.error == nil })
         store.close()
-        guard case .ok(let count, _) = try SQLiteAuditReader(path: path).verify() else {
-            Issue.record("the chain does not verify")
-            return
-        }
-        #expect(count == 3)
+        let reader = try SQLiteAuditReader(path: path)
+        #expect(try reader.query(AuditQuery()).map(\.id) == [1, 2])
+        // The records are all there; verify still names the trigger, which other SQLite clients would run.
+        #expect(
+            try reader.verify()
+                == .tampered(
+                    "trigger wipe on audit_records is not one milvus-guard made "
+                        + "(CREATE TRIGGER wipe AFTER INSERT ON audit_records BEGIN DELETE FROM audit_records WHERE seq > 1; END)"
+                )
+        )
     }
 
     @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")

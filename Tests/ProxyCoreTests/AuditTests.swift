@@ -213,6 +213,43 @@ struct AuditTests {
         #expect(setup.proxy.server.metrics.render().contains("milvus_guard_milvus_failures_total{rpc=\"Delete\"} 1\n"))
     }
 
+    @Test("A mutation the guard ends after forwarding it, before Milvus answers, has an outcome without a status")
+    func endedBeforeMilvusAnswered() throws {
+        let setup = try self.setUp(behavior: .silent)
+        let metadata = [PolicyEnforcementTests.token("root:Milvus"), HeaderField("grpc-timeout", "100m")]
+        let drop = try setup.client.call(
+            TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + "DropCollection", metadata: metadata),
+            body: PolicyEnforcementTests.body(collection: "books")
+        )
+        #expect(drop.grpcStatus == "4")
+        let records = setup.records(count: 2)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 2)
+        let outcome = records[1]
+        #expect(outcome.kind == .outcome)
+        // Milvus may have dropped the collection: the outcome is unknown, not failed.
+        #expect(outcome.status == nil)
+        #expect(outcome.message?.hasPrefix("milvus-guard: deadline exceeded after ") == true)
+        #expect(
+            outcome.message?.hasSuffix("(status 4 to the client; Milvus had the call and had not answered)") == true
+        )
+        let entry = AuditEntry(id: 1, record: records[0], outcomeRecord: outcome, hash: "", prevHash: "")
+        #expect(entry.outcome == .unknown)
+        #expect(entry.outcomeRecorded)
+    }
+
+    @Test("A mutation that never reached Milvus (no connection) is failed, with the status the client got")
+    func failedBeforeForwarding() throws {
+        let setup = try self.setUp(upstreamDown: true)
+        #expect(try setup.call("DropCollection", auth: PolicyEnforcementTests.token("root:Milvus")).grpcStatus == "14")
+        let records = setup.records(count: 2)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 2)
+        #expect(records[1].status == 14)
+        let entry = AuditEntry(id: 1, record: records[0], outcomeRecord: records[1], hash: "", prevHash: "")
+        #expect(entry.outcome == .failed)
+    }
+
     @Test("A successful Milvus status leaves the outcome ok, without a Milvus code, with the rows Milvus deleted")
     func milvusSuccess() throws {
         let result: [UInt8] = [0x0A, 0x00, 0x38, 0x02]  // status {} and delete_cnt 2
