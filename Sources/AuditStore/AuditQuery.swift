@@ -16,8 +16,11 @@ public struct AuditQuery: Sendable, Hashable {
     public var collection: String?
     /// The RPC name.
     public var rpc: String?
-    /// The decision: allowed, denied, approval_required or failed.
+    /// The decision: one of ``decisions``.
     public var decision: String?
+    /// The decisions a record can carry (`approval_required` is kept for the approvals to come), and so the values
+    /// a decision filter takes: anything else is a typo that would match nothing.
+    public static let decisions = ["allowed", "denied", "would_deny", "approval_required", "failed"]
     /// What became of the call (``AuditEntry/Outcome``): ok, failed (a refusal, a non-zero status, or a failed Milvus
     /// status) or unknown (forwarded, no outcome recorded).
     public var outcome: AuditEntry.Outcome?

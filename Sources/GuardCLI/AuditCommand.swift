@@ -218,9 +218,6 @@ public struct AuditListCommand: ParsableCommand {
         }
     }
 
-    /// The decisions `--decision` accepts.
-    static let decisions = ["allowed", "denied", "would_deny", "approval_required", "failed"]
-
     /// Creates the command; ArgumentParser calls this while parsing.
     public init() {}
 
@@ -237,10 +234,10 @@ public struct AuditListCommand: ParsableCommand {
             }
             return value
         }
-        if let decision = self.decision, !Self.decisions.contains(decision) {
+        if let decision = self.decision, !AuditQuery.decisions.contains(decision) {
             throw ConfigError(
                 key: "--decision",
-                problem: "must be one of \(Self.decisions.joined(separator: ", ")), got \"\(decision)\""
+                problem: "must be one of \(AuditQuery.decisions.joined(separator: ", ")), got \"\(decision)\""
             )
         }
         let outcome = try self.outcome.map { text throws -> AuditEntry.Outcome in

@@ -8,7 +8,8 @@ import Testing
 /// ProxyAdminBackend's credential check against a real policy.
 @Suite("Admin credentials against the policy", .timeLimit(.minutes(1)))
 struct AdminBackendTests {
-    func backend() throws -> ProxyAdminBackend {
+    /// With `store`, auditing is on and `/audit` reads it.
+    func backend(store: MemoryAuditStore? = nil) throws -> ProxyAdminBackend {
         let yaml = """
             users:
               ops: { password: "\(try PolicyEnforcementTests.hash("ops-secret"))", roles: [operator] }
@@ -27,8 +28,27 @@ struct AdminBackendTests {
             audit: nil,
             logger: Logger(label: "admin-test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
-        return ProxyAdminBackend(server: server, audit: nil) { () throws(AuditStoreError) -> any AuditReader in
-            throw AuditStoreError("no store")
+        return ProxyAdminBackend(server: server, audit: store.map { ProxyAudit(log: $0, reads: false) }) {
+            () throws(AuditStoreError) -> any AuditReader in
+            guard let store else { throw AuditStoreError("no store") }
+            return store
+        }
+    }
+
+    @Test("/audit refuses a decision no record carries (a typo), as the CLI does, instead of finding no calls")
+    func auditDecisionTypo() throws {
+        let store = try MemoryAuditStore()
+        defer { store.close() }
+        let backend = try self.backend(store: store)
+        let typo = backend.audit(parameters: ["decision": "deny"])
+        #expect(typo.status == 400)
+        #expect(
+            String(decoding: typo.body, as: UTF8.self)
+                == "{\"error\":\"decision: must be one of allowed, denied, would_deny, approval_required, failed, "
+                + "got \\\"deny\\\"\"}"
+        )
+        for decision in AuditQuery.decisions {
+            #expect(backend.audit(parameters: ["decision": decision]).status == 200, "\(decision)")
         }
     }
 

@@ -113,6 +113,12 @@ public final class ProxyAdminBackend: AdminBackend {
         query.database = parameters["db"]
         query.collection = parameters["collection"]
         query.rpc = parameters["rpc"]
+        if let decision = parameters["decision"], !AuditQuery.decisions.contains(decision) {
+            return .error(
+                400,
+                "decision: must be one of \(AuditQuery.decisions.joined(separator: ", ")), got \"\(decision)\""
+            )
+        }
         query.decision = parameters["decision"]
         if let text = parameters["outcome"] {
             guard let outcome = AuditEntry.Outcome(rawValue: text) else {
