@@ -419,7 +419,9 @@ public struct AuditVerifyCommand: ParsableCommand {
                     lines.append("anchor \(anchor.sequence): pruned, cannot be checked")
                 }
             }
-            return (["ok: \(count) records, head \(head)"] + lines, failed ? 1 : 0)
+            // An empty store has no record to anchor (`--anchor` takes record numbers from 1).
+            let summary = head.sequence == 0 ? "ok: 0 records" : "ok: \(count) records, head \(head)"
+            return ([summary] + lines, failed ? 1 : 0)
         } catch {
             return (["milvus-guard: \(error)"], 1)
         }

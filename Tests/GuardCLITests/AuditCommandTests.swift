@@ -302,6 +302,26 @@ struct AuditCommandTests {
                 ["broken: record 4 altered: its content does not match its hash"], 1
             )
         )
+        try self.sqlite(folder.file("audit.db"), "UPDATE audit_records SET rows = 2 WHERE seq = 4")
+        try self.sqlite(folder.file("audit.db"), "DROP INDEX audit_records_decision")
+        #expect(
+            command.execute(currentDirectory: folder.path) == (
+                [
+                    "broken: the store's schema was altered: index audit_records_decision is missing (listings that "
+                        + "need it fail)"
+                ], 1
+            )
+        )
+
+        // An empty store has no head to anchor.
+        try self.sqlite(folder.file("empty.db"), "")
+        _ = try SQLiteAuditStore(path: folder.file("empty.db"))
+        #expect(
+            try #require(
+                try GuardCommand.parseAsRoot(["audit", "verify", "--store", "empty.db"]) as? AuditVerifyCommand
+            )
+            .execute(currentDirectory: folder.path) == (["ok: 0 records"], 0)
+        )
     }
 
     /// Runs `sql` on the store with the sqlite3 shell.
