@@ -85,10 +85,12 @@ final class EventLoop {
 
     static func now() -> UInt64 { clinux_monotonic_ns() }
 
-    /// Runs `action` on this loop after `milliseconds`.
+    /// Runs `action` on this loop after `milliseconds` (a delay past the end of the clock never comes).
     @discardableResult
     func schedule(afterMilliseconds milliseconds: Int, _ action: @escaping () -> Void) -> TimerQueue.ID {
-        self.timers.schedule(at: Self.now() + UInt64(max(0, milliseconds)) * 1_000_000, action)
+        let (delay, tooLong) = UInt64(max(0, milliseconds)).multipliedReportingOverflow(by: 1_000_000)
+        let (due, past) = Self.now().addingReportingOverflow(delay)
+        return self.timers.schedule(at: tooLong || past ? .max : due, action)
     }
 
     func cancelTimer(_ id: TimerQueue.ID) { self.timers.cancel(id) }

@@ -26,6 +26,20 @@ struct ProxyServerTests {
         #expect(proxy.stop())
     }
 
+    @Test(
+        "The longest grpc-timeout values are deadlines that never come, not a crash",
+        arguments: ["99999999H", "99999999M", "5124096H"]
+    )
+    func longestTimeout(value: String) throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
+        let client = try TestClient(port: proxy.port)
+        let body = TestClient.grpcFrame(Self.payload)
+        let result = try client.call(TestClient.grpcRequest(metadata: [HeaderField("grpc-timeout", value)]), body: body)
+        #expect(result.trailers == [HeaderField("grpc-status", "0")])
+        #expect(proxy.stop())
+    }
+
     @Test("A 3 MiB body passes through the windows both ways")
     func largeEcho() throws {
         let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
