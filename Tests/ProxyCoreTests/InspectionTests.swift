@@ -94,6 +94,31 @@ struct InspectionTests {
         #expect(record.requests.isEmpty)
     }
 
+    @Test(
+        "A database call without db_name is refused, not decided on an empty name while Milvus picks one",
+        arguments: ["AlterDatabase", "DescribeDatabase", "DropDatabase", "CreateDatabase"]
+    )
+    func databaseCallWithoutName(rpc: String) throws {
+        for message: [UInt8] in [[], [0x12, 0], [0x12, 4] + Array("prod".utf8) + [0x12, 0]] {
+            let (result, record) = try self.run(
+                TestClient.grpcRequest(
+                    path: "/milvus.proto.milvus.MilvusService/" + rpc,
+                    metadata: [HeaderField("dbname", "prod")]
+                ),
+                body: TestClient.rawGRPCFrame(message)
+            )
+            #expect(result.grpcStatus == "3")
+            #expect(result.grpcMessage == "milvus-guard: \(rpc) request names no database (db_name is empty)")
+            #expect(record.requests.isEmpty)
+        }
+        let (named, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/" + rpc),
+            body: TestClient.rawGRPCFrame([0x12, 4] + Array("prod".utf8))
+        )
+        #expect(named.grpcStatus == "0")
+        #expect(record.requests.count == 1)
+    }
+
     @Test("A message over the size limit is refused before it is buffered")
     func oversized() throws {
         let (result, record) = try self.run(
