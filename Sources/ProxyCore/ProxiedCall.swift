@@ -183,8 +183,37 @@ final class ProxiedCall {
             return
         }
         let decideNow = gate.decidesOnFirstMessage && gate.hasMessage
+        let held = gate.heldBytes
         self.gate = gate
+        if held > Self.unprovenHoldLimit, let status = self.unprovenRefusal() {
+            self.refuse(status)
+            return
+        }
         if decideNow { self.decide(atEnd: false) }
+    }
+
+    /// What a caller who proved no identity may make the guard hold of one request: enough for any refusal worth
+    /// recording with its target (a drop, a delete with a long filter), not for an insert. Beyond it, such a call is
+    /// refused at once. Without this, a client with no credential held 1 GiB for as long as it kept two streams
+    /// open, and every other client was refused RESOURCE_EXHAUSTED meanwhile (a red-team run).
+    static let unprovenHoldLimit = 64 * 1024
+
+    /// The refusal for a call whose caller is known not to be let through: a credential that failed, or none and a
+    /// policy that gives `anonymous` no role. nil while a password is being checked, or for a known caller.
+    private func unprovenRefusal() -> GRPCStatus? {
+        switch self.identity {
+        case .pending:
+            return nil
+        case .refused(let status, _):
+            return status
+        case .known(let principal):
+            guard principal.authentication == .anonymous, principal.roles.isEmpty else { return nil }
+            return GRPCStatus(
+                .unauthenticated,
+                "no credentials: send token=\"user:password\" or an API key (a request of over 64 KiB without one is "
+                    + "refused before it is complete)"
+            )
+        }
     }
 
     /// The whole request (or a bidi stream's first message) is here: decode it, let the worker judge
@@ -210,7 +239,12 @@ final class ProxiedCall {
     /// The verifier settled who the call is from.
     func identityResolved(_ identity: CallIdentity) {
         self.identity = identity
-        if let decoded = self.milvusCall { self.judgeIfReady(decoded) }
+        if let decoded = self.milvusCall {
+            self.judgeIfReady(decoded)
+        } else if let held = self.gate?.heldBytes, held > Self.unprovenHoldLimit, let status = self.unprovenRefusal() {
+            // Still arriving, from a caller whose credential just failed: no need to wait for the rest.
+            self.refuse(status)
+        }
     }
 
     /// Once the request is decoded and the caller known: let the worker judge, then forward or refuse.

@@ -62,13 +62,25 @@ extension ProxyWorker {
                 self.awaitingVerification[key]?.append(call)
                 return .pending
             }
+            guard self.services.beginPasswordCheck(from: address) else {
+                return .refused(
+                    GRPCStatus(
+                        .resourceExhausted,
+                        "too many password checks in progress from \(address); try again shortly"
+                    ),
+                    claimed: user
+                )
+            }
             let mailbox = self.loop.mailbox
             let generation = self.generation
+            let services = self.services
             let accepted = self.services.verifier.submit {
                 let outcome = Authenticator.verify(credential, policy: policy)
+                services.endPasswordCheck(from: address)
                 mailbox.send(.credentialVerified(key: key, outcome: outcome, generation: generation))
             }
             guard accepted else {
+                self.services.endPasswordCheck(from: address)
                 return .refused(
                     GRPCStatus(.resourceExhausted, "too many password checks in progress; try again shortly"),
                     claimed: user

@@ -123,6 +123,82 @@ struct PolicyEnforcementTests {
         #expect(paths.map { String($0.dropFirst(Self.milvus.count)) } == ["HasCollection", "Connect", "HasCollection"])
     }
 
+    @Test("One address has at most 8 password checks queued: the next is refused, not queued ahead of others")
+    func passwordChecksPerAddress() throws {
+        // Costly enough that the first checks are still queued when the ninth arrives.
+        let salt = try Crypto.randomBytes(count: 16)
+        let iterations = 200_000
+        let derived = try Crypto.pbkdf2SHA256(password: Array("s".utf8), salt: salt, iterations: iterations, length: 32)
+        let yaml = """
+            users:
+              slow: { password: "\(PasswordHash(iterations: iterations, salt: salt, hash: derived).encoded)", roles: [r] }
+            roles:
+              r:
+                - allow: [read]
+                  on: ["*"]
+            """
+        let setup = try self.setUp(policy: try .fromYAML(yaml))
+        var streams: [Int32] = []
+        for guess in 0..<9 {
+            let auth = Self.token("slow:guess-\(guess)")
+            streams.append(
+                try setup.client.start(
+                    TestClient.grpcRequest(path: Self.milvus + "HasCollection", metadata: [auth]),
+                    body: Self.body(collection: "books")
+                )
+            )
+        }
+        try setup.client.run(timeoutMilliseconds: 30_000) { client in
+            streams.allSatisfy { client.streams[$0]?.closedWith != nil }
+        }
+        let statuses = streams.map { setup.client.streams[$0]?.grpcStatus ?? "none" }
+        #expect(statuses.filter { $0 == "16" }.count == 8)
+        #expect(statuses.filter { $0 == "8" }.count == 1)
+        let refused = streams.compactMap { setup.client.streams[$0] }.first { $0.grpcStatus == "8" }
+        #expect(
+            refused?.grpcMessage?.hasPrefix("milvus-guard: too many password checks in progress from 127.0.0.1") == true
+        )
+        // Its places are given back as the checks end: the right password gets in.
+        #expect(try setup.call("HasCollection", auth: Self.token("slow:s")).grpcStatus == "0")
+        #expect(setup.proxy.stop())
+    }
+
+    @Test(
+        "A caller without a credential, or whose credential failed, can't make the guard hold over 64 KiB of a request"
+    )
+    func unprovenCallersHoldLittle() throws {
+        let setup = try self.setUp()
+        // An Insert whose prefix declares 1 MiB; 100 KiB of it is sent, and the body then ends.
+        let declared = 1 << 20
+        let prefix: [UInt8] = [
+            0, UInt8(declared >> 24), UInt8((declared >> 16) & 0xFF), UInt8((declared >> 8) & 0xFF), 0,
+        ]
+        let chunk = prefix + [UInt8](repeating: 0x41, count: 100 * 1024)
+        for auth in [nil, Self.token("app:wrong")] {
+            let streamID = try setup.client.start(
+                TestClient.grpcRequest(path: Self.milvus + "Insert", metadata: auth.map { [$0] } ?? []),
+                chunks: [chunk]
+            )
+            try setup.client.run { $0.streams[streamID]?.closedWith != nil }
+            let result = try #require(setup.client.streams[streamID])
+            #expect(result.grpcStatus == "16")
+            #expect(
+                result.grpcMessage?.contains(auth == nil ? "over 64 KiB" : "wrong user name or password for \"app\"")
+                    == true,
+                "\(result.grpcMessage ?? "-")"
+            )
+        }
+        // The same from the right user is held whole, decoded, and refused for what it is: a message cut short.
+        let whole = try setup.client.start(
+            TestClient.grpcRequest(path: Self.milvus + "Insert", metadata: [Self.token("app:app-secret")]),
+            chunks: [chunk]
+        )
+        try setup.client.run { $0.streams[whole]?.closedWith != nil }
+        #expect(setup.client.streams[whole]?.grpcStatus == "3")
+        #expect(setup.proxy.stop())
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
     @Test("Wrong password, unknown user, malformed token and no token: UNAUTHENTICATED, never forwarded")
     func unauthenticated() throws {
         let setup = try self.setUp()
