@@ -4,101 +4,136 @@ import ProtoWire
 /// object: what `{ids}` in `id in {ids}` stood for. pymilvus sends them for `delete(filter=…, filter_params=…)`, and
 /// without them the recorded filter does not say which rows were meant.
 ///
-/// Keys are sorted; a key sent twice keeps its last value (protobuf's rule for maps). Values: `bool_val`,
-/// `int64_val`, `float_val` and `string_val` as JSON literals (a non-finite double as a string), `array_val` as a
-/// JSON array (nested arrays too; the elements of a JSON array as strings), `bytes_val` as `"<N bytes>"`.
+/// Read as Milvus's Go protobuf reads them. Keys are compared and sorted byte for byte (`é` and `e` + U+0301 are two
+/// keys, as they are to Milvus); a key sent twice keeps its last entry (protobuf's rule for maps). A message that
+/// occurs more than once is merged, not replaced: an entry's value sent twice, or an array member of a oneof sent
+/// twice (`ids` as `[1, 2]` then `[3]` is `[1, 2, 3]`); another member of the oneof replaces it. Values:
+/// `bool_val`, `int64_val`, `float_val` and `string_val` as JSON literals (a non-finite double as a string),
+/// `array_val` as a JSON array (nested arrays too; the elements of a JSON array as strings), `bytes_val` as
+/// `"<N bytes>"`.
 struct FilterParameters {
-    /// Rendered values by key.
-    private var values: [String: String] = [:]
+    /// Rendered values by key (its UTF-8 bytes).
+    private var values: [[UInt8]: String] = [:]
 
     var isEmpty: Bool { self.values.isEmpty }
 
-    /// Reads one map entry: 1 key, 2 value (a TemplateValue); later fields of the entry win.
+    /// Reads one map entry: 1 key, 2 value (a TemplateValue); a later key wins, a later value merges.
     mutating func readEntry(_ reader: inout WireReader) throws(WireError) {
-        var key = ""
-        var value = "null"
+        var key: [UInt8] = []
+        var value = TemplateValue()
         while let field = try reader.nextField() {
             switch field.number {
-            case 1: key = try field.stringValue()
+            case 1: key = Array(try field.stringValue().utf8)
             case 2:
                 var nested = try reader.nestedReader(for: field)
-                value = try Self.templateValue(&nested)
+                try value.merge(&nested)
             default: continue
             }
         }
-        self.values[key] = value
+        self.values[key] = value.json
     }
 
-    /// The JSON object, keys sorted.
+    /// The JSON object, keys sorted by their bytes.
     var json: String {
-        "{" + self.values.keys.sorted().map { JSONString.quoted($0) + ":" + self.values[$0]! }.joined(separator: ",")
-            + "}"
+        let keys = self.values.keys.sorted { $0.lexicographicallyPrecedes($1) }
+        return "{"
+            + keys.map { JSONString.quoted(String(decoding: $0, as: UTF8.self)) + ":" + self.values[$0]! }
+            .joined(separator: ",") + "}"
     }
 
-    /// `schema.TemplateValue`, a oneof: the last field present wins.
-    private static func templateValue(_ reader: inout WireReader) throws(WireError) -> String {
-        var value = "null"
-        while let field = try reader.nextField() {
-            switch field.number {
-            case 1: value = try field.boolValue() ? "true" : "false"
-            case 2: value = String(try field.int64Value())
-            case 3: value = Self.number(Double(bitPattern: try field.fixed64Value()))
-            case 4: value = JSONString.quoted(try field.stringValue())
-            case 5:
-                var nested = try reader.nestedReader(for: field)
-                value = try Self.arrayValue(&nested)
-            case 6: value = JSONString.quoted("<\(try field.bytesValue().count) bytes>")
-            default: continue
+    /// `schema.TemplateValue` as read so far, a oneof: a scalar member replaces what was there; the array member
+    /// merges into an array already there.
+    private struct TemplateValue {
+        var scalar: String?
+        var array: ArrayValue?
+
+        var json: String { self.array?.json ?? self.scalar ?? "null" }
+
+        mutating func merge(_ reader: inout WireReader) throws(WireError) {
+            while let field = try reader.nextField() {
+                let scalar: String
+                switch field.number {
+                case 1: scalar = try field.boolValue() ? "true" : "false"
+                case 2: scalar = String(try field.int64Value())
+                case 3: scalar = FilterParameters.number(Double(bitPattern: try field.fixed64Value()))
+                case 4: scalar = JSONString.quoted(try field.stringValue())
+                case 5:
+                    var nested = try reader.nestedReader(for: field)
+                    var array = self.array ?? ArrayValue()
+                    try array.merge(&nested)
+                    (self.scalar, self.array) = (nil, array)
+                    continue
+                case 6: scalar = JSONString.quoted("<\(try field.bytesValue().count) bytes>")
+                default: continue
+                }
+                (self.scalar, self.array) = (scalar, nil)
             }
         }
-        return value
     }
 
     /// `schema.TemplateArrayValue`, a oneof of 1 BoolArray, 2 LongArray, 3 DoubleArray, 4 StringArray,
-    /// 5 TemplateArrayValueArray, 6 JSONArray (each with its elements in field 1): the last present wins.
-    private static func arrayValue(_ reader: inout WireReader) throws(WireError) -> String {
+    /// 5 TemplateArrayValueArray, 6 JSONArray (each with its elements in field 1): the member sent again adds its
+    /// elements, another member replaces them.
+    private struct ArrayValue {
+        var member: UInt32 = 0
         var elements: [String] = []
-        while let field = try reader.nextField() {
-            guard (1...6).contains(field.number) else { continue }
-            var nested = try reader.nestedReader(for: field)
-            elements = []
-            while let element = try nested.nextField() {
-                guard element.number == 1 else { continue }
-                switch field.number {
-                case 1: try Self.scalars(element, fixed: false, into: &elements) { $0 != 0 ? "true" : "false" }
-                case 2: try Self.scalars(element, fixed: false, into: &elements) { String(Int64(bitPattern: $0)) }
-                case 3: try Self.scalars(element, fixed: true, into: &elements) { Self.number(Double(bitPattern: $0)) }
-                case 4: elements.append(JSONString.quoted(try element.stringValue()))
-                case 5:
-                    var array = try nested.nestedReader(for: element)
-                    elements.append(try Self.arrayValue(&array))
-                default: elements.append(JSONString.quoted(String(decoding: try element.bytesValue(), as: UTF8.self)))
+
+        var json: String { "[" + self.elements.joined(separator: ",") + "]" }
+
+        mutating func merge(_ reader: inout WireReader) throws(WireError) {
+            while let field = try reader.nextField() {
+                guard (1...6).contains(field.number) else { continue }
+                if field.number != self.member { (self.member, self.elements) = (field.number, []) }
+                var nested = try reader.nestedReader(for: field)
+                while let element = try nested.nextField() {
+                    guard element.number == 1 else { continue }
+                    switch field.number {
+                    case 1: try Self.scalars(element, fixed: false, into: &self.elements) { $0 != 0 ? "true" : "false" }
+                    case 2:
+                        try Self.scalars(element, fixed: false, into: &self.elements) { String(Int64(bitPattern: $0)) }
+                    case 3:
+                        try Self.scalars(element, fixed: true, into: &self.elements) {
+                            FilterParameters.number(Double(bitPattern: $0))
+                        }
+                    case 4: self.elements.append(JSONString.quoted(try element.stringValue()))
+                    case 5:
+                        // Each element of the repeated field is a TemplateArrayValue of its own.
+                        var array = try nested.nestedReader(for: element)
+                        var inner = ArrayValue()
+                        try inner.merge(&array)
+                        self.elements.append(inner.json)
+                    default:
+                        self.elements.append(
+                            JSONString.quoted(String(decoding: try element.bytesValue(), as: UTF8.self))
+                        )
+                    }
                 }
             }
         }
-        return "[" + elements.joined(separator: ",") + "]"
-    }
 
-    /// A repeated scalar element: one value, or a packed run of them (varints, or with `fixed` 8-byte doubles).
-    private static func scalars(
-        _ element: WireField,
-        fixed: Bool,
-        into elements: inout [String],
-        _ render: (UInt64) -> String
-    ) throws(WireError) {
-        switch element.value {
-        case .varint(let value) where !fixed: elements.append(render(value))
-        case .fixed64(let value) where fixed: elements.append(render(value))
-        case .lengthDelimited:
-            var packed = WireReader(try element.bytesValue())
-            while !packed.isAtEnd { elements.append(render(try fixed ? packed.readFixed64() : packed.readVarint())) }
-        default:
-            throw WireError(.unexpectedWireType, at: element.offset)
+        /// A repeated scalar element: one value, or a packed run of them (varints, or with `fixed` 8-byte doubles).
+        private static func scalars(
+            _ element: WireField,
+            fixed: Bool,
+            into elements: inout [String],
+            _ render: (UInt64) -> String
+        ) throws(WireError) {
+            switch element.value {
+            case .varint(let value) where !fixed: elements.append(render(value))
+            case .fixed64(let value) where fixed: elements.append(render(value))
+            case .lengthDelimited:
+                var packed = WireReader(try element.bytesValue())
+                while !packed.isAtEnd {
+                    elements.append(render(try fixed ? packed.readFixed64() : packed.readVarint()))
+                }
+            default:
+                throw WireError(.unexpectedWireType, at: element.offset)
+            }
         }
     }
 
     /// A double as JSON: finite ones as numbers, others as strings.
-    private static func number(_ value: Double) -> String {
+    fileprivate static func number(_ value: Double) -> String {
         value.isFinite ? "\(value)" : JSONString.quoted("\(value)")
     }
 }

@@ -273,6 +273,58 @@ struct FilterParametersTests {
         #expect(plain.filterParameters == nil)
     }
 
+    @Test("Read as Go protobuf reads them: keys byte for byte, repeated messages merged, another oneof member replaces")
+    func protobufMerging() throws {
+        let bytes = delete {
+            // Two keys that are one to Swift's String equality (NFC é, and e + U+0301), two to protobuf.
+            for (key, number) in [("\u{E9}", 1), ("e\u{301}", 2)] as [(String, UInt64)] {
+                $0.writeMessageField(8) { entry in
+                    entry.writeStringField(1, key)
+                    entry.writeMessageField(2) { $0.writeVarintField(2, number) }
+                }
+            }
+            // ids: the array member twice in one value, then the value field again: [1, 2] + [3] + [7].
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "ids")
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in
+                        array.writeMessageField(2) { long in
+                            long.writeVarintField(1, 1)
+                            long.writeVarintField(1, 2)
+                        }
+                        array.writeMessageField(2) { $0.writeVarintField(1, 3) }
+                    }
+                }
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in array.writeMessageField(2) { $0.writeVarintField(1, 7) } }
+                }
+            }
+            // names: a string array replaced by a long array (another member of the oneof), then a scalar.
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "names")
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in
+                        array.writeMessageField(4) { $0.writeStringField(1, "a") }
+                        array.writeMessageField(2) { $0.writeVarintField(1, 9) }
+                    }
+                }
+            }
+            $0.writeMessageField(8) { entry in
+                entry.writeStringField(1, "flag")
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in array.writeMessageField(2) { $0.writeVarintField(1, 1) } }
+                    value.writeVarintField(1, 1)
+                }
+            }
+        }
+        let call = try MilvusCall(decoding: bytes[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        // Compared as bytes: String's == would take the two keys for one.
+        #expect(
+            call.filterParameters.map { Array($0.utf8) }
+                == Array("{\"e\u{301}\":2,\"flag\":true,\"ids\":[1,2,3,7],\"names\":[9],\"\u{E9}\":1}".utf8)
+        )
+    }
+
     @Test("Malformed template values make the request malformed (it is refused, not forwarded)")
     func malformed() throws {
         let cutVarint = delete {
