@@ -63,6 +63,39 @@ public struct MilvusCall: Hashable, Sendable {
         return names
     }
 
+    /// The first database, collection, alias or partition name that no Milvus creates, with what it names
+    /// (`"collection"`); nil when there is none.
+    ///
+    /// Milvus makes these names only of ASCII letters, digits and `_` (older releases also `$`, partitions also
+    /// `-`); privilege calls name every database or collection `*`. A call naming anything else acts on nothing
+    /// Milvus can hold, so refusing it loses nothing; forwarded, it reaches a server that may read the name its own
+    /// way: milvus-lite makes file paths of names (a Delete in `sandbox` on `../../../collections/books` removed
+    /// rows of `default.books`), and Milvus releases that trim spaces before a lookup would take ` books` for
+    /// `books`, while the policy checked the name as sent.
+    public var unacceptableName: (kind: String, name: String)? {
+        func acceptable(_ name: String) -> Bool {
+            name == "*"
+                || name.utf8.allSatisfy { byte in
+                    switch byte {
+                    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                        UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "$"), UInt8(ascii: "-"):
+                        true
+                    default: false
+                    }
+                }
+        }
+        let named: [(String, [String])] = [
+            ("database", [self.database] + (self.newDatabase.map { [$0] } ?? [])),
+            ("collection", self.allCollections),
+            ("alias", self.alias.map { [$0] } ?? []),
+            ("partition", self.partitions),
+        ]
+        for (kind, names) in named {
+            if let name = names.first(where: { !acceptable($0) }) { return (kind, name) }
+        }
+        return nil
+    }
+
     /// The values of ``otherTargets`` of one kind, in order.
     public func otherTargets(_ kind: CallTarget.Kind) -> [String] {
         self.otherTargets.compactMap { $0.kind == kind ? $0.value : nil }

@@ -122,6 +122,14 @@ struct RequestGate {
         if self.rpc.targetsOwnDatabase, call.database.isEmpty {
             throw .status(GRPCStatus(.invalidArgument, "\(self.rpc.name) request names no database (db_name is empty)"))
         }
+        if let (kind, name) = call.unacceptableName {
+            throw .status(
+                GRPCStatus(
+                    .invalidArgument,
+                    "\(kind) name \"\(name)\" is not a Milvus name (ASCII letters, digits, _ $ -)"
+                )
+            )
+        }
         if self.decidesOnFirstMessage {
             defer { self.rawChunks = [] }
             return (call, self.rawChunks)

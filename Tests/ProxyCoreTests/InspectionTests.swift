@@ -119,6 +119,41 @@ struct InspectionTests {
         #expect(record.requests.count == 1)
     }
 
+    @Test(
+        "A name no Milvus creates (a path, spaces, non-ASCII) is refused and never forwarded",
+        arguments: [
+            ("DropCollection", "../../../collections/books", "collection"),
+            ("DropCollection", "tmp_a/../prod", "collection"),
+            ("DropCollection", " books", "collection"), ("DropCollection", "b\u{F6}oks", "collection"),
+            ("HasPartition", "p/../x", "partition"),
+        ]
+    )
+    func unacceptableNames(rpc: String, name: String, kind: String) throws {
+        // DropCollection: 3 collection_name; HasPartition: 3 collection_name, 4 partition_name.
+        let field: UInt8 = kind == "partition" ? 0x22 : 0x1A
+        let prefix: [UInt8] = kind == "partition" ? [0x1A, 5] + Array("books".utf8) : []
+        let message = prefix + [field, UInt8(name.utf8.count)] + Array(name.utf8)
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/" + rpc),
+            body: TestClient.rawGRPCFrame(message)
+        )
+        #expect(result.grpcStatus == "3")
+        #expect(result.grpcMessage?.hasPrefix("milvus-guard: \(kind) name ") == true, "\(result.grpcMessage ?? "-")")
+        #expect(record.requests.isEmpty)
+    }
+
+    @Test("Names Milvus creates, and * for every collection of a grant, are forwarded")
+    func acceptableNames() throws {
+        for name in ["books", "_t1", "Books_2024$v2", "part-2024", "*"] {
+            let (result, record) = try self.run(
+                TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+                body: TestClient.rawGRPCFrame([0x1A, UInt8(name.utf8.count)] + Array(name.utf8))
+            )
+            #expect(result.grpcStatus == "0", "\(name)")
+            #expect(record.requests.count == 1)
+        }
+    }
+
     @Test("A message over the size limit is refused before it is buffered")
     func oversized() throws {
         let (result, record) = try self.run(
