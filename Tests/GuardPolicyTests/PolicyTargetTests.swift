@@ -22,7 +22,7 @@ struct PolicyTargetTests {
             (Calls.make("RenameCollection", collection: "a", newName: "b"), ["default.a", "default.b"]),
             (
                 Calls.make("RenameCollection", collection: "a", newName: "b", newDatabase: "archive"),
-                ["default.a", "archive.b"]
+                ["default.a", "archive.b", "default.b"]
             ),
             (Calls.make("Flush", database: "prod", collections: ["x", "y"]), ["prod.x", "prod.y"]),
             (Calls.make("CreateAlias", collection: "books", alias: "b"), ["default.books", "default.b"]),

@@ -30,7 +30,8 @@ public enum PolicyTarget: Hashable, Sendable, CustomStringConvertible {
     ///    let anyone grant privileges.
     /// 2. Otherwise every collection the call names is a target: `collection_name`, Flush's and ShowCollections'
     ///    `collection_names`, BatchDescribeCollection's list, the alias of an alias RPC (CreateAlias, AlterAlias,
-    ///    DropAlias, DescribeAlias), and RenameCollection's or RestoreSnapshot's new name in its new database.
+    ///    DropAlias, DescribeAlias), and RenameCollection's or RestoreSnapshot's new name in its new database, and
+    ///    in the old database too when they differ.
     /// 3. A call that names no collection acts on its database, unless its RPC has no database field at all
     ///    (``noDatabaseRPCs``): then it acts on the cluster.
     public static func targets(of call: MilvusCall) -> [PolicyTarget] {
@@ -46,7 +47,11 @@ public enum PolicyTarget: Hashable, Sendable, CustomStringConvertible {
             targets.append(.collection(database: call.database, name: alias))
         }
         if let newName = call.newCollectionName {
-            targets.append(.collection(database: call.newDatabase ?? call.database, name: newName))
+            let newDatabase = call.newDatabase ?? call.database
+            targets.append(.collection(database: newDatabase, name: newName))
+            // A server that ignores the new database (milvus-lite does) creates the name in the old one: the caller
+            // must be allowed both.
+            if newDatabase != call.database { targets.append(.collection(database: call.database, name: newName)) }
         }
         if !targets.isEmpty { return targets }
         return Self.noDatabaseRPCs.contains(call.rpc.name) ? [.cluster] : [.database(call.database)]
