@@ -9,6 +9,7 @@ import MilvusCatalog
 /// | allowed | forwarded |
 /// | denied by the policy | PERMISSION_DENIED `milvus-guard: <user> may not <Rpc> on <db>.<collection> (<rule>)` |
 /// | denied, no credential (anonymous) | UNAUTHENTICATED |
+/// | a database call without db_name, a name no Milvus creates | INVALID_ARGUMENT |
 /// | wrong or malformed credential | UNAUTHENTICATED |
 /// | too many failed authentications | RESOURCE_EXHAUSTED |
 /// | denied in shadow mode | forwarded, logged as `would deny` |
@@ -36,6 +37,18 @@ extension ProxyWorker {
             principal = known
         }
         call.principal = principal
+        if let refusal = Self.unanswerable(decoded) {
+            // Decoded, and recorded as decoded: the security team sees the name that was sent.
+            call.verdict = .failed
+            self.logger.info(
+                "refused",
+                metadata: [
+                    "client": "\(call.client?.peerHost ?? "-")", "user": "\(principal.name)",
+                    "rpc": "\(decoded.rpc.name)", "reason": "\(refusal.message)",
+                ]
+            )
+            return refusal
+        }
         let outcome = self.active.policy.decide(principal: principal, call: decoded)
         call.rule = outcome.decision.rule
         switch outcome.decision {
@@ -73,6 +86,25 @@ extension ProxyWorker {
             )
             return GRPCStatus(.permissionDenied, reason)
         }
+    }
+
+    /// A call the policy can't be held to, whoever makes it: INVALID_ARGUMENT.
+    ///
+    /// - CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase act on their own `db_name`. Without one,
+    ///   the database is the server's guess (milvus-lite takes the `dbname` header, then `default`), and the policy
+    ///   would decide on `""`: a user denied `prod.*` and allowed `*.*` altered `prod` that way.
+    /// - A name no Milvus creates (``MilvusCall/unacceptableName``): a server may read it its own way.
+    static func unanswerable(_ decoded: borrowing MilvusCall) -> GRPCStatus? {
+        if decoded.rpc.targetsOwnDatabase, decoded.database.isEmpty {
+            return GRPCStatus(.invalidArgument, "\(decoded.rpc.name) request names no database (db_name is empty)")
+        }
+        if let (kind, name) = decoded.unacceptableName {
+            return GRPCStatus(
+                .invalidArgument,
+                "\(kind) name \"\(name)\" is not a Milvus name (ASCII letters, digits, _ $ -)"
+            )
+        }
+        return nil
     }
 
     private func logWouldDeny(_ call: ProxiedCall, reason: String, rule: RuleID?, scope: String) {

@@ -116,20 +116,6 @@ struct RequestGate {
             let detail = (error as? WireError).map { "\($0.code) at byte \($0.offset)" } ?? "\(error)"
             throw .status(GRPCStatus(.invalidArgument, "malformed \(self.rpc.name) request: \(detail)"))
         }
-        // CreateDatabase, DropDatabase, AlterDatabase and DescribeDatabase act on their own db_name. Without one,
-        // the database is the server's guess (milvus-lite takes the `dbname` header, then `default`), which the
-        // policy can't be held to: such a call is refused, not decided on "".
-        if self.rpc.targetsOwnDatabase, call.database.isEmpty {
-            throw .status(GRPCStatus(.invalidArgument, "\(self.rpc.name) request names no database (db_name is empty)"))
-        }
-        if let (kind, name) = call.unacceptableName {
-            throw .status(
-                GRPCStatus(
-                    .invalidArgument,
-                    "\(kind) name \"\(name)\" is not a Milvus name (ASCII letters, digits, _ $ -)"
-                )
-            )
-        }
         if self.decidesOnFirstMessage {
             defer { self.rawChunks = [] }
             return (call, self.rawChunks)

@@ -533,8 +533,8 @@ def test_logged_head_anchors_the_chain(audited, tmp_path):
 
 def test_names_sent_by_a_client_cannot_forge_log_lines_or_hide_table_rows(audited):
     """A collection name is whatever bytes a client sends. One holding a newline, a forged `audit chain head` line and
-    terminal escapes that erase the line above is denied; the guard's log and the audit table show it escaped, on
-    the one line of the call, and the JSON listing shows it as sent."""
+    terminal escapes that erase the line above is refused (no Milvus creates such a name); the guard's log and the
+    audit table show it escaped, on the one line of the call, and the JSON listing shows it as sent."""
     server, address = audited
     forged = "2026-01-01T00:00:00+0000 notice milvus-guard: anchor=1:00ff [GuardCLI] audit chain head"
     name = f"ledger\n{forged}\x1b[1A\x1b[2K\u202e"
@@ -547,10 +547,11 @@ def test_names_sent_by_a_client_cannot_forge_log_lines_or_hide_table_rows(audite
         token = base64.b64encode(b"app:app-secret").decode()
         with pytest.raises(grpc.RpcError) as refused:
             drop(request, metadata=[("authorization", token)], timeout=10)
-        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not a Milvus name" in (refused.value.details() or "")
     finally:
         channel.close()
-    harness.wait_until(lambda: "\\u{1B}[1A" in server.log_path.read_text(errors="replace"), 10, "the denial logged")
+    harness.wait_until(lambda: "\\u{1B}[1A" in server.log_path.read_text(errors="replace"), 10, "the refusal logged")
     log = server.log_path.read_text(errors="replace")
     assert not any(line.startswith(forged) for line in log.splitlines()), log[-2000:]
     assert "\x1b" not in log
@@ -628,10 +629,12 @@ def test_admin_listener(audited):
     assert waits and int(waits[0].split()[1]) > 0, metrics
     status, body = admin_get(server, "/readyz", "root:Milvus")
     assert status == 200, body
-    status, body = admin_get(server, "/audit?user=app&rpc=DropCollection", "root:Milvus")
+    status, body = admin_get(server, "/audit?user=app&rpc=DropCollection&decision=denied", "root:Milvus")
     assert status == 200, body
     entries = json.loads(body)
     assert entries and all(e["rpc"] == "DropCollection" and e["decision"] == "denied" for e in entries)
+    status, body = admin_get(server, "/audit?decision=deny", "root:Milvus")  # a typo is not "no denials"
+    assert status == 400 and "decision" in body, body
     status, body = admin_get(server, "/audit?rpc=DropCollection&outcome=failed", "root:Milvus")
     assert status == 200 and json.loads(body) and all(e["outcome"] == "failed" for e in json.loads(body)), body
     status, body = admin_get(server, "/audit?outcome=done", "root:Milvus")
