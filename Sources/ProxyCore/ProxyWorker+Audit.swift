@@ -303,11 +303,16 @@ extension ProxyWorker {
 
     /// Who made the call, from where, what, and what was decided.
     private func describe(_ call: ProxiedCall, in record: inout AuditRecord) {
-        if let principal = call.principal {
+        switch (call.principal, call.identity) {
+        case (let principal?, _), (nil, .known(let principal)):
+            // A call refused before the policy was asked (malformed, over a limit) still names a caller whose
+            // identity was settled by then.
             record.principal = principal.name
             record.authentication = Self.label(principal.authentication)
-        } else if case .refused(_, let claimed) = call.identity {
+        case (nil, .refused(_, let claimed)):
             record.principal = claimed
+        case (nil, .pending):
+            break
         }
         record.client = call.client?.peer
         record.tls = call.client.map { $0.connection.tls != nil }

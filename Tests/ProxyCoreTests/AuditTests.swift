@@ -250,6 +250,25 @@ struct AuditTests {
         #expect(entry.outcome == .failed)
     }
 
+    @Test("A malformed request's refusal names its caller when the caller was known by then (an API key)")
+    func malformedRefusalNamesCaller() throws {
+        let setup = try self.setUp(policy: try .fromYAML(PolicyEnforcementTests.policyYAML()))
+        let refused = try setup.client.call(
+            TestClient.grpcRequest(
+                path: PolicyEnforcementTests.milvus + "DropCollection",
+                metadata: [PolicyEnforcementTests.token("ingest-token")]
+            ),
+            body: TestClient.rawGRPCFrame([0x1A, 5, 0x61])  // a string cut short
+        )
+        #expect(refused.grpcStatus == "3")
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        let refusal = try #require(records.first)
+        #expect(refusal.kind == .refusal)
+        #expect(refusal.principal == "ingest")
+        #expect(refusal.authentication == "api_key")
+    }
+
     @Test("A successful Milvus status leaves the outcome ok, without a Milvus code, with the rows Milvus deleted")
     func milvusSuccess() throws {
         let result: [UInt8] = [0x0A, 0x00, 0x38, 0x02]  // status {} and delete_cnt 2
