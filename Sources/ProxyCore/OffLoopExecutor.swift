@@ -2,25 +2,61 @@ import CLinux
 import Glibc
 import Synchronization
 
-/// One thread that runs blocking work for the event loops (PBKDF2 verifications), in order, from a bounded
-/// queue. A job must not touch loop state: it computes a value and sends it back through the loop's
-/// ``LoopMailbox``.
+/// One thread that runs blocking work for the event loops (PBKDF2 verifications, DNS lookups) from a bounded queue.
+/// A job must not touch loop state: it computes a value and sends it back through the loop's ``LoopMailbox``.
+///
+/// Jobs are queued per key (a client address) and the keys take turns, one job each: a key with many jobs queued
+/// delays the others by one job per turn, not by all of its own. (The verifier ran its queue in order before, and
+/// a real user's password check waited 180 s behind 1000 guesses queued from one address.)
 final class OffLoopExecutor: Sendable {
+    /// Why ``submit(key:_:)`` did not take a job.
+    enum Refusal: Equatable {
+        /// ``capacity`` jobs are queued.
+        case full
+        /// ``capacityPerKey`` jobs of this key are queued.
+        case keyFull
+    }
+
     private struct State {
-        var jobs: [@Sendable () -> Void] = []
+        var queues: [String: [@Sendable () -> Void]] = [:]
+        /// Keys with jobs queued, in the order of their turns.
+        var turns: [String] = []
+        var next = 0
+        var count = 0
         var stopping = false
+
+        /// The next key's oldest job; the key goes to the back of the turns if it has more.
+        mutating func take() -> (@Sendable () -> Void)? {
+            guard self.next < self.turns.count else { return nil }
+            let key = self.turns[self.next]
+            self.next += 1
+            let job = self.queues[key]!.removeFirst()
+            if self.queues[key]!.isEmpty {
+                self.queues[key] = nil
+            } else {
+                self.turns.append(key)
+            }
+            if self.next > 64, self.next * 2 > self.turns.count {
+                self.turns.removeFirst(self.next)
+                self.next = 0
+            }
+            self.count -= 1
+            return job
+        }
     }
 
     private let state = Mutex(State())
     private let wakeDescriptor: Int32
     let capacity: Int
+    let capacityPerKey: Int
     let name: String
 
     /// Starts the thread.
     /// - Throws: ``ProxyError`` when the system refuses a thread.
-    init(name: String, capacity: Int) throws {
+    init(name: String, capacity: Int, capacityPerKey: Int? = nil) throws {
         self.name = name
         self.capacity = capacity
+        self.capacityPerKey = capacityPerKey ?? capacity
         self.wakeDescriptor = clinux_eventfd()
         guard self.wakeDescriptor >= 0 else { throw ProxyError("eventfd failed: errno \(errno)") }
         // The thread holds the executor until ``stop()`` ends it.
@@ -29,15 +65,19 @@ final class OffLoopExecutor: Sendable {
 
     deinit { close(self.wakeDescriptor) }
 
-    /// Queues a job; false when the queue is full (the caller refuses the work).
-    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
-        let accepted = self.state.withLock { state in
-            guard !state.stopping, state.jobs.count < self.capacity else { return false }
-            state.jobs.append(job)
-            return true
+    /// Queues a job under `key`; nil when taken, else why not (the caller refuses the work).
+    func submit(key: String = "", _ job: @escaping @Sendable () -> Void) -> Refusal? {
+        let refusal = self.state.withLock { state -> Refusal? in
+            guard !state.stopping, state.count < self.capacity else { return .full }
+            let queued = state.queues[key]?.count ?? 0
+            guard queued < self.capacityPerKey else { return .keyFull }
+            if queued == 0 { state.turns.append(key) }
+            state.queues[key, default: []].append(job)
+            state.count += 1
+            return nil
         }
-        if accepted { _ = clinux_eventfd_signal(self.wakeDescriptor) }
-        return accepted
+        if refusal == nil { _ = clinux_eventfd_signal(self.wakeDescriptor) }
+        return refusal
     }
 
     /// Lets the thread finish the queued jobs and end.
@@ -48,17 +88,15 @@ final class OffLoopExecutor: Sendable {
 
     private func work() {
         while true {
-            let (jobs, stopping) = self.state.withLock { state in
-                defer { state.jobs.removeAll() }
-                return (state.jobs, state.stopping)
+            let (job, stopping) = self.state.withLock { state in (state.take(), state.stopping) }
+            if let job {
+                job()
+                continue
             }
-            for job in jobs { job() }
             if stopping { return }
-            if jobs.isEmpty {
-                var descriptor = pollfd(fd: self.wakeDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, 1000)
-                _ = clinux_eventfd_drain(self.wakeDescriptor)
-            }
+            var descriptor = pollfd(fd: self.wakeDescriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, 1000)
+            _ = clinux_eventfd_drain(self.wakeDescriptor)
         }
     }
 }

@@ -24,7 +24,8 @@ final class ProxiedCall {
     private(set) weak var upstream: UpstreamConnection?
     private(set) var upstreamStreamID: Int32 = 0
     /// The call went to Milvus (an upstream stream was opened for it): from then on, only Milvus's answer says
-    /// whether it happened.
+    /// whether it happened. False again when Milvus refused the stream (REFUSED_STREAM, also for streams a GOAWAY
+    /// left out): HTTP/2 says it then did not process the call (RFC 9113 §8.7).
     private(set) var forwarded = false
 
     /// Holds the request until it is complete and decided; nil once it was let through.
@@ -74,6 +75,8 @@ final class ProxiedCall {
     private(set) var requestEnded = false
     private var requestEndSent = false
     private(set) var responseStarted = false
+    /// Milvus's response headers came (``responseStarted`` is also set by the guard's own answer).
+    private(set) var milvusResponded = false
     private(set) var responseFinished = false
     private(set) var clientClosed = false
     /// The client's connection is gone: its session can no longer be told about consumed bytes.
@@ -342,6 +345,7 @@ final class ProxiedCall {
             self.detachUpstream(reset: true)
             return
         }
+        self.milvusResponded = true
         self.responseStarted = true
         if self.requestRecorded, let rpc = self.decodedRPC {
             if rpc.responseStatus != .none { self.responseHead = [] }
@@ -414,6 +418,7 @@ final class ProxiedCall {
 
     /// The upstream stream closed (normally or reset).
     func upstreamStreamClosed(errorCode: UInt32) {
+        if errorCode == HTTP2ErrorCode.refusedStream, !self.milvusResponded { self.forwarded = false }
         // Every call ends here, and almost always after its response finished: the status is only built
         // for the rare call that still needs one (its message is a string of its own each time).
         self.upstreamEnded(resetCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode) {

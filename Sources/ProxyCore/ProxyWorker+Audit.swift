@@ -268,10 +268,10 @@ extension ProxyWorker {
         if kind != .request {
             if let status = call.guardStatus, kind == .outcome, call.forwarded {
                 // The guard ended a call Milvus had (its deadline passed, the connection to Milvus failed) before
-                // Milvus answered: no status, so the outcome is `unknown`, for the call may have happened.
+                // Milvus's status: none is recorded, so the outcome is `unknown`, for the call may have happened.
+                let answer = call.milvusResponded ? "its response had started, without its status" : "had not answered"
                 record.message =
-                    "\(status.message) (status \(status.code.rawValue) to the client; Milvus had the call and had not "
-                    + "answered)"
+                    "\(status.message) (status \(status.code.rawValue) to the client; Milvus had the call and \(answer))"
             } else if let status = call.guardStatus {
                 record.status = Int32(status.code.rawValue)
                 record.message = status.message
@@ -290,8 +290,10 @@ extension ProxyWorker {
             } else if call.finalStatus != nil {
                 // "reset": the stream was reset after Milvus's response started, before its status.
                 record.message = "stream reset after the response started, before Milvus's status"
+            } else if call.responseFinished {
+                record.message = "Milvus ended its response without a grpc-status"
             } else if call.forwarded {
-                record.message = "cancelled by the client after it was forwarded, before Milvus answered"
+                record.message = "cancelled by the client after it was forwarded, before Milvus's status"
             } else {
                 // The client went away (RST_STREAM or a closed connection) before the call went to Milvus.
                 record.status = Int32(GRPCStatusCode.cancelled.rawValue)

@@ -62,7 +62,16 @@ extension ProxyWorker {
                 self.awaitingVerification[key]?.append(call)
                 return .pending
             }
-            guard self.services.beginPasswordCheck(from: address) else {
+            let mailbox = self.loop.mailbox
+            let generation = self.generation
+            let refused = self.services.verifier.submit(key: address) {
+                let outcome = Authenticator.verify(credential, policy: policy)
+                mailbox.send(.credentialVerified(key: key, outcome: outcome, generation: generation))
+            }
+            switch refused {
+            case nil:
+                break
+            case .keyFull:
                 return .refused(
                     GRPCStatus(
                         .resourceExhausted,
@@ -70,17 +79,7 @@ extension ProxyWorker {
                     ),
                     claimed: user
                 )
-            }
-            let mailbox = self.loop.mailbox
-            let generation = self.generation
-            let services = self.services
-            let accepted = self.services.verifier.submit {
-                let outcome = Authenticator.verify(credential, policy: policy)
-                services.endPasswordCheck(from: address)
-                mailbox.send(.credentialVerified(key: key, outcome: outcome, generation: generation))
-            }
-            guard accepted else {
-                self.services.endPasswordCheck(from: address)
+            case .full:
                 return .refused(
                     GRPCStatus(.resourceExhausted, "too many password checks in progress; try again shortly"),
                     claimed: user

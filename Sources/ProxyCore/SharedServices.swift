@@ -11,14 +11,12 @@ final class SharedServices: Sendable {
     let refusals: Mutex<FailureLimiter>
     /// Whether ``Limits/refusalsPerWindow`` is set (not 0).
     let limitsRefusals: Bool
-    /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core.
+    /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core. Checks are
+    /// queued per client address, and the addresses take turns (``OffLoopExecutor``).
     let verifier: OffLoopExecutor
-    /// Password checks queued or running per client address, against ``passwordChecksPerClient``.
-    let passwordChecks = Mutex<[String: Int]>([:])
-    /// The verifier works in order, so every check queued delays the first call of every other client by a PBKDF2
-    /// (a sizeable fraction of a second): one address may have this many in the queue, however many distinct
-    /// passwords it sends. (Before, one address queued 1000 guesses and a real user from another waited 180 s.)
-    static let passwordChecksPerClient = 8
+    /// Password checks one client address may have queued: with turns, more only wait longer themselves, so this
+    /// bounds one address's share of the queue, not anyone else's wait.
+    static let passwordChecksPerClient = 64
     /// Runs getaddrinfo for upstream host names, so DNS never blocks a loop (and never waits behind PBKDF2).
     let resolver: OffLoopExecutor
     /// The audit log and what goes in it; nil when auditing is off.
@@ -49,27 +47,12 @@ final class SharedServices: Sendable {
                 windowNanoseconds: UInt64(limits.refusalWindowMilliseconds) * 1_000_000
             )
         )
-        self.verifier = try OffLoopExecutor(name: "guard-verifier", capacity: 1024)
+        self.verifier = try OffLoopExecutor(
+            name: "guard-verifier",
+            capacity: 1024,
+            capacityPerKey: Self.passwordChecksPerClient
+        )
         self.resolver = try OffLoopExecutor(name: "guard-resolver", capacity: 256)
-    }
-
-    /// Takes a place in the verifier's queue for a check from `address`; false when it has
-    /// ``passwordChecksPerClient`` queued or running. Give it back with ``endPasswordCheck(from:)``.
-    func beginPasswordCheck(from address: String) -> Bool {
-        self.passwordChecks.withLock { checks in
-            let count = checks[address, default: 0]
-            guard count < Self.passwordChecksPerClient else { return false }
-            checks[address] = count + 1
-            return true
-        }
-    }
-
-    /// Gives back a place ``beginPasswordCheck(from:)`` took.
-    func endPasswordCheck(from address: String) {
-        self.passwordChecks.withLock { checks in
-            guard let count = checks[address] else { return }
-            checks[address] = count > 1 ? count - 1 : nil
-        }
     }
 
     /// Why a new client connection was not admitted.

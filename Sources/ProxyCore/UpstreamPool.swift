@@ -142,17 +142,18 @@ final class UpstreamPool {
         guard !self.resolving else { return true }
         let address = self.address
         let mailbox = self.loop.mailbox
-        self.resolving = self.resolver.submit {
-            let result: Result<[Socket.ResolvedAddress], ProxyError>
-            do {
-                result = .success(try Socket.resolveAll(address))
-            } catch let error as ProxyError {
-                result = .failure(error)
-            } catch {
-                result = .failure(ProxyError("\(error)"))
-            }
-            mailbox.send(.resolved(address, result))
-        }
+        self.resolving =
+            self.resolver.submit {
+                let result: Result<[Socket.ResolvedAddress], ProxyError>
+                do {
+                    result = .success(try Socket.resolveAll(address))
+                } catch let error as ProxyError {
+                    result = .failure(error)
+                } catch {
+                    result = .failure(ProxyError("\(error)"))
+                }
+                mailbox.send(.resolved(address, result))
+            } == nil
         return self.resolving
     }
 

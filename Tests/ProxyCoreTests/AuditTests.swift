@@ -231,11 +231,25 @@ struct AuditTests {
         #expect(outcome.status == nil)
         #expect(outcome.message?.hasPrefix("milvus-guard: deadline exceeded after ") == true)
         #expect(
-            outcome.message?.hasSuffix("(status 4 to the client; Milvus had the call and had not answered)") == true
+            outcome.message?.hasSuffix("(status 4 to the client; Milvus had the call and had not answered)") == true,
+            "\(outcome.message ?? "-")"
         )
         let entry = AuditEntry(id: 1, record: records[0], outcomeRecord: outcome, hash: "", prevHash: "")
         #expect(entry.outcome == .unknown)
         #expect(entry.outcomeRecorded)
+    }
+
+    @Test("A mutation Milvus refused the stream of (REFUSED_STREAM: not processed) is failed, not unknown")
+    func refusedStreamIsFailed() throws {
+        let setup = try self.setUp(behavior: .refuse)
+        #expect(try setup.call("DropCollection", auth: PolicyEnforcementTests.token("root:Milvus")).grpcStatus == "14")
+        let records = setup.records(count: 2)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 2)
+        #expect(records[1].status == 14)
+        #expect(records[1].message == "milvus-guard: upstream refused the stream")
+        let entry = AuditEntry(id: 1, record: records[0], outcomeRecord: records[1], hash: "", prevHash: "")
+        #expect(entry.outcome == .failed)
     }
 
     @Test("A mutation that never reached Milvus (no connection) is failed, with the status the client got")

@@ -35,6 +35,8 @@ final class TestUpstream {
         case reply(body: [UInt8], split: Int)
         /// Reads requests and never answers.
         case silent
+        /// Resets each request, once its body ended, with REFUSED_STREAM: not processed (RFC 9113 §8.7).
+        case refuse
     }
 
     let record = Locked(UpstreamRecord())
@@ -228,6 +230,7 @@ private final class UpstreamPeer {
         case .echo(let delay): self.due.append((clinux_monotonic_ns() + UInt64(delay) * 1_000_000, streamID))
         case .reply: self.due.append((clinux_monotonic_ns(), streamID))
         case .silent: break
+        case .refuse: self.session.resetStream(streamID, errorCode: HTTP2ErrorCode.refusedStream)
         }
     }
 

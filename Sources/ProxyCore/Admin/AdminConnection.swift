@@ -101,11 +101,11 @@ final class AdminConnection: LoopHandler {
         let number = self.worker.awaitAnswer(for: self)
         self.pendingRequest = number
         let executor = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
-        let queued = executor.submit {
+        let refused = executor.submit {
             let (response, principal) = router.respond(to: request, client: client)
             mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
         }
-        if !queued {
+        if refused != nil {
             self.deliver(.text(503, "busy: too many admin requests in progress\n"), principal: "-")
         }
     }

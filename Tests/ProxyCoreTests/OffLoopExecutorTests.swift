@@ -1,0 +1,49 @@
+import Glibc
+import Synchronization
+import Testing
+
+@testable import ProxyCore
+
+@Suite("OffLoopExecutor: keys take turns", .timeLimit(.minutes(1)))
+struct OffLoopExecutorTests {
+    final class Log: Sendable {
+        let started = Atomic<Bool>(false)
+        let open = Atomic<Bool>(false)
+        let order = Mutex<[String]>([])
+
+        func record(_ name: String) { self.order.withLock { $0.append(name) } }
+        var names: [String] { self.order.withLock { $0 } }
+    }
+
+    /// Polls `condition` every millisecond for up to 10 s.
+    func wait(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<10_000 where !condition() { usleep(1_000) }
+        return condition()
+    }
+
+    @Test("Keys take turns, one job each, however many each has queued; a key's queue and the whole are bounded")
+    func turns() throws {
+        let executor = try OffLoopExecutor(name: "test-turns", capacity: 9, capacityPerKey: 5)
+        defer { executor.stop() }
+        let log = Log()
+        // a0 holds the thread until the others are queued.
+        #expect(
+            executor.submit(key: "a") {
+                log.started.store(true, ordering: .releasing)
+                while !log.open.load(ordering: .acquiring) { usleep(1_000) }
+                log.record("a0")
+            } == nil
+        )
+        #expect(self.wait { log.started.load(ordering: .acquiring) })
+        for n in 1...5 { #expect(executor.submit(key: "a") { log.record("a\(n)") } == nil) }
+        #expect(executor.submit(key: "a") { log.record("a6") } == .keyFull)
+        #expect(executor.submit(key: "b") { log.record("b1") } == nil)
+        #expect(executor.submit(key: "c") { log.record("c1") } == nil)
+        #expect(executor.submit(key: "c") { log.record("c2") } == nil)
+        #expect(executor.submit(key: "d") { log.record("d1") } == nil)
+        #expect(executor.submit(key: "e") { log.record("e1") } == .full)  // nine queued
+        log.open.store(true, ordering: .releasing)
+        #expect(self.wait { log.names.count == 10 })
+        #expect(log.names == ["a0", "a1", "b1", "c1", "d1", "a2", "c2", "a3", "a4", "a5"])
+    }
+}
