@@ -176,8 +176,14 @@ final class ProxiedCall {
             client.session.consume(streamID: self.clientStreamID, count: bytes.count)
             return
         }
-        client.session.consume(streamID: self.clientStreamID, count: bytes.count)
-        client.markDirty()
+        if case .pending = self.identity, gate.heldBytes + bytes.count > Self.unprovenHoldLimit {
+            // Nobody is known yet: past the limit, the client's windows stay shut until its password is checked
+            // (the stream window, 1 MiB, and the connection's, 16 MiB, then bound what more it can send).
+            self.unconsumedWhilePending += bytes.count
+        } else {
+            client.session.consume(streamID: self.clientStreamID, count: bytes.count)
+            client.markDirty()
+        }
         do {
             try gate.append(bytes)
         } catch {
@@ -193,6 +199,18 @@ final class ProxiedCall {
             return
         }
         if decideNow { self.decide(atEnd: false) }
+    }
+
+    /// Request bytes held while the caller's password was being checked, beyond ``unprovenHoldLimit``, whose window
+    /// the client gets back only once its identity is settled (or its stream closes).
+    private var unconsumedWhilePending = 0
+
+    /// Gives the client back the window of ``unconsumedWhilePending`` (on a closed stream, the connection's).
+    private func consumeWhatWaitedForIdentity() {
+        guard self.unconsumedWhilePending > 0, let client = self.client else { return }
+        client.session.consume(streamID: self.clientStreamID, count: self.unconsumedWhilePending)
+        client.markDirty()
+        self.unconsumedWhilePending = 0
     }
 
     /// What a caller who proved no identity may make the guard hold of one request: enough for any refusal worth
@@ -242,6 +260,7 @@ final class ProxiedCall {
     /// The verifier settled who the call is from.
     func identityResolved(_ identity: CallIdentity) {
         self.identity = identity
+        self.consumeWhatWaitedForIdentity()
         if let decoded = self.milvusCall {
             self.judgeIfReady(decoded)
         } else if let held = self.gate?.heldBytes, held > Self.unprovenHoldLimit, let status = self.unprovenRefusal() {
@@ -456,6 +475,7 @@ final class ProxiedCall {
     func clientStreamClosed(connectionGone: Bool) {
         self.clientClosed = true
         self.clientConnectionGone = connectionGone
+        if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
         self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
         self.discardPendingBody()

@@ -64,7 +64,7 @@ extension ProxyWorker {
             }
             let mailbox = self.loop.mailbox
             let generation = self.generation
-            let refused = self.services.verifier.submit(key: address) {
+            let refused = self.services.verifier.submit(key: ClientNetwork.of(address)) {
                 let outcome = Authenticator.verify(credential, policy: policy)
                 mailbox.send(.credentialVerified(key: key, outcome: outcome, generation: generation))
             }
@@ -75,7 +75,7 @@ extension ProxyWorker {
                 return .refused(
                     GRPCStatus(
                         .resourceExhausted,
-                        "too many password checks in progress from \(address); try again shortly"
+                        "too many password checks in progress from \(address)'s network; try again shortly"
                     ),
                     claimed: user
                 )

@@ -12,10 +12,11 @@ final class SharedServices: Sendable {
     /// Whether ``Limits/refusalsPerWindow`` is set (not 0).
     let limitsRefusals: Bool
     /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core. Checks are
-    /// queued per client address, and the addresses take turns (``OffLoopExecutor``).
+    /// queued per client network (``ClientNetwork``: an IPv4 /24, an IPv6 /64), and the networks take turns
+    /// (``OffLoopExecutor``).
     let verifier: OffLoopExecutor
-    /// Password checks one client address may have queued: with turns, more only wait longer themselves, so this
-    /// bounds one address's share of the queue, not anyone else's wait.
+    /// Password checks one client network may have queued: with turns, more only wait longer themselves, so this
+    /// bounds one network's share of the queue, not anyone else's wait.
     static let passwordChecksPerClient = 64
     /// Runs getaddrinfo for upstream host names, so DNS never blocks a loop (and never waits behind PBKDF2).
     let resolver: OffLoopExecutor

@@ -47,3 +47,18 @@ struct OffLoopExecutorTests {
         #expect(log.names == ["a0", "a1", "b1", "c1", "d1", "a2", "c2", "a3", "a4", "a5"])
     }
 }
+
+@Suite("ClientNetwork: what the verifier's turns count")
+struct ClientNetworkTests {
+    @Test(
+        "IPv4 /24, IPv6 /64, IPv4-mapped as IPv4, anything else as it is",
+        arguments: [
+            ("127.0.1.64", "127.0.1"), ("10.20.30.40", "10.20.30"), ("::ffff:10.20.30.40", "10.20.30"),
+            ("[2001:db8:1:2::7]", "v6:20010db800010002"), ("2001:db8:1:2:ffff::1", "v6:20010db800010002"),
+            ("::1", "v6:0000000000000000"), ("unix", "unix"), ("?", "?"),
+        ]
+    )
+    func networks(host: String, network: String) {
+        #expect(ClientNetwork.of(host) == network)
+    }
+}
