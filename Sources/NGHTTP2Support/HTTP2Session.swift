@@ -250,6 +250,20 @@ public final class HTTP2Session {
         }
     }
 
+    /// Reopens the connection window alone by `count` received bytes; their stream's window stays shut until
+    /// ``consumeStream(streamID:count:)``. With both, a proxy can keep a connection shared by many streams open
+    /// while one stream's reader is slow.
+    public func consumeConnection(count: Int) {
+        guard count > 0 else { return }
+        _ = nghttp2_session_consume_connection(self.session, count)
+    }
+
+    /// Reopens one stream's window alone by `count` received bytes; nothing for a closed stream.
+    public func consumeStream(streamID: Int32, count: Int) {
+        guard count > 0 else { return }
+        _ = nghttp2_session_consume_stream(self.session, streamID, count)
+    }
+
     /// First step of a graceful shutdown (server role): a GOAWAY with the highest stream ID, telling
     /// the client to open no new streams while the ones it may have in flight still count.
     public func submitShutdownNotice() {

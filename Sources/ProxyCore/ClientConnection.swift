@@ -265,6 +265,27 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         return true
     }
 
+    /// Response bytes of this connection's calls that wait for the client while their upstream connection window
+    /// was given back; at most ``responseAheadLimit``.
+    private var responseAhead = 0
+    /// As much as one upstream connection's window: one client can then never take a whole one.
+    static let responseAheadLimit = 16 << 20
+
+    /// Takes `count` response bytes into the budgets of this connection and the process; false when either is
+    /// spent (the bytes then keep their upstream connection window until the client reads them).
+    func takeResponseAhead(_ count: Int) -> Bool {
+        guard self.responseAhead + count <= Self.responseAheadLimit, self.worker.services.responseBudget.reserve(count)
+        else { return false }
+        self.responseAhead += count
+        return true
+    }
+
+    /// Gives back what ``takeResponseAhead(_:)`` took of this connection's budget (the call gives back the
+    /// process's).
+    func releaseResponseAhead(_ count: Int) {
+        self.responseAhead -= count
+    }
+
     func releaseHeld(_ count: Int) {
         guard count > 0 else { return }
         self.heldBytes -= count

@@ -5,6 +5,9 @@ import Synchronization
 final class SharedServices: Sendable {
     /// The process-wide budget of request bytes held for inspection.
     let heldBudget: HeldBytesBudget
+    /// The process-wide budget of response bytes waiting for slow clients whose upstream connection window was
+    /// already given back (``ProxiedCall``), as large as ``heldBudget``.
+    let responseBudget: HeldBytesBudget
     /// Failed authentications per client address, over all loops (a client's connections may land on any).
     let failures: Mutex<FailureLimiter>
     /// Refused calls per client address, over all loops; used only when ``limitsRefusals``.
@@ -35,6 +38,7 @@ final class SharedServices: Sendable {
         self.clientLimit = limits.clientConnections
         self.perAddressLimit = limits.connectionsPerClient
         self.heldBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
+        self.responseBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
         self.failures = Mutex(
             FailureLimiter(
                 threshold: limits.authFailuresPerWindow,

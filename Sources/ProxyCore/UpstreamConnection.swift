@@ -11,6 +11,11 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
     private(set) var state: State = .connecting
     /// Calls with an open upstream stream, by upstream stream ID.
     var streams: [Int32: ProxiedCall] = [:]
+    /// Response bytes received on this connection whose connection window is not given back yet (their clients have
+    /// not taken them). Past half the window, calls give it back as bytes arrive (``ProxiedCall``).
+    var responseUnconsumed = 0
+    /// Half this connection's receive window: past it, ``responseUnconsumed`` stops growing.
+    let responseShare: Int
     /// Calls assigned while the connection was still connecting.
     var waiting: [ProxiedCall] = []
     private var connectTimer: TimerQueue.ID?
@@ -25,6 +30,7 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
         connectTimeoutMilliseconds: Int
     ) throws {
         self.pool = pool
+        self.responseShare = Int(pool.sessionSettings.connectionWindowBytes / 2)
         self.connection = try HTTP2Connection(
             loop: pool.loop,
             socket: socket,

@@ -247,6 +247,32 @@ struct InspectionTests {
         #expect(proxy.stop())
     }
 
+    @Test("A client that never reads its large responses does not stall other clients' calls on the same upstream")
+    func slowReaderDoesNotStallOthers() throws {
+        // Every answer is 700 KB: 60 of them are far more than one upstream connection's window (16 MiB).
+        let answer = TestClient.grpcFrame([UInt8](repeating: 0x33, count: 700_000))
+        let upstream = try TestUpstream(behavior: .reply(body: answer, split: 100))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
+        let slow = try TestClient(port: proxy.port, reads: false)
+        var slowStreams: [Int32] = []
+        for _ in 0..<60 {
+            slowStreams.append(try slow.start(TestClient.grpcRequest(), body: TestClient.grpcFrame([1, 2, 3])))
+        }
+        // Until its windows are spent: then it reads nothing more.
+        try slow.run(timeoutMilliseconds: 10_000) { client in
+            slowStreams.reduce(0) { $0 + (client.streams[$1]?.body.count ?? 0) } >= 15 << 20
+        }
+        let fast = try TestClient(port: proxy.port)
+        let call = try fast.call(
+            TestClient.grpcRequest(),
+            body: TestClient.grpcFrame([4, 5, 6]),
+            timeoutMilliseconds: 10_000
+        )
+        #expect(call.grpcStatus == "0")
+        #expect(call.body == answer)
+        #expect(proxy.stop())
+    }
+
     @Test("The upstream can be a Unix-domain socket")
     func unixUpstream() throws {
         let path = "/tmp/milvus-guard-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"

@@ -34,7 +34,12 @@ final class TestClient {
     private var offset = 0
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
 
-    init(port: UInt16) throws {
+    /// Whether the client gives back the windows of the response bytes it receives; a client that does not is
+    /// a reader that stalls once its windows are spent.
+    let reads: Bool
+
+    init(port: UInt16, reads: Bool = true) throws {
+        self.reads = reads
         self.socket = try Socket.connect(to: .tcp(host: "127.0.0.1", port: port))
         guard waitReady(self.socket.descriptor, writable: true, milliseconds: 5_000) else {
             throw ProxyError("connect to port \(port) timed out")
@@ -180,7 +185,7 @@ final class TestClient {
                 if endStream { self.streams[streamID]?.ended = true }
             case .data(let streamID, let bytes):
                 self.streams[streamID]?.body += bytes
-                self.session.consume(streamID: streamID, count: bytes.count)
+                if self.reads { self.session.consume(streamID: streamID, count: bytes.count) }
             case .endStream(let streamID):
                 self.streams[streamID]?.ended = true
             case .streamClosed(let streamID, let errorCode):
