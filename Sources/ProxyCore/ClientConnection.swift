@@ -268,7 +268,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     /// Response bytes of this connection's calls that wait for the client while their upstream connection window
     /// was given back; at most ``responseAheadLimit``.
     private var responseAhead = 0
-    /// As much as one upstream connection's window: one client can then never take a whole one.
+    /// As much as one upstream connection's window (with the default `connection_window_bytes`). Past it, a call of
+    /// this connection that would start taking the window every client shares is reset instead.
     static let responseAheadLimit = 16 << 20
 
     /// Takes `count` response bytes into the budgets of this connection and the process; false when either is

@@ -398,13 +398,18 @@ final class ProxiedCall {
             // While clients take their bytes, the window is given back as they do. Once half of the connection's
             // window waits for slow clients, bytes give it back as they arrive, within the budgets of their
             // client connection and of the process: one client that does not read cannot stall the others.
-            if upstream.responseUnconsumed + bytes.count > upstream.responseShare, client.takeResponseAhead(bytes.count)
-            {
+            if upstream.responseUnconsumed + bytes.count <= upstream.responseShare {
+                upstream.responseUnconsumed += bytes.count
+            } else if client.takeResponseAhead(bytes.count) {
                 self.responseAhead += bytes.count
                 upstream.session.consumeConnection(count: bytes.count)
                 if upstream.session.wantsWrite { upstream.markDirty() }
             } else {
+                // Its client has a connection's worth of responses unread already: this call would start taking
+                // the window everyone shares. It ends here, reset both ways, its queued bytes dropped.
                 upstream.responseUnconsumed += bytes.count
+                self.dropForNotReading()
+                return
             }
         }
         if self.responseHead != nil { self.keepResponseHead(bytes) }
@@ -459,6 +464,22 @@ final class ProxiedCall {
         upstream.session.consumeStream(streamID: self.upstreamStreamID, count: counted)
         upstream.session.consumeConnection(count: counted - ahead)
         upstream.markDirty()
+    }
+
+    /// Ends a call whose client leaves too much unread (``responseData``): the upstream stream is cancelled and its
+    /// windows given back, and the client's stream is reset (ENHANCE_YOUR_CALM), which drops what was queued for it.
+    /// Recorded, when it is, as ended by the guard before Milvus's status.
+    private func dropForNotReading() {
+        guard let client = self.client else { return }
+        self.detachUpstream(reset: true)
+        self.responseFinished = true
+        self.finalStatus = String(GRPCStatusCode.resourceExhausted.rawValue)
+        self.guardStatus = GRPCStatus(
+            .resourceExhausted,
+            "the client left over \(ClientConnection.responseAheadLimit >> 20) MiB of responses unread on this connection"
+        )
+        client.session.resetStream(self.clientStreamID, errorCode: HTTP2ErrorCode.enhanceYourCalm)
+        client.markDirty()
     }
 
     /// `count` bytes of ``responseAhead`` reached the client or were dropped: out of the budgets.

@@ -247,15 +247,19 @@ struct InspectionTests {
         #expect(proxy.stop())
     }
 
-    @Test("A client that never reads its large responses does not stall other clients' calls on the same upstream")
-    func slowReaderDoesNotStallOthers() throws {
-        // Every answer is 700 KB: 60 of them are far more than one upstream connection's window (16 MiB).
+    @Test(
+        "A client that never reads its large responses does not stall other clients' calls on the same upstream",
+        arguments: [60, 100]
+    )
+    func slowReaderDoesNotStallOthers(calls: Int) throws {
+        // Every answer is 700 KB: 60 of them are far more than one upstream connection's window (16 MiB); 100 are
+        // more than the window, half of it and the slow client's own 16 MiB budget together.
         let answer = TestClient.grpcFrame([UInt8](repeating: 0x33, count: 700_000))
         let upstream = try TestUpstream(behavior: .reply(body: answer, split: 100))
         let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
         let slow = try TestClient(port: proxy.port, reads: false)
         var slowStreams: [Int32] = []
-        for _ in 0..<60 {
+        for _ in 0..<calls {
             slowStreams.append(try slow.start(TestClient.grpcRequest(), body: TestClient.grpcFrame([1, 2, 3])))
         }
         // Until its windows are spent: then it reads nothing more.
@@ -270,6 +274,12 @@ struct InspectionTests {
         )
         #expect(call.grpcStatus == "0")
         #expect(call.body == answer)
+        if calls == 100 {
+            // Past its budget, the slow client's calls that would take the shared window were reset.
+            try slow.run(timeoutMilliseconds: 10_000) { client in
+                slowStreams.contains { client.streams[$0]?.closedWith == HTTP2ErrorCode.enhanceYourCalm }
+            }
+        }
         #expect(proxy.stop())
     }
 
