@@ -123,21 +123,26 @@ struct PolicyEnforcementTests {
         #expect(paths.map { String($0.dropFirst(Self.milvus.count)) } == ["HasCollection", "Connect", "HasCollection"])
     }
 
-    @Test("One address may have 64 password checks queued: more are refused, and its checks wait their turns")
-    func passwordChecksPerAddress() throws {
-        // Costly enough that the checks are still queued when the last guesses arrive.
+    /// A policy with one user, `slow` (password `s`), whose PBKDF2 takes `iterations`, allowed `allow` on `on`.
+    static func slowUserPolicy(iterations: Int, allow: String, on target: String) throws -> ActivePolicy {
         let salt = try Crypto.randomBytes(count: 16)
-        let iterations = 50_000
         let derived = try Crypto.pbkdf2SHA256(password: Array("s".utf8), salt: salt, iterations: iterations, length: 32)
-        let yaml = """
+        return try .fromYAML(
+            """
             users:
               slow: { password: "\(PasswordHash(iterations: iterations, salt: salt, hash: derived).encoded)", roles: [r] }
             roles:
               r:
-                - allow: [read]
-                  on: ["*"]
+                - allow: \(allow)
+                  on: ["\(target)"]
             """
-        let setup = try self.setUp(policy: try .fromYAML(yaml))
+        )
+    }
+
+    @Test("One address may have 64 password checks queued: more are refused, and its checks wait their turns")
+    func passwordChecksPerAddress() throws {
+        // Costly enough that the checks are still queued when the last guesses arrive.
+        let setup = try self.setUp(policy: try Self.slowUserPolicy(iterations: 50_000, allow: "[read]", on: "*"))
         var streams: [Int32] = []
         for guess in 0..<70 {
             let auth = Self.token("slow:guess-\(guess)")
@@ -206,18 +211,9 @@ struct PolicyEnforcementTests {
 
     @Test("While a password is checked, a request's windows stay shut past 64 KiB, and open once it is known")
     func pendingCallerWaitsForItsIdentity() throws {
-        let salt = try Crypto.randomBytes(count: 16)
-        let iterations = 300_000
-        let derived = try Crypto.pbkdf2SHA256(password: Array("s".utf8), salt: salt, iterations: iterations, length: 32)
-        let yaml = """
-            users:
-              slow: { password: "\(PasswordHash(iterations: iterations, salt: salt, hash: derived).encoded)", roles: [w] }
-            roles:
-              w:
-                - allow: [read, write]
-                  on: ["default.books"]
-            """
-        let setup = try self.setUp(policy: try .fromYAML(yaml))
+        let setup = try self.setUp(
+            policy: try Self.slowUserPolicy(iterations: 300_000, allow: "[read, write]", on: "default.books")
+        )
         // An Insert of 3 MiB (db_name, collection_name, then an unknown field the decoder skips), in 24 chunks: most
         // of it arrives after the first 64 KiB, while the check runs.
         var message: [UInt8] = [0x12, 7] + Array("default".utf8) + [0x1A, 5] + Array("books".utf8)
