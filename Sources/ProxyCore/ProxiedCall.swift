@@ -405,8 +405,9 @@ final class ProxiedCall {
                 upstream.session.consumeConnection(count: bytes.count)
                 if upstream.session.wantsWrite { upstream.markDirty() }
             } else {
-                // Its client has a connection's worth of responses unread already: this call would start taking
-                // the window everyone shares. It ends here, reset both ways, its queued bytes dropped.
+                // Its client has a connection's worth of responses unread already (or all clients together the
+                // process's budget): this call would start taking the window everyone shares. It ends here, reset
+                // both ways, its queued bytes dropped.
                 upstream.responseUnconsumed += bytes.count
                 self.dropForNotReading()
                 return
@@ -476,7 +477,8 @@ final class ProxiedCall {
         self.finalStatus = String(GRPCStatusCode.resourceExhausted.rawValue)
         self.guardStatus = GRPCStatus(
             .resourceExhausted,
-            "the client left over \(ClientConnection.responseAheadLimit >> 20) MiB of responses unread on this connection"
+            "responses left unread: over \(ClientConnection.responseAheadLimit >> 20) MiB on this connection, or "
+                + "held_bytes_total in all"
         )
         client.session.resetStream(self.clientStreamID, errorCode: HTTP2ErrorCode.enhanceYourCalm)
         client.markDirty()
