@@ -115,8 +115,9 @@ public final class SQLiteAuditReader: AuditReader {
 
     /// Hands the newest `query.limit` calls matching the query (the oldest after `query.afterID` when set) to `body`
     /// one at a time, oldest first, as they are read: a listing of millions of calls (a SIEM export) takes no more
-    /// memory than one. Which calls are shown is settled in one snapshot; they are then read in parts of ``readPart``, so an outcome recorded meanwhile is
-    /// joined to its request, and a call pruned meanwhile is left out.
+    /// memory than one. Which calls are shown is settled in one snapshot; they are then read in parts of
+    /// ``readPart``, so an outcome recorded meanwhile is joined to its request, and a call pruned meanwhile is left
+    /// out.
     /// - Throws: ``AuditStoreError`` if the store cannot be read (`body` may have had some calls by then).
     public func forEach(_ query: AuditQuery, _ body: (AuditEntry) -> Void) throws(AuditStoreError) {
         try self.forEach(query, chunk: Self.readPart, pause: Self.pauseBetweenParts, body)

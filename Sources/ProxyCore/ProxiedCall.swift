@@ -200,12 +200,8 @@ final class ProxiedCall {
             return
         }
         let decideNow = gate.decidesOnFirstMessage && gate.hasMessage
-        let held = gate.heldBytes
         self.gate = gate
-        if held > Self.unprovenHoldLimit, let status = self.unprovenRefusal() {
-            self.refuse(status)
-            return
-        }
+        if self.refusedForHoldingUnproven() { return }
         if decideNow { self.decide(atEnd: false) }
     }
 
@@ -226,6 +222,15 @@ final class ProxiedCall {
     /// refused at once. Without this, a client with no credential held 1 GiB for as long as it kept two streams
     /// open, and every other client was refused RESOURCE_EXHAUSTED meanwhile (a red-team run).
     static let unprovenHoldLimit = 64 * 1024
+
+    /// Refuses the call when its gate holds more than ``unprovenHoldLimit`` for a caller known not to be let
+    /// through (``unprovenRefusal()``); whether it did.
+    private func refusedForHoldingUnproven() -> Bool {
+        guard let held = self.gate?.heldBytes, held > Self.unprovenHoldLimit, let status = self.unprovenRefusal()
+        else { return false }
+        self.refuse(status)
+        return true
+    }
 
     /// The refusal for a call whose caller is known not to be let through: a credential that failed, or none and a
     /// policy that gives `anonymous` no role. nil while a password is being checked, or for a known caller.
@@ -271,9 +276,9 @@ final class ProxiedCall {
         self.consumeWhatWaitedForIdentity()
         if let decoded = self.milvusCall {
             self.judgeIfReady(decoded)
-        } else if let held = self.gate?.heldBytes, held > Self.unprovenHoldLimit, let status = self.unprovenRefusal() {
-            // Still arriving, from a caller whose credential just failed: no need to wait for the rest.
-            self.refuse(status)
+        } else {
+            // Still arriving, from a caller whose credential may just have failed: no need to wait for the rest.
+            _ = self.refusedForHoldingUnproven()
         }
     }
 
@@ -454,13 +459,20 @@ final class ProxiedCall {
 
     /// The client session framed `count` response bytes: upstream may send that much more.
     func responseBytesSent(_ count: Int) {
-        // Bytes still queued when the upstream side was let go were given back then (``releaseResponseWindow``).
+        self.giveBackResponse(count, to: nil)
+    }
+
+    /// `count` response bytes left ``responseInFlight`` (framed to the client, or dropped): their stream window
+    /// goes back to `upstream` (else the call's), and so does their connection window unless they gave it back as
+    /// they arrived (``responseAhead``). Bytes still queued when the upstream side was let go were given back then
+    /// (``releaseResponseWindow(from:)``), so only what is still counted is given back.
+    private func giveBackResponse(_ count: Int, to upstream: UpstreamConnection?) {
         let counted = min(count, self.responseInFlight)
         guard counted > 0 else { return }
         self.responseInFlight -= counted
         let ahead = min(self.responseAhead, counted)
         self.giveBackAhead(ahead)
-        guard let upstream = self.upstream ?? self.accountingUpstream else { return }
+        guard let upstream = upstream ?? self.upstream ?? self.accountingUpstream else { return }
         upstream.responseUnconsumed -= counted - ahead
         upstream.session.consumeStream(streamID: self.upstreamStreamID, count: counted)
         upstream.session.consumeConnection(count: counted - ahead)
@@ -607,16 +619,7 @@ final class ProxiedCall {
     }
 
     private func releaseResponseWindow(from upstream: UpstreamConnection? = nil) {
-        let ahead = self.responseAhead
-        self.giveBackAhead(ahead)
-        guard self.responseInFlight > 0, let upstream = upstream ?? self.upstream ?? self.accountingUpstream else {
-            return
-        }
-        upstream.responseUnconsumed -= self.responseInFlight - ahead
-        upstream.session.consumeStream(streamID: self.upstreamStreamID, count: self.responseInFlight)
-        upstream.session.consumeConnection(count: self.responseInFlight - ahead)
-        upstream.markDirty()
-        self.responseInFlight = 0
+        self.giveBackResponse(self.responseInFlight, to: upstream)
     }
 }
 

@@ -24,30 +24,14 @@ extension ProxyWorker {
         case .pending:
             preconditionFailure("a call is judged only once its identity is settled")
         case .refused(let status, let claimed):
-            call.verdict = .failed
-            self.logger.info(
-                "refused",
-                metadata: [
-                    "client": "\(call.client?.peerHost ?? "-")", "user": "\(claimed ?? "-")",
-                    "rpc": "\(decoded.rpc.name)", "reason": "\(status.message)",
-                ]
-            )
-            return status
+            return self.refuse(call, status, user: claimed, rpc: decoded.rpc)
         case .known(let known):
             principal = known
         }
         call.principal = principal
         if let refusal = Self.unanswerable(decoded) {
             // Decoded, and recorded as decoded: the security team sees the name that was sent.
-            call.verdict = .failed
-            self.logger.info(
-                "refused",
-                metadata: [
-                    "client": "\(call.client?.peerHost ?? "-")", "user": "\(principal.name)",
-                    "rpc": "\(decoded.rpc.name)", "reason": "\(refusal.message)",
-                ]
-            )
-            return refusal
+            return self.refuse(call, refusal, user: principal.name, rpc: decoded.rpc)
         }
         let outcome = self.active.policy.decide(principal: principal, call: decoded)
         call.rule = outcome.decision.rule
@@ -86,6 +70,20 @@ extension ProxyWorker {
             )
             return GRPCStatus(.permissionDenied, reason)
         }
+    }
+
+    /// Refuses a call before the policy is asked: decision `failed`, logged with who (`user`, the claimed name for a
+    /// failed credential) and why.
+    private func refuse(_ call: ProxiedCall, _ status: GRPCStatus, user: String?, rpc: RPCDescriptor) -> GRPCStatus {
+        call.verdict = .failed
+        self.logger.info(
+            "refused",
+            metadata: [
+                "client": "\(call.client?.peerHost ?? "-")", "user": "\(user ?? "-")", "rpc": "\(rpc.name)",
+                "reason": "\(status.message)",
+            ]
+        )
+        return status
     }
 
     /// A call the policy can't be held to, whoever makes it: INVALID_ARGUMENT.
