@@ -5,9 +5,9 @@ import Synchronization
 /// One thread that runs blocking work for the event loops (PBKDF2 verifications, DNS lookups) from a bounded queue.
 /// A job must not touch loop state: it computes a value and sends it back through the loop's ``LoopMailbox``.
 ///
-/// Jobs are queued per key (a client address) and the keys take turns, one job each: a key with many jobs queued
-/// delays the others by one job per turn, not by all of its own. (The verifier ran its queue in order before, and
-/// a real user's password check waited 180 s behind 1000 guesses queued from one address.)
+/// Jobs are queued per key (the verifier's: a client network) and the keys take turns, one job each: a key with
+/// many jobs queued delays the others by one job per turn, not by all of its own. (The verifier ran its queue in
+/// order before, and a real user's password check waited 180 s behind 1000 guesses queued from one address.)
 final class OffLoopExecutor: Sendable {
     /// Why ``submit(key:_:)`` did not take a job.
     enum Refusal: Equatable {
