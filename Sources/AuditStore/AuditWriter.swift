@@ -83,6 +83,11 @@ final class AuditWriter: Sendable {
     /// Set by the first failed sync, then every batch fails with it.
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
+    /// Set when mutations' requests, committed on their own, were refused for what they are (SQLite said
+    /// constraint, too big…: no retry cures it, so the store is not a failing one), cleared by the next commit. A store
+    /// that takes transactions but refuses every record (a trigger or a constraint added behind the guard's back)
+    /// refuses every mutation: for /readyz it is not writable, though the probe succeeds.
+    private let refusingRequests = Atomic<Bool>(false)
     /// Why the store last failed a batch or a probe (``failure`` shows it while the store is not writable).
     private let lastFailure = Mutex<AuditStoreError?>(nil)
     private let batchesCommitted = Atomic<Int>(0)
@@ -219,7 +224,7 @@ final class AuditWriter: Sendable {
     }
 
     var isWritable: Bool {
-        self.writable.load(ordering: .acquiring)
+        self.writable.load(ordering: .acquiring) && !self.refusingRequests.load(ordering: .acquiring)
     }
 
     /// Why the store is not writable: the error of the last failed batch; nil while it is writable.
@@ -340,6 +345,7 @@ final class AuditWriter: Sendable {
             nextHead = Self.monotonicMilliseconds() + Int64(self.headMilliseconds)
         }
         func committed(_ count: Int) {
+            self.refusingRequests.store(false, ordering: .releasing)
             self.markWritable()
             self.batchesCommitted.add(1, ordering: .relaxed)
             self.recordsCommitted.add(count, ordering: .relaxed)
@@ -480,6 +486,10 @@ final class AuditWriter: Sendable {
                         reportWritten(waiting.waiters, retried, awaited: waiting.awaitedRequests)
                     } else {
                         // Their calls are refused: no outcome will end them.
+                        if !error.retryable, !error.committed, self.failedSync == nil {
+                            self.lastFailure.withLock { $0 = error }
+                            self.refusingRequests.store(true, ordering: .releasing)
+                        }
                         let refused = waiting.awaitedRequests
                         self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
                         reportFailed(waiting.waiters, error)

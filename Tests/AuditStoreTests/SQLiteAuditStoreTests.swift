@@ -397,6 +397,31 @@ struct SQLiteAuditStoreTests {
         )
     }
 
+    @Test(
+        "A store that refuses every mutation's record (a unique index planted in the file) is not writable until one commits"
+    )
+    func refusingEveryRequest() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        #expect(write([fullRequest(1)], to: store).allSatisfy { $0.error == nil })
+        let planted = try sqlite3(path, "CREATE UNIQUE INDEX planted ON audit_records (kind)")
+        #expect(planted.status == 0, "\(planted.error)")
+        let refused = write([fullRequest(2)], to: store, firstToken: 2).first?.error
+        #expect(refused?.retryable == false)
+        #expect(refused?.message.contains("refused a record") == true)
+        // The idle probe (an empty transaction, every second) succeeds, but no mutation gets through: not writable,
+        // and why.
+        Thread.sleep(forTimeInterval: 1.2)
+        #expect(!store.isWritable)
+        #expect(store.failure == refused)
+        #expect(try sqlite3(path, "DROP INDEX planted").status == 0)
+        #expect(write([fullRequest(3)], to: store, firstToken: 3).first?.sequence == 2)
+        #expect(store.isWritable)
+        #expect(store.failure == nil)
+    }
+
     @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")
     func closeCheckpoints() throws {
         let folder = try TemporaryDirectory()

@@ -148,7 +148,9 @@ public final class ProxyAdminBackend: AdminBackend {
 
     /// Ready when Milvus accepts a connection and the audit store can be written.
     public func readinessProblem() -> String? {
-        if let audit = self.audit, !audit.log.isWritable { return "audit store not writable" }
+        if let audit = self.audit, !audit.log.isWritable {
+            return audit.log.failure.map { "audit store not writable: \($0.message)" } ?? "audit store not writable"
+        }
         if let problem = Self.probe(self.upstream, timeoutMilliseconds: 1_000) {
             return "upstream \(self.upstream) unreachable: \(problem)"
         }
