@@ -563,7 +563,11 @@ final class ProxiedCall {
     func deadlineExceeded(after milliseconds: Int) {
         self.deadlineTimer = nil
         guard !self.responseFinished, !self.clientClosed, let client = self.client else { return }
-        self.detachUpstream(reset: true)
+        // The response bytes still queued for the client stay in the books (the budgets, and the upstream
+        // connection's window for those not given back yet) until the client takes them or resets the stream, as
+        // those of a call Milvus finished: otherwise calls that outlive their deadline unread would pile bytes up
+        // in memory outside every budget.
+        self.detachUpstream(reset: true, keepingResponseBooks: true)
         let status = GRPCStatus(.deadlineExceeded, "deadline exceeded after \(milliseconds) ms")
         if self.responseStarted {
             self.responseFinished = true
@@ -593,8 +597,10 @@ final class ProxiedCall {
         }
     }
 
-    /// Stops talking to the upstream stream, optionally resetting it, and settles its books.
-    private func detachUpstream(reset: Bool) {
+    /// Stops talking to the upstream stream, optionally resetting it, and settles its books: those of the response
+    /// too, unless `keepingResponseBooks` (the bytes queued for the client then count until it takes them, through
+    /// ``accountingUpstream``).
+    private func detachUpstream(reset: Bool, keepingResponseBooks: Bool = false) {
         guard let upstream = self.upstream else { return }
         if reset {
             upstream.session.resetStream(self.upstreamStreamID, errorCode: HTTP2ErrorCode.cancel)
@@ -603,7 +609,7 @@ final class ProxiedCall {
         upstream.streams[self.upstreamStreamID] = nil
         self.upstream = nil
         self.releaseRequestWindow()
-        self.releaseResponseWindow(from: upstream)
+        if !keepingResponseBooks { self.releaseResponseWindow(from: upstream) }
         upstream.pool?.streamFreed(on: upstream)
     }
 

@@ -283,6 +283,43 @@ struct InspectionTests {
         #expect(proxy.stop())
     }
 
+    @Test("Response bytes queued for a client after its call's deadline stay in the budgets until it takes them")
+    func deadlineKeepsUnreadBytesInBudgets() throws {
+        // Each answer is larger than the guard's stream window toward Milvus (1 MiB): it never finishes while its
+        // client reads nothing (windows of 0), and the call ends by its deadline.
+        let answer = TestClient.grpcFrame([UInt8](repeating: 0x44, count: 1_500_000))
+        let upstream = try TestUpstream(behavior: .reply(body: answer, split: 100))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
+        var closed = HTTP2SessionSettings()
+        closed.streamWindowBytes = 0
+        do {
+            let slow = try TestClient(port: proxy.port, reads: false, settings: closed)
+            let timed = TestClient.grpcRequest(metadata: [HeaderField("grpc-timeout", "400m")])
+            // 20 MiB in all: 8 MiB (half the upstream connection's window) waits for the client, 12 MiB is given
+            // back ahead, within the client connection's 16 MiB.
+            let first = try (0..<20).map { _ in try slow.start(timed, body: TestClient.grpcFrame([1])) }
+            try slow.run(timeoutMilliseconds: 10_000) { client in
+                first.allSatisfy { client.streams[$0]?.headers != nil }
+            }
+            usleep(1_000_000)  // the deadlines pass
+            #expect(first.allSatisfy { slow.streams[$0]?.closedWith == nil })  // their bytes wait for the client
+            // The first calls' unread 20 MiB still count: 20 MiB more from the same client exceed its budget, so
+            // some of these calls are reset rather than piled up. Released at the deadline, all 20 would fit.
+            let second = try (0..<20).map { _ in
+                try slow.start(TestClient.grpcRequest(), body: TestClient.grpcFrame([2]))
+            }
+            try slow.run(timeoutMilliseconds: 10_000) { client in
+                second.contains { client.streams[$0]?.closedWith == HTTP2ErrorCode.enhanceYourCalm }
+            }
+        }
+        // Once the client is gone everything is given back: another client gets a whole answer.
+        let fast = try TestClient(port: proxy.port)
+        let call = try fast.call(TestClient.grpcRequest(), body: TestClient.grpcFrame([3]), timeoutMilliseconds: 10_000)
+        #expect(call.grpcStatus == "0")
+        #expect(call.body == answer)
+        #expect(proxy.stop())
+    }
+
     @Test("The upstream can be a Unix-domain socket")
     func unixUpstream() throws {
         let path = "/tmp/milvus-guard-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"

@@ -38,14 +38,14 @@ final class TestClient {
     /// a reader that stalls once its windows are spent.
     let reads: Bool
 
-    init(port: UInt16, reads: Bool = true) throws {
+    init(port: UInt16, reads: Bool = true, settings: HTTP2SessionSettings = HTTP2SessionSettings()) throws {
         self.reads = reads
         self.socket = try Socket.connect(to: .tcp(host: "127.0.0.1", port: port))
         guard waitReady(self.socket.descriptor, writable: true, milliseconds: 5_000) else {
             throw ProxyError("connect to port \(port) timed out")
         }
         if let error = self.socket.connectionError() { throw ProxyError("connect failed: \(error)") }
-        self.session = try HTTP2Session(role: .client)
+        self.session = try HTTP2Session(role: .client, settings: settings)
     }
 
     /// The request headers of a gRPC call to `path`, with `metadata` appended.
