@@ -23,6 +23,8 @@ enum ConfigLimits {
     static let idleTimeout = 1_000...86_400_000
     /// `limits.handshake_timeout`: 1s...5m.
     static let handshakeTimeout = 1_000...300_000
+    /// `limits.request_timeout`: 0 (never)...24h.
+    static let requestTimeout = 0...86_400_000
     /// `limits.drain_timeout`: 0s (close at once)...1h.
     static let drainTimeout = 0...3_600_000
     /// HTTP/2 windows (RFC 9113 §6.9.2): 65535, the protocol's initial window, up to 2^31-1.

@@ -36,7 +36,7 @@ struct ConfigParser {
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
             "handshake_timeout", "auth_failures_per_minute", "credential_cache", "client_connections",
-            "connections_per_client", "refusals_per_minute",
+            "connections_per_client", "refusals_per_minute", "request_timeout",
         ]
     }
 
@@ -297,6 +297,8 @@ struct ConfigParser {
                 limits.maxHeaderListBytes = try self.bytes(child, in: ConfigLimits.maxHeaderListBytes)
             case "idle_timeout":
                 limits.idleTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.idleTimeout)
+            case "request_timeout":
+                limits.requestTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.requestTimeout)
             case "drain_timeout":
                 limits.drainTimeoutMilliseconds = try self.duration(child, in: ConfigLimits.drainTimeout)
             case "stream_window_bytes":

@@ -31,6 +31,8 @@ public final class HTTP2Session {
     /// The caller's output buffer during one `send`, where DATA frames are written, and that call's limit.
     private var output: [UInt8] = []
     private var outputLimit = 0
+    /// Streams to reset with NO_ERROR once the END_STREAM of our side has gone out (``resetAfterResponse(streamID:)``).
+    private var resetsAfterResponse: [Int32] = []
     /// The header block being received.
     private var headers: HeaderBlockReceiver
     /// Body bytes waiting to be framed, per stream we submitted with a data provider.
@@ -156,7 +158,10 @@ public final class HTTP2Session {
             // returns 0 once they reach the limit; what it returns comes after them.
             let count = nghttp2_session_mem_send(self.session, &chunk)
             if count < 0 { throw NGHTTP2Error(code: Int32(count)) }
-            guard count > 0, let chunk else { return }
+            guard count > 0, let chunk else {
+                if self.submitResetsAfterResponse() { continue }
+                return
+            }
             self.output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: count))
         }
     }
@@ -239,6 +244,31 @@ public final class HTTP2Session {
     /// consumed once the stream closes).
     public func resetStream(_ streamID: Int32, errorCode: UInt32) {
         _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// Resets a stream with NO_ERROR once our side has ended it (the response sent whole), for a server that
+    /// answered before the request was complete and wants no more of it (RFC 9113 §8.1): the stream then closes at
+    /// once instead of whenever the client ends its side. Submitted at once, the reset would go out first and the
+    /// response never.
+    public func resetAfterResponse(streamID: Int32) {
+        self.resetsAfterResponse.append(streamID)
+    }
+
+    /// Submits the resets of ``resetsAfterResponse(streamID:)`` whose stream's end went out; whether it submitted any.
+    private func submitResetsAfterResponse() -> Bool {
+        guard !self.resetsAfterResponse.isEmpty else { return false }
+        var submitted = false
+        self.resetsAfterResponse.removeAll { streamID in
+            switch nghttp2_session_get_stream_local_close(self.session, streamID) {
+            case 1:
+                self.resetStream(streamID, errorCode: HTTP2ErrorCode.noError)
+                submitted = true
+                return true
+            case 0: return false
+            default: return true  // the stream is gone
+            }
+        }
+        return submitted
     }
 
     /// Tells the session that `count` received body bytes of a stream were passed on: both the stream

@@ -204,6 +204,12 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 call?.deadlineExceeded(after: milliseconds)
             }
         }
+        let requestTimeout = self.worker.configuration.limits.requestTimeoutMilliseconds
+        if !endStream, requestTimeout > 0 {
+            call.requestTimer = self.loop.schedule(afterMilliseconds: requestTimeout) { [weak call] in
+                call?.requestTimedOut(after: requestTimeout)
+            }
+        }
         // Identity is settled while the body arrives (a password check runs off the loop meanwhile).
         call.authorization = authorization
         call.identity = self.worker.identify(call, authorization: authorization, client: self)

@@ -107,6 +107,8 @@ final class ProxiedCall {
     /// streams past (a Delete's comes after the ids it deleted).
     private(set) var affectedRows: StreamedVarintField?
     var deadlineTimer: TimerQueue.ID?
+    /// Ends the call if its request has not arrived whole by `limits.request_timeout`.
+    var requestTimer: TimerQueue.ID?
 
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
         self.client = client
@@ -332,18 +334,24 @@ final class ProxiedCall {
         self.pendingHeld = 0
     }
 
-    /// Refuses the call from the gate and gives its held bytes back to the budgets.
+    /// Refuses the call from the gate and gives its held bytes back to the budgets. A client still sending its
+    /// request is then told to stop with RST_STREAM NO_ERROR once the response is out (RFC 9113 §8.1): the stream
+    /// closes (and the refusal is recorded) then, not whenever the client ends its side.
     private func refuse(_ status: GRPCStatus) {
         if let gate = self.gate {
             self.gate = nil
             self.client?.releaseHeld(gate.heldBytes)
         }
         self.respond(status)
+        if !self.requestEnded, !self.clientClosed, let client = self.client {
+            client.session.resetAfterResponse(streamID: self.clientStreamID)
+        }
     }
 
     /// The client ended its side (END_STREAM, or trailers).
     func requestEnd() {
         self.requestEnded = true
+        self.cancelRequestTimer()
         if self.gate != nil {
             self.decide(atEnd: true)
             return
@@ -548,6 +556,7 @@ final class ProxiedCall {
         self.clientConnectionGone = connectionGone
         if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
+        self.cancelRequestTimer()
         self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
         self.discardPendingBody()
         self.gate = nil
@@ -578,6 +587,25 @@ final class ProxiedCall {
         } else {
             self.respond(status)
         }
+    }
+
+    /// The request did not arrive whole within `limits.request_timeout`: a call still held in its gate is refused (its
+    /// held bytes go back to the budgets, and the refusal is recorded). One already decided and forwarded (a stream
+    /// whose first message was enough) goes on.
+    func requestTimedOut(after milliseconds: Int) {
+        self.requestTimer = nil
+        guard self.gate != nil, !self.responseFinished, !self.clientClosed else { return }
+        self.refuse(
+            GRPCStatus(
+                .deadlineExceeded,
+                "request not complete after \(DurationText.seconds(milliseconds: milliseconds)) (limits.request_timeout)"
+            )
+        )
+    }
+
+    private func cancelRequestTimer() {
+        guard let timer = self.requestTimer.take() else { return }
+        self.client?.loop.cancelTimer(timer)
     }
 
     /// Answers the client with a trailers-only status (the proxy's own refusal or failure).

@@ -168,6 +168,11 @@ public struct Limits: Sendable, Equatable {
     /// A client must finish the TLS handshake and send the HTTP/2 preface within this long after
     /// connecting, or it is disconnected (checked once a second).
     public var handshakeTimeoutMilliseconds: Int = 10_000
+    /// A call's request (from its HEADERS to its last byte) must arrive within this long, or the call is refused with
+    /// DEADLINE_EXCEEDED and its held bytes let go; 0 never. A client's own `grpc-timeout` may end it sooner. Without
+    /// it, a caller that never finishes a request holds its bytes (up to ``heldBytesPerConnection``) for as long as it
+    /// keeps the stream open, and nothing is recorded; the refusal is recorded like any other.
+    public var requestTimeoutMilliseconds: Int = 120_000
     /// On SIGTERM/SIGINT, calls in flight get this long to finish before the proxy exits.
     public var drainTimeoutMilliseconds: Int = 30_000
     /// Request bytes one client connection may have held for inspection at once (a request is held until

@@ -130,9 +130,10 @@ struct GuardConfigTests {
     @Test("Limits left out keep their defaults")
     func partialLimits() throws {
         let folder = try TemporaryFolder()
-        let config = try self.load("limits:\n  idle_timeout: 1h\n", in: folder)
+        let config = try self.load("limits:\n  idle_timeout: 1h\n  request_timeout: 0\n", in: folder)
         var expected = Limits()
         expected.idleTimeoutMilliseconds = 3_600_000
+        expected.requestTimeoutMilliseconds = 0
         #expect(config.proxy.limits == expected)
     }
 
@@ -274,6 +275,7 @@ struct GuardConfigTests {
                 "limits.idle_timeout: must be a duration such as 500ms, 30s, 5m or 1h, got \"5 minutes\""
             ),
             ("drain_timeout: 2h", "limits.drain_timeout: must be between 0s and 1h, got 2h"),
+            ("request_timeout: 25h", "limits.request_timeout: must be between 0s and 24h, got 25h"),
             (
                 "stream_window_bytes: 65534",
                 "limits.stream_window_bytes: must be between 65535 and 2147483647, got 65534"

@@ -239,6 +239,36 @@ struct AuditTests {
         #expect(entry.outcomeRecorded)
     }
 
+    @Test("A request that never arrives whole is refused after limits.request_timeout, recorded, never forwarded")
+    func requestTimeout() throws {
+        let setup = try self.setUp { $0.requestTimeoutMilliseconds = 300 }
+        let body = PolicyEnforcementTests.body(collection: "books")
+        let headers = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "DropCollection",
+            metadata: [PolicyEnforcementTests.token("root:Milvus")]
+        )
+        // Half the request, then nothing: no grpc-timeout of its own. The response (grpc-status 4) comes first, then
+        // the stream is reset with NO_ERROR (the guard wants no more of the request), which records it.
+        let streamID = try setup.client.open(headers)
+        setup.client.session.enqueueData(streamID: streamID, Array(body.prefix(body.count / 2)))
+        try setup.client.run(timeoutMilliseconds: 5_000) { $0.streams[streamID]?.closedWith != nil }
+        let refused = try #require(setup.client.streams[streamID])
+        #expect(refused.closedWith == HTTP2ErrorCode.noError)
+        #expect(refused.grpcStatus == "4")
+        #expect(
+            refused.grpcMessage.map(GRPCStatus.percentDecoded)
+                == "milvus-guard: request not complete after 0.3 s (limits.request_timeout)"
+        )
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 1)
+        #expect(records[0].kind == .refusal)
+        #expect(records[0].principal == "root")
+        #expect(records[0].rpc == "DropCollection")
+        #expect(records[0].status == 4)
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
     @Test("A mutation Milvus refused the stream of (REFUSED_STREAM: not processed) is failed, not unknown")
     func refusedStreamIsFailed() throws {
         let setup = try self.setUp(behavior: .refuse)

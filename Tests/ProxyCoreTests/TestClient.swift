@@ -98,13 +98,19 @@ final class TestClient {
     /// Opens a stream whose body goes out in `chunks`, each written to the socket before the next is queued,
     /// so that each travels in DATA frames of its own; the body ends after the last one.
     func start(_ headers: [HeaderField], chunks: [[UInt8]]) throws -> Int32 {
-        let streamID = try self.session.submitRequest(headers, endStream: false)
-        self.streams[streamID] = StreamResult()
+        let streamID = try self.open(headers)
         for chunk in chunks {
             self.session.enqueueData(streamID: streamID, chunk)
             try self.run { $0.session.queuedBytes(streamID: streamID) == 0 }
         }
         self.session.finishBody(streamID: streamID)
+        return streamID
+    }
+
+    /// Opens a stream whose body the test queues itself (`session.enqueueData`), and may never end.
+    func open(_ headers: [HeaderField]) throws -> Int32 {
+        let streamID = try self.session.submitRequest(headers, endStream: false)
+        self.streams[streamID] = StreamResult()
         return streamID
     }
 
