@@ -204,18 +204,21 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 call?.deadlineExceeded(after: milliseconds)
             }
         }
-        let requestTimeout = self.worker.configuration.limits.requestTimeoutMilliseconds
-        if !endStream, requestTimeout > 0 {
-            call.requestTimer = self.loop.schedule(afterMilliseconds: requestTimeout) { [weak call] in
-                call?.requestTimedOut(after: requestTimeout)
-            }
-        }
         // Identity is settled while the body arrives (a password check runs off the loop meanwhile).
         call.authorization = authorization
         call.identity = self.worker.identify(call, authorization: authorization, client: self)
         // The call waits in its gate until its request is complete; a request with no body at all is
         // decided now (and refused: every Milvus RPC carries a message).
         if endStream { call.requestEnd() }
+    }
+
+    /// Refuses the calls whose request has not arrived whole within `timeoutMilliseconds` of their headers
+    /// (`limits.request_timeout`; checked once a second, so up to a second late).
+    func refuseUnfinishedRequests(now: UInt64, timeoutMilliseconds: Int) {
+        let limit = UInt64(timeoutMilliseconds) * 1_000_000
+        for call in self.calls.values where call.isHoldingRequest && now - call.startedAt > limit {
+            call.requestTimedOut(after: timeoutMilliseconds)
+        }
     }
 
     // MARK: Identity

@@ -107,8 +107,6 @@ final class ProxiedCall {
     /// streams past (a Delete's comes after the ids it deleted).
     private(set) var affectedRows: StreamedVarintField?
     var deadlineTimer: TimerQueue.ID?
-    /// Ends the call if its request has not arrived whole by `limits.request_timeout`.
-    var requestTimer: TimerQueue.ID?
 
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
         self.client = client
@@ -351,7 +349,6 @@ final class ProxiedCall {
     /// The client ended its side (END_STREAM, or trailers).
     func requestEnd() {
         self.requestEnded = true
-        self.cancelRequestTimer()
         if self.gate != nil {
             self.decide(atEnd: true)
             return
@@ -556,7 +553,6 @@ final class ProxiedCall {
         self.clientConnectionGone = connectionGone
         if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
-        self.cancelRequestTimer()
         self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
         self.discardPendingBody()
         self.gate = nil
@@ -589,11 +585,13 @@ final class ProxiedCall {
         }
     }
 
-    /// The request did not arrive whole within `limits.request_timeout`: a call still held in its gate is refused (its
-    /// held bytes go back to the budgets, and the refusal is recorded). One already decided and forwarded (a stream
-    /// whose first message was enough) goes on.
+    /// Whether the request is still arriving into its gate (not yet complete and decided).
+    var isHoldingRequest: Bool { self.gate != nil }
+
+    /// The request did not arrive whole within `limits.request_timeout` (checked once a second by the worker): a call
+    /// still held in its gate is refused (its held bytes go back to the budgets, and the refusal is recorded). One
+    /// already decided and forwarded (a stream whose first message was enough) goes on.
     func requestTimedOut(after milliseconds: Int) {
-        self.requestTimer = nil
         guard self.gate != nil, !self.responseFinished, !self.clientClosed else { return }
         self.refuse(
             GRPCStatus(
@@ -601,11 +599,6 @@ final class ProxiedCall {
                 "request not complete after \(DurationText.seconds(milliseconds: milliseconds)) (limits.request_timeout)"
             )
         )
-    }
-
-    private func cancelRequestTimer() {
-        guard let timer = self.requestTimer.take() else { return }
-        self.client?.loop.cancelTimer(timer)
     }
 
     /// Answers the client with a trailers-only status (the proxy's own refusal or failure).

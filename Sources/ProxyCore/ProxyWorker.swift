@@ -225,15 +225,17 @@ final class ProxyWorker: LoopHandler {
         }
     }
 
-    /// Once a second: close idle clients; while draining, close clients whose calls are done and stop
+    /// Once a second: close idle clients, refuse requests not complete within `limits.request_timeout`; while draining, close clients whose calls are done and stop
     /// at the deadline.
     private func scheduleHousekeeping() {
         self.loop.schedule(afterMilliseconds: 1000) { [unowned self] in
             let now = EventLoop.now()
             let idleLimit = UInt64(self.configuration.limits.idleTimeoutMilliseconds) * 1_000_000
             let handshakeLimit = UInt64(self.configuration.limits.handshakeTimeoutMilliseconds) * 1_000_000
+            let requestTimeout = self.configuration.limits.requestTimeoutMilliseconds
             for client in self.clients.values {
                 client.closeIfStillHandshaking(now: now, limit: handshakeLimit)
+                if requestTimeout > 0 { client.refuseUnfinishedRequests(now: now, timeoutMilliseconds: requestTimeout) }
                 if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
             }
             self.pool.housekeeping(now: now)
