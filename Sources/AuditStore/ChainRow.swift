@@ -177,8 +177,9 @@ struct ChainRow: Hashable, Sendable {
 }
 
 /// Lowercase hexadecimal.
-enum Hex {
-    static func encode(_ bytes: [UInt8]) -> String {
+public enum Hex {
+    /// `bytes` as lowercase hex, two digits each.
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
         Self.append(bytes, to: &out)
@@ -186,7 +187,7 @@ enum Hex {
     }
 
     /// Appends `bytes` as lowercase hex to `out`, straight into its new capacity.
-    static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
+    static func append(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) {
         out.append(addingCapacity: 2 * bytes.count) { output in
             for byte in bytes {
                 output.append(Self.digit(byte >> 4))

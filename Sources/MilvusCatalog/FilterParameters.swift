@@ -33,6 +33,9 @@ struct FilterParameters {
         self.values[key] = value.json
     }
 
+    /// Distinct keys read so far.
+    var count: Int { self.values.count }
+
     /// The JSON object, keys sorted by their bytes.
     var json: String {
         let keys = self.values.keys.sorted { $0.lexicographicallyPrecedes($1) }

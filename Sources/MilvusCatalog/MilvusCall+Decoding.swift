@@ -99,11 +99,12 @@ private struct DecodedFields {
             case .rowPolicy: self.rowPolicy = try field.stringValue()
             case .fileResource: self.fileResource = try field.stringValue()
             case .channel: self.channel = try field.stringValue()
-            case .collections: self.collections.append(try field.stringValue())
-            case .partitions: self.partitions.append(try field.stringValue())
-            case .roles: self.roles.append(try field.stringValue())
-            case .resourceGroups: self.resourceGroups.append(try field.stringValue())
-            case .fieldNames: self.fieldNames.append(try field.stringValue())
+            case .collections: try Self.append(try field.stringValue(), to: &self.collections, field, reader.limits)
+            case .partitions: try Self.append(try field.stringValue(), to: &self.partitions, field, reader.limits)
+            case .roles: try Self.append(try field.stringValue(), to: &self.roles, field, reader.limits)
+            case .resourceGroups:
+                try Self.append(try field.stringValue(), to: &self.resourceGroups, field, reader.limits)
+            case .fieldNames: try Self.append(try field.stringValue(), to: &self.fieldNames, field, reader.limits)
             case .rowCount: self.rowCount = try field.uint32Value()
             case .roleEntity:
                 var nested = try reader.nestedReader(for: field)
@@ -121,17 +122,31 @@ private struct DecodedFields {
                 var nested = try reader.nestedReader(for: field)
                 var name: String?
                 try Self.readName(&nested, into: &name)
-                self.privileges.append(name ?? "")
+                try Self.append(name ?? "", to: &self.privileges, field, reader.limits)
             case .resourceGroupMap:
                 var nested = try reader.nestedReader(for: field)
                 var key: String?
                 try Self.readName(&nested, into: &key)
-                self.resourceGroupKeys.append(key ?? "")
+                try Self.append(key ?? "", to: &self.resourceGroupKeys, field, reader.limits)
             case .filterParameters:
                 var nested = try reader.nestedReader(for: field)
                 try self.filterParameters.readEntry(&nested)
+                guard self.filterParameters.count <= reader.limits.maxRepeatedValues else {
+                    throw WireError(.tooManyValues, at: field.offset)
+                }
             }
         }
+    }
+
+    /// Keeps one more value of a repeated field, up to ``WireLimits/maxRepeatedValues``.
+    private static func append(
+        _ value: String,
+        to values: inout [String],
+        _ field: WireField,
+        _ limits: WireLimits
+    ) throws(WireError) {
+        guard values.count < limits.maxRepeatedValues else { throw WireError(.tooManyValues, at: field.offset) }
+        values.append(value)
     }
 
     /// Reads a message whose field 1 is a string (`RoleEntity`, `UserEntity`, `ObjectEntity`, `PrivilegeEntity`,

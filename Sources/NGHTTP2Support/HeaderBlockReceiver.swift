@@ -44,16 +44,21 @@ struct HeaderBlockReceiver {
     }
 
     /// One field of the current block.
-    mutating func field(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+    /// - Returns: false once the block is over ``maxHeaderListBytes`` (the field is dropped).
+    mutating func field(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
         self.block.bytes += name.count + value.count + 32
         if self.block.bytes > self.maxHeaderListBytes {
             self.block.oversized = true
-            return
+            return false
         }
         let name = self.strings.string(name)
         let value = self.strings.string(value)
         self.block.fields.append(HeaderField(name, value))
+        return true
     }
+
+    /// The stream of the block in progress.
+    var currentStreamID: Int32 { self.block.streamID }
 
     /// The block of `streamID` ended: returns it (nil if no block of that stream was in progress).
     mutating func end(streamID: Int32) -> Block? {

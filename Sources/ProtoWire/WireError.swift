@@ -21,6 +21,8 @@ public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case nestingTooDeep
         /// A message (or a gRPC frame's declared length) larger than ``WireLimits/maxMessageSize``.
         case messageTooLarge
+        /// A repeated field with more values than ``WireLimits/maxRepeatedValues``.
+        case tooManyValues
         /// A gRPC frame with the compressed flag set although no compression was negotiated.
         case compressionNotNegotiated
         /// A gRPC frame whose compressed flag is neither 0 nor 1 (gRPC `PROTOCOL-HTTP2.md`).

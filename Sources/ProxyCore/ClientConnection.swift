@@ -15,6 +15,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     private var heldBytes = 0
     /// The client's address without the port (the unit of the authentication-failure limit).
     let peerHost: String
+    /// ``ClientNetwork`` of ``peerHost``: what the verifier's turns and the budget of unproven callers count by.
+    let network: String
     /// The client's address and port, for audit records.
     let peer: String
     /// The last `authorization` value verified on this connection and whom it named: clients send the same
@@ -34,6 +36,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         )
         self.peer = socket.peer
         self.peerHost = Self.host(of: socket.peer)
+        self.network = ClientNetwork.of(self.peerHost)
         var logger = worker.logger
         logger[metadataKey: "client"] = "\(socket.peer)"
         self.logger = logger

@@ -184,6 +184,22 @@ final class ProxiedCall {
             client.session.consume(streamID: self.clientStreamID, count: bytes.count)
             return
         }
+        if !self.isProven {
+            guard client.worker.services.reserveUnproven(bytes.count, network: client.network) else {
+                client.releaseHeld(bytes.count)
+                self.gate = gate
+                self.refuse(
+                    self.unprovenRefusal()
+                        ?? GRPCStatus(
+                            .resourceExhausted,
+                            "too many request bytes held for callers whose credentials are being checked; try again later"
+                        )
+                )
+                client.session.consume(streamID: self.clientStreamID, count: bytes.count)
+                return
+            }
+            self.unprovenHeld += bytes.count
+        }
         if case .pending = self.identity, gate.heldBytes + bytes.count > Self.unprovenHoldLimit {
             // Nobody is known yet: past the limit, the client's windows stay shut until its password is checked
             // (the stream window, 1 MiB, and the connection's, 16 MiB, then bound what more it can send).
@@ -203,6 +219,24 @@ final class ProxiedCall {
         self.gate = gate
         if self.refusedForHoldingUnproven() { return }
         if decideNow { self.decide(atEnd: false) }
+    }
+
+    /// Request bytes of this call in ``SharedServices/unprovenBudget`` (and its network's share): held while its
+    /// caller was not proven.
+    private var unprovenHeld = 0
+
+    /// Whether the caller is known and let through: a credential that passed, a certificate, or an `anonymous` with
+    /// roles. Not while a password is being checked.
+    private var isProven: Bool {
+        guard case .known(let principal) = self.identity else { return false }
+        return principal.authentication != .anonymous || !principal.roles.isEmpty
+    }
+
+    /// Gives back ``unprovenHeld``: the caller is proven now, or the bytes are let go.
+    private func releaseUnproven() {
+        guard self.unprovenHeld > 0, let client = self.client else { return }
+        client.worker.services.releaseUnproven(self.unprovenHeld, network: client.network)
+        self.unprovenHeld = 0
     }
 
     /// Request bytes held while the caller's password was being checked, beyond ``unprovenHoldLimit``, whose window
@@ -253,6 +287,11 @@ final class ProxiedCall {
     /// The whole request (or a bidi stream's first message) is here: decode it, let the worker judge
     /// it, then open the upstream stream with the held bytes, or refuse.
     private func decide(atEnd: Bool) {
+        // A caller known not to be let through gets no inflating: a 64 KiB gzip request can inflate to 64 MiB.
+        if self.gate?.holdsCompressedMessage == true, let status = self.unprovenRefusal() {
+            self.refuse(status)
+            return
+        }
         guard self.client != nil, var gate = self.gate.take() else { return }
         let decoded: MilvusCall
         let forward: [ArraySlice<UInt8>]
@@ -273,6 +312,7 @@ final class ProxiedCall {
     /// The verifier settled who the call is from.
     func identityResolved(_ identity: CallIdentity) {
         self.identity = identity
+        if self.isProven { self.releaseUnproven() }
         self.consumeWhatWaitedForIdentity()
         if let decoded = self.milvusCall {
             self.judgeIfReady(decoded)
@@ -288,6 +328,7 @@ final class ProxiedCall {
         if case .pending = self.identity { return }
         guard let (forward, held) = self.awaitingJudgement, let client = self.client else { return }
         self.awaitingJudgement = nil
+        self.releaseUnproven()
         guard !self.responseFinished, !self.clientClosed else {
             client.releaseHeld(held)
             return
@@ -340,6 +381,7 @@ final class ProxiedCall {
             self.gate = nil
             self.client?.releaseHeld(gate.heldBytes)
         }
+        self.releaseUnproven()
         self.respond(status)
         if !self.requestEnded, !self.clientClosed, let client = self.client {
             client.session.resetAfterResponse(streamID: self.clientStreamID)
@@ -554,6 +596,7 @@ final class ProxiedCall {
         if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
         self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
+        self.releaseUnproven()
         self.discardPendingBody()
         self.gate = nil
         self.awaitingJudgement = nil

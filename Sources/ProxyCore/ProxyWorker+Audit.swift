@@ -3,6 +3,7 @@ import Glibc
 import GuardPolicy
 import Logging
 import MilvusCatalog
+import OpenSSLSupport
 import Synchronization
 
 /// Auditing: every mutation is recorded before it is forwarded (write-ahead), its outcome when it ends;
@@ -330,10 +331,46 @@ extension ProxyWorker {
         record.action = decoded.rpc.actionClass.rawValue
         record.database = decoded.database
         record.collection = decoded.collection
-        record.partitions = decoded.partitions
-        record.filter = decoded.filter
+        record.partitions = Self.recorded(decoded.partitions)
+        record.filter = decoded.filter.map(Self.recorded)
         record.rows = decoded.rowCount.map(Int64.init)
         record.targets = Self.targets(of: decoded)
+        for (key, value) in record.targets where value.utf8.count > Self.recordedTextLimit {
+            record.targets[key] = Self.recorded(value)
+        }
+        if record.partitions.count < decoded.partitions.count {
+            record.targets["partitions_in_all"] = String(decoded.partitions.count)
+        }
+    }
+
+    /// How much of a request's free text (a filter, template values, a list of names) a record keeps: 16 KiB each.
+    /// A 63 KB gzip request can carry a 62 MiB filter or 32 million partition names; recorded whole, a few of them
+    /// made a store of gigabytes and stalled the guard. Longer text is cut at a character boundary and says so, with
+    /// its length and SHA-256 (to match against what the application logged).
+    static let recordedTextLimit = 16 << 10
+
+    static func recorded(_ text: String) -> String {
+        let utf8 = text.utf8
+        guard utf8.count > Self.recordedTextLimit else { return text }
+        var end = utf8.index(utf8.startIndex, offsetBy: Self.recordedTextLimit)
+        // Back to the start of the character the limit falls in (a UTF-8 continuation byte is 10xxxxxx).
+        while end > utf8.startIndex, utf8[end] & 0xC0 == 0x80 { end = utf8.index(before: end) }
+        let digest = Hex.encode(Crypto.sha256(Array(utf8)))
+        return String(decoding: utf8[..<end], as: UTF8.self)
+            + "…[cut: \(utf8.count) bytes in all, sha256 \(digest)]"
+    }
+
+    /// The names of a list that fit in ``recordedTextLimit`` bytes together; `partitions_in_all` then says how many
+    /// there were.
+    static func recorded(_ names: [String]) -> [String] {
+        var bytes = 0
+        var kept = 0
+        for name in names {
+            bytes += name.utf8.count + 1
+            guard bytes <= Self.recordedTextLimit else { break }
+            kept += 1
+        }
+        return kept == names.count ? names : Array(names.prefix(kept))
     }
 
     /// Named targets other than database, collection and partitions.

@@ -64,7 +64,7 @@ extension ProxyWorker {
             }
             let mailbox = self.loop.mailbox
             let generation = self.generation
-            let refused = self.services.verifier.submit(key: ClientNetwork.of(address)) {
+            let refused = self.services.verifier.submit(key: client.network) {
                 let outcome = Authenticator.verify(credential, policy: policy)
                 mailbox.send(.credentialVerified(key: key, outcome: outcome, generation: generation))
             }

@@ -5,6 +5,15 @@ import Synchronization
 final class SharedServices: Sendable {
     /// The process-wide budget of request bytes held for inspection.
     let heldBudget: HeldBytesBudget
+    /// The part of ``heldBudget`` that callers not proven yet may take together (a password still being checked, a
+    /// credential that failed, none and an `anonymous` without roles): a quarter, and a sixteenth of that per client
+    /// network (``ClientNetwork``). Each of them is held to 64 KiB of a request (``ProxiedCall/unprovenHoldLimit``, or
+    /// up to the stream window while a password is checked), but one address with 170 connections of 100 streams
+    /// each held 1.1 GB that way, and every other client's calls were refused RESOURCE_EXHAUSTED (a red-team run).
+    /// Now such callers run out first, those of one network before the others, and proven ones keep the rest.
+    let unprovenBudget: HeldBytesBudget
+    private let unprovenPerNetwork = Mutex<[String: Int]>([:])
+    let unprovenNetworkLimit: Int
     /// The process-wide budget of response bytes waiting for slow clients whose upstream connection window was
     /// already given back (``ProxiedCall``), as large as ``heldBudget``.
     let responseBudget: HeldBytesBudget
@@ -38,6 +47,8 @@ final class SharedServices: Sendable {
         self.clientLimit = limits.clientConnections
         self.perAddressLimit = limits.connectionsPerClient
         self.heldBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
+        self.unprovenBudget = HeldBytesBudget(limit: max(ProxiedCall.unprovenHoldLimit, limits.heldBytesTotal / 4))
+        self.unprovenNetworkLimit = max(ProxiedCall.unprovenHoldLimit, self.unprovenBudget.limit / 16)
         self.responseBudget = HeldBytesBudget(limit: limits.heldBytesTotal)
         self.failures = Mutex(
             FailureLimiter(
@@ -72,6 +83,26 @@ final class SharedServices: Sendable {
 
     /// Takes a place for a new client connection from `host` (nil: no address to count, a Unix socket); nil when
     /// admitted, else why not. A connection admitted must be given back with ``releaseClient(host:)``.
+    /// Takes `count` bytes of a request of a caller not proven yet, from `network`'s share and the whole
+    /// ``unprovenBudget``; false (and nothing taken) when either is spent.
+    func reserveUnproven(_ count: Int, network: String) -> Bool {
+        self.unprovenPerNetwork.withLock { held in
+            let current = held[network, default: 0]
+            guard current + count <= self.unprovenNetworkLimit, self.unprovenBudget.reserve(count) else { return false }
+            held[network] = current + count
+            return true
+        }
+    }
+
+    func releaseUnproven(_ count: Int, network: String) {
+        guard count > 0 else { return }
+        self.unprovenBudget.release(count)
+        self.unprovenPerNetwork.withLock { held in
+            let left = held[network, default: 0] - count
+            held[network] = left > 0 ? left : nil
+        }
+    }
+
     func admitClient(host: String?) -> Refusal? {
         guard self.openClients.wrappingAdd(1, ordering: .relaxed).newValue <= self.clientLimit else {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)

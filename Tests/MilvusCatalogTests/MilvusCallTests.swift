@@ -119,6 +119,38 @@ struct MilvusCallTests {
         }
     }
 
+    @Test("A repeated name field with more values than the limit is refused: each value kept costs memory")
+    func repeatedValues() throws {
+        let rpc = try descriptor("Search")
+        func search(partitions: Int) -> [UInt8] {
+            message { writer in
+                writer.writeStringField(3, "books")
+                for _ in 0..<partitions { writer.writeStringField(4, "") }
+            }
+        }
+        let limits = WireLimits(maxRepeatedValues: 3)
+        let call = try MilvusCall(decoding: search(partitions: 3)[...], rpc: rpc, metadataDatabase: nil, limits: limits)
+        #expect(call.partitions.count == 3)
+        let error = #expect(throws: WireError.self) {
+            try MilvusCall(decoding: search(partitions: 4)[...], rpc: rpc, metadataDatabase: nil, limits: limits)
+        }
+        #expect(error?.code == .tooManyValues)
+        // Template values of a filter are map entries: distinct keys count the same way.
+        let delete = message { writer in
+            writer.writeStringField(3, "books")
+            for key in ["a", "b", "c", "d"] {
+                writer.writeMessageField(8) { entry in
+                    entry.writeStringField(1, key)
+                    entry.writeMessageField(2) { $0.writeInt64Field(2, 1) }
+                }
+            }
+        }
+        #expect(throws: WireError(.tooManyValues, at: 0)) {
+            try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil, limits: limits)
+        }
+        #expect(WireLimits.default.maxRepeatedValues == 65_536)
+    }
+
     @Test("A message larger than the limit is refused before decoding")
     func messageSize() throws {
         let bytes = message { $0.writeStringField(3, "docs") }

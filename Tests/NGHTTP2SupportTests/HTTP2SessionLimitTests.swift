@@ -8,7 +8,9 @@ struct HTTP2SessionLimitTests {
         fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
     }
 
-    @Test("A request over maxHeaderListBytes arrives with oversized: true and the fields past the limit dropped")
+    @Test(
+        "A request over maxHeaderListBytes arrives at once with oversized: true and the fields before the limit; the stream is reset"
+    )
     func oversizedHeaders() throws {
         var settings = HTTP2SessionSettings()
         settings.maxHeaderListBytes = 1024
@@ -19,9 +21,44 @@ struct HTTP2SessionLimitTests {
         try pair.pump()
         #expect(
             pair.serverSeen.received == [
-                .headers(streamID, .request, SessionPair.requestHeaders(), endStream: true, oversized: true)
+                .headers(streamID, .request, SessionPair.requestHeaders(), endStream: false, oversized: true),
+                .closed(streamID, errorCode: HTTP2ErrorCode.enhanceYourCalm),
             ]
         )
+    }
+
+    @Test("An HPACK bomb (one large header referenced again and again) stops at the limit: the rest is not passed on")
+    func hpackBomb() throws {
+        var settings = HTTP2SessionSettings()
+        settings.maxHeaderListBytes = 65_536
+        let server = try HTTP2Session(role: .server, settings: settings)
+        // A 4,000-byte header put in the HPACK table once, then 10,000 one-byte references to it (index 62, the
+        // newest dynamic entry): 10 KB on the wire, 40 MB of fields.
+        let fields = SessionPair.requestHeaders()
+        let block =
+            fields.flatMap { HPACK.literal($0.name, $0.value) } + [0x40] + HPACK.string("x-big")
+            + HPACK.string(String(repeating: "b", count: 4_000))
+            + [UInt8](repeating: HPACK.indexed(62)[0], count: 10_000)
+        let next = fields.flatMap { HPACK.literal($0.name, $0.value) }
+        let seen = try feed(
+            server,
+            HTTP2SessionRawFrameTests.opening + FrameBuilder.headers(stream: 1, block: block, endStream: true)
+                + FrameBuilder.headers(stream: 3, block: next, endStream: true),
+            cuts: []
+        )
+        // Its fields up to the limit, at once, and the connection goes on; the stream is reset.
+        let big = HeaderField("x-big", String(repeating: "b", count: 4_000))
+        let fit = (65_536 - Self.listSize(fields)) / Self.listSize([big])
+        #expect(
+            seen == [
+                .settings,
+                .headers(1, .request, fields + Array(repeating: big, count: fit), endStream: false, oversized: true),
+                .headers(3, .request, fields, endStream: true, oversized: false),
+            ]
+        )
+        let resets = try HTTP2SessionRawFrameTests.frames(.rstStream, in: server)
+        #expect(resets.map(\.stream) == [1])
+        #expect(resets.map(\.errorCode) == [HTTP2ErrorCode.enhanceYourCalm])
     }
 
     @Test("A request exactly at maxHeaderListBytes is not oversized; one byte more is")

@@ -2,6 +2,8 @@ import AuditStore
 import Glibc
 import GuardPolicy
 import NGHTTP2Support
+import OpenSSLSupport
+import ProtoWire
 import Testing
 
 @testable import ProxyCore
@@ -267,6 +269,66 @@ struct AuditTests {
         #expect(records[0].rpc == "DropCollection")
         #expect(records[0].status == 4)
         #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
+    @Test("A request header list over the limit is reset at once (ENHANCE_YOUR_CALM) and recorded as refused")
+    func oversizedHeaderList() throws {
+        let setup = try self.setUp { $0.maxHeaderListBytes = 4_096 }
+        let headers = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "DropCollection",
+            metadata: [
+                PolicyEnforcementTests.token("root:Milvus"), HeaderField("x-pad", String(repeating: "p", count: 8_000)),
+            ]
+        )
+        let result = try setup.client.call(headers, body: PolicyEnforcementTests.body(collection: "books"))
+        #expect(result.closedWith == HTTP2ErrorCode.enhanceYourCalm)
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 1)
+        #expect(records[0].kind == .refusal)
+        #expect(records[0].rpc == "DropCollection")
+        #expect(records[0].status == 8)
+        #expect(records[0].message?.hasPrefix("milvus-guard: request header list exceeds 4096 bytes") == true)
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
+    @Test("A record keeps 16 KiB of a filter and of a list of names, and says what it cut")
+    func longTextIsCut() throws {
+        let setup = try self.setUp(reads: true)
+        let root = [PolicyEnforcementTests.token("root:Milvus")]
+        // A Delete whose filter is about 100 KB, with a 3-byte character across the 16 KiB cut (bytes 16382-16384).
+        let filter =
+            "id in [" + String(repeating: "1,", count: 8_187) + "x€" + String(repeating: "2,", count: 41_810) + "0]"
+        var delete = WireWriter()
+        delete.writeStringField(3, "books")
+        delete.writeStringField(5, filter)
+        let deleted = try setup.client.call(
+            TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + "Delete", metadata: root),
+            body: TestClient.rawGRPCFrame(delete.bytes)
+        )
+        #expect(deleted.grpcStatus == "0")
+        // A Query naming 5,000 partitions of 10 bytes each.
+        var query = WireWriter()
+        query.writeStringField(3, "books")
+        for index in 0..<5_000 { query.writeStringField(6, "part_\(10_000 + index)") }
+        let queried = try setup.client.call(
+            TestClient.grpcRequest(path: PolicyEnforcementTests.milvus + "Query", metadata: root),
+            body: TestClient.rawGRPCFrame(query.bytes)
+        )
+        #expect(queried.grpcStatus == "0")
+        let records = setup.records(count: 4)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 4)
+        let recordedFilter = try #require(records[0].filter)
+        let kept = ProxyWorker.recordedTextLimit
+        #expect(recordedFilter.utf8.count < kept + 120)
+        #expect(recordedFilter.hasPrefix(String(filter.utf8.prefix(kept - 2))!))  // the cut is before the "€"
+        let digest = Hex.encode(Crypto.sha256(Array(filter.utf8)))
+        #expect(recordedFilter.hasSuffix("x…[cut: \(filter.utf8.count) bytes in all, sha256 \(digest)]"))
+        let partitions = records[2].partitions
+        #expect(partitions.count == kept / 11)
+        #expect(partitions.first == "part_10000")
+        #expect(records[2].targets["partitions_in_all"] == "5000")
     }
 
     @Test("A mutation Milvus refused the stream of (REFUSED_STREAM: not processed) is failed, not unknown")

@@ -195,6 +195,30 @@ struct InspectionTests {
         #expect(record.bodies == [body])
     }
 
+    @Test("A gzip message that inflates more than 200 times its size (past its first MiB) is refused")
+    func gzipRatio() throws {
+        // 4 MiB of zeros compress to about 4 KB: a ratio of about 1000, under the 64 MiB message limit.
+        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 4 << 20)[...], format: .gzip)
+        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
+        body += zeros
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(
+                path: "/milvus.proto.milvus.MilvusService/DropCollection",
+                metadata: [HeaderField("grpc-encoding", "gzip")]
+            ),
+            body: body
+        ) { limits in
+            limits.maxMessageBytes = 64 << 20
+        }
+        #expect(result.grpcStatus == "3")
+        #expect(
+            result.grpcMessage.map(GRPCStatus.percentDecoded)
+                == "milvus-guard: DropCollection request inflates to more than 200 times its compressed size; "
+                + "send it uncompressed"
+        )
+        #expect(record.requests.isEmpty)
+    }
+
     @Test("A gzip bomb stops at the message limit and is refused")
     func gzipBomb() throws {
         let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 1 << 20)[...], format: .gzip)

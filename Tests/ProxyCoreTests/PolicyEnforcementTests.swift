@@ -2,6 +2,7 @@ import Glibc
 import GuardPolicy
 import NGHTTP2Support
 import OpenSSLSupport
+import ProtoWire
 import Testing
 
 @testable import ProxyCore
@@ -207,6 +208,60 @@ struct PolicyEnforcementTests {
         #expect(setup.client.streams[whole]?.grpcStatus == "3")
         #expect(setup.proxy.stop())
         #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
+    @Test(
+        "Callers not proven yet share a quarter of held_bytes_total, a network a sixteenth of it; proven ones the rest"
+    )
+    func unprovenCallersShareABudget() throws {
+        // 4 MiB held in all; 1 MiB of it for unproven callers, 64 KiB for those of one network.
+        let setup = try self.setUp { $0.heldBytesTotal = 4 << 20 }
+        let declared = 1 << 20
+        let prefix: [UInt8] = [
+            0, UInt8(declared >> 24), UInt8((declared >> 16) & 0xFF), UInt8((declared >> 8) & 0xFF), 0,
+        ]
+        // Two requests without a credential that never end, 40 KiB each: the second is over the network's 64 KiB.
+        var unproven: [Int32] = []
+        for _ in 0..<2 {
+            let streamID = try setup.client.open(TestClient.grpcRequest(path: Self.milvus + "Insert"))
+            setup.client.session.enqueueData(streamID: streamID, prefix + [UInt8](repeating: 0x41, count: 40 << 10))
+            unproven.append(streamID)
+            try setup.client.run { $0.session.queuedBytes(streamID: streamID) == 0 }
+        }
+        try setup.client.run { $0.streams[unproven[1]]?.grpcStatus != nil }
+        #expect(setup.client.streams[unproven[1]]?.grpcStatus == "16")
+        #expect(setup.client.streams[unproven[0]]?.grpcStatus == nil)  // still held, within its own 64 KiB
+        // A proven caller (an API key: known at once) from the same network: a request of 1.5 MiB is held whole
+        // meanwhile, and forwarded.
+        var message = WireWriter()
+        message.writeStringField(2, "default")
+        message.writeStringField(3, "books")
+        message.writeBytesField(111, [UInt8](repeating: 0x5A, count: 3 << 19))  // a field the decoder skips
+        let whole = try TestClient(port: setup.proxy.port).call(
+            TestClient.grpcRequest(path: Self.milvus + "HasCollection", metadata: [Self.token("ingest-token")]),
+            body: TestClient.rawGRPCFrame(message.bytes)
+        )
+        #expect(whole.grpcStatus == "0", "\(whole.grpcMessage ?? "-")")
+        #expect(setup.proxy.stop())
+    }
+
+    @Test("A compressed request from a caller without a credential is refused as such, never inflated")
+    func unprovenCompressedIsNotInflated() throws {
+        let setup = try self.setUp()
+        // Not even gzip: inflating it would fail (INVALID_ARGUMENT); the caller's lack of a credential comes first.
+        let body = TestClient.rawGRPCFrame([UInt8](repeating: 0x1F, count: 64))
+        var compressed = body
+        compressed[0] = 1
+        let result = try setup.client.call(
+            TestClient.grpcRequest(
+                path: Self.milvus + "HasCollection",
+                metadata: [HeaderField("grpc-encoding", "gzip")]
+            ),
+            body: compressed
+        )
+        #expect(result.grpcStatus == "16")
+        #expect(result.grpcMessage?.hasPrefix("milvus-guard: no credentials") == true)
+        #expect(setup.proxy.stop())
     }
 
     @Test("While a password is checked, a request's windows stay shut past 64 KiB, and open once it is known")

@@ -1,3 +1,4 @@
+import AuditStore
 import Glibc
 
 /// The network a client address belongs to, as the verifier's turns count them: an IPv4 /24 or an IPv6 /64, which
@@ -19,8 +20,7 @@ enum ClientNetwork {
         if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
             return Self.network(ofIPv4: Array(bytes[12..<16]))
         }
-        let digits = Array("0123456789abcdef")
-        return "v6:" + String(bytes[0..<8].flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
+        return "v6:" + Hex.encode(bytes[0..<8])
     }
 
     private static func network(ofIPv4 bytes: [UInt8]) -> String {
