@@ -141,6 +141,10 @@ final class SQLiteBatchSink: AuditBatchSink {
     private var connectedFile: SQLiteAuditSchema.FileIdentity?
     /// Prepared with ``connection``, dropped with it.
     private var appender: SQLiteAuditSchema.Appender?
+    /// Whether the connection was opened since the WAL was last tracked: SQLite may then have made a new WAL file.
+    private var walMayBeNew = true
+    /// Set once the WAL SQLite writes was found deleted or replaced under its name: no more records until restart.
+    private var walLost: AuditStoreError?
     private let walSync: WALSync?
 
     init(path: String, options: AuditStoreOptions) {
@@ -170,6 +174,7 @@ final class SQLiteBatchSink: AuditBatchSink {
         try connection.exec("PRAGMA journal_size_limit = \(Self.walSizeLimit)")
         self.connection = connection
         self.connectedFile = SQLiteAuditSchema.FileIdentity(path: self.path)
+        self.walMayBeNew = true
         return connection
     }
 
@@ -189,6 +194,7 @@ final class SQLiteBatchSink: AuditBatchSink {
     }
 
     func append(_ records: [AuditRecord]) throws(AuditStoreError) -> [Int64] {
+        if let walLost = self.walLost { throw walLost }
         try self.checkFile()
         let sequences: [Int64]
         do throws(SQLiteError) {
@@ -210,11 +216,43 @@ final class SQLiteBatchSink: AuditBatchSink {
         }
         // Committed, not durable yet. If the WAL can't be tracked the batch fails: its calls are refused, and its
         // requests show outcome `unknown`; its records are in the store and must not be written again.
+        guard let walSync = self.walSync else { return sequences }
+        let tracked: Bool
         do throws(AuditStoreError) {
-            try self.walSync?.track()
+            tracked = try walSync.track(acceptingNewFile: self.walMayBeNew)
         } catch {
             throw error.afterCommit
         }
+        guard tracked else { return try self.walDeletedOrReplaced(sequences) }
+        self.walMayBeNew = false
+        return sequences
+    }
+
+    /// The WAL SQLite writes is no longer the file at its name (`rm guard.db-wal`, maybe with another file put
+    /// there): the batch just committed is in a file a crash would lose, and syncing the file at the path would not
+    /// make it durable. A checkpoint copies the whole WAL into the database file and syncs that: the batch is then
+    /// durable, and goes through. The store then takes no more records until milvus-guard restarts (a connection
+    /// reopened now would meet another WAL, or other guards still writing to the deleted one, which SQLite documents
+    /// as a way to corrupt a database). Before, records went on into the deleted file while the syncer synced the
+    /// new one, and a SIGKILL lost acknowledged mutations that verify did not miss (a review with the sqlite3 shell).
+    private func walDeletedOrReplaced(_ sequences: [Int64]) throws(AuditStoreError) -> [Int64] {
+        let failure = AuditStoreError(
+            "audit store unavailable: \(self.path)-wal was deleted or replaced while milvus-guard wrote to it; what "
+                + "was written is in \(self.path) now, and the store takes no more records until milvus-guard restarts"
+        )
+        self.walLost = failure
+        guard let db = self.connection else { throw failure.afterCommit }
+        // (busy, frames in the WAL, frames checkpointed): complete when not busy and all were copied.
+        let complete: Bool
+        do throws(SQLiteError) {
+            let checkpoint = try db.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
+            complete =
+                try checkpoint.step() == .row && checkpoint.int64(at: 0) == 0
+                && checkpoint.int64(at: 1) == checkpoint.int64(at: 2)
+        } catch {
+            throw failure.afterCommit
+        }
+        guard complete else { throw failure.afterCommit }
         return sequences
     }
 
@@ -223,8 +261,20 @@ final class SQLiteBatchSink: AuditBatchSink {
         return (try? SQLiteAuditSchema.chainHead(db)) ?? nil
     }
 
+    /// Free space below which the probe says the store is not writable: an empty transaction writes nothing, so it
+    /// succeeded on a full disk, and `/readyz` said ready while every mutation was refused (a review found it).
+    static let probeFreeBytes: UInt64 = 64 << 10
+
     func probe() throws(AuditStoreError) {
+        if let walLost = self.walLost { throw walLost }
         try self.checkFile()
+        var space = statvfs()
+        if statvfs(self.path, &space) == 0 {
+            let free = UInt64(space.f_bavail) * UInt64(space.f_frsize)
+            if free < Self.probeFreeBytes {
+                throw .unavailable("disk full (\(self.path): \(free) bytes free)")
+            }
+        }
         do {
             let db = try self.connect()
             try db.transaction(.immediate) { () throws(SQLiteError) in }

@@ -53,17 +53,26 @@ final class WALSync: AuditSyncer {
         self.path = databasePath + "-wal"
     }
 
-    /// Opens the WAL if it is not open yet or the path names a new file. Call after each commit (the WAL exists
-    /// then), before handing the batch to ``sync()``.
+    /// Opens the WAL if it is not open yet or, with `acceptingNewFile`, the path names a new file. Call after each
+    /// commit (the WAL exists then), before handing the batch to ``sync()``.
+    ///
+    /// A new file at the path is SQLite's only when its connection to the database was just opened: while it is
+    /// open, no other connection deletes the WAL (SQLite does that on closing the last one). Otherwise the WAL SQLite
+    /// writes was deleted or replaced behind its back, and a sync of the file at the path would not cover it.
+    /// - Returns: false when the WAL at the path is missing or another file than the one tracked, and
+    ///   `acceptingNewFile` is false (nothing changes).
     /// - Throws: ``AuditStoreError`` if the file or its folder can't be opened or synced.
-    func track() throws(AuditStoreError) {
+    func track(acceptingNewFile: Bool) throws(AuditStoreError) -> Bool {
         var info = stat()
-        guard stat(self.path, &info) == 0 else { throw Self.failure("cannot stat", self.path) }
-        if let open = self.current.withLock({ $0 }), open.device == UInt64(info.st_dev),
-            open.inode == UInt64(info.st_ino)
-        {
-            return
+        let open = self.current.withLock { $0 }
+        guard stat(self.path, &info) == 0 else {
+            if open != nil, !acceptingNewFile, errno == ENOENT { return false }
+            throw Self.failure("cannot stat", self.path)
         }
+        if let open, open.device == UInt64(info.st_dev), open.inode == UInt64(info.st_ino) {
+            return true
+        }
+        if open != nil, !acceptingNewFile { return false }
         let fd = Glibc.open(self.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.failure("cannot open", self.path) }
         // The file this descriptor is on (the path may have changed again since the stat).
@@ -76,6 +85,7 @@ final class WALSync: AuditSyncer {
         // A new file's name is durable only once its folder is synced.
         try Self.syncFolder(of: self.path)
         self.current.withLock { $0 = descriptor }
+        return true
     }
 
     /// The file ``sync()`` syncs, nil before the first ``track()``.

@@ -55,8 +55,9 @@ public struct ReloadCommand: ParsableCommand {
         print("reload requested of milvus-guard (pid \(pid)); its log says whether the new policy is in force")
     }
 
-    /// The pid in the file, if that process is a milvus-guard (a stale file must not make us signal a
-    /// process that reused the number).
+    /// The pid in the file, if that process is a milvus-guard serving (a stale file must not make us signal a
+    /// process that reused the number): its command line has `serve`, and its program is named milvus-guard or is
+    /// this very binary (a renamed or versioned copy, `/opt/guard-1.4`, was not recognized before).
     static func runningGuard(pidFile: String) -> pid_t? {
         guard let data = FileManager.default.contents(atPath: pidFile),
             let text = String(data: data, encoding: .utf8),
@@ -64,9 +65,11 @@ public struct ReloadCommand: ParsableCommand {
             let commandLine = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
         else { return nil }
         let arguments = commandLine.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let program = arguments.first, program.hasSuffix("milvus-guard"), arguments.contains("serve") else {
-            return nil
-        }
+        guard let program = arguments.first, arguments.contains("serve") else { return nil }
+        if program.hasSuffix("milvus-guard") { return pid }
+        let ours = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let theirs = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        guard let ours, ours == theirs else { return nil }
         return pid
     }
 }

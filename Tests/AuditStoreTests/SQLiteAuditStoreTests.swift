@@ -422,6 +422,30 @@ struct SQLiteAuditStoreTests {
         #expect(store.failure == nil)
     }
 
+    @Test(
+        "A WAL deleted or replaced while the store writes: the batch is checkpointed into the file, then no more",
+        arguments: [false, true]
+    )
+    func walDeletedOrReplaced(replaced: Bool) throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        #expect(write([fullRequest(1)], to: store).first?.sequence == 1)
+        #expect(unlink(path + "-wal") == 0)
+        if replaced { #expect(creat(path + "-wal", 0o600) >= 0) }
+        // Committed to the deleted file, then copied into guard.db: durable, so it goes through.
+        #expect(write([fullRequest(2)], to: store, firstToken: 2).first?.sequence == 2)
+        let refused = write([fullRequest(3)], to: store, firstToken: 3).first?.error
+        #expect(refused?.message.contains("guard.db-wal was deleted or replaced while milvus-guard wrote to it") == true)
+        #expect(!store.isWritable)
+        // guard.db alone (what a crash would leave, the WAL gone) holds both records.
+        let copy = folder.file("copy.db")
+        #expect(try sqlite3(path, "VACUUM INTO '\(copy)'").status == 0)
+        let reader = try SQLiteAuditReader(path: copy)
+        #expect(try reader.query(AuditQuery()).map(\.id) == [1, 2])
+    }
+
     @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")
     func closeCheckpoints() throws {
         let folder = try TemporaryDirectory()

@@ -182,7 +182,7 @@ struct WALSyncTests {
         #expect(
             throws: AuditStoreError.unavailable("cannot stat \(folder.file("audit.db-wal")): No such file or directory")
         ) {
-            try sync.track()
+            try sync.track(acceptingNewFile: true)
         }
         // Nothing tracked, nothing to sync.
         try sync.sync()
@@ -201,20 +201,26 @@ struct WALSyncTests {
             return db
         }
         var db: SQLiteConnection? = try commit()
-        try sync.track()
+        #expect(try sync.track(acceptingNewFile: true))
         let first = try #require(sync.trackedFile)
         try sync.sync()
-        try sync.track()
+        #expect(try sync.track(acceptingNewFile: false))
         #expect(sync.trackedFile == first)
 
         // The last connection's close deletes the WAL; the next commit creates another file.
         db = nil
         #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
         db = try commit()
-        try sync.track()
+        // A new file while the connection stays open is not SQLite's: refused, the tracked file kept.
+        #expect(try !sync.track(acceptingNewFile: false))
+        #expect(sync.trackedFile == first)
+        #expect(try sync.track(acceptingNewFile: true))
         let second = try #require(sync.trackedFile)
         #expect(second != first)
         try sync.sync()
+        // A WAL deleted under an open connection is not followed either.
+        #expect(unlink(path + "-wal") == 0)
+        #expect(try !sync.track(acceptingNewFile: false))
         _ = db
     }
 }
