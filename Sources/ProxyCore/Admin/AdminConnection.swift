@@ -37,6 +37,10 @@ final class AdminConnection: LoopHandler {
     private var inputEnded = false
     /// The number of the request whose answer is worked out off the loop (``AdminWorker/awaitAnswer(for:)``).
     private(set) var pendingRequest: UInt64?
+    /// When it was accepted.
+    let openedAt = EventLoop.now()
+    /// Whether its request is still arriving (a client that has not sent a whole head yet).
+    var isReading: Bool { self.state == .reading }
 
     init(worker: AdminWorker, socket: Socket) throws {
         self.worker = worker

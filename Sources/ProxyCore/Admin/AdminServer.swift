@@ -178,11 +178,17 @@ final class AdminWorker: LoopHandler {
                 return
             }
             guard let socket else { return }
-            guard self.connections.count < self.configuration.maxConnections else {
-                // Accepting and closing at once empties the backlog, which refusing to accept would not.
+            if self.connections.count >= self.configuration.maxConnections {
+                // At the limit, the oldest connection whose request has not arrived yet makes room: slow clients
+                // holding every slot made /healthz fail 20 probes of 27 (a review). With none, the new one is
+                // closed at once (accepting and closing empties the backlog, which refusing to accept would not).
+                let oldestReading = self.connections.values.filter(\.isReading).min { $0.openedAt < $1.openedAt }
                 self.logger.notice("admin connection limit reached", metadata: ["peer": "\(socket.peer)"])
-                socket.close()
-                continue
+                guard let oldestReading else {
+                    socket.close()
+                    continue
+                }
+                oldestReading.close()
             }
             do {
                 let connection = try AdminConnection(worker: self, socket: socket)
