@@ -63,6 +63,11 @@ public struct MilvusCall: Hashable, Sendable {
         return names
     }
 
+    /// The longest database, collection, alias or partition name accepted: Milvus's own limit
+    /// (`proxy.maxNameLength`) is 255 by default. A request may carry a name of hundreds of MiB, which would go into
+    /// the refusal's message, its record and the log.
+    public static let maxNameBytes = 1_024
+
     /// The first database, collection, alias or partition name that no Milvus creates, with what it names
     /// (`"collection"`); nil when there is none.
     ///
@@ -71,18 +76,20 @@ public struct MilvusCall: Hashable, Sendable {
     /// Milvus can hold, so refusing it loses nothing; forwarded, it reaches a server that may read the name its own
     /// way: milvus-lite makes file paths of names (a Delete in `sandbox` on `../../../collections/books` removed
     /// rows of `default.books`), and Milvus releases that trim spaces before a lookup would take ` books` for
-    /// `books`, while the policy checked the name as sent.
+    /// `books`, while the policy checked the name as sent. Nor longer than ``maxNameBytes``.
     public var unacceptableName: (kind: String, name: String)? {
         func acceptable(_ name: String) -> Bool {
             name == "*"
-                || name.utf8.allSatisfy { byte in
-                    switch byte {
-                    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                        UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "$"), UInt8(ascii: "-"):
-                        true
-                    default: false
+                || name.utf8.count <= Self.maxNameBytes
+                    && name.utf8.allSatisfy { byte in
+                        switch byte {
+                        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "$"),
+                            UInt8(ascii: "-"):
+                            true
+                        default: false
+                        }
                     }
-                }
         }
         let named: [(String, [String])] = [
             ("database", [self.database] + (self.newDatabase.map { [$0] } ?? [])),

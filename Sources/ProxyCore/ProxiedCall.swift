@@ -180,7 +180,7 @@ final class ProxiedCall {
         guard let client = self.client, var gate = self.gate.take() else { return }
         guard client.reserveHeld(bytes.count) else {
             self.gate = gate
-            self.refuse(GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later"))
+            self.respond(GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later"))
             client.session.consume(streamID: self.clientStreamID, count: bytes.count)
             return
         }
@@ -188,7 +188,7 @@ final class ProxiedCall {
             guard client.worker.services.reserveUnproven(bytes.count, network: client.network) else {
                 client.releaseHeld(bytes.count)
                 self.gate = gate
-                self.refuse(
+                self.respond(
                     self.unprovenRefusal()
                         ?? GRPCStatus(
                             .resourceExhausted,
@@ -212,7 +212,7 @@ final class ProxiedCall {
             try gate.append(bytes)
         } catch {
             self.gate = gate
-            self.refuse(error.status)
+            self.respond(error.status)
             return
         }
         let decideNow = gate.decidesOnFirstMessage && gate.hasMessage
@@ -262,7 +262,7 @@ final class ProxiedCall {
     private func refusedForHoldingUnproven() -> Bool {
         guard let held = self.gate?.heldBytes, held > Self.unprovenHoldLimit, let status = self.unprovenRefusal()
         else { return false }
-        self.refuse(status)
+        self.respond(status)
         return true
     }
 
@@ -289,7 +289,7 @@ final class ProxiedCall {
     private func decide(atEnd: Bool) {
         // A caller known not to be let through gets no inflating: a 64 KiB gzip request can inflate to 64 MiB.
         if self.gate?.holdsCompressedMessage == true, let status = self.unprovenRefusal() {
-            self.refuse(status)
+            self.respond(status)
             return
         }
         guard self.client != nil, var gate = self.gate.take() else { return }
@@ -299,7 +299,7 @@ final class ProxiedCall {
             (decoded, forward) = try gate.decide(atEnd: atEnd)
         } catch {
             self.gate = gate
-            self.refuse(error.status)
+            self.respond(error.status)
             return
         }
         self.milvusCall = decoded
@@ -350,7 +350,11 @@ final class ProxiedCall {
 
     /// The request record is durable (nil): forward; or it can't be written: refuse, never forward.
     func auditSettled(_ refusal: GRPCStatus?) {
-        guard let client = self.client, !self.responseFinished, !self.clientClosed else { return }
+        guard let client = self.client, !self.responseFinished, !self.clientClosed else {
+            // Ended meanwhile (its deadline): the body that waited goes back to the budgets.
+            self.discardPendingBody()
+            return
+        }
         guard let refusal else {
             client.worker.pool.start(self)
             return
@@ -373,19 +377,13 @@ final class ProxiedCall {
         self.pendingHeld = 0
     }
 
-    /// Refuses the call from the gate and gives its held bytes back to the budgets. A client still sending its
-    /// request is then told to stop with RST_STREAM NO_ERROR once the response is out (RFC 9113 §8.1): the stream
-    /// closes (and the refusal is recorded) then, not whenever the client ends its side.
-    private func refuse(_ status: GRPCStatus) {
+    /// Lets go of the request held in the gate: its bytes go back to the budgets.
+    private func releaseGate() {
         if let gate = self.gate {
             self.gate = nil
             self.client?.releaseHeld(gate.heldBytes)
         }
         self.releaseUnproven()
-        self.respond(status)
-        if !self.requestEnded, !self.clientClosed, let client = self.client {
-            client.session.resetAfterResponse(streamID: self.clientStreamID)
-        }
     }
 
     /// The client ended its side (END_STREAM, or trailers).
@@ -636,7 +634,7 @@ final class ProxiedCall {
     /// already decided and forwarded (a stream whose first message was enough) goes on.
     func requestTimedOut(after milliseconds: Int) {
         guard self.gate != nil, !self.responseFinished, !self.clientClosed else { return }
-        self.refuse(
+        self.respond(
             GRPCStatus(
                 .deadlineExceeded,
                 "request not complete after \(DurationText.seconds(milliseconds: milliseconds)) (limits.request_timeout)"
@@ -645,13 +643,18 @@ final class ProxiedCall {
     }
 
     /// Answers the client with a trailers-only status (the proxy's own refusal or failure).
+    /// A request still held is let go, and a client still sending its request is told to stop with RST_STREAM
+    /// NO_ERROR once the response is out (RFC 9113 §8.1): the stream closes (and the refusal is recorded) then, not
+    /// whenever the client ends its side.
     func respond(_ status: GRPCStatus) {
         guard let client = self.client, !self.clientClosed, !self.responseStarted else { return }
+        self.releaseGate()
         self.responseStarted = true
         self.responseFinished = true
         self.finalStatus = String(status.code.rawValue)
         self.guardStatus = status
         try? client.session.submitResponse(streamID: self.clientStreamID, status.trailersOnlyHeaders, endStream: true)
+        if !self.requestEnded { client.session.resetAfterResponse(streamID: self.clientStreamID) }
         client.markDirty()
         if status.code != .ok {
             client.logger.debug(

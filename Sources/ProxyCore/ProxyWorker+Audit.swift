@@ -301,6 +301,9 @@ extension ProxyWorker {
                 record.message = "cancelled by the client before an answer"
             }
             record.durationMilliseconds = Double(EventLoop.now() - call.startedAt) / 1_000_000
+            if let message = record.message, message.utf8.count > Self.recordedTextLimit {
+                record.message = Self.recorded(message)
+            }
         }
     }
 
@@ -329,8 +332,8 @@ extension ProxyWorker {
     static func describe(_ decoded: borrowing MilvusCall, in record: inout AuditRecord) {
         record.rpc = decoded.rpc.name
         record.action = decoded.rpc.actionClass.rawValue
-        record.database = decoded.database
-        record.collection = decoded.collection
+        record.database = Self.recorded(decoded.database)
+        record.collection = decoded.collection.map(Self.recorded)
         record.partitions = Self.recorded(decoded.partitions)
         record.filter = decoded.filter.map(Self.recorded)
         record.rows = decoded.rowCount.map(Int64.init)

@@ -97,9 +97,11 @@ extension ProxyWorker {
             return GRPCStatus(.invalidArgument, "\(decoded.rpc.name) request names no database (db_name is empty)")
         }
         if let (kind, name) = decoded.unacceptableName {
+            let shown = name.utf8.count <= 128 ? "\"\(name)\"" : "\"\(name.prefix(64))…\" (\(name.utf8.count) bytes)"
             return GRPCStatus(
                 .invalidArgument,
-                "\(kind) name \"\(name)\" is not a Milvus name (ASCII letters, digits, _ $ -)"
+                "\(kind) name \(shown) is not a Milvus name (at most \(MilvusCall.maxNameBytes) bytes of ASCII "
+                    + "letters, digits, _ $ -)"
             )
         }
         return nil

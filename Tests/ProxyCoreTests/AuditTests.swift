@@ -271,6 +271,28 @@ struct AuditTests {
         #expect(setup.upstream.record.value.requests.isEmpty)
     }
 
+    @Test("A request cut short by its own grpc-timeout is let go, reset with NO_ERROR after the answer, and recorded")
+    func deadlineBeforeTheRequestEnds() throws {
+        let setup = try self.setUp()
+        let body = PolicyEnforcementTests.body(collection: "books")
+        let headers = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "DropCollection",
+            metadata: [PolicyEnforcementTests.token("root:Milvus"), HeaderField("grpc-timeout", "200m")]
+        )
+        let streamID = try setup.client.open(headers)
+        setup.client.session.enqueueData(streamID: streamID, Array(body.prefix(body.count / 2)))
+        try setup.client.run(timeoutMilliseconds: 5_000) { $0.streams[streamID]?.closedWith != nil }
+        let ended = try #require(setup.client.streams[streamID])
+        #expect(ended.grpcStatus == "4")
+        #expect(ended.closedWith == HTTP2ErrorCode.noError)
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 1)
+        #expect(records[0].kind == .refusal)
+        #expect(records[0].status == 4)
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
     @Test("A request header list over the limit is reset at once (ENHANCE_YOUR_CALM) and recorded as refused")
     func oversizedHeaderList() throws {
         let setup = try self.setUp { $0.maxHeaderListBytes = 4_096 }

@@ -1,5 +1,6 @@
 import Glibc
 import NGHTTP2Support
+import ProtoWire
 import Testing
 import ZlibSupport
 
@@ -140,6 +141,30 @@ struct InspectionTests {
         #expect(result.grpcStatus == "3")
         #expect(result.grpcMessage?.hasPrefix("milvus-guard: \(kind) name ") == true, "\(result.grpcMessage ?? "-")")
         #expect(record.requests.isEmpty)
+    }
+
+    @Test("A name longer than 1 KiB is refused, and the refusal shows only its start and length")
+    func longName() throws {
+        var message = WireWriter()
+        message.writeStringField(3, String(repeating: "a", count: 2_000))
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+            body: TestClient.rawGRPCFrame(message.bytes)
+        )
+        #expect(result.grpcStatus == "3")
+        #expect(
+            result.grpcMessage.map(GRPCStatus.percentDecoded)
+                == "milvus-guard: collection name \"\(String(repeating: "a", count: 64))…\" (2000 bytes) is not a Milvus "
+                + "name (at most 1024 bytes of ASCII letters, digits, _ $ -)"
+        )
+        #expect(record.requests.isEmpty)
+        var fits = WireWriter()
+        fits.writeStringField(3, String(repeating: "a", count: 1_024))
+        let (accepted, _) = try self.run(
+            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+            body: TestClient.rawGRPCFrame(fits.bytes)
+        )
+        #expect(accepted.grpcStatus == "0")
     }
 
     @Test("Names Milvus creates, and * for every collection of a grant, are forwarded")
