@@ -84,7 +84,8 @@ final class AuditWriter: Sendable {
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
     /// Set when mutations' requests, committed on their own, were refused for what they are (SQLite said
-    /// constraint, too big…: no retry cures it, so the store is not a failing one), cleared by the next commit. A store
+    /// constraint, too big…: no retry cures it, so the store is not a failing one), cleared by the next commit of
+    /// mutations' requests (not by one of outcomes or refusals alone, which a store may take while it refuses those). A store
     /// that takes transactions but refuses every record (a trigger or a constraint added behind the guard's back)
     /// refuses every mutation: for /readyz it is not writable, though the probe succeeds.
     private let refusingRequests = Atomic<Bool>(false)
@@ -345,7 +346,6 @@ final class AuditWriter: Sendable {
             nextHead = Self.monotonicMilliseconds() + Int64(self.headMilliseconds)
         }
         func committed(_ count: Int) {
-            self.refusingRequests.store(false, ordering: .releasing)
             self.markWritable()
             self.batchesCommitted.add(1, ordering: .relaxed)
             self.recordsCommitted.add(count, ordering: .relaxed)
@@ -461,6 +461,7 @@ final class AuditWriter: Sendable {
                 do throws(AuditStoreError) {
                     let sequences = try append(batch.records)
                     committed(batch.count)
+                    if batch.awaitedRequests > 0 { self.refusingRequests.store(false, ordering: .releasing) }
                     reportWritten(batch.waiters, sequences, awaited: batch.awaitedRequests)
                 } catch {
                     failed(error)
@@ -483,10 +484,11 @@ final class AuditWriter: Sendable {
                     }
                     if let retried {
                         committed(waiting.count)
+                        if waiting.awaitedRequests > 0 { self.refusingRequests.store(false, ordering: .releasing) }
                         reportWritten(waiting.waiters, retried, awaited: waiting.awaitedRequests)
                     } else {
                         // Their calls are refused: no outcome will end them.
-                        if !error.retryable, !error.committed, self.failedSync == nil {
+                        if !error.retryable, !error.committed, self.failedSync == nil, waiting.awaitedRequests > 0 {
                             self.lastFailure.withLock { $0 = error }
                             self.refusingRequests.store(true, ordering: .releasing)
                         }

@@ -270,8 +270,8 @@ final class SQLiteBatchSink: AuditBatchSink {
         try self.checkFile()
         var space = statvfs()
         if statvfs(self.path, &space) == 0 {
-            let free = UInt64(space.f_bavail) * UInt64(space.f_frsize)
-            if free < Self.probeFreeBytes {
+            let (free, overflow) = UInt64(space.f_bavail).multipliedReportingOverflow(by: UInt64(space.f_frsize))
+            if !overflow, free < Self.probeFreeBytes {
                 throw .unavailable("disk full (\(self.path): \(free) bytes free)")
             }
         }

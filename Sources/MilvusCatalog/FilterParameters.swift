@@ -77,57 +77,74 @@ struct FilterParameters {
     /// `schema.TemplateArrayValue`, a oneof of 1 BoolArray, 2 LongArray, 3 DoubleArray, 4 StringArray,
     /// 5 TemplateArrayValueArray, 6 JSONArray (each with its elements in field 1): the member sent again adds its
     /// elements, another member replaces them.
+    /// Keeps the first ``WireLimits/maxRepeatedValues`` elements and counts the rest (`dropped`): they are shown,
+    /// never decided on, and a packed array costs a byte per element on the wire but a `String` each here (a 64 MiB
+    /// request made 64 million of them).
     private struct ArrayValue {
         var member: UInt32 = 0
         var elements: [String] = []
+        var dropped = 0
 
-        var json: String { "[" + self.elements.joined(separator: ",") + "]" }
+        var json: String {
+            let more = self.dropped > 0 ? [JSONString.quoted("… \(self.dropped) more values")] : []
+            return "[" + (self.elements + more).joined(separator: ",") + "]"
+        }
 
         mutating func merge(_ reader: inout WireReader) throws(WireError) {
+            let limit = reader.limits.maxRepeatedValues
             while let field = try reader.nextField() {
                 guard (1...6).contains(field.number) else { continue }
-                if field.number != self.member { (self.member, self.elements) = (field.number, []) }
+                if field.number != self.member { (self.member, self.elements, self.dropped) = (field.number, [], 0) }
                 var nested = try reader.nestedReader(for: field)
                 while let element = try nested.nextField() {
                     guard element.number == 1 else { continue }
                     switch field.number {
-                    case 1: try Self.scalars(element, fixed: false, into: &self.elements) { $0 != 0 ? "true" : "false" }
-                    case 2:
-                        try Self.scalars(element, fixed: false, into: &self.elements) { String(Int64(bitPattern: $0)) }
+                    case 1: try self.scalars(element, fixed: false, limit: limit) { $0 != 0 ? "true" : "false" }
+                    case 2: try self.scalars(element, fixed: false, limit: limit) { String(Int64(bitPattern: $0)) }
                     case 3:
-                        try Self.scalars(element, fixed: true, into: &self.elements) {
+                        try self.scalars(element, fixed: true, limit: limit) {
                             FilterParameters.number(Double(bitPattern: $0))
                         }
-                    case 4: self.elements.append(JSONString.quoted(try element.stringValue()))
+                    case 4:
+                        let text = try element.stringValue()  // checked (UTF-8) even when it is not kept
+                        self.keep(JSONString.quoted(text), limit: limit)
                     case 5:
                         // Each element of the repeated field is a TemplateArrayValue of its own.
                         var array = try nested.nestedReader(for: element)
                         var inner = ArrayValue()
                         try inner.merge(&array)
-                        self.elements.append(inner.json)
+                        self.keep(inner.json, limit: limit)
                     default:
-                        self.elements.append(
-                            JSONString.quoted(String(decoding: try element.bytesValue(), as: UTF8.self))
-                        )
+                        let bytes = try element.bytesValue()
+                        self.keep(JSONString.quoted(String(decoding: bytes, as: UTF8.self)), limit: limit)
                     }
                 }
             }
         }
 
+        private mutating func keep(_ element: @autoclosure () -> String, limit: Int) {
+            if self.elements.count < limit {
+                self.elements.append(element())
+            } else {
+                self.dropped += 1
+            }
+        }
+
         /// A repeated scalar element: one value, or a packed run of them (varints, or with `fixed` 8-byte doubles).
-        private static func scalars(
+        private mutating func scalars(
             _ element: WireField,
             fixed: Bool,
-            into elements: inout [String],
+            limit: Int,
             _ render: (UInt64) -> String
         ) throws(WireError) {
             switch element.value {
-            case .varint(let value) where !fixed: elements.append(render(value))
-            case .fixed64(let value) where fixed: elements.append(render(value))
+            case .varint(let value) where !fixed: self.keep(render(value), limit: limit)
+            case .fixed64(let value) where fixed: self.keep(render(value), limit: limit)
             case .lengthDelimited:
                 var packed = WireReader(try element.bytesValue())
                 while !packed.isAtEnd {
-                    elements.append(render(try fixed ? packed.readFixed64() : packed.readVarint()))
+                    let value = try fixed ? packed.readFixed64() : packed.readVarint()
+                    self.keep(render(value), limit: limit)
                 }
             default:
                 throw WireError(.unexpectedWireType, at: element.offset)

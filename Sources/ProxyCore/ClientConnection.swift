@@ -157,6 +157,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         self.calls[streamID] = call
 
         if oversized {
+            // The client's doing (an HPACK bomb, say): it counts toward refusals_per_minute.
+            call.verdict = .failed
             call.respond(
                 GRPCStatus(
                     .resourceExhausted,

@@ -225,6 +225,25 @@ struct MemoryAuditStoreTests {
         #expect(store.records == [fullRequest(2)])
     }
 
+    @Test("A store refusing mutations' records stays not writable while it takes outcomes, until a request commits")
+    func refusingRequestsOnly() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 5)
+        defer { store.close() }
+        let refused = AuditStoreError("audit store unavailable: g.db refused a record: planted", retryable: false)
+        store.failRecords(with: refused) { $0.kind == .request }
+        #expect(write([fullRequest(1)], to: store).first?.error == refused)
+        #expect(!store.isWritable)
+        // An outcome (nobody waits for it) commits: that says nothing about the mutations' records.
+        #expect(store.submit(outcome(7), token: 7, listener: nil))
+        #expect(waitUntil { store.records.count == 1 })
+        usleep(20_000)  // a few probes
+        #expect(!store.isWritable)
+        #expect(store.failure == refused)
+        store.failRecords(with: refused) { _ in false }
+        #expect(write([fullRequest(2)], to: store, firstToken: 2).first?.sequence == 2)
+        #expect(store.isWritable)
+    }
+
     @Test("What the store still refuses when it closes is counted as lost")
     func lostAtClose() throws {
         let store = try MemoryAuditStore(probeMilliseconds: 10)

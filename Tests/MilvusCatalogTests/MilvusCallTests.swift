@@ -151,6 +151,31 @@ struct MilvusCallTests {
         #expect(WireLimits.default.maxRepeatedValues == 65_536)
     }
 
+    @Test("A template array keeps its first maxRepeatedValues elements and says how many more there were")
+    func templateArrayCap() throws {
+        var packed = WireWriter()
+        for value in 1...5 { packed.writeVarint(UInt64(value)) }
+        let delete = message { writer in
+            writer.writeStringField(3, "books")
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, "ids")
+                // TemplateValue 5 array_val: TemplateArrayValue 2 long_data: LongArray 1 data (packed).
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in
+                        array.writeMessageField(2) { $0.writeBytesField(1, packed.bytes) }
+                    }
+                }
+            }
+        }
+        let call = try MilvusCall(
+            decoding: delete[...],
+            rpc: try descriptor("Delete"),
+            metadataDatabase: nil,
+            limits: WireLimits(maxRepeatedValues: 3)
+        )
+        #expect(call.filterParameters == #"{"ids":[1,2,3,"… 2 more values"]}"#)
+    }
+
     @Test("A message larger than the limit is refused before decoding")
     func messageSize() throws {
         let bytes = message { $0.writeStringField(3, "docs") }

@@ -377,6 +377,17 @@ struct AdminServerTests {
         #expect(try second.exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status == 200)
     }
 
+    @Test("At maxConnections a connection whose answer is out, left open by its client, makes room too")
+    func lingeringConnectionsMakeRoom() throws {
+        let server = try Self.start(timeoutMilliseconds: 30_000, maxConnections: 2)
+        defer { Self.stop(server) }
+        // Two clients that ask and then neither read nor close: their connections linger with the answer out.
+        let lingering = try (0..<2).map { _ in try AdminTestClient(port: server.boundPort) }
+        for client in lingering { try client.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") }
+        usleep(200_000)
+        #expect(try AdminTestClient.request(port: server.boundPort, "/healthz").status == 200)
+    }
+
     @Test("shutdown() from another thread closes open connections and the listener, and ends the thread")
     func shutdown() throws {
         let server = try Self.start()

@@ -179,16 +179,19 @@ final class AdminWorker: LoopHandler {
             }
             guard let socket else { return }
             if self.connections.count >= self.configuration.maxConnections {
-                // At the limit, the oldest connection whose request has not arrived yet makes room: slow clients
-                // holding every slot made /healthz fail 20 probes of 27 (a review). With none, the new one is
-                // closed at once (accepting and closing empties the backlog, which refusing to accept would not).
-                let oldestReading = self.connections.values.filter(\.isReading).min { $0.openedAt < $1.openedAt }
+                // At the limit, a connection whose answer is out makes room, else the oldest one whose request has
+                // not arrived yet: slow clients holding every slot made /healthz fail 20 probes of 27 (a review).
+                // With none, the new one is closed at once (accepting and closing empties the backlog, which
+                // refusing to accept would not).
+                let victim =
+                    self.connections.values.first(where: \.isLingering)
+                    ?? self.connections.values.filter(\.isEvictable).min { $0.openedAt < $1.openedAt }
                 self.logger.notice("admin connection limit reached", metadata: ["peer": "\(socket.peer)"])
-                guard let oldestReading else {
+                guard let victim else {
                     socket.close()
                     continue
                 }
-                oldestReading.close()
+                victim.close()
             }
             do {
                 let connection = try AdminConnection(worker: self, socket: socket)
