@@ -242,12 +242,13 @@ final class SQLiteBatchSink: AuditBatchSink {
         )
         self.walLost = failure
         guard let db = self.connection else { throw failure.afterCommit }
-        // (busy, frames in the WAL, frames checkpointed): complete when not busy and all were copied.
+        // (busy, frames in the WAL, frames checkpointed): complete when every frame was copied (and the store file
+        // synced after them), even if another connection kept the WAL from being truncated (busy).
         let complete: Bool
         do throws(SQLiteError) {
             let checkpoint = try db.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
             complete =
-                try checkpoint.step() == .row && checkpoint.int64(at: 0) == 0
+                try checkpoint.step() == .row && checkpoint.int64(at: 1) >= 0
                 && checkpoint.int64(at: 1) == checkpoint.int64(at: 2)
         } catch {
             throw failure.afterCommit
