@@ -111,6 +111,13 @@ public final class ProxyServer: Sendable {
         }
         let services = try SharedServices(limits: self.descriptorBoundLimits(), audit: self.audit)
         defer { services.stop() }
+        self.metrics.readBudgets { [services] in
+            [
+                ("requests", services.heldBudget.current), ("responses", services.responseBudget.current),
+                ("unproven", services.unprovenBudget.current),
+            ]
+        }
+        defer { self.metrics.readBudgets(from: nil) }
         var threads: [LoopThread] = []
         for (index, mailbox) in self.mailboxes.enumerated() {
             let configuration = self.configuration

@@ -360,7 +360,12 @@ struct InspectionTests {
             try slow.run(timeoutMilliseconds: 10_000) { client in
                 second.contains { client.streams[$0]?.closedWith == HTTP2ErrorCode.enhanceYourCalm }
             }
+            #expect(!proxy.server.metrics.render().contains("milvus_guard_held_bytes{budget=\"responses\"} 0\n"))
         }
+        // The client is gone: the bytes it left unread leave the budget.
+        #expect(
+            waitFor { proxy.server.metrics.render().contains("milvus_guard_held_bytes{budget=\"responses\"} 0\n") }
+        )
         // Once the client is gone everything is given back: another client gets a whole answer.
         let fast = try TestClient(port: proxy.port)
         let call = try fast.call(TestClient.grpcRequest(), body: TestClient.grpcFrame([3]), timeoutMilliseconds: 10_000)

@@ -242,6 +242,16 @@ struct PolicyEnforcementTests {
             body: TestClient.rawGRPCFrame(message.bytes)
         )
         #expect(whole.grpcStatus == "0", "\(whole.grpcMessage ?? "-")")
+        // The first unproven request is still held; once its connection is gone, every budget is back to 0.
+        let metrics = setup.proxy.server.metrics
+        #expect(metrics.render().contains("milvus_guard_held_bytes{budget=\"unproven\"} \(5 + (40 << 10))\n"))
+        setup.client.socket.close()
+        let released = waitFor {
+            let text = metrics.render()
+            return text.contains("milvus_guard_held_bytes{budget=\"unproven\"} 0\n")
+                && text.contains("milvus_guard_held_bytes{budget=\"requests\"} 0\n")
+        }
+        #expect(released, "\(metrics.render())")
         #expect(setup.proxy.stop())
     }
 

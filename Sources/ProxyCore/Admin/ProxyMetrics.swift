@@ -282,10 +282,20 @@ public final class LoopMetrics: Sendable {
 /// - `milvus_guard_upstream_errors_total{kind}`: non-zero kinds;
 /// - `milvus_guard_milvus_failures_total{rpc}`: recorded calls Milvus answered with gRPC OK and a failed status
 ///   (counted with status 0 in `milvus_guard_calls_total`), non-zero RPCs;
-/// - `milvus_guard_open_connections`: the client connections open now.
+/// - `milvus_guard_open_connections`: the client connections open now;
+/// - `milvus_guard_held_bytes{budget}`: bytes in the process-wide budgets now (while the proxy runs): `requests`
+///   held for inspection, `unproven` (the part of them of callers not proven yet), `responses` waiting for slow
+///   clients whose upstream window was given back.
 public final class ProxyMetrics: Sendable {
     /// The loops' tables, by loop index.
     public let loops: [LoopMetrics]
+    /// The running proxy's budgets, read when rendering (``ProxyServer`` sets them while it runs).
+    private let budgets = Mutex<(@Sendable () -> [(budget: String, bytes: Int)])?>(nil)
+
+    /// Where `milvus_guard_held_bytes` reads from; nil when nothing runs.
+    func readBudgets(from read: (@Sendable () -> [(budget: String, bytes: Int)])?) {
+        self.budgets.withLock { $0 = read }
+    }
 
     /// A registry for `loopCount` event loops (at least one).
     public init(loopCount: Int) {
@@ -377,6 +387,11 @@ public final class ProxyMetrics: Sendable {
         out += "# HELP milvus_guard_open_connections Client connections open now.\n"
         out += "# TYPE milvus_guard_open_connections gauge\n"
         out += "milvus_guard_open_connections \(table.openConnections)\n"
+        if let read = self.budgets.withLock({ $0 }) {
+            out += "# HELP milvus_guard_held_bytes Bytes in the process-wide budgets now, by budget.\n"
+            out += "# TYPE milvus_guard_held_bytes gauge\n"
+            for (budget, bytes) in read() { out += "milvus_guard_held_bytes{budget=\"\(budget)\"} \(bytes)\n" }
+        }
         Self.appendCounter(
             "milvus_guard_upstream_errors_total",
             help: "Upstream failures by kind.",
