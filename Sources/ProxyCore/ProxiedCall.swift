@@ -626,8 +626,12 @@ final class ProxiedCall {
         }
     }
 
-    /// Whether the request is still arriving into its gate (not yet complete and decided).
-    var isHoldingRequest: Bool { self.gate != nil }
+    /// Whether the request is still arriving into its gate (not yet complete and decided), from a client that may
+    /// send it: not while its password is checked, when the guard may keep the client's windows shut.
+    var isHoldingRequest: Bool {
+        if case .pending = self.identity { return false }
+        return self.gate != nil
+    }
 
     /// The request did not arrive whole within `limits.request_timeout` (checked once a second by the worker): a call
     /// still held in its gate is refused (its held bytes go back to the budgets, and the refusal is recorded). One
