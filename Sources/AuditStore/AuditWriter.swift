@@ -16,10 +16,14 @@ protocol AuditBatchSink: AnyObject {
     /// Makes appended batches durable on the writer's sync thread; nil when ``append(_:)`` is durable on return
     /// (or nothing is to be synced).
     var syncer: (any AuditSyncer)? { get }
+    /// Set when the sink wrote its last batch but will take no more (the SQLite store's WAL was deleted under it):
+    /// the store is then not writable from that commit on, not only from the next batch refused.
+    var takesNoMore: AuditStoreError? { get }
 }
 
 extension AuditBatchSink {
     var syncer: (any AuditSyncer)? { nil }
+    var takesNoMore: AuditStoreError? { nil }
 }
 
 /// The bounded queue and the writer thread shared by every ``AuditLog`` implementation.
@@ -346,7 +350,12 @@ final class AuditWriter: Sendable {
             nextHead = Self.monotonicMilliseconds() + Int64(self.headMilliseconds)
         }
         func committed(_ count: Int) {
-            self.markWritable()
+            if let failure = sink.takesNoMore {
+                self.lastFailure.withLock { $0 = failure }
+                self.writable.store(false, ordering: .releasing)
+            } else {
+                self.markWritable()
+            }
             self.batchesCommitted.add(1, ordering: .relaxed)
             self.recordsCommitted.add(count, ordering: .relaxed)
             unannounced = true

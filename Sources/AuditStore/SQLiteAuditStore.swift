@@ -145,6 +145,8 @@ final class SQLiteBatchSink: AuditBatchSink {
     private var walMayBeNew = true
     /// Set once the WAL SQLite writes was found deleted or replaced under its name: no more records until restart.
     private var walLost: AuditStoreError?
+
+    var takesNoMore: AuditStoreError? { self.walLost }
     private let walSync: WALSync?
 
     init(path: String, options: AuditStoreOptions) {

@@ -436,6 +436,7 @@ struct SQLiteAuditStoreTests {
         if replaced { #expect(creat(path + "-wal", 0o600) >= 0) }
         // Committed to the deleted file, then copied into guard.db: durable, so it goes through.
         #expect(write([fullRequest(2)], to: store, firstToken: 2).first?.sequence == 2)
+        #expect(!store.isWritable)  // from that commit on, for /readyz
         let refused = write([fullRequest(3)], to: store, firstToken: 3).first?.error
         #expect(refused?.message.contains("guard.db-wal was deleted or replaced while milvus-guard wrote to it") == true)
         #expect(!store.isWritable)
