@@ -87,12 +87,15 @@ final class AuditWriter: Sendable {
     /// Set by the first failed sync, then every batch fails with it.
     private let syncFailure = Mutex<AuditStoreError?>(nil)
     private let writable = Atomic<Bool>(true)
-    /// Set when mutations' requests, committed on their own, were refused for what they are (SQLite said
-    /// constraint, too big…: no retry cures it, so the store is not a failing one), cleared by the next commit of
-    /// mutations' requests (not by one of outcomes or refusals alone, which a store may take while it refuses those). A store
-    /// that takes transactions but refuses every record (a trigger or a constraint added behind the guard's back)
-    /// refuses every mutation: for /readyz it is not writable, though the probe succeeds.
-    private let refusingRequests = Atomic<Bool>(false)
+    /// Until when (monotonic milliseconds) the store counts as not writable because mutations' requests, committed
+    /// on their own, were refused for what they are (SQLite said constraint, too big…: no retry cures it, so the
+    /// store is not a failing one, and its probe succeeds). A store that takes transactions but refuses every record
+    /// (a unique index planted behind the guard's back) refuses every mutation: for /readyz it is not writable. Cleared
+    /// by the next commit of mutations' requests (not by one of outcomes or refusals alone, which such a store may
+    /// take); otherwise it lapses after ``refusingMilliseconds``, so that a guard taken out of service for it gets
+    /// traffic again to find out whether the store was mended (it comes back if not).
+    private let refusingUntil = Atomic<Int64>(0)
+    static let refusingMilliseconds: Int64 = 30_000
     /// Why the store last failed a batch or a probe (``failure`` shows it while the store is not writable).
     private let lastFailure = Mutex<AuditStoreError?>(nil)
     private let batchesCommitted = Atomic<Int>(0)
@@ -229,7 +232,8 @@ final class AuditWriter: Sendable {
     }
 
     var isWritable: Bool {
-        self.writable.load(ordering: .acquiring) && !self.refusingRequests.load(ordering: .acquiring)
+        self.writable.load(ordering: .acquiring)
+            && Self.monotonicMilliseconds() >= self.refusingUntil.load(ordering: .acquiring)
     }
 
     /// Why the store is not writable: the error of the last failed batch; nil while it is writable.
@@ -470,7 +474,7 @@ final class AuditWriter: Sendable {
                 do throws(AuditStoreError) {
                     let sequences = try append(batch.records)
                     committed(batch.count)
-                    if batch.awaitedRequests > 0 { self.refusingRequests.store(false, ordering: .releasing) }
+                    if batch.awaitedRequests > 0 { self.refusingUntil.store(0, ordering: .releasing) }
                     reportWritten(batch.waiters, sequences, awaited: batch.awaitedRequests)
                 } catch {
                     failed(error)
@@ -493,13 +497,14 @@ final class AuditWriter: Sendable {
                     }
                     if let retried {
                         committed(waiting.count)
-                        if waiting.awaitedRequests > 0 { self.refusingRequests.store(false, ordering: .releasing) }
+                        if waiting.awaitedRequests > 0 { self.refusingUntil.store(0, ordering: .releasing) }
                         reportWritten(waiting.waiters, retried, awaited: waiting.awaitedRequests)
                     } else {
                         // Their calls are refused: no outcome will end them.
                         if !error.retryable, !error.committed, self.failedSync == nil, waiting.awaitedRequests > 0 {
                             self.lastFailure.withLock { $0 = error }
-                            self.refusingRequests.store(true, ordering: .releasing)
+                            let until = Self.monotonicMilliseconds() + Self.refusingMilliseconds
+                            self.refusingUntil.store(until, ordering: .releasing)
                         }
                         let refused = waiting.awaitedRequests
                         self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }

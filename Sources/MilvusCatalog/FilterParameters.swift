@@ -11,9 +11,17 @@ import ProtoWire
 /// `bool_val`, `int64_val`, `float_val` and `string_val` as JSON literals (a non-finite double as a string),
 /// `array_val` as a JSON array (nested arrays too; the elements of a JSON array as strings), `bytes_val` as
 /// `"<N bytes>"`.
+///
+/// What is rendered is bounded, for it is kept with the decoded call while the call lasts and only shown (a record
+/// keeps 16 KiB of it): past ``renderBudget`` bytes of rendered values in all, a string is shown as
+/// `"… N bytes"` and array elements are counted (`"… N more values"`), as they are past 65,536 in one array.
 struct FilterParameters {
     /// Rendered values by key (its UTF-8 bytes).
     private var values: [[UInt8]: String] = [:]
+    /// Bytes of rendered values left to spend.
+    private var budget = Self.renderBudget
+    /// Rendered value bytes a request's template values may take in all.
+    static let renderBudget = 64 << 10
 
     var isEmpty: Bool { self.values.isEmpty }
 
@@ -26,7 +34,7 @@ struct FilterParameters {
             case 1: key = Array(try field.stringValue().utf8)
             case 2:
                 var nested = try reader.nestedReader(for: field)
-                try value.merge(&nested)
+                try value.merge(&nested, budget: &self.budget)
             default: continue
             }
         }
@@ -52,18 +60,25 @@ struct FilterParameters {
 
         var json: String { self.array?.json ?? self.scalar ?? "null" }
 
-        mutating func merge(_ reader: inout WireReader) throws(WireError) {
+        mutating func merge(_ reader: inout WireReader, budget: inout Int) throws(WireError) {
             while let field = try reader.nextField() {
                 let scalar: String
                 switch field.number {
                 case 1: scalar = try field.boolValue() ? "true" : "false"
                 case 2: scalar = String(try field.int64Value())
                 case 3: scalar = FilterParameters.number(Double(bitPattern: try field.fixed64Value()))
-                case 4: scalar = JSONString.quoted(try field.stringValue())
+                case 4:
+                    let text = try field.stringValue()
+                    scalar =
+                        text.utf8.count <= budget
+                        ? JSONString.quoted(text) : JSONString.quoted("… \(text.utf8.count) bytes")
+                    budget -= scalar.utf8.count
                 case 5:
                     var nested = try reader.nestedReader(for: field)
-                    var array = self.array ?? ArrayValue()
-                    try array.merge(&nested)
+                    // Taken out while it grows: a second reference to its elements would make every merge copy
+                    // them all (quadratic in the number of merges).
+                    var array = self.array.take() ?? ArrayValue()
+                    try array.merge(&nested, budget: &budget)
                     (self.scalar, self.array) = (nil, array)
                     continue
                 case 6: scalar = JSONString.quoted("<\(try field.bytesValue().count) bytes>")
@@ -90,7 +105,7 @@ struct FilterParameters {
             return "[" + (self.elements + more).joined(separator: ",") + "]"
         }
 
-        mutating func merge(_ reader: inout WireReader) throws(WireError) {
+        mutating func merge(_ reader: inout WireReader, budget: inout Int) throws(WireError) {
             let limit = reader.limits.maxRepeatedValues
             while let field = try reader.nextField() {
                 guard (1...6).contains(field.number) else { continue }
@@ -99,32 +114,51 @@ struct FilterParameters {
                 while let element = try nested.nextField() {
                     guard element.number == 1 else { continue }
                     switch field.number {
-                    case 1: try self.scalars(element, fixed: false, limit: limit) { $0 != 0 ? "true" : "false" }
-                    case 2: try self.scalars(element, fixed: false, limit: limit) { String(Int64(bitPattern: $0)) }
+                    case 1:
+                        try self.scalars(element, fixed: false, limit: limit, budget: &budget) {
+                            $0 != 0 ? "true" : "false"
+                        }
+                    case 2:
+                        try self.scalars(element, fixed: false, limit: limit, budget: &budget) {
+                            String(Int64(bitPattern: $0))
+                        }
                     case 3:
-                        try self.scalars(element, fixed: true, limit: limit) {
+                        try self.scalars(element, fixed: true, limit: limit, budget: &budget) {
                             FilterParameters.number(Double(bitPattern: $0))
                         }
                     case 4:
                         let text = try element.stringValue()  // checked (UTF-8) even when it is not kept
-                        self.keep(JSONString.quoted(text), limit: limit)
+                        let left = budget
+                        self.keep(budget: &budget, Self.quoted(text.utf8.count, left) { text }, limit: limit)
                     case 5:
                         // Each element of the repeated field is a TemplateArrayValue of its own.
                         var array = try nested.nestedReader(for: element)
                         var inner = ArrayValue()
-                        try inner.merge(&array)
-                        self.keep(inner.json, limit: limit)
+                        try inner.merge(&array, budget: &budget)
+                        self.keep(budget: &budget, inner.json, limit: limit)
                     default:
                         let bytes = try element.bytesValue()
-                        self.keep(JSONString.quoted(String(decoding: bytes, as: UTF8.self)), limit: limit)
+                        let left = budget
+                        self.keep(
+                            budget: &budget,
+                            Self.quoted(bytes.count, left) { String(decoding: bytes, as: UTF8.self) },
+                            limit: limit
+                        )
                     }
                 }
             }
         }
 
-        private mutating func keep(_ element: @autoclosure () -> String, limit: Int) {
-            if self.elements.count < limit {
-                self.elements.append(element())
+        /// A text element as JSON, or `"… N bytes"` when it is larger than what is left to render.
+        private static func quoted(_ count: Int, _ budget: Int, _ text: () -> String) -> String {
+            count <= budget ? JSONString.quoted(text()) : JSONString.quoted("… \(count) bytes")
+        }
+
+        private mutating func keep(budget: inout Int, _ element: @autoclosure () -> String, limit: Int) {
+            if self.elements.count < limit, budget > 0 {
+                let rendered = element()
+                budget -= rendered.utf8.count + 1
+                self.elements.append(rendered)
             } else {
                 self.dropped += 1
             }
@@ -135,16 +169,17 @@ struct FilterParameters {
             _ element: WireField,
             fixed: Bool,
             limit: Int,
+            budget: inout Int,
             _ render: (UInt64) -> String
         ) throws(WireError) {
             switch element.value {
-            case .varint(let value) where !fixed: self.keep(render(value), limit: limit)
-            case .fixed64(let value) where fixed: self.keep(render(value), limit: limit)
+            case .varint(let value) where !fixed: self.keep(budget: &budget, render(value), limit: limit)
+            case .fixed64(let value) where fixed: self.keep(budget: &budget, render(value), limit: limit)
             case .lengthDelimited:
                 var packed = WireReader(try element.bytesValue())
                 while !packed.isAtEnd {
                     let value = try fixed ? packed.readFixed64() : packed.readVarint()
-                    self.keep(render(value), limit: limit)
+                    self.keep(budget: &budget, render(value), limit: limit)
                 }
             default:
                 throw WireError(.unexpectedWireType, at: element.offset)

@@ -221,7 +221,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     /// (`limits.request_timeout`; checked once a second, so up to a second late).
     func refuseUnfinishedRequests(now: UInt64, timeoutMilliseconds: Int) {
         let limit = UInt64(timeoutMilliseconds) * 1_000_000
-        for call in self.calls.values where call.isHoldingRequest && now - call.startedAt > limit {
+        for call in self.calls.values
+        where call.isHoldingRequest && now > call.requestClockStart && now - call.requestClockStart > limit {
             call.requestTimedOut(after: timeoutMilliseconds)
         }
     }

@@ -312,6 +312,7 @@ final class ProxiedCall {
     /// The verifier settled who the call is from.
     func identityResolved(_ identity: CallIdentity) {
         self.identity = identity
+        self.requestClockStart = EventLoop.now()
         if self.isProven { self.releaseUnproven() }
         self.consumeWhatWaitedForIdentity()
         if let decoded = self.milvusCall {
@@ -625,6 +626,10 @@ final class ProxiedCall {
             self.respond(status)
         }
     }
+
+    /// When `limits.request_timeout` counts from: the request's headers, or the end of its password check (the
+    /// guard may keep the client's windows shut until then).
+    private(set) var requestClockStart = EventLoop.now()
 
     /// Whether the request is still arriving into its gate (not yet complete and decided), from a client that may
     /// send it: not while its password is checked, when the guard may keep the client's windows shut.

@@ -97,7 +97,9 @@ extension ProxyWorker {
             return GRPCStatus(.invalidArgument, "\(decoded.rpc.name) request names no database (db_name is empty)")
         }
         if let (kind, name) = decoded.unacceptableName {
-            let shown = name.utf8.count <= 128 ? "\"\(name)\"" : "\"\(name.prefix(64))…\" (\(name.utf8.count) bytes)"
+            let shown =
+                name.utf8.count <= 128
+                ? "\"\(name)\"" : "\"\(String(name.unicodeScalars.prefix(64)))…\" (\(name.utf8.count) bytes)"
             return GRPCStatus(
                 .invalidArgument,
                 "\(kind) name \(shown) is not a Milvus name (at most \(MilvusCall.maxNameBytes) bytes of ASCII "

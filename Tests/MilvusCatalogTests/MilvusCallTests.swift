@@ -176,6 +176,33 @@ struct MilvusCallTests {
         #expect(call.filterParameters == #"{"ids":[1,2,3,"… 2 more values"]}"#)
     }
 
+    @Test("Template values past 64 KiB rendered in all are shown by their size; an array merged 10,000 times keeps all")
+    func templateRenderBudget() throws {
+        let delete = message { writer in
+            writer.writeStringField(3, "books")
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, "big")
+                entry.writeMessageField(2) { $0.writeStringField(4, String(repeating: "x", count: 100_000)) }
+            }
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, "flags")
+                // array_val sent 10,000 times with one bool each: merged, [true, true, …].
+                entry.writeMessageField(2) { value in
+                    for _ in 0..<10_000 {
+                        value.writeMessageField(5) { array in
+                            array.writeMessageField(1) { $0.writeBoolField(1, true) }
+                        }
+                    }
+                }
+            }
+        }
+        let call = try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        let rendered = try #require(call.filterParameters)
+        #expect(rendered.hasPrefix(#"{"big":"… 100000 bytes","flags":[true,true,"#))
+        #expect(rendered.hasSuffix(#"true]}"#))
+        #expect(rendered.utf8.count == #"{"big":"… 100000 bytes","flags":[]}"#.utf8.count + 10_000 * 5 - 1)
+    }
+
     @Test("A message larger than the limit is refused before decoding")
     func messageSize() throws {
         let bytes = message { $0.writeStringField(3, "docs") }

@@ -376,6 +376,11 @@ public final class ProxyMetrics: Sendable {
             ConnectionRefusalKind.allCases.map { ($0.label, table.connectionsRefused[$0.rawValue]) },
             to: &out
         )
+        if let read = self.budgets.withLock({ $0 }) {
+            out += "# HELP milvus_guard_held_bytes Bytes in the process-wide budgets now, by budget.\n"
+            out += "# TYPE milvus_guard_held_bytes gauge\n"
+            for (budget, bytes) in read() { out += "milvus_guard_held_bytes{budget=\"\(budget)\"} \(bytes)\n" }
+        }
         Self.appendCounter(
             "milvus_guard_milvus_failures_total",
             help:
@@ -387,11 +392,6 @@ public final class ProxyMetrics: Sendable {
         out += "# HELP milvus_guard_open_connections Client connections open now.\n"
         out += "# TYPE milvus_guard_open_connections gauge\n"
         out += "milvus_guard_open_connections \(table.openConnections)\n"
-        if let read = self.budgets.withLock({ $0 }) {
-            out += "# HELP milvus_guard_held_bytes Bytes in the process-wide budgets now, by budget.\n"
-            out += "# TYPE milvus_guard_held_bytes gauge\n"
-            for (budget, bytes) in read() { out += "milvus_guard_held_bytes{budget=\"\(budget)\"} \(bytes)\n" }
-        }
         Self.appendCounter(
             "milvus_guard_upstream_errors_total",
             help: "Upstream failures by kind.",
