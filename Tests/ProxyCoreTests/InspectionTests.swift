@@ -145,12 +145,15 @@ struct InspectionTests {
 
     @Test("A name longer than 1 KiB is refused, and the refusal shows only its start and length")
     func longName() throws {
-        var message = WireWriter()
-        message.writeStringField(3, String(repeating: "a", count: 2_000))
-        let (result, record) = try self.run(
-            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
-            body: TestClient.rawGRPCFrame(message.bytes)
-        )
+        func drop(_ name: String) throws -> (StreamResult, UpstreamRecord) {
+            var message = WireWriter()
+            message.writeStringField(3, name)
+            return try self.run(
+                TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
+                body: TestClient.rawGRPCFrame(message.bytes)
+            )
+        }
+        let (result, record) = try drop(String(repeating: "a", count: 2_000))
         #expect(result.grpcStatus == "3")
         #expect(
             result.grpcMessage.map(GRPCStatus.percentDecoded)
@@ -158,13 +161,10 @@ struct InspectionTests {
                 + "name (at most 1024 bytes of ASCII letters, digits, _ $ -)"
         )
         #expect(record.requests.isEmpty)
-        var fits = WireWriter()
-        fits.writeStringField(3, String(repeating: "a", count: 1_024))
-        let (accepted, _) = try self.run(
-            TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/DropCollection"),
-            body: TestClient.rawGRPCFrame(fits.bytes)
-        )
-        #expect(accepted.grpcStatus == "0")
+        // One character of 1,000 combining marks: the message shows 64 scalars of it, not the whole character.
+        let (marks, _) = try drop("a" + String(repeating: "\u{301}", count: 1_000))
+        #expect((marks.grpcMessage.map(GRPCStatus.percentDecoded)?.utf8.count ?? .max) < 300)
+        #expect(try drop(String(repeating: "a", count: 1_024)).0.grpcStatus == "0")
     }
 
     @Test("Names Milvus creates, and * for every collection of a grant, are forwarded")
@@ -220,21 +220,26 @@ struct InspectionTests {
         #expect(record.bodies == [body])
     }
 
-    @Test("A gzip message that inflates more than 200 times its size (past its first MiB) is refused")
-    func gzipRatio() throws {
-        // 4 MiB of zeros compress to about 4 KB: a ratio of about 1000, under the 64 MiB message limit.
-        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 4 << 20)[...], format: .gzip)
+    /// A DropCollection whose compressed message is `count` zeros, through a proxy with `maxMessageBytes`.
+    private func gzipZeros(count: Int, maxMessageBytes: Int) throws -> (StreamResult, UpstreamRecord) {
+        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: count)[...], format: .gzip)
         var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
         body += zeros
-        let (result, record) = try self.run(
+        return try self.run(
             TestClient.grpcRequest(
                 path: "/milvus.proto.milvus.MilvusService/DropCollection",
                 metadata: [HeaderField("grpc-encoding", "gzip")]
             ),
             body: body
         ) { limits in
-            limits.maxMessageBytes = 64 << 20
+            limits.maxMessageBytes = maxMessageBytes
         }
+    }
+
+    @Test("A gzip message that inflates more than 200 times its size (past its first MiB) is refused")
+    func gzipRatio() throws {
+        // 4 MiB of zeros compress to about 4 KB: a ratio of about 1000, under the 64 MiB message limit.
+        let (result, record) = try self.gzipZeros(count: 4 << 20, maxMessageBytes: 64 << 20)
         #expect(result.grpcStatus == "3")
         #expect(
             result.grpcMessage.map(GRPCStatus.percentDecoded)
@@ -246,18 +251,7 @@ struct InspectionTests {
 
     @Test("A gzip bomb stops at the message limit and is refused")
     func gzipBomb() throws {
-        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 1 << 20)[...], format: .gzip)
-        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
-        body += zeros
-        let (result, record) = try self.run(
-            TestClient.grpcRequest(
-                path: "/milvus.proto.milvus.MilvusService/DropCollection",
-                metadata: [HeaderField("grpc-encoding", "gzip")]
-            ),
-            body: body
-        ) { limits in
-            limits.maxMessageBytes = 64 * 1024
-        }
+        let (result, record) = try self.gzipZeros(count: 1 << 20, maxMessageBytes: 64 * 1024)
         #expect(result.grpcStatus == "3")
         #expect(record.requests.isEmpty)
     }
