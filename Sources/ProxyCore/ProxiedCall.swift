@@ -312,7 +312,7 @@ final class ProxiedCall {
     /// The verifier settled who the call is from.
     func identityResolved(_ identity: CallIdentity) {
         self.identity = identity
-        self.requestClockStart = EventLoop.now()
+        self.identitySettledAt = EventLoop.now()
         if self.isProven { self.releaseUnproven() }
         self.consumeWhatWaitedForIdentity()
         if let decoded = self.milvusCall {
@@ -629,7 +629,9 @@ final class ProxiedCall {
 
     /// When `limits.request_timeout` counts from: the request's headers, or the end of its password check (the
     /// guard may keep the client's windows shut until then).
-    private(set) var requestClockStart = EventLoop.now()
+    var requestClockStart: UInt64 { max(self.startedAt, self.identitySettledAt) }
+    /// When the verifier settled the caller's identity (0: it was known at once).
+    private var identitySettledAt: UInt64 = 0
 
     /// Whether the request is still arriving into its gate (not yet complete and decided), from a client that may
     /// send it: not while its password is checked, when the guard may keep the client's windows shut.
