@@ -368,6 +368,23 @@ struct InspectionTests {
         #expect(proxy.stop())
     }
 
+    @Test("A refusal at the headers of a request whose body is still coming ends the stream with NO_ERROR after it")
+    func earlyRefusalResetsTheStream() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port))
+        let client = try TestClient(port: proxy.port)
+        for path in ["/milvus.proto.milvus.MilvusService/NoSuchCall", "/milvus.proto.milvus.MilvusService/Insert"] {
+            let metadata = path.hasSuffix("Insert") ? [HeaderField("grpc-encoding", "zstd")] : []
+            let streamID = try client.open(TestClient.grpcRequest(path: path, metadata: metadata))
+            client.session.enqueueData(streamID: streamID, [0, 0, 0, 1, 0])  // a prefix, and never the rest
+            try client.run { $0.streams[streamID]?.closedWith != nil }
+            #expect(client.streams[streamID]?.grpcStatus == "12", "\(path)")
+            #expect(client.streams[streamID]?.closedWith == HTTP2ErrorCode.noError)
+        }
+        #expect(proxy.stop())
+        #expect(upstream.record.value.requests.isEmpty)
+    }
+
     @Test("The upstream can be a Unix-domain socket")
     func unixUpstream() throws {
         let path = "/tmp/milvus-guard-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"

@@ -54,6 +54,27 @@ struct RefusalLimitTests {
         #expect(setup.upstream.record.value.requests.count == 1)
     }
 
+    @Test("Header lists over the limit (an HPACK bomb, say) count")
+    func oversizedHeadersCount() throws {
+        let setup = try AuditTests().setUp(
+            policy: try .fromYAML(PolicyEnforcementTests.policyYAML()),
+            configure: {
+                $0.refusalsPerWindow = 2
+                $0.maxHeaderListBytes = 4_096
+            }
+        )
+        let client = setup.client
+        let padded = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "HasCollection",
+            metadata: [HeaderField("x-pad", String(repeating: "p", count: 8_000))]
+        )
+        for _ in 0..<2 {
+            let result = try client.call(padded, body: PolicyEnforcementTests.body(collection: "books"))
+            #expect(result.closedWith == HTTP2ErrorCode.enhanceYourCalm)
+        }
+        #expect(client.waitForClose())
+    }
+
     @Test("Refusals the client did not cause (Milvus unreachable) do not count")
     func upstreamFailuresDoNotCount() throws {
         let setup = try self.setUp(limit: 2, upstreamDown: true)
