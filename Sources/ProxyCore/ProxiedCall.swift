@@ -38,7 +38,15 @@ final class ProxiedCall {
     /// The client's `authorization` metadata, if any.
     var authorization: String?
     /// Who the call is from; `.pending` while a password is being verified.
-    var identity: CallIdentity = .pending
+    var identity: CallIdentity = .pending {
+        didSet {
+            if case .known(let principal) = self.identity {
+                self.isProven = principal.authentication != .anonymous || !principal.roles.isEmpty
+            } else {
+                self.isProven = false
+            }
+        }
+    }
     /// The caller, once known and judged.
     var principal: Principal?
     /// The rule behind the decision.
@@ -227,10 +235,8 @@ final class ProxiedCall {
 
     /// Whether the caller is known and let through: a credential that passed, a certificate, or an `anonymous` with
     /// roles. Not while a password is being checked.
-    private var isProven: Bool {
-        guard case .known(let principal) = self.identity else { return false }
-        return principal.authentication != .anonymous || !principal.roles.isEmpty
-    }
+    /// Set with ``identity``: read for every chunk of a request, where matching the identity copied the principal.
+    private(set) var isProven = false
 
     /// Gives back ``unprovenHeld``: the caller is proven now, or the bytes are let go.
     private func releaseUnproven() {
