@@ -438,7 +438,8 @@ struct SQLiteAuditStoreTests {
         #expect(write([fullRequest(2)], to: store, firstToken: 2).first?.sequence == 2)
         #expect(!store.isWritable)  // from that commit on, for /readyz
         let refused = write([fullRequest(3)], to: store, firstToken: 3).first?.error
-        #expect(refused?.message.contains("guard.db-wal was deleted or replaced while milvus-guard wrote to it") == true)
+        let reason = "guard.db-wal was deleted or replaced while milvus-guard wrote to it"
+        #expect(refused?.message.contains(reason) == true)
         #expect(!store.isWritable)
         // guard.db alone (what a crash would leave, the WAL gone) holds both records.
         let copy = folder.file("copy.db")
