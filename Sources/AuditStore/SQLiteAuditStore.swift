@@ -145,6 +145,8 @@ final class SQLiteBatchSink: AuditBatchSink {
     private var walMayBeNew = true
     /// Set once the WAL SQLite writes was found deleted or replaced under its name: no more records until restart.
     private var walLost: AuditStoreError?
+    /// Whether everything written to that lost WAL is in the store file now.
+    private var lostWALCheckpointed = false
 
     var takesNoMore: AuditStoreError? { self.walLost }
     private let walSync: WALSync?
@@ -243,20 +245,25 @@ final class SQLiteBatchSink: AuditBatchSink {
                 + "was written is in \(self.path) now, and the store takes no more records until milvus-guard restarts"
         )
         self.walLost = failure
-        guard let db = self.connection else { throw failure.afterCommit }
-        // (busy, frames in the WAL, frames checkpointed): complete when every frame was copied (and the store file
-        // synced after them), even if another connection kept the WAL from being truncated (busy).
-        let complete: Bool
+        guard self.checkpointLostWAL() else { throw failure.afterCommit }
+        return sequences
+    }
+
+    /// Copies the whole WAL the connection writes into the store file; whether every frame was (then the store file
+    /// was synced after them), even if another connection kept the WAL from being truncated. Tried again by each
+    /// probe until it succeeds: the records of batches reported durable before the WAL was found deleted are in it.
+    private func checkpointLostWAL() -> Bool {
+        guard !self.lostWALCheckpointed, let db = self.connection else { return self.lostWALCheckpointed }
         do throws(SQLiteError) {
+            // (busy, frames in the WAL, frames checkpointed)
             let checkpoint = try db.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
-            complete =
+            self.lostWALCheckpointed =
                 try checkpoint.step() == .row && checkpoint.int64(at: 1) >= 0
                 && checkpoint.int64(at: 1) == checkpoint.int64(at: 2)
         } catch {
-            throw failure.afterCommit
+            return false
         }
-        guard complete else { throw failure.afterCommit }
-        return sequences
+        return self.lostWALCheckpointed
     }
 
     func head() -> AuditChainHead? {
@@ -269,7 +276,10 @@ final class SQLiteBatchSink: AuditBatchSink {
     static let probeFreeBytes: UInt64 = 64 << 10
 
     func probe() throws(AuditStoreError) {
-        if let walLost = self.walLost { throw walLost }
+        if let walLost = self.walLost {
+            _ = self.checkpointLostWAL()
+            throw walLost
+        }
         try self.checkFile()
         var space = statvfs()
         if statvfs(self.path, &space) == 0 {
