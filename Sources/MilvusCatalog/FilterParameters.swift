@@ -13,11 +13,11 @@ import ProtoWire
 /// `"<N bytes>"`.
 ///
 /// What is rendered is bounded, for it is kept with the decoded call while the call lasts and only shown (a record
-/// keeps 16 KiB of it): past ``renderBudget`` bytes of rendered values in all, a string is shown as
+/// keeps 16 KiB of it): past ``renderBudget`` bytes of rendered keys and values in all, a key or string is shown as
 /// `"… N bytes"` and array elements are counted (`"… N more values"`), as they are past 65,536 in one array.
 struct FilterParameters {
-    /// Rendered values by key (its UTF-8 bytes).
-    private var values: [[UInt8]: String] = [:]
+    /// Rendered keys and values by key (its UTF-8 bytes).
+    private var values: [[UInt8]: (key: String, value: String)] = [:]
     /// Bytes of rendered values left to spend.
     private var budget = Self.renderBudget
     /// Rendered value bytes a request's template values may take in all.
@@ -38,7 +38,13 @@ struct FilterParameters {
             default: continue
             }
         }
-        self.values[key] = value.json
+        // Keys count against the budget too: 64 keys of 1 MiB of control characters, escaped six bytes each,
+        // held the loop 11 s (a red-team run).
+        let renderedKey =
+            key.count <= self.budget
+            ? JSONString.quoted(String(decoding: key, as: UTF8.self)) : JSONString.quoted("… \(key.count) bytes")
+        self.budget -= renderedKey.utf8.count
+        self.values[key] = (renderedKey, value.json)
     }
 
     /// Distinct keys read so far.
@@ -47,9 +53,7 @@ struct FilterParameters {
     /// The JSON object, keys sorted by their bytes.
     var json: String {
         let keys = self.values.keys.sorted { $0.lexicographicallyPrecedes($1) }
-        return "{"
-            + keys.map { JSONString.quoted(String(decoding: $0, as: UTF8.self)) + ":" + self.values[$0]! }
-            .joined(separator: ",") + "}"
+        return "{" + keys.map { self.values[$0].map { $0.key + ":" + $0.value } ?? "" }.joined(separator: ",") + "}"
     }
 
     /// `schema.TemplateValue` as read so far, a oneof: a scalar member replaces what was there; the array member

@@ -544,20 +544,20 @@ extension HTTP2Session {
     /// (`NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE`), after which it decodes the rest of the block without checking or
     /// passing on its fields. Going on field by field (dropping them) let 147 KB of one-byte references to a 4 KB
     /// header in the HPACK table cost 75 ms of the loop's time, as nghttp2 validated 590 MB of values (a red-team
-    /// run). A peer's request trailers over the limit reset the stream the same way, without an event (the call
-    /// then ends as reset by the client). In the client role (responses from Milvus) blocks keep their fields up
-    /// to the limit and drop the rest.
+    /// run). A peer's request trailers over the limit reset the stream the same way, and arrive as an oversized
+    /// block too (a red-team run sent thousands that were neither recorded nor counted). In the client role
+    /// (responses from Milvus) blocks keep their fields up to the limit and drop the rest.
     private func header(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
         guard !self.headers.field(name: name, value: value), self.role == .server else { return 0 }
         let streamID = self.headers.currentStreamID
         // Before nghttp2's own reset (INTERNAL_ERROR, which gRPC clients read as INTERNAL and pymilvus retries):
         // ENHANCE_YOUR_CALM reads as RESOURCE_EXHAUSTED, which it does not.
         self.resetStream(streamID, errorCode: HTTP2ErrorCode.enhanceYourCalm)
-        if let block = self.headers.end(streamID: streamID), block.kind == .request {
+        if let block = self.headers.end(streamID: streamID) {
             self.events.append(
                 .headers(
                     streamID: block.streamID,
-                    kind: .request,
+                    kind: block.kind,
                     fields: block.fields,
                     endStream: false,
                     oversized: true

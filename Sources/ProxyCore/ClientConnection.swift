@@ -60,6 +60,15 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             case .headers(let streamID, let kind, let fields, let endStream, let oversized):
                 if kind == .request {
                     self.openCall(streamID: streamID, fields: fields, endStream: endStream, oversized: oversized)
+                } else if oversized, let call = self.calls[streamID], !call.forwarded {
+                    // Reset already (ENHANCE_YOUR_CALM): recorded, and counted as the client's doing.
+                    call.verdict = .failed
+                    call.respond(
+                        GRPCStatus(
+                            .resourceExhausted,
+                            "request trailers exceed \(self.worker.configuration.limits.maxHeaderListBytes) bytes"
+                        )
+                    )
                 } else {
                     self.calls[streamID]?.requestEnd()  // request trailers end the request
                 }

@@ -203,6 +203,19 @@ struct MilvusCallTests {
         #expect(rendered.utf8.count == #"{"big":"… 100000 bytes","flags":[]}"#.utf8.count + 10_000 * 5 - 1)
     }
 
+    @Test("A template key larger than what is left to render is shown by its size")
+    func templateKeyBudget() throws {
+        let delete = message { writer in
+            writer.writeStringField(3, "books")
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, String(repeating: "\u{1}", count: 100_000))
+                entry.writeMessageField(2) { $0.writeInt64Field(2, 7) }
+            }
+        }
+        let call = try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        #expect(call.filterParameters == #"{"… 100000 bytes":7}"#)
+    }
+
     @Test("A message larger than the limit is refused before decoding")
     func messageSize() throws {
         let bytes = message { $0.writeStringField(3, "docs") }

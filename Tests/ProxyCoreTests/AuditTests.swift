@@ -353,6 +353,30 @@ struct AuditTests {
         #expect(records[2].targets["partitions_in_all"] == "5000")
     }
 
+    @Test("Request trailers over the header-list limit reset the stream and are recorded as refused")
+    func oversizedTrailers() throws {
+        let setup = try self.setUp { $0.maxHeaderListBytes = 4_096 }
+        let headers = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "DropCollection",
+            metadata: [PolicyEnforcementTests.token("root:Milvus")]
+        )
+        let streamID = try setup.client.open(headers)
+        setup.client.session.enqueueData(streamID: streamID, PolicyEnforcementTests.body(collection: "books"))
+        setup.client.session.finishBody(
+            streamID: streamID,
+            trailers: [HeaderField("x-pad", String(repeating: "p", count: 8_000))]
+        )
+        try setup.client.run { $0.streams[streamID]?.closedWith != nil }
+        #expect(setup.client.streams[streamID]?.closedWith == HTTP2ErrorCode.enhanceYourCalm)
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 1)
+        #expect(records[0].kind == .refusal)
+        #expect(records[0].status == 8)
+        #expect(records[0].message == "milvus-guard: request trailers exceed 4096 bytes")
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
     @Test("A mutation Milvus refused the stream of (REFUSED_STREAM: not processed) is failed, not unknown")
     func refusedStreamIsFailed() throws {
         let setup = try self.setUp(behavior: .refuse)
