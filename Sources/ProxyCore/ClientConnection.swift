@@ -61,14 +61,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 if kind == .request {
                     self.openCall(streamID: streamID, fields: fields, endStream: endStream, oversized: oversized)
                 } else if oversized, let call = self.calls[streamID], !call.forwarded {
-                    // Reset already (ENHANCE_YOUR_CALM): recorded, and counted as the client's doing.
-                    call.verdict = .failed
-                    call.respond(
-                        GRPCStatus(
-                            .resourceExhausted,
-                            "request trailers exceed \(self.worker.configuration.limits.maxHeaderListBytes) bytes"
-                        )
-                    )
+                    self.refuseOversized(call, "request trailers exceed")
                 } else {
                     self.calls[streamID]?.requestEnd()  // request trailers end the request
                 }
@@ -166,14 +159,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         self.calls[streamID] = call
 
         if oversized {
-            // The client's doing (an HPACK bomb, say): it counts toward refusals_per_minute.
-            call.verdict = .failed
-            call.respond(
-                GRPCStatus(
-                    .resourceExhausted,
-                    "request header list exceeds \(self.worker.configuration.limits.maxHeaderListBytes) bytes"
-                )
-            )
+            self.refuseOversized(call, "request header list exceeds")
             return
         }
         guard method == "POST",
@@ -224,6 +210,15 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         // The call waits in its gate until its request is complete; a request with no body at all is
         // decided now (and refused: every Milvus RPC carries a message).
         if endStream { call.requestEnd() }
+    }
+
+    /// Refuses a call whose header block (`what`: "request trailers exceed") was over `limits.max_header_list_bytes`: its stream is reset already
+    /// (ENHANCE_YOUR_CALM), so this records it, counted as the client's doing (an HPACK bomb, say) toward
+    /// `refusals_per_minute`.
+    private func refuseOversized(_ call: ProxiedCall, _ what: String) {
+        call.verdict = .failed
+        let limit = self.worker.configuration.limits.maxHeaderListBytes
+        call.respond(GRPCStatus(.resourceExhausted, "\(what) \(limit) bytes"))
     }
 
     /// Refuses the calls whose request has not arrived whole within `timeoutMilliseconds` of their headers

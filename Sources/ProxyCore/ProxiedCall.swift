@@ -280,8 +280,8 @@ final class ProxiedCall {
             return nil
         case .refused(let status, _):
             return status
-        case .known(let principal):
-            guard principal.authentication == .anonymous, principal.roles.isEmpty else { return nil }
+        case .known:
+            guard !self.isProven else { return nil }  // else an `anonymous` without roles
             return GRPCStatus(
                 .unauthenticated,
                 "no credentials: send token=\"user:password\" or an API key (a request of over 64 KiB without one is "

@@ -81,8 +81,6 @@ final class SharedServices: Sendable {
         case tooManyRefusals
     }
 
-    /// Takes a place for a new client connection from `host` (nil: no address to count, a Unix socket); nil when
-    /// admitted, else why not. A connection admitted must be given back with ``releaseClient(host:)``.
     /// Takes `count` bytes of a request of a caller not proven yet, from `network`'s share and the whole
     /// ``unprovenBudget``; false (and nothing taken) when either is spent.
     func reserveUnproven(_ count: Int, network: String) -> Bool {
@@ -103,6 +101,8 @@ final class SharedServices: Sendable {
         }
     }
 
+    /// Takes a place for a new client connection from `host` (nil: no address to count, a Unix socket); nil when
+    /// admitted, else why not. A connection admitted must be given back with ``releaseClient(host:)``.
     func admitClient(host: String?) -> Refusal? {
         guard self.openClients.wrappingAdd(1, ordering: .relaxed).newValue <= self.clientLimit else {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)

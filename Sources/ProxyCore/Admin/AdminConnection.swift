@@ -39,10 +39,9 @@ final class AdminConnection: LoopHandler {
     private(set) var pendingRequest: UInt64?
     /// When it was accepted.
     let openedAt = EventLoop.now()
-    /// Whether closing it now loses nobody an answer: its request is still arriving (a client that has not sent a
-    /// whole head yet), or its answer is out and it only waits for the client to close.
-    var isEvictable: Bool { self.state == .reading || self.state == .lingering }
-    /// Whether its answer is out already.
+    /// Whether its request is still arriving (a client that has not sent a whole head yet).
+    var isReading: Bool { self.state == .reading }
+    /// Whether its answer is out already, and it only waits for the client to close.
     var isLingering: Bool { self.state == .lingering }
 
     init(worker: AdminWorker, socket: Socket) throws {

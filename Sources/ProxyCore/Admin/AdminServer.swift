@@ -185,7 +185,7 @@ final class AdminWorker: LoopHandler {
                 // refusing to accept would not).
                 let victim =
                     self.connections.values.first(where: \.isLingering)
-                    ?? self.connections.values.filter(\.isEvictable).min { $0.openedAt < $1.openedAt }
+                    ?? self.connections.values.filter(\.isReading).min { $0.openedAt < $1.openedAt }
                 self.logger.notice("admin connection limit reached", metadata: ["peer": "\(socket.peer)"])
                 guard let victim else {
                     socket.close()
