@@ -151,71 +151,6 @@ struct MilvusCallTests {
         #expect(WireLimits.default.maxRepeatedValues == 65_536)
     }
 
-    @Test("A template array keeps its first maxRepeatedValues elements and says how many more there were")
-    func templateArrayCap() throws {
-        var packed = WireWriter()
-        for value in 1...5 { packed.writeVarint(UInt64(value)) }
-        let delete = message { writer in
-            writer.writeStringField(3, "books")
-            writer.writeMessageField(8) { entry in
-                entry.writeStringField(1, "ids")
-                // TemplateValue 5 array_val: TemplateArrayValue 2 long_data: LongArray 1 data (packed).
-                entry.writeMessageField(2) { value in
-                    value.writeMessageField(5) { array in
-                        array.writeMessageField(2) { $0.writeBytesField(1, packed.bytes) }
-                    }
-                }
-            }
-        }
-        let call = try MilvusCall(
-            decoding: delete[...],
-            rpc: try descriptor("Delete"),
-            metadataDatabase: nil,
-            limits: WireLimits(maxRepeatedValues: 3)
-        )
-        #expect(call.filterParameters == #"{"ids":[1,2,3,"… 2 more values"]}"#)
-    }
-
-    @Test("Template values past 64 KiB rendered in all are shown by their size; an array merged 10,000 times keeps all")
-    func templateRenderBudget() throws {
-        let delete = message { writer in
-            writer.writeStringField(3, "books")
-            writer.writeMessageField(8) { entry in
-                entry.writeStringField(1, "big")
-                entry.writeMessageField(2) { $0.writeStringField(4, String(repeating: "x", count: 100_000)) }
-            }
-            writer.writeMessageField(8) { entry in
-                entry.writeStringField(1, "flags")
-                // array_val sent 10,000 times with one bool each: merged, [true, true, …].
-                entry.writeMessageField(2) { value in
-                    for _ in 0..<10_000 {
-                        value.writeMessageField(5) { array in
-                            array.writeMessageField(1) { $0.writeBoolField(1, true) }
-                        }
-                    }
-                }
-            }
-        }
-        let call = try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
-        let rendered = try #require(call.filterParameters)
-        #expect(rendered.hasPrefix(#"{"big":"… 100000 bytes","flags":[true,true,"#))
-        #expect(rendered.hasSuffix(#"true]}"#))
-        #expect(rendered.utf8.count == #"{"big":"… 100000 bytes","flags":[]}"#.utf8.count + 10_000 * 5 - 1)
-    }
-
-    @Test("A template key larger than what is left to render is shown by its size")
-    func templateKeyBudget() throws {
-        let delete = message { writer in
-            writer.writeStringField(3, "books")
-            writer.writeMessageField(8) { entry in
-                entry.writeStringField(1, String(repeating: "\u{1}", count: 100_000))
-                entry.writeMessageField(2) { $0.writeInt64Field(2, 7) }
-            }
-        }
-        let call = try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
-        #expect(call.filterParameters == #"{"… 100000 bytes":7}"#)
-    }
-
     @Test("A message larger than the limit is refused before decoding")
     func messageSize() throws {
         let bytes = message { $0.writeStringField(3, "docs") }
@@ -338,6 +273,68 @@ struct FilterParametersTests {
             $0.writeStringField(5, "id in {ids}")
             entries(&$0)
         }
+    }
+
+    @Test("A template array keeps its first maxRepeatedValues elements and says how many more there were")
+    func templateArrayCap() throws {
+        var packed = WireWriter()
+        for value in 1...5 { packed.writeVarint(UInt64(value)) }
+        let delete = self.delete { writer in
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, "ids")
+                // TemplateValue 5 array_val: TemplateArrayValue 2 long_data: LongArray 1 data (packed).
+                entry.writeMessageField(2) { value in
+                    value.writeMessageField(5) { array in
+                        array.writeMessageField(2) { $0.writeBytesField(1, packed.bytes) }
+                    }
+                }
+            }
+        }
+        let call = try MilvusCall(
+            decoding: delete[...],
+            rpc: try descriptor("Delete"),
+            metadataDatabase: nil,
+            limits: WireLimits(maxRepeatedValues: 3)
+        )
+        #expect(call.filterParameters == #"{"ids":[1,2,3,"… 2 more values"]}"#)
+    }
+
+    @Test("Template values past 64 KiB rendered in all are shown by their size; an array merged 10,000 times keeps all")
+    func templateRenderBudget() throws {
+        let delete = self.delete { writer in
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, "big")
+                entry.writeMessageField(2) { $0.writeStringField(4, String(repeating: "x", count: 100_000)) }
+            }
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, "flags")
+                // array_val sent 10,000 times with one bool each: merged, [true, true, …].
+                entry.writeMessageField(2) { value in
+                    for _ in 0..<10_000 {
+                        value.writeMessageField(5) { array in
+                            array.writeMessageField(1) { $0.writeBoolField(1, true) }
+                        }
+                    }
+                }
+            }
+        }
+        let call = try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        let rendered = try #require(call.filterParameters)
+        #expect(rendered.hasPrefix(#"{"big":"… 100000 bytes","flags":[true,true,"#))
+        #expect(rendered.hasSuffix(#"true]}"#))
+        #expect(rendered.utf8.count == #"{"big":"… 100000 bytes","flags":[]}"#.utf8.count + 10_000 * 5 - 1)
+    }
+
+    @Test("A template key larger than what is left to render is shown by its size")
+    func templateKeyBudget() throws {
+        let delete = self.delete { writer in
+            writer.writeMessageField(8) { entry in
+                entry.writeStringField(1, String(repeating: "\u{1}", count: 100_000))
+                entry.writeMessageField(2) { $0.writeInt64Field(2, 7) }
+            }
+        }
+        let call = try MilvusCall(decoding: delete[...], rpc: try descriptor("Delete"), metadataDatabase: nil)
+        #expect(call.filterParameters == #"{"… 100000 bytes":7}"#)
     }
 
     @Test("Non-finite doubles are strings, unpacked repeated values count, unknown value kinds are null")
