@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "GuardCLI",
             dependencies: [
-                "ProxyCore", "OpenSSLSupport", "MilvusCatalog", "GuardPolicy", "AuditStore",
+                "CLinux", "ProxyCore", "OpenSSLSupport", "MilvusCatalog", "GuardPolicy", "AuditStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),

@@ -13,7 +13,7 @@ public struct AuditEntry: Sendable, Hashable {
         case unknown
     }
 
-    /// The request's (or refusal's) sequence number.
+    /// The request's (or refusal's, or policy record's) sequence number.
     public var id: Int64
     /// The request or refusal record.
     public var record: AuditRecord
@@ -52,11 +52,15 @@ public struct AuditEntry: Sendable, Hashable {
         self.durationMilliseconds = source?.durationMilliseconds
         switch (record.kind, source?.status) {
         case (.refusal, _): self.outcome = .failed
+        case (.policy, _): self.outcome = record.decision == Self.policyLoaded ? .ok : .failed
         case (_, nil): self.outcome = .unknown
         case (_, 0): self.outcome = self.milvusCode == nil ? .ok : .failed
         default: self.outcome = .failed
         }
     }
+
+    /// The decision of a policy record whose policy was put in force; any other (`rejected`) is a failed reload.
+    public static let policyLoaded = "loaded"
 
     /// The field names of ``jsonLine()``, in order.
     public static let jsonFields = [

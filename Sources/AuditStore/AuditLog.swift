@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The outcome of writing one submitted record.
 public struct AuditResult: Sendable, Hashable {
     /// The token passed to ``AuditLog/submit(_:token:listener:)``.
@@ -57,4 +59,39 @@ public protocol AuditLog: Sendable {
     var lost: Int { get }
     /// Writes what is queued, then stops the writer thread. Later submits return false. Idempotent.
     func close()
+}
+
+extension AuditLog {
+    /// Queues `record` and waits until it is durable, or refused: for a record that must be in the store before what
+    /// it describes takes effect (a reloaded policy). It waits as long as the writer takes to commit or fail the
+    /// batch, and returns at once if the record can't be queued. Never call it from an event loop or a listener.
+    /// - Returns: nil once the record is written; otherwise why it was not.
+    public func write(_ record: consuming AuditRecord) -> AuditStoreError? {
+        let waiter = AuditWaiter()
+        guard self.submit(record, token: 0, listener: waiter) else {
+            return .unavailable("the audit queue is full or the store is closing")
+        }
+        return waiter.wait()
+    }
+}
+
+/// The listener of ``AuditLog/write(_:)``: holds the one result and wakes the thread waiting for it.
+private final class AuditWaiter: AuditListener {
+    private let result = Mutex<AuditResult?>(nil)
+    private let signal = WakeSignal()
+
+    func auditCompleted(_ results: [AuditResult]) {
+        self.result.withLock { $0 = results.first }
+        self.signal.signal()
+    }
+
+    /// Sleeps until the result arrives; nil when the record was written, the error otherwise.
+    func wait() -> AuditStoreError? {
+        self.signal.wait()
+        let result = self.result.withLock { $0 }
+        guard let result, result.sequence != nil else {
+            return result?.error ?? .unavailable("the record was not written")
+        }
+        return nil
+    }
 }

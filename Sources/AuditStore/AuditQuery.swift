@@ -1,7 +1,8 @@
 /// Which calls ``AuditReader/query(_:)`` returns.
 ///
 /// Filters combine with AND and compare exactly. The selection is the newest ``limit`` matching calls (requests and
-/// refusals; outcomes are joined to their requests, checkpoints are never listed), returned oldest first; with
+/// refusals; outcomes are joined to their requests, checkpoints are never listed) and policy records (which have no
+/// user, database, collection or RPC, so those filters leave them out), returned oldest first; with
 /// ``afterID``, the oldest ``limit`` after that id instead, so that a reader can page forward through the store.
 public struct AuditQuery: Sendable, Hashable {
     /// Calls at or after this time (UTC ms), inclusive.
@@ -18,9 +19,12 @@ public struct AuditQuery: Sendable, Hashable {
     public var rpc: String?
     /// The decision: one of ``decisions``.
     public var decision: String?
-    /// The decisions a record can carry (`approval_required` is kept for the approvals to come), and so the values
-    /// a decision filter takes: anything else is a typo that would match nothing.
-    public static let decisions = ["allowed", "denied", "would_deny", "approval_required", "failed"]
+    /// The decisions a record can carry (`approval_required` is kept for the approvals to come; `loaded` and
+    /// `rejected` are those of policy records), and so the values a decision filter takes: anything else is a typo
+    /// that would match nothing.
+    public static let decisions = [
+        "allowed", "denied", "would_deny", "approval_required", "failed", AuditEntry.policyLoaded, "rejected",
+    ]
     /// What became of the call (``AuditEntry/Outcome``): ok, failed (a refusal, a non-zero status, or a failed Milvus
     /// status) or unknown (forwarded, no outcome recorded).
     public var outcome: AuditEntry.Outcome?
@@ -68,10 +72,10 @@ public struct AuditQuery: Sendable, Hashable {
         self.outcome.map { entry.outcome == $0 } ?? true
     }
 
-    /// Whether a request or refusal record numbered `sequence` passes the filters (the in-memory store's version of
-    /// the SQL WHERE), except ``outcome``, which needs the call's outcome record.
+    /// Whether a request, refusal or policy record numbered `sequence` passes the filters (the in-memory store's
+    /// version of the SQL WHERE), except ``outcome``, which needs the call's outcome record.
     func matches(_ record: AuditRecord, sequence: Int64) -> Bool {
-        guard record.kind == .request || record.kind == .refusal else { return false }
+        guard Self.listedKinds.contains(record.kind) else { return false }
         if let afterID = self.afterID, sequence <= afterID { return false }
         if let since = self.since, record.timeMilliseconds < since { return false }
         if let until = self.until, record.timeMilliseconds >= until { return false }
@@ -82,4 +86,7 @@ public struct AuditQuery: Sendable, Hashable {
         if let decision = self.decision, record.decision != decision { return false }
         return true
     }
+
+    /// The kinds of record a listing shows, one entry each (an outcome goes with its request).
+    static let listedKinds: [AuditRecord.Kind] = [.request, .refusal, .policy]
 }

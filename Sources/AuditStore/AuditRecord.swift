@@ -2,7 +2,8 @@
 ///
 /// Records are never updated. A forwarded call produces two: a ``Kind/request`` record, written (and durable) before
 /// the call is forwarded, and an ``Kind/outcome`` record with the same ``callID`` once the upstream answered. A call
-/// the guard refused itself produces one ``Kind/refusal`` record. ``Kind/checkpoint`` records are written by
+/// the guard refused itself produces one ``Kind/refusal`` record. A ``Kind/policy`` record says which policy a guard
+/// put in force (at start and at each reload) or which reload it rejected. ``Kind/checkpoint`` records are written by
 /// ``AuditReader/prune(before:)``. Which fields apply to which kind is documented in docs/audit.md.
 public struct AuditRecord: Sendable, Hashable {
     /// What the record describes; stored as its raw value.
@@ -15,6 +16,9 @@ public struct AuditRecord: Sendable, Hashable {
         case refusal
         /// Written by prune: carries the sequence number and hash of the last pruned record in ``AuditRecord/targets``.
         case checkpoint
+        /// A policy put in force (decision `loaded`) or a reload rejected (`rejected`): the digests of its files, the
+        /// mode, and what asked for it, in ``AuditRecord/targets``. Complete on its own.
+        case policy
     }
 
     /// What the record describes.
@@ -33,7 +37,7 @@ public struct AuditRecord: Sendable, Hashable {
     public var tls: Bool?
     /// The RPC name, e.g. `Delete`.
     public var rpc: String?
-    /// The action class: read, write, ddl, destructive, admin, session.
+    /// The action class: read, write, ddl, destructive, admin, session; `policy` for a policy record.
     public var action: String?
     /// The database the call targets.
     public var database: String?
@@ -50,7 +54,8 @@ public struct AuditRecord: Sendable, Hashable {
     public var rows: Int64?
     /// The size of the request message in bytes.
     public var requestBytes: Int64?
-    /// allowed, denied, approval_required, or failed (refused before a policy decision).
+    /// allowed, denied, would_deny, approval_required, or failed (refused before a policy decision); for a policy
+    /// record, loaded or rejected.
     public var decision: String?
     /// The rule behind the decision: `policies/x.yaml:12` or `built-in session rule`.
     public var rule: String?

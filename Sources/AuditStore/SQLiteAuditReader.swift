@@ -77,17 +77,21 @@ public final class SQLiteAuditReader: AuditReader {
         return statvfs(path, &info) == 0 && info.f_flag & UInt(ST_RDONLY) != 0
     }
 
-    /// The SQL condition on a request or refusal `r` for ``AuditEntry/Outcome``, as ``AuditEntry`` derives it: the
-    /// call's first outcome record `o` is found through the outcome index.
+    /// The SQL condition on a request, refusal or policy record `r` for ``AuditEntry/Outcome``, as ``AuditEntry``
+    /// derives it: the call's first outcome record `o` is found through the outcome index.
     private func outcomeCondition(_ outcome: AuditEntry.Outcome) -> String {
         let first = "SELECT MIN(seq) FROM audit_records WHERE call_id = r.call_id AND kind = 'outcome'"
         let milvusFailed =
             SQLiteAuditSchema.has("milvus_code", version: self.version) ? " OR o.milvus_code IS NOT NULL" : ""
         let ok = "o.status = 0 AND NOT (0\(milvusFailed))"
         let answered = "SELECT 1 FROM audit_records AS o WHERE o.seq = (\(first)) AND o.status IS NOT NULL"
+        // A policy record is ok when its policy was put in force, failed when the reload was rejected.
+        let policy = "r.kind = 'policy' AND r.decision IS"
+        let loaded = "'\(AuditEntry.policyLoaded)'"
         switch outcome {
-        case .ok: return "r.kind = 'request' AND EXISTS (\(answered) AND \(ok))"
-        case .failed: return "(r.kind = 'refusal' OR EXISTS (\(answered) AND NOT (\(ok))))"
+        case .ok: return "(r.kind = 'request' AND EXISTS (\(answered) AND \(ok)) OR \(policy) \(loaded))"
+        case .failed:
+            return "(r.kind = 'refusal' OR \(policy) NOT \(loaded) OR EXISTS (\(answered) AND NOT (\(ok))))"
         case .unknown: return "r.kind = 'request' AND NOT EXISTS (\(answered))"
         }
     }
@@ -132,7 +136,8 @@ public final class SQLiteAuditReader: AuditReader {
     ) throws(AuditStoreError) {
         guard query.limit > 0 else { return }
         // The second condition follows from the first; it is there so that SQLite uses the time index.
-        var conditions = ["r.kind IN ('request', 'refusal')", "r.\(SQLiteAuditSchema.timeIndexed)"]
+        let kinds = AuditQuery.listedKinds.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        var conditions = ["r.kind IN (\(kinds))", "r.\(SQLiteAuditSchema.timeIndexed)"]
         var values: [SQLiteValue] = []
         func add(_ condition: String, _ value: SQLiteValue?) {
             guard let value else { return }

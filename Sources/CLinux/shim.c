@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <signal.h>
 
 const uint32_t CLINUX_EPOLLIN = EPOLLIN;
 const uint32_t CLINUX_EPOLLOUT = EPOLLOUT;
@@ -99,3 +100,14 @@ long clinux_raise_descriptor_limit(void) {
     return limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)limit.rlim_cur;
 }
 
+
+int clinux_sigwait_sender(const sigset_t *set, int *pid, int *uid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int signal = sigwaitinfo(set, &info);
+    if (signal < 0) return -1;
+    int sent = info.si_code <= 0;
+    *pid = sent ? (int)info.si_pid : -1;
+    *uid = sent ? (int)info.si_uid : -1;
+    return signal;
+}

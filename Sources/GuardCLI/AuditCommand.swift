@@ -112,10 +112,13 @@ public struct AuditListCommand: ParsableCommand {
     /// `--rpc name`.
     @Option(name: .long, help: ArgumentHelp("Only this RPC, e.g. Delete.", valueName: "name"))
     public var rpc: String?
-    /// `--decision allowed|denied|would_deny|approval_required|failed`.
+    /// `--decision allowed|denied|would_deny|approval_required|failed|loaded|rejected`.
     @Option(
         name: .long,
-        help: ArgumentHelp("allowed, denied, would_deny, approval_required or failed.", valueName: "decision")
+        help: ArgumentHelp(
+            "allowed, denied, would_deny, approval_required or failed; loaded or rejected for policy records.",
+            valueName: "decision"
+        )
     )
     public var decision: String?
     /// `--outcome ok|failed|unknown`.

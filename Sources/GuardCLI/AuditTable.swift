@@ -1,6 +1,8 @@
 import AuditStore
 
-/// The `audit` table for people: one line per call, columns aligned, `-` for what does not apply.
+/// The `audit` table for people: one line per call, columns aligned, `-` for what does not apply. A policy record's
+/// line shows `(policy)` as its RPC, who asked for the reload as its client, and the start of the digest over the
+/// policy files as its target.
 enum AuditTable {
     static let header = ["TIME", "PRINCIPAL", "CLIENT", "RPC", "TARGET", "ROWS", "DECISION", "OUTCOME", "DURATION"]
 
@@ -28,6 +30,7 @@ enum AuditTable {
 
     private static func rawCells(_ entry: AuditEntry) -> [String] {
         let record = entry.record
+        if record.kind == .policy { return Self.policyCells(entry) }
         let target =
             switch (record.database, record.collection) {
             case (let db?, let collection?): "\(db).\(collection)"
@@ -56,6 +59,21 @@ enum AuditTable {
             record.decision ?? "-",
             outcome,
             entry.durationMilliseconds.map { AuditEntry.formatMilliseconds($0) + " ms" } ?? "-",
+        ]
+    }
+
+    private static func policyCells(_ entry: AuditEntry) -> [String] {
+        let record = entry.record
+        return [
+            AuditTime.format(milliseconds: record.timeMilliseconds),
+            "-",
+            record.targets["requested_by"] ?? record.targets["trigger"] ?? "-",
+            "(policy)",
+            record.targets["policy_sha256"].map { "sha256:" + $0.prefix(12) } ?? "-",
+            "-",
+            record.decision ?? "-",
+            entry.outcome == .ok ? "ok" : "failed",
+            "-",
         ]
     }
 }

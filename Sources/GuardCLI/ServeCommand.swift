@@ -83,8 +83,10 @@ public struct ServeCommand: ParsableCommand {
 
         // 1b. The policy: deny by default, so without a loadable policy nothing starts.
         let policy: Policy
+        let policyFiles: [PolicyFolder.File]
         do {
-            policy = try Self.loadPolicy(config)
+            policyFiles = try Self.readPolicy(config)
+            policy = try PolicyFolder.merge(policyFiles.map { ($0.name, $0.text) })
         } catch let error as GuardPolicyError {
             for problem in error.problems { Self.printError("\(problem)") }
             Self.printError("milvus-guard: the policy folder \(config.policiesPath) does not load; nothing started")
@@ -199,15 +201,23 @@ public struct ServeCommand: ParsableCommand {
         }
 
         logger.info("policy loaded", metadata: Self.summary(of: policy, config: config))
+        // The policy in force, in the chain before any call it decides (nothing is served yet). Nobody waits for it:
+        // should the store fail now, it is held and written once the store takes records again.
+        let started = PolicyRecord.loaded(policy, files: policyFiles, mode: config.mode, trigger: .start)
+        if let audit, !audit.log.submit(started, token: 0, listener: nil) {
+            logger.error("the audit store did not take the record of the policy in force")
+        }
         if config.mode == .shadow {
             logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
         }
 
-        // 7. The signal thread: SIGTERM/SIGINT drain, SIGHUP reloads.
+        // 7. The signal thread: SIGTERM/SIGINT drain, SIGHUP reloads (on a thread of their own: a reload waits for
+        //    the audit store).
+        let reloader = PolicyReloader(Self.reloadHandler(config: config, server: server, audit: audit, logger: logger))
         let watcher = SignalWatcher(
             logger: logger,
             onShutdown: { server.shutdown() },
-            onReload: Self.reloadHandler(config: config, server: server, logger: logger)
+            onReload: { sender in reloader.request(.reload(sender)) }
         )
         watcher.start()
 
@@ -241,16 +251,40 @@ public struct ServeCommand: ParsableCommand {
     /// Loads the policy folder of `config`; rule ids name files `<folder name>/<file>:<line>`.
     /// - Throws: ``GuardPolicyError`` with every problem.
     static func loadPolicy(_ config: GuardConfig) throws -> Policy {
-        let display = (config.policiesPath as NSString).lastPathComponent
-        return try PolicyFolder.load(path: config.policiesPath, displayPath: display)
+        try PolicyFolder.merge(Self.readPolicy(config).map { ($0.name, $0.text) })
+    }
+
+    /// Reads the policy files of `config`'s folder, named `<folder name>/<file>`.
+    /// - Throws: ``GuardPolicyError``.
+    static func readPolicy(_ config: GuardConfig) throws -> [PolicyFolder.File] {
+        try PolicyFolder.read(
+            path: config.policiesPath,
+            displayPath: (config.policiesPath as NSString).lastPathComponent
+        )
     }
 
     /// What SIGHUP (and `milvus-guard reload`) does: re-read `mode` from the config file and the policy
-    /// folder, and put them in force at once. A config or policy that does not load is logged and
-    /// changes nothing: the old policy stays in force.
-    static func reloadHandler(config: GuardConfig, server: ProxyServer, logger: Logger) -> @Sendable () -> Void {
+    /// folder, and put them in force. A config or policy that does not load changes nothing: the old policy stays
+    /// in force. With auditing on, each reload is recorded (`policy` records, docs/audit.md), a policy put in force
+    /// only once its record is durable: a store that can't write keeps the old policy (and says so in the log), as it
+    /// keeps every mutation from Milvus.
+    static func reloadHandler(
+        config: GuardConfig,
+        server: ProxyServer,
+        audit: ProxyAudit?,
+        logger: Logger
+    ) -> @Sendable (PolicyRecord.Trigger) -> Void {
         let original = config
-        return {
+        return { trigger in
+            var requester: Logger.Metadata = [:]
+            if case .reload(let sender?) = trigger { requester["requested_by"] = "\(PolicyRecord.describe(sender))" }
+            func reject(_ message: String, _ metadata: Logger.Metadata, reason: String, files: [PolicyFolder.File]?) {
+                logger.error("\(message); the old policy stays in force", metadata: metadata.merging(requester) { $1 })
+                let record = PolicyRecord.rejected(reason: reason, files: files, mode: nil, trigger: trigger)
+                if let audit, !audit.log.submit(record, token: 0, listener: nil) {
+                    logger.error("the audit store did not take the record of the rejected reload")
+                }
+            }
             var current = original
             if let source = original.sourcePath {
                 do {
@@ -261,29 +295,49 @@ public struct ServeCommand: ParsableCommand {
                     current.mode = reread.mode
                     current.policiesPath = reread.policiesPath
                 } catch {
-                    logger.error(
-                        "reload rejected: the config file does not load; the old policy stays in force",
-                        metadata: ["error": "\(error)"]
+                    reject(
+                        "reload rejected: the config file does not load",
+                        ["error": "\(error)"],
+                        reason: "the config file does not load: \(error)",
+                        files: nil
                     )
                     return
                 }
             }
+            var files: [PolicyFolder.File]?
             let policy: Policy
             do {
-                policy = try Self.loadPolicy(current)
+                files = try Self.readPolicy(current)
+                policy = try PolicyFolder.merge(files?.map { ($0.name, $0.text) } ?? [])
             } catch let error as GuardPolicyError {
-                logger.error(
-                    "reload rejected: the new policy does not load; the old policy stays in force",
-                    metadata: ["problems": "\(error.problems.map(\.description).joined(separator: "; "))"]
+                let problems = error.problems.map(\.description).joined(separator: "; ")
+                reject(
+                    "reload rejected: the new policy does not load",
+                    ["problems": "\(problems)"],
+                    reason: "the new policy does not load: \(problems)",
+                    files: files
                 )
                 return
             } catch {
-                logger.error("reload rejected; the old policy stays in force", metadata: ["error": "\(error)"])
+                reject("reload rejected", ["error": "\(error)"], reason: "\(error)", files: files)
                 return
             }
             for warning in policy.warnings { logger.warning("policy: \(warning)") }
+            if let audit {
+                let record = PolicyRecord.loaded(policy, files: files ?? [], mode: current.mode, trigger: trigger)
+                if let error = audit.log.write(record) {
+                    logger.error(
+                        "reload not applied: the audit store can't record it; the old policy stays in force",
+                        metadata: ["error": "\(error)"].merging(requester) { $1 }
+                    )
+                    return
+                }
+            }
             server.reload(ActivePolicy(policy: policy, mode: current.mode))
-            logger.notice("policy reloaded", metadata: Self.summary(of: policy, config: current))
+            logger.notice(
+                "policy reloaded",
+                metadata: Self.summary(of: policy, config: current).merging(requester) { $1 }
+            )
         }
     }
 

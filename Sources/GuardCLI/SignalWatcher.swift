@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 import Logging
@@ -13,6 +14,13 @@ enum OnSignal: Equatable {
     case reload
     /// A signal we don't handle (sigwait only returns the ones asked for; this is for completeness).
     case ignore
+}
+
+/// The process that sent a signal, as the kernel tells it (`sigwaitinfo`): recorded with the policy a SIGHUP put in
+/// force, so that the audit says who reloaded it.
+struct SignalSender: Sendable, Hashable {
+    let pid: Int32
+    let uid: UInt32
 }
 
 /// The signal policy, apart from threads and system calls so tests can drive it:
@@ -48,7 +56,7 @@ final class SignalWatcher: Sendable {
 
     private let logger: Logger
     private let onShutdown: @Sendable () -> Void
-    private let onReload: @Sendable () -> Void
+    private let onReload: @Sendable (SignalSender?) -> Void
     private let onExitImmediately: @Sendable () -> Void
     /// The watcher thread, once it has blocked the signals and is about to wait; for tests, which
     /// direct signals at it with `pthread_kill` instead of at the whole test process.
@@ -58,12 +66,12 @@ final class SignalWatcher: Sendable {
 
     /// - Parameters:
     ///   - onShutdown: the first SIGTERM/SIGINT; must return promptly (it runs on the watcher thread).
-    ///   - onReload: each SIGHUP.
+    ///   - onReload: each SIGHUP, with its sender when a process sent it; must return promptly.
     ///   - onExitImmediately: a second SIGTERM/SIGINT; by default exits the process with code 1.
     init(
         logger: Logger,
         onShutdown: @escaping @Sendable () -> Void,
-        onReload: @escaping @Sendable () -> Void,
+        onReload: @escaping @Sendable (SignalSender?) -> Void,
         onExitImmediately: @escaping @Sendable () -> Void = { exit(1) }
     ) {
         self.logger = logger
@@ -107,8 +115,9 @@ final class SignalWatcher: Sendable {
         defer { self.thread.withLock { $0 = nil } }
         var state = SignalStateMachine()
         while !self.stopped.load(ordering: .sequentiallyConsistent) {
-            var signal: Int32 = 0
-            guard sigwait(&set, &signal) == 0 else { continue }
+            var (pid, uid): (Int32, Int32) = (-1, -1)
+            let signal = clinux_sigwait_sender(&set, &pid, &uid)
+            guard signal > 0 else { continue }
             guard !self.stopped.load(ordering: .sequentiallyConsistent) else { return }
             switch state.received(signal) {
             case .shutdown:
@@ -118,7 +127,7 @@ final class SignalWatcher: Sendable {
                 self.logger.warning("second shutdown signal, exiting now", metadata: ["signal": "\(Self.name(signal))"])
                 self.onExitImmediately()
             case .reload:
-                self.onReload()
+                self.onReload(pid > 0 && uid >= 0 ? SignalSender(pid: pid, uid: UInt32(uid)) : nil)
             case .ignore:
                 break
             }

@@ -319,6 +319,66 @@ struct SQLiteAuditStoreTests {
         }
     }
 
+    @Test(
+        "Policy records are listed beside calls, selected by decision and outcome, left out by call filters, and verify"
+    )
+    func policyRecords() throws {
+        let folder = try TemporaryDirectory()
+        let sqlite = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { sqlite.close() }
+        let memory = try MemoryAuditStore()
+        defer { memory.close() }
+        func policy(_ n: Int, _ decision: String) -> AuditRecord {
+            var record = AuditRecord(kind: .policy, callID: callID(n), timeMilliseconds: 1_746_100_800_000 + Int64(n))
+            record.action = "policy"
+            record.decision = decision
+            record.targets = ["trigger": "SIGHUP", "policy_sha256": String(repeating: "ab", count: 32)]
+            record.message = "1 user, 0 API keys, 1 rules from 1 file, mode enforce"
+            return record
+        }
+        // 1 loaded; 2-3 a call; 4 a rejected reload.
+        let records = [policy(1, "loaded"), fullRequest(2), outcome(2), policy(4, "rejected")]
+        for store in [sqlite as any AuditLog & AuditReader, memory] {
+            write(records, to: store)
+            let all = try store.query(AuditQuery())
+            #expect(all.map(\.id) == [1, 2, 4])
+            #expect(all.map(\.outcome) == [.ok, .ok, .failed])
+            #expect(all[0].record == records[0])
+            #expect(all[0].outcomeRecorded && all[0].status == nil && all[0].message == records[0].message)
+            #expect(try store.query(AuditQuery(outcome: .ok)).map(\.id) == [1, 2])
+            #expect(try store.query(AuditQuery(outcome: .failed)).map(\.id) == [4])
+            #expect(try store.query(AuditQuery(outcome: .unknown)).isEmpty)
+            #expect(try store.query(AuditQuery(decision: "loaded")).map(\.id) == [1])
+            #expect(try store.query(AuditQuery(decision: "rejected")).map(\.id) == [4])
+            #expect(try store.query(AuditQuery(user: "alice")).map(\.id) == [2])
+            #expect(try store.query(AuditQuery(rpc: "Delete")).map(\.id) == [2])
+            #expect(try store.query(AuditQuery(collection: "books")).map(\.id) == [2])
+            guard case .ok(4, _) = try store.verify() else {
+                Issue.record("verify: \(try store.verify())")
+                continue
+            }
+        }
+    }
+
+    @Test("write(_:) returns once the record is durable, or with the error of the batch that failed it")
+    func writeWaits() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        #expect(store.write(fullRequest(1)) == nil)
+        #expect(try store.query(AuditQuery()).map(\.id) == [1])
+        #expect(chmod(path, 0o444) == 0)
+        #expect(store.write(fullRequest(2))?.message == "audit store unavailable: \(path) is read-only")
+        #expect(chmod(path, 0o644) == 0)
+        #expect(store.write(fullRequest(3)) == nil)
+        #expect(try store.query(AuditQuery()).map(\.record.callID) == [callID(1), callID(3)])
+        store.close()
+        #expect(
+            store.write(fullRequest(4))?.message
+                == "audit store unavailable: the audit queue is full or the store is closing"
+        )
+    }
+
     @Test("close writes what is queued; later submits return false")
     func closeDrains() throws {
         let folder = try TemporaryDirectory()

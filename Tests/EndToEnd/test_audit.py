@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import urllib.error
 import urllib.request
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -570,6 +572,102 @@ def test_names_sent_by_a_client_cannot_forge_log_lines_or_hide_table_rows(audite
     assert json.loads(sent.stdout)["collection"] == name
 
 
+def policy_entries(work_dir) -> list[dict]:
+    listed = guard_cli(work_dir, "audit", "--format", "json", "--limit", "1000")
+    assert listed.returncode == 0, listed.stderr
+    return [e for e in (json.loads(line) for line in listed.stdout.splitlines() if line.strip())
+            if e["action"] == "policy"]
+
+
+def test_policy_loads_and_reloads_are_recorded_and_a_reload_waits_for_the_store(milvus, log_dir):
+    """The policy in force at start and every reload are records in the chain, with each file's SHA-256, the mode
+    and who sent the SIGHUP; a reload the store can't record is not applied."""
+    port = harness.free_port()
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-policy-records",
+        policies={"audit.yaml": policy()}, ready=harness.grpc_answers,
+    )
+    address = f"http://127.0.0.1:{port}"
+    folder, store = server.work_dir / "policies", server.work_dir / "guard.db"
+    try:
+        def digest(name: str) -> str:
+            return hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        started = digest("audit.yaml")
+        harness.wait_until(lambda: len(policy_entries(server.work_dir)) == 1, 10, "the policy record of the start")
+        root = MilvusClient(uri=address, token="root:Milvus", timeout=30)
+        try:
+            if not root.has_collection("ledger"):
+                root.create_collection("ledger", dimension=4)
+        finally:
+            root.close()
+
+        # A broken file: rejected, and recorded with the files read and who asked.
+        (folder / "broken.yaml").write_text("roles:\n  x: [\n")
+        broken = digest("broken.yaml")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        harness.wait_until(lambda: len(policy_entries(server.work_dir)) == 2, 10, "the rejected reload's record")
+        (folder / "broken.yaml").unlink()
+
+        # The store read-only: a changed policy (app may no longer read) is not applied, and the log says why.
+        os.chmod(store, 0o444)
+        try:
+            (folder / "audit.yaml").write_text(policy().replace("[read, write, Delete]", "[write, Delete]"))
+            reload = guard_cli(server.work_dir, "reload")
+            assert reload.returncode == 0, reload.stderr
+            harness.wait_until(lambda: "reload not applied" in server.log_path.read_text(errors="replace"), 10,
+                               "the reload refused for want of a record")
+            app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+            try:
+                app.query("ledger", filter="id >= 0", limit=1)  # still allowed: the old policy is in force
+            finally:
+                app.close()
+        finally:
+            os.chmod(store, 0o644)
+
+        # Writable again: the same reload is applied once recorded.
+        changed = digest("audit.yaml")
+        reload = guard_cli(server.work_dir, "reload")
+        assert reload.returncode == 0, reload.stderr
+        harness.wait_until(lambda: len(policy_entries(server.work_dir)) == 3, 10, "the applied reload's record")
+        app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+        try:
+            with pytest.raises(REFUSED) as denied:
+                app.query("ledger", filter="id >= 0", limit=1)
+            assert "app may not Query on default.ledger" in str(denied.value)
+        finally:
+            app.close()
+
+        start, rejected, loaded = policy_entries(server.work_dir)
+        for entry in (start, rejected, loaded):
+            assert entry["rpc"] is None and entry["principal"] is None and entry["client"] is None
+            assert entry["targets"]["guard"].endswith(f" pid {server.proc.pid}")
+        assert (start["decision"], start["outcome"], start["targets"]["trigger"]) == ("loaded", "ok", "start")
+        assert start["targets"]["policies/audit.yaml"] == started and start["targets"]["mode"] == "enforce"
+        # The digest over all files is that of `sha256sum`'s lines for them.
+        assert start["targets"]["policy_sha256"] == hashlib.sha256(
+            f"{started}  policies/audit.yaml\n".encode()).hexdigest()
+        assert start["message"] == "2 users, 0 API keys, 2 rules from 1 file, mode enforce"
+
+        assert (rejected["decision"], rejected["outcome"], rejected["targets"]["trigger"]) == (
+            "rejected", "failed", "SIGHUP")
+        assert rejected["targets"]["requested_by"].startswith(f"pid {os.getpid()}, uid {os.getuid()}")
+        assert rejected["targets"]["policies/broken.yaml"] == broken
+        assert "the old policy stays in force: the new policy does not load: policies/broken.yaml:" in (
+            rejected["message"])
+
+        assert (loaded["decision"], loaded["outcome"]) == ("loaded", "ok")
+        assert loaded["targets"]["policies/audit.yaml"] == changed != started
+        assert f"uid {os.getuid()}" in loaded["targets"]["requested_by"]
+        rejected_only = guard_cli(server.work_dir, "audit", "--decision", "rejected", "--format", "json")
+        assert [json.loads(line)["id"] for line in rejected_only.stdout.splitlines()] == [rejected["id"]]
+        table = guard_cli(server.work_dir, "audit")
+        assert "(policy)" in table.stdout and "rejected" in table.stdout
+        verify = guard_cli(server.work_dir, "audit", "verify")
+        assert verify.returncode == 0 and verify.stdout.startswith("ok: "), verify.stderr
+    finally:
+        server.stop()
+
+
 def test_read_only_store_refuses_mutations_and_serves_reads(audited):
     server, address = audited
     store = server.work_dir / "guard.db"
@@ -750,7 +848,7 @@ def test_refusal_flood_shuts_the_address_out(milvus, log_dir):
     assert len(drops) == refused
     assert all(e["status"] == 16 and e["decision"] == "failed" and e["client"].startswith("127.0.0.1:")
                for e in drops)
-    limit = [e for e in entries if e["rpc"] is None]
+    limit = [e for e in entries if e["rpc"] is None and e["action"] != "policy"]
     assert len(limit) == 1, limit
     assert limit[0]["status"] == 8
     assert limit[0]["message"].startswith("milvus-guard: 20 refused calls from 127.0.0.1 within a minute")

@@ -237,7 +237,7 @@ struct AuditCommandTests {
             ),
             (
                 ["--decision", "maybe"],
-                "milvus-guard: --decision: must be one of allowed, denied, would_deny, approval_required, failed, got \"maybe\""
+                "milvus-guard: --decision: must be one of allowed, denied, would_deny, approval_required, failed, loaded, rejected, got \"maybe\""
             ),
             (["--limit", "0"], "milvus-guard: --limit: must be at least 1, got 0"),
             (["--after-id=-1"], "milvus-guard: --after-id: must be 0 or more, got -1"),

@@ -46,7 +46,7 @@ struct SignalWatcherTests {
         let watcher = SignalWatcher(
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
             onShutdown: { calls.shutdown.add(1, ordering: .relaxed) },
-            onReload: { calls.reload.add(1, ordering: .relaxed) },
+            onReload: { _ in calls.reload.add(1, ordering: .relaxed) },
             onExitImmediately: { calls.exit.add(1, ordering: .relaxed) }
         )
         watcher.start()

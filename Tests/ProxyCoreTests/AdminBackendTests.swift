@@ -44,8 +44,8 @@ struct AdminBackendTests {
         #expect(typo.status == 400)
         #expect(
             String(decoding: typo.body, as: UTF8.self)
-                == "{\"error\":\"decision: must be one of allowed, denied, would_deny, approval_required, failed, "
-                + "got \\\"deny\\\"\"}"
+                == "{\"error\":\"decision: must be one of allowed, denied, would_deny, approval_required, failed, loaded, "
+                + "rejected, got \\\"deny\\\"\"}"
         )
         for decision in AuditQuery.decisions {
             #expect(backend.audit(parameters: ["decision": decision]).status == 200, "\(decision)")

@@ -2,6 +2,7 @@
 #define CLINUX_H
 #include <stdint.h>
 #include <sys/types.h>
+#include <signal.h>
 
 /// Thin shims over Linux APIs that Swift's Glibc module does not export (epoll, eventfd, timerfd),
 /// and over `struct epoll_event`, which is packed on x86_64 and imports badly. Every function returns
@@ -40,6 +41,10 @@ void clinux_set_thread_name(const char *name);
 /// Raises the soft RLIMIT_NOFILE to the hard limit (as far as the system allows); returns the soft limit now in
 /// force, or -errno.
 long clinux_raise_descriptor_limit(void);
+
+/// sigwaitinfo for the signals of `set`: returns the signal taken, or -1 with errno (EINTR). `*pid` and `*uid` are
+/// its sender's when a process sent it (kill, sigqueue, tgkill: si_code <= 0), -1 otherwise (the kernel, a terminal).
+int clinux_sigwait_sender(const sigset_t *set, int *pid, int *uid);
 
 /// Monotonic clock in nanoseconds.
 uint64_t clinux_monotonic_ns(void);

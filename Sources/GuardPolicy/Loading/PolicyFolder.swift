@@ -13,6 +13,21 @@ public enum PolicyFolder {
     ///   - displayPath: how messages name the folder (default: `path` as given).
     /// - Throws: ``GuardPolicyError`` with every problem found.
     public static func load(path: String, displayPath: String? = nil) throws -> Policy {
+        try Self.merge(Self.read(path: path, displayPath: displayPath).map { ($0.name, $0.text) })
+    }
+
+    /// A policy file as read: its name as messages show it (`<displayPath>/<file>`), its bytes, and their text.
+    public struct File: Sendable, Hashable {
+        public let name: String
+        public let bytes: [UInt8]
+        public let text: String
+    }
+
+    /// Reads the policy files of the folder at `path` in name order, without parsing them: what ``load(path:displayPath:)``
+    /// merges, for a caller that also needs the bytes (the audit record of a policy put in force holds their digests).
+    /// - Throws: ``GuardPolicyError`` if the folder can't be listed, holds no policy file, or a file can't be read or
+    ///   is not UTF-8.
+    public static func read(path: String, displayPath: String? = nil) throws -> [File] {
         let display = displayPath ?? path
         let prefix = display.hasSuffix("/") ? display : display + "/"
         var isDirectory: ObjCBool = false
@@ -29,7 +44,7 @@ public enum PolicyFolder {
                 PolicyProblem(file: display, line: nil, message: "cannot list the folder")
             ])
         }
-        var files: [(name: String, text: String)] = []
+        var files: [File] = []
         var problems: [PolicyProblem] = []
         for name in names {
             let shown = prefix + name
@@ -42,7 +57,7 @@ public enum PolicyFolder {
                 problems.append(PolicyProblem(file: shown, line: nil, message: "is not UTF-8 text"))
                 continue
             }
-            files.append((shown, text))
+            files.append(File(name: shown, bytes: [UInt8](data), text: text))
         }
         if !problems.isEmpty { throw GuardPolicyError(problems: problems) }
         guard !files.isEmpty else {
@@ -50,7 +65,7 @@ public enum PolicyFolder {
                 PolicyProblem(file: display, line: nil, message: "has no *.yaml or *.yml policy files")
             ])
         }
-        return try Self.merge(files)
+        return files
     }
 
     /// Parses and merges the given files (name as messages show it, text), in the given order.
