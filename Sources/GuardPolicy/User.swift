@@ -6,6 +6,8 @@ public struct User: Hashable, Sendable {
     public let password: PasswordHash?
     /// The certificate subject that names this user (`CN=svc`), or `nil`.
     public let tlsSubject: String?
+    /// What ``tlsSubject`` names in a certificate.
+    public let tlsPattern: TLSSubjectPattern?
     /// The user's role names, all defined in the policy.
     public let roles: [String]
     /// Where the user is defined.
@@ -16,6 +18,7 @@ public struct User: Hashable, Sendable {
         self.name = name
         self.password = password
         self.tlsSubject = tlsSubject
+        self.tlsPattern = tlsSubject.map(TLSSubjectPattern.init)
         self.roles = roles
         self.definedAt = definedAt
     }

@@ -277,7 +277,7 @@ public final class TLSConnection {
 
     /// The peer certificate's DNS, URI and email subject alternative names, in certificate order (IP addresses and
     /// other name types are left out). Empty before the handshake, without a peer certificate, or without SANs.
-    public var peerCertificateSANs: [String] {
+    public var peerCertificateSANs: [SubjectAlternativeName] {
         guard let certificate = SSL_get0_peer_certificate(self.ssl),
             let names = copenssl_subject_alt_names(certificate)
         else {
@@ -285,14 +285,22 @@ public final class TLSConnection {
             return []
         }
         defer { GENERAL_NAMES_free(names) }
-        var result: [String] = []
+        var result: [SubjectAlternativeName] = []
         for index in 0..<copenssl_general_names_count(names) {
             var type: Int32 = 0
             guard let string = copenssl_general_name_string(names, index, &type),
                 let data = ASN1_STRING_get0_data(string)
             else { continue }
+            let kind: SubjectAlternativeName.Kind
+            switch type {
+            case GEN_DNS: kind = .dns
+            case GEN_URI: kind = .uri
+            case GEN_EMAIL: kind = .email
+            default: continue
+            }
             let length = Int(ASN1_STRING_length(string))
-            result.append(String(decoding: UnsafeBufferPointer(start: data, count: length), as: UTF8.self))
+            let value = String(decoding: UnsafeBufferPointer(start: data, count: length), as: UTF8.self)
+            result.append(SubjectAlternativeName(kind: kind, value: value))
         }
         return result
     }
@@ -454,3 +462,26 @@ public final class TLSConnection {
 
 @available(*, unavailable)
 extension TLSConnection: Sendable {}
+
+/// A DNS, URI or email subject alternative name of a certificate, with its type: a name matches only a name of its
+/// own type (an email SAN `svc.example.com` is not the DNS name `svc.example.com`).
+public struct SubjectAlternativeName: Hashable, Sendable, CustomStringConvertible {
+    /// The GENERAL_NAME type.
+    public enum Kind: String, Hashable, Sendable {
+        case dns = "DNS"
+        case uri = "URI"
+        case email
+    }
+
+    public let kind: Kind
+    /// The name as the certificate holds it (IA5String bytes, decoded as UTF-8).
+    public let value: String
+
+    public init(kind: Kind, value: String) {
+        self.kind = kind
+        self.value = value
+    }
+
+    /// `DNS:svc.internal`, `URI:spiffe://…`, `email:svc@example.com`.
+    public var description: String { "\(self.kind.rawValue):\(self.value)" }
+}

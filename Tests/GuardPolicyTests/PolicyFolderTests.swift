@@ -255,6 +255,12 @@ struct PolicyFolderTests {
             yaml: "users:\n  a: {tls_subject: \"CN=x\", roles: []}\n  b: {tls_subject: \"CN=x\", roles: []}\n",
             expected: ["policies/app.yaml:3: users.b.tls_subject: also names users.a (policies/app.yaml:2)"]
         ),
+        // Two spellings of one DNS name (with and without the prefix, in another case) name one certificate.
+        ErrorCase(
+            yaml: "users:\n  a: {tls_subject: \"DNS:svc.Example.com\", roles: []}\n"
+                + "  b: {tls_subject: \"svc.example.com\", roles: []}\n",
+            expected: ["policies/app.yaml:3: users.b.tls_subject: also names users.a (policies/app.yaml:2)"]
+        ),
         // Several problems are all reported, in line order.
         ErrorCase(
             yaml: "roles:\n  r:\n    - allow: [reed]\n      on: [\"*\"]\n    - allow: [read]\n      on: [\"x.\"]\n",
@@ -362,5 +368,28 @@ struct ShadowModeTests {
             policy.decide(principal: app, call: call)
                 == Policy.Outcome(decision: policy.ruleSet.evaluate(principal: app, call: call), wouldDeny: nil)
         )
+    }
+}
+
+@Suite("tls_subject patterns")
+struct TLSSubjectPatternTests {
+    @Test(
+        "Each form of tls_subject names one thing",
+        arguments: [
+            ("DNS:svc.Example.com", TLSSubjectPattern.dns("svc.example.com")),
+            ("URI:spiffe://example.org/svc", .uri("spiffe://example.org/svc")),
+            ("email:svc@example.com", .email("svc@example.com")),
+            ("CN=svc", .commonName("svc")),
+            ("CN=a\\,b", .commonName("a,b")),
+            ("CN=svc,O=Example", .subject("CN=svc,O=Example")),
+            ("O=Example", .subject("O=Example")),
+            ("spiffe://example.org/svc", .uri("spiffe://example.org/svc")),
+            ("svc@example.com", .email("svc@example.com")),
+            ("svc.example.com", .dns("svc.example.com")),
+            ("https://x.example/?a=b", .subject("https://x.example/?a=b")),  // `=`: write URI: for such a URI
+        ]
+    )
+    func forms(text: String, pattern: TLSSubjectPattern) {
+        #expect(TLSSubjectPattern(text) == pattern)
     }
 }

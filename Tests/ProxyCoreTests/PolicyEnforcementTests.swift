@@ -432,19 +432,52 @@ struct TLSIdentityTests {
             "spiffe": Self.user("spiffe", "URI:spiffe://example.org/job"),
             "dns": Self.user("dns", "job.example.org"),
         ]
+        func dns(_ value: String) -> SubjectAlternativeName { SubjectAlternativeName(kind: .dns, value: value) }
+        func uri(_ value: String) -> SubjectAlternativeName { SubjectAlternativeName(kind: .uri, value: value) }
         #expect(TLSIdentity.user(subject: "CN=svc,O=Example", alternativeNames: [], in: users)?.name == "svc")
         #expect(TLSIdentity.user(subject: "CN=other,O=Example", alternativeNames: [], in: users)?.name == "full")
         #expect(
-            TLSIdentity.user(subject: "CN=x", alternativeNames: ["spiffe://example.org/job"], in: users)?.name
+            TLSIdentity.user(subject: "CN=x", alternativeNames: [uri("spiffe://example.org/job")], in: users)?.name
                 == "spiffe"
         )
-        #expect(TLSIdentity.user(subject: nil, alternativeNames: ["job.example.org"], in: users)?.name == "dns")
-        #expect(TLSIdentity.user(subject: "CN=svc2", alternativeNames: ["svc"], in: users) == nil)
+        #expect(TLSIdentity.user(subject: nil, alternativeNames: [dns("job.example.org")], in: users)?.name == "dns")
+        #expect(TLSIdentity.user(subject: nil, alternativeNames: [dns("JOB.Example.org")], in: users)?.name == "dns")
+        #expect(TLSIdentity.user(subject: "CN=svc2", alternativeNames: [dns("svc")], in: users) == nil)
         #expect(TLSIdentity.user(subject: "CN=sv\\,c", alternativeNames: [], in: users) == nil)
-        #expect(TLSIdentity.commonName(of: "O=a\\,b,CN=x") == "x")
+        #expect(TLSSubjectPattern.commonName(of: "O=a\\,b,CN=x") == "x")
         #expect(ClientConnection.host(of: "127.0.0.1:5000") == "127.0.0.1")
         #expect(ClientConnection.host(of: "[::1]:5000") == "::1")
         #expect(ClientConnection.host(of: "unix") == "unix")
+    }
+
+    @Test("A SAN names only a tls_subject of its own type, and CN= or a whole subject never matches a SAN")
+    func typesAreCompared() {
+        let users = [
+            "svc": Self.user("svc", "DNS:svc.example.com"),
+            "spiffe": Self.user("spiffe", "URI:spiffe://example.org/admin"),
+            "boss": Self.user("boss", "CN=boss,O=Corp"),
+            "indexer": Self.user("indexer", "CN=indexer"),
+            "mail": Self.user("mail", "ops@example.com"),
+            "escaped": Self.user("escaped", "CN=a\\,b"),
+        ]
+        func named(_ subject: String?, _ names: [SubjectAlternativeName]) -> String? {
+            TLSIdentity.user(subject: subject, alternativeNames: names, in: users)?.name
+        }
+        // The certificates of a red-team run, each of which was taken for the user on the right.
+        #expect(named("CN=x", [SubjectAlternativeName(kind: .email, value: "svc.example.com")]) == nil)
+        #expect(named("CN=x", [SubjectAlternativeName(kind: .dns, value: "spiffe://example.org/admin")]) == nil)
+        #expect(named("O=Evil", [SubjectAlternativeName(kind: .uri, value: "CN=boss,O=Corp")]) == nil)
+        #expect(named("O=Example", [SubjectAlternativeName(kind: .dns, value: "CN=indexer")]) == nil)
+        // The same names with their own types still match.
+        #expect(named("CN=x", [SubjectAlternativeName(kind: .dns, value: "svc.example.com")]) == "svc")
+        #expect(named("CN=x", [SubjectAlternativeName(kind: .uri, value: "spiffe://example.org/admin")]) == "spiffe")
+        #expect(named("CN=boss,O=Corp", []) == "boss")
+        #expect(named("CN=indexer,O=Example", []) == "indexer")
+        #expect(named("CN=x", [SubjectAlternativeName(kind: .email, value: "ops@example.com")]) == "mail")
+        #expect(named("CN=x", [SubjectAlternativeName(kind: .dns, value: "ops@example.com")]) == nil)
+        // CN= compares the unescaped common name; an escaped comma is part of it.
+        #expect(named("CN=a\\,b,O=Example", []) == "escaped")
+        #expect(named("CN=a,O=b", []) == nil)
     }
 }
 

@@ -83,7 +83,7 @@ public enum PolicyFolder {
         var anonymousRoles: [String] = []
         var references: [PolicyFile.RoleReference] = []
         var referenceFiles: [String] = []
-        var subjects: [String: User] = [:]
+        var subjects: [TLSSubjectPattern: User] = [:]
         var digests: [[UInt8]: APIKey] = [:]
 
         func duplicate(_ what: String, at id: RuleID, first: RuleID) {
@@ -106,7 +106,7 @@ public enum PolicyFolder {
                     duplicate("users.\(user.name)", at: user.definedAt, first: first.definedAt)
                     continue
                 }
-                if let subject = user.tlsSubject {
+                if let subject = user.tlsPattern {
                     if let other = subjects[subject] {
                         problems.append(
                             PolicyProblem(
