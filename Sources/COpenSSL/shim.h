@@ -16,9 +16,30 @@
 /// caller's buffer moves between calls). Returns 1 on success.
 static inline int copenssl_ctx_apply_defaults(SSL_CTX *ctx) {
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return 0;
+    // Elliptic-curve key exchange only. OpenSSL 3.0's default list also has the finite-field groups up to
+    // ffdhe8192, which cost a server about 100 ms of CPU per handshake and a client next to nothing (a flood of
+    // ClientHellos offering only ffdhe8192 is the "DHEat" attack).
+    if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1) return 0;
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     return 1;
+}
+
+/// Limits on what a server reads of a client's certificates, and (with client certificates) no session resumption:
+/// - at most `max_chain_bytes` of a certificate chain (OpenSSL's default is 100 KiB, and verifying such a chain
+///   cost a red-team run 24-32 ms of CPU per handshake) and a chain of at most `max_depth` CAs above the leaf;
+/// - with `mutual`, no session tickets and no session cache, so that every connection runs a full handshake and
+///   its client certificate is verified again (validity dates included): a resumed session kept the identity of
+///   a certificate that had expired since (up to the ticket lifetime, 2 hours).
+/// SSL_CTX_set_max_cert_list, SSL_CTX_set_session_cache_mode and SSL_CTX_set_options are macros or need a cast.
+static inline void copenssl_ctx_limit_server(SSL_CTX *ctx, long max_chain_bytes, int max_depth, int mutual) {
+    SSL_CTX_set_max_cert_list(ctx, max_chain_bytes);
+    SSL_CTX_set_verify_depth(ctx, max_depth);
+    if (mutual) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
 }
 
 /// SSL_CTX_set_max_proto_version is a macro: caps a context at TLS 1.2 (tests use it to cover the TLS 1.2 path).

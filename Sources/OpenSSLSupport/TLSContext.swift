@@ -4,7 +4,9 @@ import COpenSSL
 ///
 /// Built once at start-up (or on a certificate reload) and then only read; connections take their own reference to
 /// the `SSL_CTX` (OpenSSL counts them), so a context may be released while its connections live on. Every context
-/// allows TLS 1.2 and 1.3 only, with compression and renegotiation off.
+/// allows TLS 1.2 and 1.3 only, with compression and renegotiation off, and elliptic-curve key exchange only (X25519,
+/// P-256, P-384). A server context reads at most 32 KiB of a client's chain, and with client certificates resumes no
+/// session.
 ///
 /// `@unchecked Sendable`, so all event loops can share one context: every stored property is a `let`, no method
 /// changes the `SSL_CTX` after the factory returns, and OpenSSL documents an `SSL_CTX` as safe to use from many threads
@@ -40,6 +42,12 @@ public final class TLSContext: @unchecked Sendable {
     static let tls12Ciphers =
         "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
         + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+    /// The most bytes of certificate chain a server reads from a client: a leaf and a few intermediates take a few
+    /// KiB; OpenSSL's default of 100 KiB let a client make each handshake cost the guard 24-32 ms of verifying.
+    static let maxClientChainBytes = 32 * 1024
+    /// The most CAs above a client's certificate, up to a trusted one.
+    static let maxClientChainDepth: Int32 = 5
 
     /// The ALPN protocol id a server accepts. gRPC is HTTP/2 only (RFC 9113 §3.2, gRPC `PROTOCOL-HTTP2.md`).
     static let serverALPN: [UInt8] = Array("h2".utf8)
@@ -89,6 +97,12 @@ public final class TLSContext: @unchecked Sendable {
         } else {
             SSL_CTX_set_verify(handle, SSL_VERIFY_NONE, nil)
         }
+        copenssl_ctx_limit_server(
+            handle,
+            Self.maxClientChainBytes,
+            Self.maxClientChainDepth,
+            clientCAPath != nil ? 1 : 0
+        )
 
         // Refuse a ClientHello without ALPN before any other work: the select callback below never runs then.
         SSL_CTX_set_client_hello_cb(

@@ -92,6 +92,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
 
     func connectionDidClose(_ connection: HTTP2Connection, reason: String?) {
         if let reason { self.logger.debug("client connection closed", metadata: ["reason": "\(reason)"]) }
+        if let reason, reason.hasPrefix(Self.tlsFailurePrefix) {
+            self.worker.auditTLSFailure(self, reason: String(reason.dropFirst(Self.tlsFailurePrefix.count)))
+        }
         let calls = self.calls
         self.calls = [:]
         for call in calls.values {
@@ -100,6 +103,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         }
         self.worker.clientClosed(self)
     }
+
+    /// How ``HTTP2Connection`` names a close caused by TLS (a failed handshake, a broken record).
+    static let tlsFailurePrefix = "TLS: "
 
     func connection(_ connection: HTTP2Connection, rejectedPreface bytes: ArraySlice<UInt8>) -> [UInt8] {
         self.logger.warning("refused a request that is not HTTP/2 (HTTP/1.1, REST or garbage)")

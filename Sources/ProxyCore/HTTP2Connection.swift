@@ -146,7 +146,8 @@ final class HTTP2Connection: LoopHandler {
             do {
                 result = try tls.readPlaintext(into: &self.plaintext, max: 16 * 1024)
             } catch {
-                self.failTLS("\(error)")
+                // Its message, without the wrapper's source location: it goes into audit records.
+                self.failTLS(error.message)
                 return
             }
             if !self.handshakeReported && tls.isHandshakeComplete {
@@ -177,7 +178,7 @@ final class HTTP2Connection: LoopHandler {
             if !alert.isEmpty { _ = alert.withUnsafeBytes { self.socket.write($0) } }
             alert.removeAll()
         }
-        self.close(reason: "TLS: \(reason)")
+        self.close(reason: ClientConnection.tlsFailurePrefix + reason)
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer) {

@@ -131,6 +131,21 @@ extension ProxyWorker {
         self.auditConnectionRefusal(client, rpc: asked, code: code, message: "HTTP \(httpStatus): \(message)")
     }
 
+    /// A client connection TLS ended: a failed handshake (no certificate or one the CAs do not vouch for, an expired
+    /// one, no shared version or key-exchange group, no ALPN `h2`) or a broken record. A gRPC client sees only
+    /// UNAVAILABLE, so the guard's side is what tells an operator why: a `refusal` record (`rpc` `TLS`, decision
+    /// `failed`, status UNAVAILABLE, the reason), a log line (the first of each second; the housekeeping sums up
+    /// the others), and a count against ``Limits/refusalsPerWindow``, which shuts out an address that keeps
+    /// failing handshakes (each costs the guard a key exchange and a signature). Before 2026-12-06 such failures
+    /// were logged at debug level only.
+    func auditTLSFailure(_ client: ClientConnection, reason: String) {
+        if self.tlsFailures.happened("\(client.peer): \(reason)") {
+            self.logger.notice("TLS connection refused", metadata: ["peer": "\(client.peer)", "reason": "\(reason)"])
+        }
+        self.countRefusal(by: client, cutOff: false)
+        self.auditConnectionRefusal(client, rpc: "TLS", code: .unavailable, message: "TLS: \(reason)")
+    }
+
     /// A `refusal` record that is not about a decoded call: what the connection asked (nil: nothing in particular),
     /// decision `failed`, the status, no duration.
     private func auditConnectionRefusal(

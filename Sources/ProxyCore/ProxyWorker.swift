@@ -35,6 +35,8 @@ final class ProxyWorker: LoopHandler {
     var storeRefusals = OncePerSecondLog()
     /// Outcome and refusal records dropped because the audit queue was full.
     var droppedRecords = OncePerSecondLog()
+    /// Client connections TLS ended (``auditTLSFailure(_:reason:)``).
+    var tlsFailures = OncePerSecondLog()
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -261,6 +263,12 @@ final class ProxyWorker: LoopHandler {
                 self.logger.error(
                     "audit store unavailable: more mutations refused",
                     metadata: ["refused": "\(refused)", "error": "\(error)"]
+                )
+            }
+            if let (failed, last) = self.tlsFailures.endSecond() {
+                self.logger.notice(
+                    "more TLS connections refused",
+                    metadata: ["connections": "\(failed)", "last": "\(last)"]
                 )
             }
             if let (dropped, last) = self.droppedRecords.endSecond() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -116,5 +117,40 @@ roles:
                 call("DropCollection")(request, timeout=10)
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert denied.value.details().startswith("milvus-guard: svc may not DropCollection on default.books")
+
+        def s_client(*args: str) -> str:
+            """An openssl s_client handshake as svc; stdin stays open a second, so that tickets would arrive."""
+            command = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-alpn", "h2", "-CAfile", str(ca),
+                       "-cert", str(svc_cert), "-key", str(svc_key), *args]
+            done = subprocess.run(["sh", "-c", 'sleep 1 | "$@"', "sh", *command], capture_output=True, text=True,
+                                  timeout=30)
+            return done.stdout + done.stderr
+
+        # Finite-field key exchange is not offered: ffdhe8192 cost the guard ~100 ms of CPU per handshake.
+        refused = s_client("-tls1_3", "-groups", "ffdhe8192")
+        assert "alert handshake failure" in refused and "Cipher is (NONE)" in refused, refused
+        # No session to resume with client certificates: every connection verifies its certificate again (a
+        # resumed session kept the identity of a certificate that had expired since).
+        session = tmp_path / "session.pem"
+        first = s_client("-sess_out", str(session))
+        assert "New, TLSv1.3" in first, first
+        assert not session.exists() or "Reused" not in s_client("-sess_in", str(session))
+
+        # Handshakes the guard refused are recorded (a gRPC client only sees UNAVAILABLE) and logged.
+        subprocess.run(["sh", "-c", 'sleep 1 | "$@"', "sh", "openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                        "-alpn", "h2", "-CAfile", str(ca)], capture_output=True, timeout=30)  # no certificate
+
+        def refusals() -> list[dict]:
+            listed = subprocess.run([_guard_binary(), "audit", "--rpc", "TLS", "--format", "json"],
+                                    cwd=server.work_dir, capture_output=True, text=True, timeout=60)
+            return [json.loads(line) for line in listed.stdout.splitlines()]
+        harness.wait_until(lambda: len(refusals()) == 2, 10, "the two refused handshakes in the audit store")
+        key_share, no_certificate = refusals()
+        assert "no suitable key share" in key_share["message"], key_share
+        assert "peer did not return a certificate" in no_certificate["message"], no_certificate
+        for refused in (key_share, no_certificate):
+            assert (refused["decision"], refused["status"], refused["tls"]) == ("failed", 14, True)
+            assert refused["message"].startswith("TLS: ") and refused["client"].startswith("127.0.0.1:")
+        assert "TLS connection refused" in server.log_path.read_text(errors="replace")
     finally:
         server.stop()

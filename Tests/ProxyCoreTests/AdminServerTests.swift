@@ -18,12 +18,28 @@ struct TestAdminBackend: AdminBackend {
     static let slowAuditRequest =
         "GET /audit?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(Self.admin)\r\n\r\n"
 
+    /// A password check that takes until ``checksReleased`` (at most 20 s), then fails, as a PBKDF2 of a wrong
+    /// password would (slowly); ``checksStarted`` counts them.
+    static let slowCheck = "Basic Y2hlY2s6d2FpdA=="  // check:wait
+    let checksReleased = Locked(false)
+    let checksStarted = Locked(0)
+    /// Credentials verified lately (``isVerified(authorization:)``).
+    let verified = Locked<Set<String>>([])
+
     static let admin = "Basic YWRtaW46c2VjcmV0"  // admin:secret
     static let app = "Basic YXBwOnB3"  // app:pw
     static let wrongPassword = "Basic YWRtaW46d3Jvbmc="  // admin:wrong
 
+    func isVerified(authorization: String?) -> Bool {
+        authorization.map { self.verified.value.contains($0) } ?? false
+    }
+
     func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization {
-        switch authorization {
+        if authorization == Self.slowCheck {
+            self.checksStarted.update { $0 += 1 }
+            _ = waitFor(timeoutMilliseconds: 20_000) { self.checksReleased.value }
+        }
+        return switch authorization {
         case nil: .unauthenticated(reason: "no credentials")
         case Self.admin: .allowed(principal: "admin")
         case "Bearer key-ops": .allowed(principal: "ops-bot")
@@ -346,6 +362,45 @@ struct AdminServerTests {
             "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "a", count: 9_000))\r\n\r\n"
         )
         #expect(huge.status == 431)
+    }
+
+    @Test(
+        "Password checks wait in a queue of their own, 16 per client network, skipped once their connection is closed; a caller verified lately never waits there"
+    )
+    func passwordChecksQueue() throws {
+        let backend = TestAdminBackend()
+        backend.verified.set([TestAdminBackend.admin])
+        let server = try Self.start(backend: backend, timeoutMilliseconds: 1_500)
+        defer { Self.stop(server) }
+        let request = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(TestAdminBackend.slowCheck)\r\n\r\n"
+        // One check runs (and hangs), 16 more from this network wait, the 18th is refused at once.
+        var clients: [AdminTestClient] = []
+        for _ in 0..<17 {
+            let client = try AdminTestClient(port: server.boundPort)
+            try client.send(request)
+            clients.append(client)
+            if clients.count == 1 { #expect(waitFor { backend.checksStarted.value == 1 }) }
+        }
+        let refused = try AdminTestClient(port: server.boundPort).exchange(request)
+        #expect(refused.status == 503)
+        // A verified admin is answered while the checks hang.
+        let ready = try AdminTestClient.request(
+            port: server.boundPort,
+            "/readyz",
+            authorization: TestAdminBackend.admin
+        )
+        #expect(ready.status == 200)
+        // Their deadline closes the waiting connections unanswered; released then, the queued checks never run.
+        for client in clients { #expect(client.readToEnd(timeoutMilliseconds: 10_000) == ([], true)) }
+        backend.checksReleased.set(true)
+        #expect(try AdminTestClient.request(port: server.boundPort, "/healthz").status == 200)
+        let after = try AdminTestClient.request(
+            port: server.boundPort,
+            "/metrics",
+            authorization: TestAdminBackend.admin
+        )
+        #expect(after.status == 200)
+        #expect(backend.checksStarted.value == 1)
     }
 
     @Test("A client that sends half a request is closed at the deadline, and the server keeps serving")

@@ -12,6 +12,11 @@ public protocol AdminBackend: Sendable {
     /// could lock a real admin out by failing in their name).
     func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization
 
+    /// Whether `authorization` was verified lately against the policy in force, so that ``authorizeAdmin(authorization:client:)``
+    /// answers it without a password hash: such a request skips the queue of password checks (a flood of wrong
+    /// passwords kept a monitor's `/readyz` waiting for 5 s and more). Cheap; runs on the admin loop.
+    func isVerified(authorization: String?) -> Bool
+
     /// `GET /audit` with its decoded query parameters (the `audit` CLI's filters, e.g. `user`, `since`):
     /// a JSON body, or ``AdminResponse/error(_:_:)`` with 400 (bad filter) or 503 (store unavailable).
     func audit(parameters: [String: String]) -> AdminResponse
@@ -22,6 +27,10 @@ public protocol AdminBackend: Sendable {
     /// Metrics the proxy's registry does not hold (e.g. `milvus_guard_audit_queue_depth`), already in the
     /// Prometheus text format with their HELP and TYPE lines, appended to `/metrics`; may be empty.
     func extraMetrics() -> String
+}
+
+extension AdminBackend {
+    public func isVerified(authorization: String?) -> Bool { false }
 }
 
 /// The outcome of checking an admin request's credentials.

@@ -1,5 +1,6 @@
 import CLinux
 import Logging
+import Synchronization
 
 /// One admin client connection: read one request, write one answer, close. Admin thread only.
 ///
@@ -37,6 +38,8 @@ final class AdminConnection: LoopHandler {
     private var inputEnded = false
     /// The number of the request whose answer is worked out off the loop (``AdminWorker/awaitAnswer(for:)``).
     private(set) var pendingRequest: UInt64?
+    /// Closed with the connection, so that its queued work (a password check) is skipped.
+    private var ticket: AdminTicket?
     /// When it was accepted.
     let openedAt = EventLoop.now()
     /// Whether its request is still arriving (a client that has not sent a whole head yet).
@@ -106,14 +109,42 @@ final class AdminConnection: LoopHandler {
         let mailbox = self.worker.loop.mailbox
         let number = self.worker.awaitAnswer(for: self)
         self.pendingRequest = number
-        let executor = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
-        let refused = executor.submit {
-            let (response, principal) = router.respond(to: request, client: client)
+        let ticket = AdminTicket()
+        self.ticket = ticket
+        let answers = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
+        let busy = AdminResponse.text(503, "busy: too many admin requests in progress\n")
+        /// Authorizes the request (a 401 or 403 goes back at once), then answers it for the principal.
+        @Sendable func authorizeAndAnswer() {
+            guard !ticket.isClosed else { return }
+            let (response, principal): (AdminResponse, String)
+            switch router.authorize(request, client: client) {
+            case .success(let name): (response, principal) = router.respond(to: request, principal: name)
+            case .failure(let refusal): (response, principal) = (refusal.response, refusal.principal)
+            }
             mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
         }
-        if refused != nil {
-            self.deliver(.text(503, "busy: too many admin requests in progress\n"), principal: "-")
+        if router.backend.isVerified(authorization: request.authorization) {
+            // Checked lately: no password hash to wait for.
+            if answers.submit(authorizeAndAnswer) != nil { self.deliver(busy, principal: "-") }
+            return
         }
+        // A password check first, in the queue of checks where client networks take turns; then the answer, in its
+        // own queue (a slow /audit query must not hold up the checks of others).
+        let refused = self.worker.credentialChecks.submit(key: ClientNetwork.of(client)) {
+            guard !ticket.isClosed else { return }
+            switch router.authorize(request, client: client) {
+            case .success(let name):
+                let taken = answers.submit {
+                    guard !ticket.isClosed else { return }
+                    let (response, principal) = router.respond(to: request, principal: name)
+                    mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
+                }
+                if taken != nil { mailbox.send(.adminAnswered(request: number, response: busy, principal: name)) }
+            case .failure(let refusal):
+                mailbox.send(.adminAnswered(request: number, response: refusal.response, principal: refusal.principal))
+            }
+        }
+        if refused != nil { self.deliver(busy, principal: "-") }
     }
 
     /// The answer to the request, from ``answer(_:)`` or (through the mailbox) an admin worker thread.
@@ -202,6 +233,7 @@ final class AdminConnection: LoopHandler {
     func close() {
         guard self.state != .closed else { return }
         self.state = .closed
+        self.ticket?.close()
         if self.deadline != 0 { self.worker.loop.cancelTimer(self.deadline) }
         self.worker.loop.unregister(self.socket.descriptor, token: self.token)
         self.socket.close()
@@ -211,3 +243,13 @@ final class AdminConnection: LoopHandler {
 
 @available(*, unavailable)
 extension AdminConnection: Sendable {}
+
+/// Whether the connection a queued admin job answers is still open: a job of a closed one (its deadline passed) is
+/// skipped, so that a flood of requests that time out in the queue costs no password hashes after the fact.
+final class AdminTicket: Sendable {
+    private let closed = Atomic<Bool>(false)
+
+    var isClosed: Bool { self.closed.load(ordering: .acquiring) }
+
+    func close() { self.closed.store(true, ordering: .releasing) }
+}

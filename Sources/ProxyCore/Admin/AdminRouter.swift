@@ -30,15 +30,43 @@ struct AdminRouter: Sendable {
     /// `client`: the requester's address without the port.
     func respond(to request: AdminRequest, client: String) -> (response: AdminResponse, principal: String) {
         if request.path == "/healthz" { return (.text(200, "ok\n"), "-") }
+        switch self.authorize(request, client: client) {
+        case .success(let principal): return self.respond(to: request, principal: principal)
+        case .failure(let refusal): return (refusal.response, refusal.principal)
+        }
+    }
+
+    /// A refused admin request: its answer (401 or 403), and for the log why.
+    struct Refusal: Error {
+        let response: AdminResponse
         let principal: String
+    }
+
+    /// Who sent `request`, if the policy lets them use the admin endpoints; the 401 or 403 otherwise. May hash a
+    /// password: off the admin loop.
+    func authorize(_ request: AdminRequest, client: String) -> Result<String, Refusal> {
         switch self.backend.authorizeAdmin(authorization: request.authorization, client: client) {
         case .allowed(let name):
-            principal = name
+            return .success(name)
         case .unauthenticated(let reason):
-            return (.text(401, "authentication required\n", fields: [Self.challenge]), "refused: \(reason)")
+            return .failure(
+                Refusal(
+                    response: .text(401, "authentication required\n", fields: [Self.challenge]),
+                    principal: "refused: \(reason)"
+                )
+            )
         case .forbidden(let reason):
-            return (.text(403, "forbidden: the admin action is not allowed for this user\n"), "refused: \(reason)")
+            return .failure(
+                Refusal(
+                    response: .text(403, "forbidden: the admin action is not allowed for this user\n"),
+                    principal: "refused: \(reason)"
+                )
+            )
         }
+    }
+
+    /// The answer to a request from `principal`, whom the policy lets use the admin endpoints.
+    func respond(to request: AdminRequest, principal: String) -> (response: AdminResponse, principal: String) {
         switch request.path {
         case "/readyz":
             if let problem = self.backend.readinessProblem() {

@@ -141,6 +141,11 @@ final class AdminWorker: LoopHandler {
     /// `/audit` on a thread of its own, the rest on another. `/healthz` is answered on the loop.
     let auditAnswers: OffLoopExecutor
     let otherAnswers: OffLoopExecutor
+    /// Password checks of credentials not verified lately, before their answers: client networks take turns, and
+    /// one network may have ``checksPerNetwork`` queued. A caller whose credential is verified already never waits
+    /// here (``AdminBackend/isVerified(authorization:)``).
+    let credentialChecks: OffLoopExecutor
+    static let checksPerNetwork = 16
     private let listener: Int32
     private var listenerToken: UInt64 = 0
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
@@ -162,6 +167,11 @@ final class AdminWorker: LoopHandler {
         self.logger = logger
         self.auditAnswers = try OffLoopExecutor(name: "guard-admin-aud", capacity: configuration.maxConnections)
         self.otherAnswers = try OffLoopExecutor(name: "guard-admin-job", capacity: configuration.maxConnections)
+        self.credentialChecks = try OffLoopExecutor(
+            name: "guard-admin-pw",
+            capacity: configuration.maxConnections,
+            capacityPerKey: Self.checksPerNetwork
+        )
         self.listenerToken = try loop.register(listener, events: CLINUX_EPOLLIN, handler: self)
         loop.onMessage = { [unowned self] message in self.receive(message) }
     }
@@ -230,6 +240,7 @@ final class AdminWorker: LoopHandler {
             for connection in Array(self.connections.values) { connection.close() }
             self.auditAnswers.stop()
             self.otherAnswers.stop()
+            self.credentialChecks.stop()
             self.loop.stop()
         case .adminAnswered(let request, let response, let principal):
             // The connection may have timed out or been closed by its client meanwhile.

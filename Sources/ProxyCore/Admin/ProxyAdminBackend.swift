@@ -87,6 +87,13 @@ public final class ProxyAdminBackend: AdminBackend {
         }
     }
 
+    public func isVerified(authorization: String?) -> Bool {
+        guard let authorization, !authorization.isEmpty else { return false }
+        let generation = self.server.currentPolicyAndGeneration.1
+        let key = VerificationCache.key(for: authorization)
+        return self.verifications.withLock { $0.lookup(key, now: EventLoop.now(), generation: generation) } != nil
+    }
+
     // MARK: Routes
 
     /// GET /audit: the `milvus-guard audit` filters as query parameters (`since`, `until`, `user`, `db`,
