@@ -9,10 +9,10 @@ import Testing
 @Suite("Identity")
 struct IdentityTests {
     @Test(
-        "Base64 decodes RFC 4648's vectors, with or without padding",
+        "Base64 decodes RFC 4648's vectors",
         arguments: [
             ("", ""), ("Zg==", "f"), ("Zm8=", "fo"), ("Zm9v", "foo"), ("Zm9vYg==", "foob"), ("Zm9vYmE=", "fooba"),
-            ("Zm9vYmFy", "foobar"), ("Zm9vYg", "foob"),
+            ("Zm9vYmFy", "foobar"),
         ]
     )
     func base64(encoded: String, decoded: String) {
@@ -20,8 +20,12 @@ struct IdentityTests {
     }
 
     @Test(
-        "Base64 refuses characters outside the alphabet and impossible lengths",
-        arguments: ["Zm9v!", "Z", "Zg===", "Zm 9v"]
+        "Base64 refuses characters outside the alphabet, impossible lengths, and all but the canonical form",
+        arguments: [
+            "Zm9v!", "Z", "Zg===", "Zm 9v",
+            // root:Milvus is cm9vdDpNaWx2dXM=; a red-team run logged in with each of these.
+            "cm9vdDpNaWx2dXM", "cm9vdDpNaWx2dXM==", "cm9vdDpNaWx2dXN=", "cm9vdDpNaWx2dXP=", "Zm9vYg", "Zh==", "Zm9=",
+        ]
     )
     func base64Invalid(encoded: String) {
         #expect(Base64.decode(encoded) == nil)

@@ -30,9 +30,13 @@ enum Base64 {
         return table
     }()
 
-    /// The decoded bytes, or nil for characters outside the alphabet, misplaced padding or a bad length.
+    /// The decoded bytes, or nil unless `text` is canonical padded base64 (RFC 4648 §4, what every Milvus SDK sends):
+    /// characters outside the alphabet, missing, extra or misplaced padding, a bad length, or bits set after the
+    /// last byte. Lax decoding took `cm9vdDpNaWx2dXM`, `cm9vdDpNaWx2dXM==` and `…dXN=`/`…dXP=` for one credential
+    /// (a red-team finding; Milvus's Go decoder refuses the first two).
     static func decode(_ text: String) -> [UInt8]? {
         var input = Array(text.utf8)
+        guard input.count % 4 == 0 else { return nil }
         while input.last == UInt8(ascii: "=") { input.removeLast() }
         guard text.utf8.count - input.count <= 2, input.count % 4 != 1 else { return nil }
         var output: [UInt8] = []
@@ -49,6 +53,8 @@ enum Base64 {
                 output.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
             }
         }
+        // The 2 or 4 bits left over must be zero.
+        guard accumulator & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
         return output
     }
 }
