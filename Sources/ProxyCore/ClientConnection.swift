@@ -58,12 +58,27 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         for event in events {
             switch event {
             case .headers(let streamID, let kind, let fields, let endStream, let oversized):
+                let invalid = self.invalidFields.isEmpty ? nil : self.invalidFields.removeValue(forKey: streamID)
                 if kind == .request {
                     self.openCall(streamID: streamID, fields: fields, endStream: endStream, oversized: oversized)
+                    if let invalid, !oversized, let call = self.calls[streamID], !call.forwarded {
+                        self.refuseInvalidField(call, invalid)
+                    }
                 } else if oversized, let call = self.calls[streamID], !call.forwarded {
                     self.refuseOversized(call, "request trailers exceed")
+                } else if let invalid, let call = self.calls[streamID], !call.forwarded {
+                    self.refuseInvalidField(call, invalid)
                 } else {
                     self.calls[streamID]?.requestEnd()  // request trailers end the request
+                }
+            case .invalidHeaderField(let streamID, let name):
+                if self.invalidFields[streamID] == nil { self.invalidFields[streamID] = name }
+            case .requestReset(let streamID, let fields, let reason):
+                if !self.invalidFields.isEmpty { self.invalidFields[streamID] = nil }
+                // A request (not trailers: a call of its own ends when its stream closes).
+                if self.calls[streamID] == nil {
+                    let path = fields.first { $0.name == ":path" }?.value
+                    self.worker.auditResetRequest(self, path: path, reason: reason)
                 }
             case .data(let streamID, let bytes):
                 if let call = self.calls[streamID] {
@@ -76,6 +91,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             case .outboundConsumed(let streamID, let count):
                 self.calls[streamID]?.responseBytesSent(count)
             case .streamClosed(let streamID, _):
+                if !self.invalidFields.isEmpty { self.invalidFields[streamID] = nil }
                 if let call = self.calls.removeValue(forKey: streamID) {
                     call.clientStreamClosed(connectionGone: false)
                     self.logCompletion(call)
@@ -103,6 +119,10 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         }
         self.worker.clientClosed(self)
     }
+
+    /// Streams whose header block in progress had an invalid field (``HTTP2Event/invalidHeaderField(streamID:name:)``),
+    /// until its block arrives.
+    private var invalidFields: [Int32: String] = [:]
 
     /// How ``HTTP2Connection`` names a close caused by TLS (a failed handshake, a broken record).
     static let tlsFailurePrefix = "TLS: "
@@ -221,6 +241,20 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     /// Refuses a call whose header block (`what`: "request trailers exceed") was over `limits.max_header_list_bytes`: its stream is reset already
     /// (ENHANCE_YOUR_CALM), so this records it, counted as the client's doing (an HPACK bomb, say) toward
     /// `refusals_per_minute`.
+    /// Refuses a call whose header block had a field HTTP/2 does not allow (nghttp2 left it out): a gRPC status
+    /// instead of the PROTOCOL_ERROR reset nghttp2 would send, recorded and counted like other refusals. Names are
+    /// lower-case in HTTP/2: an `Authorization` sent as such would otherwise be dropped and the call go on as
+    /// anonymous.
+    private func refuseInvalidField(_ call: ProxiedCall, _ name: String) {
+        call.verdict = .failed
+        call.respond(
+            GRPCStatus(
+                .invalidArgument,
+                "header field \"\(name)\" is not valid in HTTP/2 (names are lower-case; values hold no NUL, CR or LF)"
+            )
+        )
+    }
+
     private func refuseOversized(_ call: ProxiedCall, _ what: String) {
         call.verdict = .failed
         let limit = self.worker.configuration.limits.maxHeaderListBytes

@@ -146,6 +146,25 @@ extension ProxyWorker {
         self.auditConnectionRefusal(client, rpc: "TLS", code: .unavailable, message: "TLS: \(reason)")
     }
 
+    /// A request whose header block nghttp2 refused and reset (PROTOCOL_ERROR, which a gRPC client reads as INTERNAL):
+    /// a name with upper-case letters, a bad pseudo-header, a malformed request. A `refusal` record (`rpc`: the
+    /// method of its path when there is one, decision `failed`, status INTERNAL, nghttp2's reason), counted against
+    /// ``Limits/refusalsPerWindow``. Before 2026-12-06 nobody heard of these: a red-team run sent 5000 in 0.3 s,
+    /// neither recorded nor counted.
+    func auditResetRequest(_ client: ClientConnection, path: String?, reason: String) {
+        self.countRefusal(by: client, cutOff: true)
+        let rpc = path.map { path in
+            path.hasPrefix(RPCDescriptor.pathPrefix) ? String(path.dropFirst(RPCDescriptor.pathPrefix.count)) : path
+        }
+        self.auditConnectionRefusal(
+            client,
+            rpc: rpc.map { String($0.prefix(200)) },
+            code: .internal,
+            message: "HTTP/2: request reset (PROTOCOL_ERROR): \(reason): a header field name with upper-case letters, "
+                + "or another header HTTP/2 forbids"
+        )
+    }
+
     /// A `refusal` record that is not about a decoded call: what the connection asked (nil: nothing in particular),
     /// decision `failed`, the status, no duration.
     private func auditConnectionRefusal(

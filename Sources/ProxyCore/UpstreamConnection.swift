@@ -135,6 +135,8 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
                 } else {
                     self.pool?.streamFreed(on: self)
                 }
+            case .invalidHeaderField, .requestReset:
+                break  // server role only: the session resets such a response stream itself
             case .goaway(let lastStreamID, let errorCode):
                 self.state = .draining
                 self.pool?.logger.info(

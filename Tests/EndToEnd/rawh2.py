@@ -65,11 +65,16 @@ def _text(pairs) -> dict[str, str]:
 class H2Client:
     """One prior-knowledge (h2c) connection."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0):
+    def __init__(self, host: str, port: int, timeout: float = 10.0, raw_headers: bool = False):
+        """`raw_headers`: send header names and values as given (upper-case names too), unchecked by h2."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
         self.authority = f"{host}:{port}"
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        if raw_headers:
+            config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
+                                               normalize_outbound_headers=False)
+        self.conn = h2.connection.H2Connection(config)
         self.conn.initiate_connection()
         self.flush()
 
@@ -143,9 +148,10 @@ class H2Client:
 
 
 def h2_request(
-    host: str, port: int, headers: list[tuple[str, str]], body: bytes = b"", timeout: float = 10.0
+    host: str, port: int, headers: list[tuple[str, str]], body: bytes = b"", timeout: float = 10.0,
+    raw_headers: bool = False,
 ) -> H2Response:
-    client = H2Client(host, port, timeout=timeout)
+    client = H2Client(host, port, timeout=timeout, raw_headers=raw_headers)
     try:
         stream_id = client.send_request(headers, body)
         return client.response(stream_id, timeout=timeout)

@@ -7,13 +7,15 @@ pending until the guard's own deadline handling ends it.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 import grpc
 import pytest
 
 import harness
-from conftest import requires_guard
+from conftest import _guard_binary as harness_binary, requires_guard
 from rawh2 import H2Client, grpc_frame, grpc_headers, h2_request, http1_request
 
 pytestmark = requires_guard
@@ -120,6 +122,32 @@ def test_unknown_rpc_is_unimplemented_and_not_forwarded(silent_stack):
         assert status == "12", (path, status, message)
         assert message.startswith("milvus-guard:"), message
         assert path not in upstream.requests()
+
+
+def test_header_fields_http2_forbids_are_recorded_and_not_forwarded(silent_stack):
+    """nghttp2 resets a request whose header name has upper-case letters (`Authorization`): the guard records the
+    refusal; a value with a byte HTTP/2 forbids (NUL) is left out by nghttp2, and the guard answers
+    INVALID_ARGUMENT. Neither is forwarded; before, neither was recorded nor counted."""
+    guard, upstream = silent_stack
+    method = harness.MILVUS_SERVICE + "DropCollection"
+    upper = grpc_headers(guard.address, method, [("Authorization", "cm9vdDpNaWx2dXM=")])
+    reset = h2_request(guard.host, guard.port, upper, grpc_frame(b"\x1a\x05books"), timeout=10, raw_headers=True)
+    assert reset.reset_code == 1, reset  # PROTOCOL_ERROR
+    nul = grpc_headers(guard.address, method, [("x-note", "a\x00b")])
+    response = h2_request(guard.host, guard.port, nul, grpc_frame(b"\x1a\x05books"), timeout=10, raw_headers=True)
+    status, message = _guard_status(response)
+    assert status == "3", (status, message)
+    assert 'header field "x-note" is not valid in HTTP/2' in message, message
+    assert method not in upstream.requests()
+
+    def refusals() -> list[dict]:
+        listed = subprocess.run([harness_binary(), "audit", "--rpc", "DropCollection", "--format", "json"],
+                                cwd=guard.server.work_dir, capture_output=True, text=True, timeout=60)
+        return [json.loads(line) for line in listed.stdout.splitlines()]
+    harness.wait_until(lambda: len(refusals()) >= 2, 10, "both refusals in the audit store")
+    by_status = {e["status"]: e for e in refusals()}
+    assert by_status[13]["message"].startswith("HTTP/2: request reset (PROTOCOL_ERROR)"), by_status[13]
+    assert by_status[3]["decision"] == "failed"
 
 
 def test_second_message_on_a_unary_call_is_refused(silent_stack):

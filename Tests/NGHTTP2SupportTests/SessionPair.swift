@@ -10,6 +10,8 @@ enum Seen: Equatable, CustomStringConvertible {
     case settings
     case goaway(lastStreamID: Int32, errorCode: UInt32)
     case consumed(Int32, Int)
+    case invalid(Int32, String)
+    case reset(Int32, String)
 
     init(_ event: HTTP2Event) {
         switch event {
@@ -21,6 +23,8 @@ enum Seen: Equatable, CustomStringConvertible {
         case .remoteSettingsChanged: self = .settings
         case .goaway(let lastStreamID, let errorCode): self = .goaway(lastStreamID: lastStreamID, errorCode: errorCode)
         case .outboundConsumed(let streamID, let count): self = .consumed(streamID, count)
+        case .invalidHeaderField(let streamID, let name): self = .invalid(streamID, name)
+        case .requestReset(let streamID, _, let reason): self = .reset(streamID, reason)
         }
     }
 
@@ -35,6 +39,8 @@ enum Seen: Equatable, CustomStringConvertible {
         case .settings: return "settings"
         case .goaway(let last, let code): return "goaway(\(last),\(code))"
         case .consumed(let id, let count): return "consumed(\(id),\(count))"
+        case .invalid(let id, let name): return "invalid(\(id),\(name))"
+        case .reset(let id, let reason): return "reset(\(id),\(reason))"
         }
     }
 

@@ -314,6 +314,26 @@ struct AuditTests {
         #expect(setup.upstream.record.value.requests.isEmpty)
     }
 
+    @Test("A header field nghttp2 leaves out (a NUL in its value) refuses the call with a status, recorded")
+    func invalidHeaderField() throws {
+        let setup = try self.setUp()
+        let headers = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "DropCollection",
+            metadata: [PolicyEnforcementTests.token("root:Milvus"), HeaderField("x-note", "a\u{0}b")]
+        )
+        let result = try setup.client.call(headers, body: PolicyEnforcementTests.body(collection: "books"))
+        #expect(result.grpcStatus == "3")
+        #expect(result.grpcMessage?.contains("header field \"x-note\" is not valid in HTTP/2") == true)
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 1)
+        #expect(records[0].kind == .refusal)
+        #expect(records[0].rpc == "DropCollection")
+        #expect(records[0].status == 3)
+        #expect(records[0].decision == "failed")
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
     @Test("A record keeps 16 KiB of a filter and of a list of names, and says what it cut")
     func longTextIsCut() throws {
         let setup = try self.setUp(reads: true)

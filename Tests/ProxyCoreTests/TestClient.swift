@@ -198,7 +198,7 @@ final class TestClient {
                 self.streams[streamID]?.closedWith = errorCode
             case .goaway(let lastStreamID, let errorCode):
                 self.goaway = (lastStreamID, errorCode)
-            case .remoteSettingsChanged, .outboundConsumed:
+            case .remoteSettingsChanged, .outboundConsumed, .invalidHeaderField, .requestReset:
                 break
             }
         }
