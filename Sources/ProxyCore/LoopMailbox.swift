@@ -1,6 +1,7 @@
 import AuditStore
 import CLinux
 import Glibc
+import MilvusCatalog
 import Synchronization
 
 /// Messages other threads may send to an event loop. Values only: never closures over loop state.
@@ -20,6 +21,15 @@ enum LoopMessage: Sendable {
     /// An admin worker thread's answer to admin request `request` (numbered by the admin loop, never reused: a
     /// connection closed meanwhile may have given its address to a new one, which must not get this answer).
     case adminAnswered(request: UInt64, response: AdminResponse, principal: String)
+    /// The decoder thread inflated and decoded request `request`'s message (numbered by the loop), or refused it;
+    /// nil when the call had ended and the work was skipped.
+    case decoded(request: UInt64, outcome: DecodeOutcome?)
+}
+
+/// What decoding a request message off the loop came to.
+enum DecodeOutcome: Sendable {
+    case decoded(MilvusCall)
+    case refused(GRPCStatus)
 }
 
 /// The only way into an event loop from another thread: a queue under a mutex plus an eventfd that

@@ -100,3 +100,13 @@ final class OffLoopExecutor: Sendable {
         }
     }
 }
+
+/// Whether the work a queued job was for is still wanted: a job for a closed admin connection, or a call that ended
+/// while its message waited to be decoded, is skipped instead of spending a password hash or an inflation on nobody.
+final class Cancellation: Sendable {
+    private let cancelled = Atomic<Bool>(false)
+
+    var isCancelled: Bool { self.cancelled.load(ordering: .acquiring) }
+
+    func cancel() { self.cancelled.store(true, ordering: .releasing) }
+}

@@ -291,23 +291,64 @@ final class ProxiedCall {
     }
 
     /// The whole request (or a bidi stream's first message) is here: decode it, let the worker judge
-    /// it, then open the upstream stream with the held bytes, or refuse.
+    /// it, then open the upstream stream with the held bytes, or refuse. A costly message (a large compressed one)
+    /// is inflated and decoded on the decoder thread, and the call goes on in ``decodedOffLoop(_:)``.
     private func decide(atEnd: Bool) {
+        guard self.offLoopDecoding == nil else { return }  // a bidi stream's first message is being decoded already
         // A caller known not to be let through gets no inflating: a 64 KiB gzip request can inflate to 64 MiB.
         if self.gate?.holdsCompressedMessage == true, let status = self.unprovenRefusal() {
             self.respond(status)
             return
         }
-        guard self.client != nil, var gate = self.gate.take() else { return }
-        let decoded: MilvusCall
-        let forward: [ArraySlice<UInt8>]
+        guard let client = self.client, var gate = self.gate.take() else { return }
+        let decoding: RequestGate.Decoding
         do {
-            (decoded, forward) = try gate.decide(atEnd: atEnd)
+            decoding = try gate.takeMessage(atEnd: atEnd)
         } catch {
             self.gate = gate
             self.respond(error.status)
             return
         }
+        self.gate = gate  // its bytes stay held, and a bidi stream's later chunks go on arriving into it
+        if decoding.isCostly {
+            let cancellation = Cancellation()
+            guard client.worker.decodeOffLoop(self, decoding, cancellation: cancellation) else {
+                self.respond(
+                    GRPCStatus(
+                        .resourceExhausted,
+                        "too many compressed requests being inflated; try again later, or send it uncompressed"
+                    )
+                )
+                return
+            }
+            self.offLoopDecoding = (decoding.message, cancellation)
+            return
+        }
+        do {
+            self.decoded(try decoding.decode(), message: decoding.message)
+        } catch {
+            self.respond(error.status)
+        }
+    }
+
+    /// The message being decoded on the decoder thread, and what cancels that work once the call has ended.
+    private var offLoopDecoding: (message: GRPCMessage, cancellation: Cancellation)?
+
+    /// The decoder thread's outcome for this call's message (nil: skipped, the call had ended).
+    func decodedOffLoop(_ outcome: DecodeOutcome?) {
+        guard let (message, _) = self.offLoopDecoding.take(), let outcome else { return }
+        switch outcome {
+        case .decoded(let call): self.decoded(call, message: message)
+        case .refused(let status): self.respond(status)
+        }
+    }
+
+    /// The message is decoded: the gate gives the bytes to forward, and the worker judges the call once its caller is
+    /// known.
+    private func decoded(_ decoded: MilvusCall, message: GRPCMessage) {
+        // Ended meanwhile (refused, reset, timed out): its gate is gone with its held bytes.
+        guard !self.responseFinished, !self.clientClosed, var gate = self.gate.take() else { return }
+        let forward = gate.forward(message)
         self.milvusCall = decoded
         self.decodedRPC = decoded.rpc
         self.requestBytes = gate.heldBytes
@@ -386,6 +427,7 @@ final class ProxiedCall {
 
     /// Lets go of the request held in the gate: its bytes go back to the budgets.
     private func releaseGate() {
+        self.offLoopDecoding?.cancellation.cancel()
         if let gate = self.gate {
             self.gate = nil
             self.client?.releaseHeld(gate.heldBytes)
@@ -603,6 +645,7 @@ final class ProxiedCall {
         self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
         self.releaseUnproven()
         self.discardPendingBody()
+        self.offLoopDecoding?.cancellation.cancel()
         self.gate = nil
         self.awaitingJudgement = nil
         self.releaseResponseWindow()
@@ -643,7 +686,7 @@ final class ProxiedCall {
     /// send it: not while its password is checked, when the guard may keep the client's windows shut.
     var isHoldingRequest: Bool {
         if case .pending = self.identity { return false }
-        return self.gate != nil
+        return self.gate != nil && self.offLoopDecoding == nil
     }
 
     /// The request did not arrive whole within `limits.request_timeout` (checked once a second by the worker): a call

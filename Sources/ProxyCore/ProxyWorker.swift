@@ -37,6 +37,10 @@ final class ProxyWorker: LoopHandler {
     var droppedRecords = OncePerSecondLog()
     /// Client connections TLS ended (``auditTLSFailure(_:reason:)``).
     var tlsFailures = OncePerSecondLog()
+    /// Calls whose message the decoder thread is inflating and decoding, by request number (never reused), until
+    /// its outcome arrives, even if the call ends meanwhile.
+    private var offLoopDecodes: [UInt64: ProxiedCall] = [:]
+    private var lastOffLoopDecode: UInt64 = 0
 
     /// What all loops share (held-bytes budget, failure limiter, verifier thread).
     let services: SharedServices
@@ -224,6 +228,8 @@ final class ProxyWorker: LoopHandler {
             self.pool.resolved(address, result)
         case .adminAnswered:
             break  // the admin loop's; a proxy loop is never sent it
+        case .decoded(let request, let outcome):
+            self.offLoopDecodes.removeValue(forKey: request)?.decodedOffLoop(outcome)
         }
     }
 
@@ -313,3 +319,30 @@ final class ProxyWorker: LoopHandler {
 
 @available(*, unavailable)
 extension ProxyWorker: Sendable {}
+
+extension ProxyWorker {
+    /// Inflates and decodes `decoding` on the decoder thread (client networks take turns there); the outcome comes
+    /// back through the mailbox to ``ProxiedCall/decodedOffLoop(_:)``. False when the decoder has no room (the call
+    /// is then refused).
+    func decodeOffLoop(_ call: ProxiedCall, _ decoding: RequestGate.Decoding, cancellation: Cancellation) -> Bool {
+        self.lastOffLoopDecode += 1
+        let request = self.lastOffLoopDecode
+        let mailbox = self.loop.mailbox
+        let refused = self.services.decoder.submit(key: call.client?.network ?? "") {
+            guard !cancellation.isCancelled else {
+                mailbox.send(.decoded(request: request, outcome: nil))
+                return
+            }
+            let outcome: DecodeOutcome
+            do throws(RequestGate.Refusal) {
+                outcome = .decoded(try decoding.decode())
+            } catch {
+                outcome = .refused(error.status)
+            }
+            mailbox.send(.decoded(request: request, outcome: outcome))
+        }
+        guard refused == nil else { return false }
+        self.offLoopDecodes[request] = call
+        return true
+    }
+}

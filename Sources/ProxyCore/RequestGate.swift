@@ -85,6 +85,15 @@ struct RequestGate {
     /// Decodes the held message (at END_STREAM, or on the first message of a bidi stream).
     /// - Returns: the decoded call and the bytes to forward (prefix and payload of each held message).
     mutating func decide(atEnd: Bool) throws(Refusal) -> (MilvusCall, [ArraySlice<UInt8>]) {
+        let decoding = try self.takeMessage(atEnd: atEnd)
+        let call = try decoding.decode()
+        return (call, self.forward(decoding.message))
+    }
+
+    /// The held message, once the request has ended well (at END_STREAM) or a bidi stream's first message is here,
+    /// with what decoding it needs: ``Decoding/decode()`` may run on another thread (a compressed message is inflated
+    /// off the event loop), then ``forward(_:)`` gives the bytes to send.
+    mutating func takeMessage(atEnd: Bool) throws(Refusal) -> Decoding {
         if atEnd {
             do {
                 try self.decoder.finish()
@@ -95,48 +104,118 @@ struct RequestGate {
         guard let first = self.message else {
             throw .status(GRPCStatus(.invalidArgument, "\(self.rpc.name) request has no message"))
         }
-        let call: MilvusCall
-        do {
-            if first.compressed {
-                let inflated = try self.inflate(first.payload)
-                call = try MilvusCall(
-                    decoding: inflated[...],
-                    rpc: self.rpc,
-                    metadataDatabase: self.metadataDatabase,
-                    limits: self.limits
-                )
-            } else {
-                call = try MilvusCall(
-                    decoding: first.payload,
-                    rpc: self.rpc,
-                    metadataDatabase: self.metadataDatabase,
-                    limits: self.limits
-                )
-            }
-        } catch let refusal as Refusal {
-            throw refusal
-        } catch let error as WireError where error.code == .tooManyValues {
-            throw .status(Self.status(for: error, rpc: self.rpc))
-        } catch {
-            let detail = (error as? WireError).map { "\($0.code) at byte \($0.offset)" } ?? "\(error)"
-            throw .status(GRPCStatus(.invalidArgument, "malformed \(self.rpc.name) request: \(detail)"))
-        }
+        return Decoding(
+            rpc: self.rpc,
+            encoding: self.encoding,
+            metadataDatabase: self.metadataDatabase,
+            limits: self.limits,
+            message: first
+        )
+    }
+
+    /// The bytes to forward once `message` (from ``takeMessage(atEnd:)``) is decoded and allowed: the original
+    /// frames, never a re-encoding.
+    mutating func forward(_ first: GRPCMessage) -> [ArraySlice<UInt8>] {
         if self.decidesOnFirstMessage {
             defer { self.rawChunks = [] }
-            return (call, self.rawChunks)
+            return self.rawChunks
         }
         // Not a bidi stream: `first` is the one message (a second was refused in `append`).
         self.message = nil
         if let chunk = self.onlyChunk, chunk.count == 5 + first.payload.count {
             // The usual request: one DATA chunk holding the whole frame, which the decoder checked.
-            return (call, [chunk])
+            return [chunk]
         }
         let length = UInt32(first.payload.count)
         let prefix: [UInt8] = [
             first.compressed ? 1 : 0, UInt8(length >> 24), UInt8((length >> 16) & 0xFF),
             UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF),
         ]
-        return (call, [prefix[...], first.payload])
+        return [prefix[...], first.payload]
+    }
+
+    /// A held message and what decoding it needs; a value, so that a compressed one can be inflated and decoded on
+    /// another thread.
+    struct Decoding: Sendable {
+        let rpc: RPCDescriptor
+        let encoding: Encoding
+        let metadataDatabase: String?
+        let limits: WireLimits
+        let message: GRPCMessage
+
+        /// Whether decoding it may take long enough to run off the event loop: a compressed message of over
+        /// ``RequestGate/offLoopCompressedBytes`` (inflating within the ratio limit can take seconds).
+        var isCostly: Bool {
+            self.message.compressed && self.message.payload.count > RequestGate.offLoopCompressedBytes
+        }
+
+        /// Inflates the message if it is compressed, and decodes it.
+        func decode() throws(Refusal) -> MilvusCall {
+            do {
+                if self.message.compressed {
+                    let inflated = try self.inflate(self.message.payload)
+                    return try MilvusCall(
+                        decoding: inflated[...],
+                        rpc: self.rpc,
+                        metadataDatabase: self.metadataDatabase,
+                        limits: self.limits
+                    )
+                }
+                return try MilvusCall(
+                    decoding: self.message.payload,
+                    rpc: self.rpc,
+                    metadataDatabase: self.metadataDatabase,
+                    limits: self.limits
+                )
+            } catch let refusal as Refusal {
+                throw refusal
+            } catch let error as WireError where error.code == .tooManyValues {
+                throw .status(RequestGate.status(for: error, rpc: self.rpc))
+            } catch {
+                let detail = (error as? WireError).map { "\($0.code) at byte \($0.offset)" } ?? "\(error)"
+                throw .status(GRPCStatus(.invalidArgument, "malformed \(self.rpc.name) request: \(detail)"))
+            }
+        }
+
+        /// Inflates a compressed message for inspection, bounded by the message limit and by ``inflateRatioLimit`` (a
+        /// zip bomb stops there).
+        private func inflate(_ payload: ArraySlice<UInt8>) throws(Refusal) -> [UInt8] {
+            let format: CompressionFormat
+            switch self.encoding {
+            case .gzip: format = .gzip
+            case .deflate: format = .deflate
+            case .identity:
+                throw .status(GRPCStatus(.invalidArgument, "compressed message without grpc-encoding"))
+            }
+            let (ratioBound, overflow) = payload.count.multipliedReportingOverflow(by: RequestGate.inflateRatioLimit)
+            let byRatio = overflow ? Int.max : max(ratioBound, RequestGate.inflateFreeBytes)
+            do {
+                return try GzipInflater.inflate(
+                    payload,
+                    format: format,
+                    maxOutputBytes: min(self.limits.maxMessageSize, byRatio)
+                )
+            } catch {
+                if error.code == .outputTooLarge {
+                    if byRatio < self.limits.maxMessageSize {
+                        throw .status(
+                            GRPCStatus(
+                                .invalidArgument,
+                                "\(self.rpc.name) request inflates to more than \(RequestGate.inflateRatioLimit) times its "
+                                    + "compressed size; send it uncompressed"
+                            )
+                        )
+                    }
+                    throw .status(
+                        GRPCStatus(
+                            .invalidArgument,
+                            "\(self.rpc.name) request inflates beyond the \(self.limits.maxMessageSize)-byte message limit"
+                        )
+                    )
+                }
+                throw .status(GRPCStatus(.invalidArgument, "cannot inflate \(self.rpc.name) request: \(error.message)"))
+            }
+        }
     }
 
     /// How many times its compressed size a message may inflate to, past its first MiB (Apache's
@@ -145,48 +224,11 @@ struct RequestGate {
     static let inflateRatioLimit = 200
     /// What any compressed message may inflate to, whatever its ratio.
     static let inflateFreeBytes = 1 << 20
+    /// A compressed message larger than this is inflated and decoded off the event loop (it may inflate to 200
+    /// times as much; 2.5 MB to 512 MiB took the loop 2 s); a smaller one inflates to at most 1 MiB, in a few ms.
+    static let offLoopCompressedBytes = 4 * 1024
 
-    /// Inflates a compressed message for inspection, bounded by the message limit and by ``inflateRatioLimit`` (a
-    /// zip bomb stops there).
-    private func inflate(_ payload: ArraySlice<UInt8>) throws(Refusal) -> [UInt8] {
-        let format: CompressionFormat
-        switch self.encoding {
-        case .gzip: format = .gzip
-        case .deflate: format = .deflate
-        case .identity:
-            throw .status(GRPCStatus(.invalidArgument, "compressed message without grpc-encoding"))
-        }
-        let (ratioBound, overflow) = payload.count.multipliedReportingOverflow(by: Self.inflateRatioLimit)
-        let byRatio = overflow ? Int.max : max(ratioBound, Self.inflateFreeBytes)
-        do {
-            return try GzipInflater.inflate(
-                payload,
-                format: format,
-                maxOutputBytes: min(self.limits.maxMessageSize, byRatio)
-            )
-        } catch {
-            if error.code == .outputTooLarge {
-                if byRatio < self.limits.maxMessageSize {
-                    throw .status(
-                        GRPCStatus(
-                            .invalidArgument,
-                            "\(self.rpc.name) request inflates to more than \(Self.inflateRatioLimit) times its "
-                                + "compressed size; send it uncompressed"
-                        )
-                    )
-                }
-                throw .status(
-                    GRPCStatus(
-                        .invalidArgument,
-                        "\(self.rpc.name) request inflates beyond the \(self.limits.maxMessageSize)-byte message limit"
-                    )
-                )
-            }
-            throw .status(GRPCStatus(.invalidArgument, "cannot inflate \(self.rpc.name) request: \(error.message)"))
-        }
-    }
-
-    private static func status(for error: WireError, rpc: RPCDescriptor) -> GRPCStatus {
+    fileprivate static func status(for error: WireError, rpc: RPCDescriptor) -> GRPCStatus {
         switch error.code {
         case .messageTooLarge:
             GRPCStatus(

@@ -32,6 +32,12 @@ final class SharedServices: Sendable {
     static let passwordChecksPerClient = 64
     /// Runs getaddrinfo for upstream host names, so DNS never blocks a loop (and never waits behind PBKDF2).
     let resolver: OffLoopExecutor
+    /// Inflates and decodes compressed request messages off the loops (``RequestGate/Decoding/isCostly``): within the
+    /// ratio limit a 2.5 MB message may inflate to 512 MiB, which held a loop for 2 s. Client networks take turns;
+    /// one may have ``decodesPerNetwork`` queued.
+    let decoder: OffLoopExecutor
+    static let decodesPerNetwork = 16
+    static let decodesQueued = 64
     /// The audit log and what goes in it; nil when auditing is off.
     let audit: ProxyAudit?
     /// Client connections open over all loops, against ``Limits/clientConnections``.
@@ -69,6 +75,11 @@ final class SharedServices: Sendable {
             capacityPerKey: Self.passwordChecksPerClient
         )
         self.resolver = try OffLoopExecutor(name: "guard-resolver", capacity: 256)
+        self.decoder = try OffLoopExecutor(
+            name: "guard-decoder",
+            capacity: Self.decodesQueued,
+            capacityPerKey: Self.decodesPerNetwork
+        )
     }
 
     /// Why a new client connection was not admitted.
@@ -145,5 +156,6 @@ final class SharedServices: Sendable {
     func stop() {
         self.verifier.stop()
         self.resolver.stop()
+        self.decoder.stop()
     }
 }

@@ -220,6 +220,34 @@ struct InspectionTests {
         #expect(record.bodies == [body])
     }
 
+    @Test("A large gzip request is inflated and decoded off the loop, then forwarded compressed, unchanged")
+    func gzipOffLoop() throws {
+        // A Delete whose filter names 6,000 pseudo-random ids: about 40 KB, 15 KB or so compressed.
+        var generator = SeededGenerator(seed: 7)
+        let ids = (0..<6_000).map { _ in String(generator.next() % 1_000_000_007) }.joined(separator: ",")
+        var delete = WireWriter()
+        delete.writeStringField(3, "books")
+        delete.writeStringField(5, "id in [\(ids)]")
+        let compressed = try GzipDeflater.deflate(delete.bytes[...], format: .gzip)
+        #expect(compressed.count > RequestGate.offLoopCompressedBytes)
+        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(compressed.count).bigEndian, Array.init)
+        body += compressed
+        let (result, record) = try self.run(
+            TestClient.grpcRequest(
+                path: "/milvus.proto.milvus.MilvusService/Delete",
+                metadata: [HeaderField("grpc-encoding", "gzip")]
+            ),
+            body: body
+        )
+        #expect(result.grpcStatus == "0")
+        #expect(record.bodies == [body])
+        // And a bomb large enough to go off the loop is refused there.
+        let (bomb, bombRecord) = try self.gzipZeros(count: 32 << 20, maxMessageBytes: 512 << 20)
+        #expect(bomb.grpcStatus == "3")
+        #expect(bomb.grpcMessage.map(GRPCStatus.percentDecoded)?.contains("more than 200 times") == true)
+        #expect(bombRecord.requests.isEmpty)
+    }
+
     /// A DropCollection whose compressed message is `count` zeros, through a proxy with `maxMessageBytes`.
     private func gzipZeros(count: Int, maxMessageBytes: Int) throws -> (StreamResult, UpstreamRecord) {
         let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: count)[...], format: .gzip)

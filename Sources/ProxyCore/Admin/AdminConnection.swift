@@ -39,7 +39,7 @@ final class AdminConnection: LoopHandler {
     /// The number of the request whose answer is worked out off the loop (``AdminWorker/awaitAnswer(for:)``).
     private(set) var pendingRequest: UInt64?
     /// Closed with the connection, so that its queued work (a password check) is skipped.
-    private var ticket: AdminTicket?
+    private var ticket: Cancellation?
     /// When it was accepted.
     let openedAt = EventLoop.now()
     /// Whether its request is still arriving (a client that has not sent a whole head yet).
@@ -109,13 +109,13 @@ final class AdminConnection: LoopHandler {
         let mailbox = self.worker.loop.mailbox
         let number = self.worker.awaitAnswer(for: self)
         self.pendingRequest = number
-        let ticket = AdminTicket()
+        let ticket = Cancellation()
         self.ticket = ticket
         let answers = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
         let busy = AdminResponse.text(503, "busy: too many admin requests in progress\n")
         /// Authorizes the request (a 401 or 403 goes back at once), then answers it for the principal.
         @Sendable func authorizeAndAnswer() {
-            guard !ticket.isClosed else { return }
+            guard !ticket.isCancelled else { return }
             let (response, principal): (AdminResponse, String)
             switch router.authorize(request, client: client) {
             case .success(let name): (response, principal) = router.respond(to: request, principal: name)
@@ -131,11 +131,11 @@ final class AdminConnection: LoopHandler {
         // A password check first, in the queue of checks where client networks take turns; then the answer, in its
         // own queue (a slow /audit query must not hold up the checks of others).
         let refused = self.worker.credentialChecks.submit(key: ClientNetwork.of(client)) {
-            guard !ticket.isClosed else { return }
+            guard !ticket.isCancelled else { return }
             switch router.authorize(request, client: client) {
             case .success(let name):
                 let taken = answers.submit {
-                    guard !ticket.isClosed else { return }
+                    guard !ticket.isCancelled else { return }
                     let (response, principal) = router.respond(to: request, principal: name)
                     mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
                 }
@@ -233,7 +233,7 @@ final class AdminConnection: LoopHandler {
     func close() {
         guard self.state != .closed else { return }
         self.state = .closed
-        self.ticket?.close()
+        self.ticket?.cancel()
         if self.deadline != 0 { self.worker.loop.cancelTimer(self.deadline) }
         self.worker.loop.unregister(self.socket.descriptor, token: self.token)
         self.socket.close()
@@ -243,13 +243,3 @@ final class AdminConnection: LoopHandler {
 
 @available(*, unavailable)
 extension AdminConnection: Sendable {}
-
-/// Whether the connection a queued admin job answers is still open: a job of a closed one (its deadline passed) is
-/// skipped, so that a flood of requests that time out in the queue costs no password hashes after the fact.
-final class AdminTicket: Sendable {
-    private let closed = Atomic<Bool>(false)
-
-    var isClosed: Bool { self.closed.load(ordering: .acquiring) }
-
-    func close() { self.closed.store(true, ordering: .releasing) }
-}
