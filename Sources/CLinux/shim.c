@@ -106,7 +106,9 @@ int clinux_sigwait_sender(const sigset_t *set, int *pid, int *uid) {
     memset(&info, 0, sizeof info);
     int signal = sigwaitinfo(set, &info);
     if (signal < 0) return -1;
-    int sent = info.si_code <= 0;
+    // Only these carry a sender the kernel filled in: with sigqueue (SI_QUEUE) the sender writes si_pid and
+    // si_uid itself, and timers, message queues and AIO (SI_TIMER, SI_MESGQ, SI_ASYNCIO) have no sender.
+    int sent = info.si_code == SI_USER || info.si_code == SI_TKILL;
     *pid = sent ? (int)info.si_pid : -1;
     *uid = sent ? (int)info.si_uid : -1;
     return signal;

@@ -18,8 +18,9 @@ static inline int copenssl_ctx_apply_defaults(SSL_CTX *ctx) {
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return 0;
     // Elliptic-curve key exchange only. OpenSSL 3.0's default list also has the finite-field groups up to
     // ffdhe8192, which cost a server about 100 ms of CPU per handshake and a client next to nothing (a flood of
-    // ClientHellos offering only ffdhe8192 is the "DHEat" attack).
-    if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1) return 0;
+    // ClientHellos offering only ffdhe8192 is the "DHEat" attack). P-521 stays: it costs both sides alike, and TLS
+    // 1.2 peers with P-521 certificates need it.
+    if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384:P-521") != 1) return 0;
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     return 1;

@@ -23,10 +23,11 @@ enum PolicyRecord {
     static func loaded(
         _ policy: Policy,
         files: [PolicyFolder.File],
+        folder: String,
         mode: Policy.Mode,
         trigger: Trigger
     ) -> AuditRecord {
-        var record = Self.record(files: files, mode: mode, trigger: trigger)
+        var record = Self.record(files: files, folder: folder, mode: mode, trigger: trigger)
         record.decision = AuditEntry.policyLoaded
         let keys = policy.apiKeys.count
         record.message =
@@ -39,12 +40,10 @@ enum PolicyRecord {
     static func rejected(
         reason: String,
         files: [PolicyFolder.File]?,
-        mode: Policy.Mode?,
+        folder: String?,
         trigger: Trigger
-    )
-        -> AuditRecord
-    {
-        var record = Self.record(files: files ?? [], mode: mode, trigger: trigger)
+    ) -> AuditRecord {
+        var record = Self.record(files: files ?? [], folder: folder, mode: nil, trigger: trigger)
         record.decision = Self.rejected
         record.message = Self.capped("the old policy stays in force: \(reason)")
         return record
@@ -60,12 +59,18 @@ enum PolicyRecord {
     /// 16 KiB of each field too).
     static let messageLimit = 16 * 1024
 
-    private static func record(files: [PolicyFolder.File], mode: Policy.Mode?, trigger: Trigger) -> AuditRecord {
+    private static func record(
+        files: [PolicyFolder.File],
+        folder: String?,
+        mode: Policy.Mode?,
+        trigger: Trigger
+    ) -> AuditRecord {
         var record = AuditRecord(kind: .policy, callID: Self.newID(), timeMilliseconds: AuditTime.nowMilliseconds())
         record.action = "policy"
         var targets: [String: String] = ["guard": Self.guardName]
         for file in files { targets[file.name] = Hex.encode(Crypto.sha256(file.bytes)) }
         if !files.isEmpty { targets["policy_sha256"] = Self.digest(of: files) }
+        if let folder { targets["policies_folder"] = folder }
         if let mode { targets["mode"] = mode.rawValue }
         switch trigger {
         case .start:

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Synchronization
 
 /// Runs policy reloads one at a time on a thread of their own, so that the signal thread never waits for one: a
@@ -13,11 +14,31 @@ final class PolicyReloader: Sendable {
         var again: PolicyRecord.Trigger?
     }
 
+    /// What became of one reload.
+    enum Outcome: Sendable {
+        /// Applied, or rejected for what the files say: nothing to try again.
+        case done
+        /// Not applied because the audit store could not record it: tried again (files read anew) after a pause
+        /// that doubles from ``firstRetryMilliseconds`` up to ``lastRetryMilliseconds``, until it is applied or
+        /// rejected, or another SIGHUP comes (then that one is tried). A revocation must not be lost to an outage.
+        case retry
+    }
+
+    static let firstRetryMilliseconds = 1_000
+    static let lastRetryMilliseconds = 30_000
+
     private let state = Mutex(State())
-    private let reload: @Sendable (PolicyRecord.Trigger) -> Void
+    private let reload: @Sendable (PolicyRecord.Trigger) -> Outcome
+    private let retryMilliseconds: (first: Int, last: Int)
 
     /// - Parameter reload: loads and puts the policy in force; runs on the reloader's thread.
-    init(_ reload: @escaping @Sendable (PolicyRecord.Trigger) -> Void) {
+    init(
+        retryMilliseconds: (first: Int, last: Int) = (
+            PolicyReloader.firstRetryMilliseconds, PolicyReloader.lastRetryMilliseconds
+        ),
+        _ reload: @escaping @Sendable (PolicyRecord.Trigger) -> Outcome
+    ) {
+        self.retryMilliseconds = retryMilliseconds
         self.reload = reload
     }
 
@@ -34,8 +55,19 @@ final class PolicyReloader: Sendable {
         guard start else { return }
         let thread = Thread { [self] in
             var next: PolicyRecord.Trigger? = trigger
+            var pause = self.retryMilliseconds.first
             while let current = next {
-                self.reload(current)
+                if self.reload(current) == .retry {
+                    usleep(UInt32(pause) * 1_000)
+                    pause = min(pause * 2, self.retryMilliseconds.last)
+                    // A SIGHUP meanwhile replaces the one being tried; the files are read anew either way.
+                    next = self.state.withLock { state in
+                        defer { state.again = nil }
+                        return state.again ?? current
+                    }
+                    continue
+                }
+                pause = self.retryMilliseconds.first
                 next = self.state.withLock { state in
                     defer { state.again = nil }
                     if state.again == nil { state.running = false }

@@ -201,11 +201,21 @@ public struct ServeCommand: ParsableCommand {
         }
 
         logger.info("policy loaded", metadata: Self.summary(of: policy, config: config))
-        // The policy in force, in the chain before any call it decides (nothing is served yet). Nobody waits for it:
-        // should the store fail now, it is held and written once the store takes records again.
-        let started = PolicyRecord.loaded(policy, files: policyFiles, mode: config.mode, trigger: .start)
-        if let audit, !audit.log.submit(started, token: 0, listener: nil) {
-            logger.error("the audit store did not take the record of the policy in force")
+        // The policy in force, durable in the chain before anything is served: a store that can't take it starts
+        // nothing (as a reload is not applied without its record). Held over a failing store instead, it could land
+        // after later records or be lost (a review).
+        if let audit {
+            let started = PolicyRecord.loaded(
+                policy,
+                files: policyFiles,
+                folder: config.policiesPath,
+                mode: config.mode,
+                trigger: .start
+            )
+            if let error = audit.log.write(started) {
+                Self.printError("milvus-guard: cannot record the policy in force in the audit store: \(error.message)")
+                throw ExitCode.failure
+            }
         }
         if config.mode == .shadow {
             logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
@@ -273,19 +283,28 @@ public struct ServeCommand: ParsableCommand {
         server: ProxyServer,
         audit: ProxyAudit?,
         logger: Logger
-    ) -> @Sendable (PolicyRecord.Trigger) -> Void {
+    ) -> @Sendable (PolicyRecord.Trigger) -> PolicyReloader.Outcome {
         let original = config
         return { trigger in
             var requester: Logger.Metadata = [:]
             if case .reload(let sender?) = trigger { requester["requested_by"] = "\(PolicyRecord.describe(sender))" }
+            var current = original
             func reject(_ message: String, _ metadata: Logger.Metadata, reason: String, files: [PolicyFolder.File]?) {
                 logger.error("\(message); the old policy stays in force", metadata: metadata.merging(requester) { $1 })
-                let record = PolicyRecord.rejected(reason: reason, files: files, mode: nil, trigger: trigger)
-                if let audit, !audit.log.submit(record, token: 0, listener: nil) {
-                    logger.error("the audit store did not take the record of the rejected reload")
+                let record = PolicyRecord.rejected(
+                    reason: reason,
+                    files: files,
+                    folder: files == nil ? nil : current.policiesPath,
+                    trigger: trigger
+                )
+                // Waited for, so that policy records stay in the order of the reloads.
+                if let audit, let error = audit.log.write(record) {
+                    logger.error(
+                        "the audit store did not record the rejected reload",
+                        metadata: ["error": "\(error)"]
+                    )
                 }
             }
-            var current = original
             if let source = original.sourcePath {
                 do {
                     let reread = try GuardConfig.load(
@@ -301,7 +320,7 @@ public struct ServeCommand: ParsableCommand {
                         reason: "the config file does not load: \(error)",
                         files: nil
                     )
-                    return
+                    return .done
                 }
             }
             var files: [PolicyFolder.File]?
@@ -317,20 +336,26 @@ public struct ServeCommand: ParsableCommand {
                     reason: "the new policy does not load: \(problems)",
                     files: files
                 )
-                return
+                return .done
             } catch {
                 reject("reload rejected", ["error": "\(error)"], reason: "\(error)", files: files)
-                return
+                return .done
             }
             for warning in policy.warnings { logger.warning("policy: \(warning)") }
             if let audit {
-                let record = PolicyRecord.loaded(policy, files: files ?? [], mode: current.mode, trigger: trigger)
+                let record = PolicyRecord.loaded(
+                    policy,
+                    files: files ?? [],
+                    folder: current.policiesPath,
+                    mode: current.mode,
+                    trigger: trigger
+                )
                 if let error = audit.log.write(record) {
                     logger.error(
-                        "reload not applied: the audit store can't record it; the old policy stays in force",
+                        "reload not applied: the audit store can't record it; the old policy stays in force until it can",
                         metadata: ["error": "\(error)"].merging(requester) { $1 }
                     )
-                    return
+                    return .retry
                 }
             }
             server.reload(ActivePolicy(policy: policy, mode: current.mode))
@@ -338,6 +363,7 @@ public struct ServeCommand: ParsableCommand {
                 "policy reloaded",
                 metadata: Self.summary(of: policy, config: current).merging(requester) { $1 }
             )
+            return .done
         }
     }
 

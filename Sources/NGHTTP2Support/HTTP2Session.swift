@@ -589,10 +589,10 @@ extension HTTP2Session {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     }
 
-    /// A header field nghttp2 found invalid (a name with upper-case letters, a value with CR or LF…). Without this
-    /// callback nghttp2 resets the stream (PROTOCOL_ERROR, which a gRPC client reads as INTERNAL and pymilvus
-    /// retries) and nobody hears of it: a red-team run sent 5000 such requests in 0.3 s, neither recorded nor
-    /// counted. In the server role the field is left out (returning 0) and an ``HTTP2Event/invalidHeaderField(streamID:name:)``
+    /// A regular header field nghttp2 found invalid but may leave out (a space in a name, a NUL, CR or LF in a value;
+    /// nghttp2 1.52 resets upper-case names itself, see ``invalidFrame(_:errorCode:)``). Without this callback
+    /// nghttp2 resets the stream (PROTOCOL_ERROR, which a gRPC client reads as INTERNAL and pymilvus retries) and
+    /// nobody hears of it. In the server role the field is left out (returning 0) and an ``HTTP2Event/invalidHeaderField(streamID:name:)``
     /// event says so, for the proxy to refuse the call with a status and record it; in the client role (Milvus's
     /// responses) the stream is reset as before.
     private func invalidHeader(streamID: Int32, name: UnsafeBufferPointer<UInt8>) -> Int32 {

@@ -39,10 +39,10 @@ public enum HTTP2Event {
     /// During output, the session took `count` bytes of queued body data for `streamID` into frames:
     /// the side that supplied them may now open its window by that much.
     case outboundConsumed(streamID: Int32, count: Int)
-    /// A peer's request header block (or its trailers) on `streamID` had a field HTTP/2 does not allow (a name
-    /// with upper-case letters or other bytes a name may not hold, a value with NUL, CR or LF): nghttp2 left it
-    /// out of the block, which follows as ``headers(streamID:kind:fields:endStream:oversized:)``, and the
-    /// stream must be refused. `name` is the field's name, printable. Server role only.
+    /// A peer's request header block (or its trailers) on `streamID` had a regular field with bytes HTTP/2 does not
+    /// allow (a space in a name, a NUL, CR or LF in a value; upper-case names are a ``requestReset(streamID:fields:reason:)``):
+    /// nghttp2 left it out of the block, which follows as ``headers(streamID:kind:fields:endStream:oversized:)``,
+    /// and the stream must be refused. `name` is the field's name, printable. Server role only.
     case invalidHeaderField(streamID: Int32, name: String)
     /// nghttp2 reset a peer's stream for its request header block (RST_STREAM PROTOCOL_ERROR): a header field
     /// HTTP/2 does not allow at all (a name with upper-case letters, a bad pseudo-header) or a malformed request

@@ -5,7 +5,7 @@ import COpenSSL
 /// Built once at start-up (or on a certificate reload) and then only read; connections take their own reference to
 /// the `SSL_CTX` (OpenSSL counts them), so a context may be released while its connections live on. Every context
 /// allows TLS 1.2 and 1.3 only, with compression and renegotiation off, and elliptic-curve key exchange only (X25519,
-/// P-256, P-384). A server context reads at most 32 KiB of a client's chain, and with client certificates resumes no
+/// P-256, P-384, P-521). A server context reads at most 32 KiB of a client's chain, and with client certificates resumes no
 /// session.
 ///
 /// `@unchecked Sendable`, so all event loops can share one context: every stored property is a `let`, no method

@@ -66,8 +66,19 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                     }
                 } else if oversized, let call = self.calls[streamID], !call.forwarded {
                     self.refuseOversized(call, "request trailers exceed")
-                } else if let invalid, let call = self.calls[streamID], !call.forwarded {
-                    self.refuseInvalidField(call, invalid)
+                } else if let invalid, let call = self.calls[streamID] {
+                    if call.forwarded {
+                        // A stream already going on (bidi) can't be answered: reset, as nghttp2 would have done.
+                        self.session.resetStream(streamID, errorCode: HTTP2ErrorCode.protocolError)
+                        self.markDirty()
+                        self.worker.auditResetRequest(
+                            self,
+                            path: call.path,
+                            reason: "invalid header field \"\(invalid)\" in trailers"
+                        )
+                    } else {
+                        self.refuseInvalidField(call, invalid)
+                    }
                 } else {
                     self.calls[streamID]?.requestEnd()  // request trailers end the request
                 }
@@ -238,23 +249,23 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         if endStream { call.requestEnd() }
     }
 
-    /// Refuses a call whose header block (`what`: "request trailers exceed") was over `limits.max_header_list_bytes`: its stream is reset already
-    /// (ENHANCE_YOUR_CALM), so this records it, counted as the client's doing (an HPACK bomb, say) toward
-    /// `refusals_per_minute`.
-    /// Refuses a call whose header block had a field HTTP/2 does not allow (nghttp2 left it out): a gRPC status
-    /// instead of the PROTOCOL_ERROR reset nghttp2 would send, recorded and counted like other refusals. Names are
-    /// lower-case in HTTP/2: an `Authorization` sent as such would otherwise be dropped and the call go on as
-    /// anonymous.
+    /// Refuses a call whose header block had a field HTTP/2 does not allow and nghttp2 left out (a byte a name or
+    /// value may not hold: a NUL, CR or LF in a value, a space in a name): a gRPC status instead of the PROTOCOL_ERROR
+    /// reset nghttp2 would send, recorded and counted like other refusals, rather than the call going on without
+    /// the field. (Upper-case names are reset by nghttp2 itself: ``ProxyWorker/auditResetRequest(_:path:reason:)``.)
     private func refuseInvalidField(_ call: ProxiedCall, _ name: String) {
         call.verdict = .failed
         call.respond(
             GRPCStatus(
                 .invalidArgument,
-                "header field \"\(name)\" is not valid in HTTP/2 (names are lower-case; values hold no NUL, CR or LF)"
+                "header field \"\(name)\" is not valid in HTTP/2 (a byte its name or value may not hold)"
             )
         )
     }
 
+    /// Refuses a call whose header block (`what`: "request trailers exceed") was over `limits.max_header_list_bytes`:
+    /// its stream is reset already (ENHANCE_YOUR_CALM), so this records it, counted as the client's doing (an HPACK
+    /// bomb, say) toward `refusals_per_minute`.
     private func refuseOversized(_ call: ProxiedCall, _ what: String) {
         call.verdict = .failed
         let limit = self.worker.configuration.limits.maxHeaderListBytes

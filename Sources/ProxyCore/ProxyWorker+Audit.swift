@@ -138,12 +138,20 @@ extension ProxyWorker {
     /// the others), and a count against ``Limits/refusalsPerWindow``, which shuts out an address that keeps
     /// failing handshakes (each costs the guard a key exchange and a signature). Before 2026-12-06 such failures
     /// were logged at debug level only.
+    /// An alert the peer sent (`tlsv1 alert unknown ca`: it does not trust the guard's certificate) is the guard's
+    /// problem as much as the client's, and is not counted: clients behind one NAT retrying through an expired
+    /// guard certificate must not get their address shut out.
     func auditTLSFailure(_ client: ClientConnection, reason: String) {
         if self.tlsFailures.happened("\(client.peer): \(reason)") {
             self.logger.notice("TLS connection refused", metadata: ["peer": "\(client.peer)", "reason": "\(reason)"])
         }
-        self.countRefusal(by: client, cutOff: false)
+        if !Self.isPeerAlert(reason) { self.countRefusal(by: client, cutOff: false) }
         self.auditConnectionRefusal(client, rpc: "TLS", code: .unavailable, message: "TLS: \(reason)")
+    }
+
+    /// Whether OpenSSL's reason for a failed handshake is an alert the peer sent (`sslv3 alert …`, `tlsv1 alert …`).
+    static func isPeerAlert(_ reason: String) -> Bool {
+        reason.contains("sslv3 alert ") || reason.contains("tlsv1 alert ") || reason.contains("tlsv13 alert ")
     }
 
     /// A request whose header block nghttp2 refused and reset (PROTOCOL_ERROR, which a gRPC client reads as INTERNAL):

@@ -25,7 +25,13 @@ struct PolicyRecordTests {
     func loaded() throws {
         let (_, files) = try self.files()
         let policy = try PolicyFolder.merge(files.map { ($0.name, $0.text) })
-        let record = PolicyRecord.loaded(policy, files: files, mode: .shadow, trigger: .start)
+        let record = PolicyRecord.loaded(
+            policy,
+            files: files,
+            folder: "/etc/guard/policies",
+            mode: .shadow,
+            trigger: .start
+        )
         #expect(record.kind == .policy && record.action == "policy" && record.decision == "loaded")
         #expect(record.callID.count == 32 && record.callID.allSatisfy(\.isHexDigit))
         #expect(record.principal == nil && record.rpc == nil && record.client == nil)
@@ -36,6 +42,7 @@ struct PolicyRecordTests {
                 "policy_sha256": "469261350d1a5b314ef3b71fc0cb456257f0766043c6eede7266e17b0db885ca",
                 "mode": "shadow",
                 "trigger": "start",
+                "policies_folder": "/etc/guard/policies",
                 "guard": PolicyRecord.guardName,
             ]
         )
@@ -51,7 +58,7 @@ struct PolicyRecordTests {
         let record = PolicyRecord.rejected(
             reason: reason,
             files: files,
-            mode: nil,
+            folder: nil,
             trigger: .reload(SignalSender(pid: 42, uid: 0))
         )
         #expect(record.decision == "rejected")
@@ -64,7 +71,7 @@ struct PolicyRecordTests {
         #expect(message.hasSuffix("é… [\(31 + reason.utf8.count) bytes in all]"))
         #expect(message.utf8.count <= PolicyRecord.messageLimit + 40)
 
-        let unread = PolicyRecord.rejected(reason: "no", files: nil, mode: nil, trigger: .reload(nil))
+        let unread = PolicyRecord.rejected(reason: "no", files: nil, folder: nil, trigger: .reload(nil))
         #expect(unread.targets == ["guard": PolicyRecord.guardName, "trigger": "SIGHUP"])
         #expect(PolicyRecord.describe(SignalSender(pid: 7, uid: 4_000_000_000)) == "pid 7, uid 4000000000")
     }
@@ -84,6 +91,7 @@ struct PolicyRecordTests {
             started.add(1, ordering: .sequentiallyConsistent)
             for _ in 0..<10_000 where !release.load(ordering: .sequentiallyConsistent) { usleep(1_000) }
             running.subtract(1, ordering: .sequentiallyConsistent)
+            return .done
         }
         reloader.request(.reload(SignalSender(pid: 1, uid: 0)))
         for _ in 0..<10_000 where started.load(ordering: .sequentiallyConsistent) == 0 { usleep(1_000) }
@@ -104,5 +112,37 @@ struct PolicyRecordTests {
         reloader.request(.start)
         for _ in 0..<10_000 where started.load(ordering: .sequentiallyConsistent) < 3 { usleep(1_000) }
         #expect(triggers.withLock { $0.last } == .start)
+    }
+
+    @Test("A reload the audit store could not record is tried again, with the files read anew, until it is applied")
+    func reloaderRetries() throws {
+        let attempts = Mutex<[PolicyRecord.Trigger]>([])
+        let reloader = PolicyReloader(retryMilliseconds: (first: 10, last: 40)) { trigger in
+            let count = attempts.withLock { attempts in
+                attempts.append(trigger)
+                return attempts.count
+            }
+            return count < 4 ? .retry : .done
+        }
+        reloader.request(.reload(SignalSender(pid: 9, uid: 0)))
+        for _ in 0..<10_000 where attempts.withLock({ $0.count }) < 4 { usleep(1_000) }
+        usleep(100_000)  // a fifth try, which must not come, would have started by now
+        #expect(attempts.withLock { $0 } == Array(repeating: .reload(SignalSender(pid: 9, uid: 0)), count: 4))
+    }
+
+    @Test("Policy files are read in the order of their names' bytes, and two names of one text are refused")
+    func fileOrder() throws {
+        let folder = try TemporaryFolder()
+        let roles = "roles:\n  writer:\n    - allow: [read]\n      on: [\"*\"]\n"
+        try folder.write("p/b.yaml", roles.replacingOccurrences(of: "writer", with: "b"))
+        try folder.write("p/B.yaml", roles.replacingOccurrences(of: "writer", with: "c"))
+        try folder.write("p/a_b.yml", roles.replacingOccurrences(of: "writer", with: "d"))
+        try folder.write("p/a.yaml", roles)
+        let names = try PolicyFolder.read(path: folder.file("p"), displayPath: "p").map(\.name)
+        #expect(names == ["p/B.yaml", "p/a.yaml", "p/a_b.yml", "p/b.yaml"])
+        // café.yaml composed and decomposed: two files on disk, one name for Swift (and for rule ids).
+        try folder.write("q/caf\u{E9}.yaml", roles)
+        try folder.write("q/cafe\u{301}.yaml", roles.replacingOccurrences(of: "writer", with: "other"))
+        #expect(throws: GuardPolicyError.self) { try PolicyFolder.read(path: folder.file("q"), displayPath: "q") }
     }
 }

@@ -391,5 +391,26 @@ struct TLSSubjectPatternTests {
     )
     func forms(text: String, pattern: TLSSubjectPattern) {
         #expect(TLSSubjectPattern(text) == pattern)
+        #expect((TLSSubjectPattern.problem(in: text) == nil) == !text.hasPrefix("https://"))
+    }
+
+    @Test("Prefixes are taken in any case")
+    func prefixCase() {
+        #expect(TLSSubjectPattern("dns:Svc.example.com") == .dns("svc.example.com"))
+        #expect(TLSSubjectPattern("uri:spiffe://x/y") == .uri("spiffe://x/y"))
+        #expect(TLSSubjectPattern("EMAIL:a@b") == .email("a@b"))
+    }
+
+    @Test(
+        "A tls_subject that could never match is a load error",
+        arguments: ["", "IP:10.0.0.1", "ip:10.0.0.1", "cn=svc", "CN = svc, O = X", "CN=svc, O=X", "DNS:", "CN="]
+    )
+    func neverMatches(text: String) {
+        #expect(TLSSubjectPattern.problem(in: text) != nil)
+    }
+
+    @Test("Subjects OpenSSL prints in RFC 2253 form load", arguments: ["emailAddress=a@b.c,CN=x,O=Y", "2.5.4.3=x"])
+    func subjects(text: String) {
+        #expect(TLSSubjectPattern.problem(in: text) == nil)
     }
 }

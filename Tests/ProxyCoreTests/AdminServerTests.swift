@@ -23,15 +23,16 @@ struct TestAdminBackend: AdminBackend {
     static let slowCheck = "Basic Y2hlY2s6d2FpdA=="  // check:wait
     let checksReleased = Locked(false)
     let checksStarted = Locked(0)
-    /// Credentials verified lately (``isVerified(authorization:)``).
+    /// Credentials verified lately (``cachedAuthorization(authorization:)``).
     let verified = Locked<Set<String>>([])
 
     static let admin = "Basic YWRtaW46c2VjcmV0"  // admin:secret
     static let app = "Basic YXBwOnB3"  // app:pw
     static let wrongPassword = "Basic YWRtaW46d3Jvbmc="  // admin:wrong
 
-    func isVerified(authorization: String?) -> Bool {
-        authorization.map { self.verified.value.contains($0) } ?? false
+    func cachedAuthorization(authorization: String?) -> AdminAuthorization? {
+        guard let authorization, self.verified.value.contains(authorization) else { return nil }
+        return self.authorizeAdmin(authorization: authorization, client: "")
     }
 
     func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization {

@@ -105,6 +105,15 @@ struct IdentityTests {
         #expect(value4 == nil)  // expired
         for index in 0..<5 { cache.store(ok, for: [UInt8(index)], now: 200, generation: 1) }
         #expect(cache.count <= 2)
+        // Renewed by each use (the admin listener's monitors): alive as long as it is used within its lifetime.
+        var sliding = VerificationCache(ttlNanoseconds: 100, capacity: 2)
+        sliding.store(ok, for: key, now: 0, generation: 1)
+        for now in stride(from: UInt64(90), through: 900, by: 90) {
+            let renewed = sliding.lookup(key, now: now, generation: 1, renewing: true)
+            #expect(renewed == ok)
+        }
+        let stale = sliding.lookup(key, now: 1_000, generation: 1, renewing: true)
+        #expect(stale == nil)
     }
 
     @Test("From the 21st failure in a window an address is refused until the window is over")

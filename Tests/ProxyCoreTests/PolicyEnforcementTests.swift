@@ -478,6 +478,34 @@ struct TLSIdentityTests {
         // CN= compares the unescaped common name; an escaped comma is part of it.
         #expect(named("CN=a\\,b,O=Example", []) == "escaped")
         #expect(named("CN=a,O=b", []) == nil)
+        // A control byte, which OpenSSL prints as \XX, is not the two digits: CN=indexer\01 names nobody.
+        #expect(named("CN=indexer\\01", []) == nil)
+        #expect(TLSSubjectPattern.commonName(of: "CN=svc\\00,O=x") == nil)
+    }
+
+    @Test("Names compare byte for byte, and a certificate two users' tls_subject match names neither")
+    func bytesAndAmbiguity() {
+        let composed = "Jos\u{E9}"
+        let decomposed = "Jose\u{301}"
+        let users = [
+            "jose": Self.user("jose", "CN=\(composed)"),
+            "web": Self.user("web", "CN=svc.example.com"),
+            "admin": Self.user("admin", "DNS:svc.example.com"),
+        ]
+        #expect(TLSIdentity.user(subject: "CN=\(composed)", alternativeNames: [], in: users)?.name == "jose")
+        #expect(TLSIdentity.user(subject: "CN=\(decomposed)", alternativeNames: [], in: users) == nil)
+        let both = TLSIdentity.user(
+            subject: "CN=svc.example.com",
+            alternativeNames: [SubjectAlternativeName(kind: .dns, value: "svc.example.com")],
+            in: users
+        )
+        #expect(both == nil)
+        let sanOnly = TLSIdentity.user(
+            subject: "CN=other",
+            alternativeNames: [SubjectAlternativeName(kind: .dns, value: "svc.example.com")],
+            in: users
+        )
+        #expect(sanOnly?.name == "admin")
     }
 }
 

@@ -43,7 +43,8 @@ void clinux_set_thread_name(const char *name);
 long clinux_raise_descriptor_limit(void);
 
 /// sigwaitinfo for the signals of `set`: returns the signal taken, or -1 with errno (EINTR). `*pid` and `*uid` are
-/// its sender's when a process sent it (kill, sigqueue, tgkill: si_code <= 0), -1 otherwise (the kernel, a terminal).
+/// its sender's when the kernel vouches for them (kill, tgkill: SI_USER, SI_TKILL), -1 otherwise (the kernel, a
+/// terminal, or sigqueue, whose sender writes them itself).
 int clinux_sigwait_sender(const sigset_t *set, int *pid, int *uid);
 
 /// Monotonic clock in nanoseconds.

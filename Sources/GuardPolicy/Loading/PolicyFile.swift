@@ -104,6 +104,9 @@ struct PolicyFile {
                     password = self.passwordHash(text, field)
                 case "tls_subject":
                     tlsSubject = try? self.scalar(field)
+                    if let text = tlsSubject, let problem = TLSSubjectPattern.problem(in: text) {
+                        self.problem(at: field.line, "\(field.key): \(problem)")
+                    }
                 case "roles":
                     hasRoles = true
                     references = self.roleReferences(field)

@@ -36,9 +36,10 @@ public enum PolicyFolder {
         }
         let names: [String]
         do {
+            // In the order of their bytes (as `LC_ALL=C ls` lists them), not Swift's Unicode order.
             names = try FileManager.default.contentsOfDirectory(atPath: path)
                 .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }
-                .sorted()
+                .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         } catch {
             throw GuardPolicyError(problems: [
                 PolicyProblem(file: display, line: nil, message: "cannot list the folder")
@@ -46,8 +47,20 @@ public enum PolicyFolder {
         }
         var files: [File] = []
         var problems: [PolicyProblem] = []
+        var seen: Set<String> = []
         for name in names {
             let shown = prefix + name
+            // Two names Swift takes for one text (`café.yaml` composed and decomposed) would share a rule id.
+            guard seen.insert(name).inserted else {
+                problems.append(
+                    PolicyProblem(
+                        file: shown,
+                        line: nil,
+                        message: "another file's name is the same text in another Unicode form; rename one"
+                    )
+                )
+                continue
+            }
             guard let data = FileManager.default.contents(atPath: (path as NSString).appendingPathComponent(name))
             else {
                 problems.append(PolicyProblem(file: shown, line: nil, message: "cannot read the file"))

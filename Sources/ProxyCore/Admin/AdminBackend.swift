@@ -12,10 +12,12 @@ public protocol AdminBackend: Sendable {
     /// could lock a real admin out by failing in their name).
     func authorizeAdmin(authorization: String?, client: String) -> AdminAuthorization
 
-    /// Whether `authorization` was verified lately against the policy in force, so that ``authorizeAdmin(authorization:client:)``
-    /// answers it without a password hash: such a request skips the queue of password checks (a flood of wrong
-    /// passwords kept a monitor's `/readyz` waiting for 5 s and more). Cheap; runs on the admin loop.
-    func isVerified(authorization: String?) -> Bool
+    /// ``authorizeAdmin(authorization:client:)``'s answer when `authorization` was verified lately against the
+    /// policy in force (nil otherwise): such a request is answered without a password hash and skips the queue of
+    /// password checks (a flood of wrong passwords kept a monitor's `/readyz` waiting for 5 s and more). Each use
+    /// renews the verification, so a monitor that keeps probing never falls back into that queue. Cheap; runs on
+    /// the admin loop.
+    func cachedAuthorization(authorization: String?) -> AdminAuthorization?
 
     /// `GET /audit` with its decoded query parameters (the `audit` CLI's filters, e.g. `user`, `since`):
     /// a JSON body, or ``AdminResponse/error(_:_:)`` with 400 (bad filter) or 503 (store unavailable).
@@ -30,7 +32,7 @@ public protocol AdminBackend: Sendable {
 }
 
 extension AdminBackend {
-    public func isVerified(authorization: String?) -> Bool { false }
+    public func cachedAuthorization(authorization: String?) -> AdminAuthorization? { nil }
 }
 
 /// The outcome of checking an admin request's credentials.

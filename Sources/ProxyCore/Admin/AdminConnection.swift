@@ -113,19 +113,18 @@ final class AdminConnection: LoopHandler {
         self.ticket = ticket
         let answers = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
         let busy = AdminResponse.text(503, "busy: too many admin requests in progress\n")
-        /// Authorizes the request (a 401 or 403 goes back at once), then answers it for the principal.
-        @Sendable func authorizeAndAnswer() {
-            guard !ticket.isCancelled else { return }
-            let (response, principal): (AdminResponse, String)
-            switch router.authorize(request, client: client) {
-            case .success(let name): (response, principal) = router.respond(to: request, principal: name)
-            case .failure(let refusal): (response, principal) = (refusal.response, refusal.principal)
+        if let cached = router.backend.cachedAuthorization(authorization: request.authorization) {
+            // Verified lately: answered without a password hash, and without waiting behind anyone's.
+            let taken = answers.submit {
+                guard !ticket.isCancelled else { return }
+                let (response, principal): (AdminResponse, String)
+                switch AdminRouter.result(of: cached) {
+                case .success(let name): (response, principal) = router.respond(to: request, principal: name)
+                case .failure(let refusal): (response, principal) = (refusal.response, refusal.principal)
+                }
+                mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
             }
-            mailbox.send(.adminAnswered(request: number, response: response, principal: principal))
-        }
-        if router.backend.isVerified(authorization: request.authorization) {
-            // Checked lately: no password hash to wait for.
-            if answers.submit(authorizeAndAnswer) != nil { self.deliver(busy, principal: "-") }
+            if taken != nil { self.deliver(busy, principal: "-") }
             return
         }
         // A password check first, in the queue of checks where client networks take turns; then the answer, in its

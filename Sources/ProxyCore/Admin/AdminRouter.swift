@@ -45,7 +45,12 @@ struct AdminRouter: Sendable {
     /// Who sent `request`, if the policy lets them use the admin endpoints; the 401 or 403 otherwise. May hash a
     /// password: off the admin loop.
     func authorize(_ request: AdminRequest, client: String) -> Result<String, Refusal> {
-        switch self.backend.authorizeAdmin(authorization: request.authorization, client: client) {
+        Self.result(of: self.backend.authorizeAdmin(authorization: request.authorization, client: client))
+    }
+
+    /// An ``AdminAuthorization`` as the principal or the refusal to send.
+    static func result(of authorization: AdminAuthorization) -> Result<String, Refusal> {
+        switch authorization {
         case .allowed(let name):
             return .success(name)
         case .unauthenticated(let reason):

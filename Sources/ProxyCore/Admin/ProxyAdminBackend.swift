@@ -76,10 +76,7 @@ public final class ProxyAdminBackend: AdminBackend {
         }
         switch outcome {
         case .authenticated(let principal)?:
-            guard policy.enforcedRuleSet.grantsActionClass(.admin, to: principal) != nil else {
-                return .forbidden(reason: "\(principal.name) is not granted the admin action on *")
-            }
-            return .allowed(principal: principal.name)
+            return Self.admits(principal, in: policy)
         case .rejected(let reason)?:
             return .unauthenticated(reason: reason)
         case nil:
@@ -87,11 +84,23 @@ public final class ProxyAdminBackend: AdminBackend {
         }
     }
 
-    public func isVerified(authorization: String?) -> Bool {
-        guard let authorization, !authorization.isEmpty else { return false }
-        let generation = self.server.currentPolicyAndGeneration.1
+    /// Whether `principal`'s roles grant the `admin` action.
+    private static func admits(_ principal: Principal, in policy: Policy) -> AdminAuthorization {
+        guard policy.enforcedRuleSet.grantsActionClass(.admin, to: principal) != nil else {
+            return .forbidden(reason: "\(principal.name) is not granted the admin action on *")
+        }
+        return .allowed(principal: principal.name)
+    }
+
+    public func cachedAuthorization(authorization: String?) -> AdminAuthorization? {
+        guard let authorization, !authorization.isEmpty else { return nil }
+        let (active, generation) = self.server.currentPolicyAndGeneration
         let key = VerificationCache.key(for: authorization)
-        return self.verifications.withLock { $0.lookup(key, now: EventLoop.now(), generation: generation) } != nil
+        let cached = self.verifications.withLock {
+            $0.lookup(key, now: EventLoop.now(), generation: generation, renewing: true)
+        }
+        guard case .authenticated(let principal)? = cached else { return nil }
+        return Self.admits(principal, in: active.policy)
     }
 
     // MARK: Routes

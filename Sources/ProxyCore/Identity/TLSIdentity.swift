@@ -4,8 +4,9 @@ import OpenSSLSupport
 /// Which user a verified TLS client certificate names (`users: {svc: {tls_subject: "CN=svc"}}`): the user whose
 /// ``TLSSubjectPattern`` (the whole subject, `CN=<name>`, or a subject alternative name of one type) matches it.
 enum TLSIdentity {
-    /// The user the certificate names, or nil. The loader guarantees that no two users share a `tls_subject`;
-    /// if a certificate matches several (a CN and a SAN of different users), the first by name wins.
+    /// The user the certificate names, or nil. The loader guarantees that no two users share a `tls_subject`, but a
+    /// certificate may still match two (one user's `CN=svc.example.com` and another's `DNS:svc.example.com`, as a CN
+    /// often repeats a SAN): it then names nobody, rather than whichever name sorts first, which could be an admin.
     static func user(subject: String?, alternativeNames: [SubjectAlternativeName], in users: [String: User]) -> User? {
         guard subject != nil || !alternativeNames.isEmpty else { return nil }
         let names = alternativeNames.map(Self.pattern(of:))
@@ -14,7 +15,7 @@ enum TLSIdentity {
             guard let wanted = user.tlsPattern, wanted.matches(subject: subject, alternativeNames: names) else {
                 continue
             }
-            if let current = match, current.name <= user.name { continue }
+            if match != nil { return nil }  // ambiguous
             match = user
         }
         return match

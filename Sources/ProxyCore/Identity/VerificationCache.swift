@@ -24,13 +24,15 @@ struct VerificationCache {
     /// The cache key of an `authorization` value.
     static func key(for authorization: String) -> [UInt8] { Crypto.sha256(Array(authorization.utf8)) }
 
-    /// The cached success for the key, if it is still valid for `generation` at `now`.
-    mutating func lookup(_ key: [UInt8], now: UInt64, generation: Int) -> Outcome? {
+    /// The cached success for the key, if it is still valid for `generation` at `now`. `renewing`: a hit lives
+    /// ``ttl`` from now (a sliding expiry; a reload still ends it, by its generation).
+    mutating func lookup(_ key: [UInt8], now: UInt64, generation: Int, renewing: Bool = false) -> Outcome? {
         guard let entry = self.entries[key] else { return nil }
         guard entry.generation == generation, entry.expires > now else {
             self.entries[key] = nil
             return nil
         }
+        if renewing { self.entries[key]?.expires = now + self.ttl }
         return entry.principal
     }
 
