@@ -254,6 +254,19 @@ public final class TLSConnection {
     /// kept as is. `nil` before the handshake or when the peer sent no certificate (a server without mutual TLS).
     ///
     /// Once the handshake is complete the certificate has been verified against the context's trust store.
+    /// When the peer's certificate stops being valid (its notAfter), in seconds since the Unix epoch; nil before
+    /// the handshake, without a peer certificate, or if OpenSSL can't read the time.
+    public var peerCertificateNotAfter: Int64? {
+        guard let certificate = SSL_get0_peer_certificate(self.ssl), let notAfter = X509_get0_notAfter(certificate)
+        else { return nil }
+        var parts = tm()
+        guard ASN1_TIME_to_tm(notAfter, &parts) == 1 else {
+            ERR_clear_error()
+            return nil
+        }
+        return Int64(timegm(&parts))
+    }
+
     public var peerCertificateSubject: String? {
         guard let certificate = SSL_get0_peer_certificate(self.ssl),
             let name = X509_get_subject_name(certificate),

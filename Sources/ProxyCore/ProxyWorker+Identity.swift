@@ -1,3 +1,4 @@
+import Glibc
 import GuardPolicy
 import Logging
 import Synchronization
@@ -16,6 +17,16 @@ extension ProxyWorker {
         let policy = self.active.policy
         guard let authorization, !authorization.isEmpty else {
             if let principal = client.tlsPrincipal(in: policy, generation: self.generation) {
+                // Verified at the handshake, which may be long ago: the certificate must still be valid now.
+                if let expiry = client.certificateExpiry, Int64(time(nil)) > expiry {
+                    return .refused(
+                        GRPCStatus(
+                            .unauthenticated,
+                            "the client certificate of \(principal.name) has expired; connect again with a valid one"
+                        ),
+                        claimed: principal.name
+                    )
+                }
                 return .known(principal)
             }
             return .known(policy.anonymous)

@@ -154,3 +154,49 @@ roles:
         assert "TLS connection refused" in server.log_path.read_text(errors="replace")
     finally:
         server.stop()
+
+
+def test_connection_stops_being_its_user_when_its_certificate_expires(milvus, log_dir, tmp_path):
+    """A connection outlives the handshake that verified its certificate: once the certificate expires, its calls are
+    refused UNAUTHENTICATED on the same connection (a red-team run went on as the user for as long as it liked)."""
+    import datetime
+    import time
+
+    ca, cert, key = _certificates(tmp_path)
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    svc_key, csr = tmp_path / "short-key.pem", tmp_path / "short.csr"
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(svc_key), "-out", str(csr), "-subj", "/CN=svc")
+    (tmp_path / "index.txt").write_text("")
+    (tmp_path / "serial").write_text("1000\n")
+    (tmp_path / "ca.cnf").write_text(
+        f"[ca]\ndefault_ca = own\n[own]\ndatabase = {tmp_path}/index.txt\nnew_certs_dir = {tmp_path}\n"
+        f"serial = {tmp_path}/serial\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n")
+    ends = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=6)
+    svc_cert = tmp_path / "short.pem"
+    run("ca", "-batch", "-config", str(tmp_path / "ca.cnf"), "-cert", str(ca), "-keyfile", str(tmp_path / "ca-key.pem"),
+        "-in", str(csr), "-out", str(svc_cert), "-notext", "-startdate", "20250101000000Z",
+        "-enddate", ends.strftime("%Y%m%d%H%M%SZ"))
+    port = harness.free_port()
+    policy = 'users:\n  svc: { tls_subject: "CN=svc", roles: [reader] }\nroles:\n  reader:\n    - allow: [read]\n      on: ["default.*"]\n'
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-expiry",
+        config=f"tls: {{cert: {cert}, key: {key}, client_ca: {ca}}}\n", policies={"svc.yaml": policy},
+        ready=lambda address: harness.tcp_accepts("127.0.0.1", port),
+    )
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca.read_bytes(), private_key=svc_key.read_bytes(), certificate_chain=svc_cert.read_bytes()
+        )
+        request = b"\x12\x07default\x1a\x05books"  # HasCollectionRequest(db_name, collection_name)
+        with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+            has = channel.unary_unary(harness.MILVUS_SERVICE + "HasCollection", request_serializer=None,
+                                      response_deserializer=None)
+            assert has(request, timeout=10) is not None
+            time.sleep(max(0.0, (ends - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 1.5)
+            with pytest.raises(grpc.RpcError) as expired:
+                has(request, timeout=10)
+            assert expired.value.code() == grpc.StatusCode.UNAUTHENTICATED, expired.value
+            assert "the client certificate of svc has expired" in expired.value.details()
+    finally:
+        server.stop()
+

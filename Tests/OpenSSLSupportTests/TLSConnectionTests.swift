@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 @testable import OpenSSLSupport
@@ -138,6 +139,10 @@ struct TLSConnectionTests {
             ]
         )
         #expect(server.context.requiresClientCertificate)
+        // The test PKI's certificates are made for 2 days when the tests start.
+        let notAfter = try #require(server.peerCertificateNotAfter)
+        let now = Int64(time(nil))
+        #expect(notAfter > now + 86_400 && notAfter <= now + 2 * 86_400 + 60)
     }
 
     @Test(
