@@ -89,11 +89,10 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                 if self.invalidFields[streamID] == nil { self.invalidFields[streamID] = name }
             case .requestReset(let streamID, let fields, let reason):
                 if !self.invalidFields.isEmpty { self.invalidFields[streamID] = nil }
-                // A request (not trailers: a call of its own ends when its stream closes).
-                if self.calls[streamID] == nil {
-                    let path = fields.first { $0.name == ":path" }?.value
-                    self.worker.auditResetRequest(self, path: path, reason: reason)
-                }
+                // A request's header block, or a call's trailers (the call then ends as its stream closes, and a read
+                // would leave no record of why).
+                let path = self.calls[streamID]?.path ?? fields.first { $0.name == ":path" }?.value
+                self.worker.auditResetRequest(self, path: path, reason: reason)
             case .data(let streamID, let bytes):
                 if let call = self.calls[streamID] {
                     call.requestData(bytes)

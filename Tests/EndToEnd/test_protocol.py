@@ -138,13 +138,23 @@ def test_header_fields_http2_forbids_are_recorded_and_not_forwarded(silent_stack
     status, message = _guard_status(response)
     assert status == "3", (status, message)
     assert 'header field "x-note" is not valid in HTTP/2' in message, message
+    # An upper-case name in request trailers: reset by nghttp2, recorded all the same.
+    client = H2Client(guard.host, guard.port, raw_headers=True)
+    try:
+        stream = client.send_request(grpc_headers(guard.address, method), grpc_frame(b"\x1a\x05books"), end_stream=False)
+        client.conn.send_headers(stream, [("X-Trailer", "1")], end_stream=True)
+        client.flush()
+        assert client.response(stream, timeout=10).reset_code == 1
+    finally:
+        client.close()
     assert method not in upstream.requests()
 
     def refusals() -> list[dict]:
         listed = subprocess.run([harness_binary(), "audit", "--rpc", "DropCollection", "--format", "json"],
                                 cwd=guard.server.work_dir, capture_output=True, text=True, timeout=60)
         return [json.loads(line) for line in listed.stdout.splitlines()]
-    harness.wait_until(lambda: len(refusals()) >= 2, 10, "both refusals in the audit store")
+    harness.wait_until(lambda: len(refusals()) >= 3, 10, "the three refusals in the audit store")
+    assert sorted(e["status"] for e in refusals()) == [3, 13, 13]
     by_status = {e["status"]: e for e in refusals()}
     assert by_status[13]["message"].startswith("HTTP/2: request reset (PROTOCOL_ERROR)"), by_status[13]
     assert by_status[3]["decision"] == "failed"

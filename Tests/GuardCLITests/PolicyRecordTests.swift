@@ -144,5 +144,13 @@ struct PolicyRecordTests {
         try folder.write("q/caf\u{E9}.yaml", roles)
         try folder.write("q/cafe\u{301}.yaml", roles.replacingOccurrences(of: "writer", with: "other"))
         #expect(throws: GuardPolicyError.self) { try PolicyFolder.read(path: folder.file("q"), displayPath: "q") }
+        // sha256sum escapes such names, and they make rule ids and messages ambiguous.
+        for name in ["a\nb.yaml", "a\\b.yaml"] {
+            try folder.write("r-\(name.utf8.count)/x.yaml", roles)
+            try folder.write("r-\(name.utf8.count)/\(name)", roles.replacingOccurrences(of: "writer", with: "y"))
+            #expect(throws: GuardPolicyError.self) {
+                try PolicyFolder.read(path: folder.file("r-\(name.utf8.count)"), displayPath: "r")
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ import NGHTTP2Support
 import OpenSSLSupport
 import ProtoWire
 import Testing
+import ZlibSupport
 
 @testable import ProxyCore
 
@@ -311,6 +312,28 @@ struct AuditTests {
         #expect(records[0].rpc == "DropCollection")
         #expect(records[0].status == 8)
         #expect(records[0].message?.hasPrefix("milvus-guard: request header list exceeds 4096 bytes") == true)
+        #expect(setup.upstream.record.value.requests.isEmpty)
+    }
+
+    @Test(
+        "A compressed request waits for its password check before it is inflated: a wrong password is refused as such"
+    )
+    func compressedWaitsForPassword() throws {
+        let setup = try self.setUp()
+        // 4 MiB of zeros: about 4 KB of gzip, which would inflate past 200 times its size and be refused for that.
+        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 4 << 20)[...], format: .gzip)
+        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
+        body += zeros
+        let headers = TestClient.grpcRequest(
+            path: PolicyEnforcementTests.milvus + "DropCollection",
+            metadata: [PolicyEnforcementTests.token("root:wrong"), HeaderField("grpc-encoding", "gzip")]
+        )
+        let result = try setup.client.call(headers, body: body)
+        #expect(result.grpcStatus == "16")
+        let records = setup.records(count: 1)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 1)
+        #expect(records[0].status == 16)
         #expect(setup.upstream.record.value.requests.isEmpty)
     }
 

@@ -50,6 +50,17 @@ public enum PolicyFolder {
         var seen: Set<String> = []
         for name in names {
             let shown = prefix + name
+            // Rule ids, messages and the audit's digest lines (as `sha256sum` prints them) need a plain name.
+            guard !name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "\\") }) else {
+                problems.append(
+                    PolicyProblem(
+                        file: shown.debugDescription,
+                        line: nil,
+                        message: "a policy file name may not hold a control character or a backslash; rename it"
+                    )
+                )
+                continue
+            }
             // Two names Swift takes for one text (`café.yaml` composed and decomposed) would share a rule id.
             guard seen.insert(name).inserted else {
                 problems.append(
