@@ -291,6 +291,7 @@ public struct ServeCommand: ParsableCommand {
             var current = original
             func reject(_ message: String, _ metadata: Logger.Metadata, reason: String, files: [PolicyFolder.File]?) {
                 logger.error("\(message); the old policy stays in force", metadata: metadata.merging(requester) { $1 })
+                server.reloadNotApplied(pending: false)
                 let record = PolicyRecord.rejected(
                     reason: reason,
                     files: files,
@@ -355,6 +356,7 @@ public struct ServeCommand: ParsableCommand {
                         "reload not applied: the audit store can't record it; the old policy stays in force until it can",
                         metadata: ["error": "\(error)"].merging(requester) { $1 }
                     )
+                    server.reloadNotApplied(pending: true)
                     return .retry
                 }
             }

@@ -52,8 +52,36 @@ public final class ProxyServer: Sendable {
             active = (policy, active.generation + 1)
             return active.generation
         }
+        self.reloads.withLock {
+            $0.applied += 1
+            $0.pending = false
+        }
         for mailbox in self.mailboxes { mailbox.send(.policyChanged(policy, generation: generation)) }
     }
+
+    /// A reload that was not applied: `pending` when it waits for the audit store to record it (it is tried again),
+    /// else rejected for what the config or policy files say. For /metrics.
+    public func reloadNotApplied(pending: Bool) {
+        self.reloads.withLock {
+            if pending {
+                $0.unrecorded += 1
+            } else {
+                $0.rejected += 1
+            }
+            $0.pending = pending
+        }
+    }
+
+    /// Reloads so far, by what became of them, and whether one waits for the audit store now.
+    var reloadCounts: ReloadCounts { self.reloads.withLock { $0 } }
+
+    struct ReloadCounts: Sendable {
+        var applied = 0
+        var rejected = 0
+        var unrecorded = 0
+        var pending = false
+    }
+    private let reloads = Mutex(ReloadCounts())
 
     /// The TCP port clients connect to, once ``run()`` has bound it (useful with port 0); 0 before.
     public var boundPort: Int { self.port.load(ordering: .acquiring) }

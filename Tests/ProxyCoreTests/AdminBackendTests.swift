@@ -10,6 +10,10 @@ import Testing
 struct AdminBackendTests {
     /// With `store`, auditing is on and `/audit` reads it.
     func backend(store: MemoryAuditStore? = nil) throws -> ProxyAdminBackend {
+        try self.backendAndServer(store: store).backend
+    }
+
+    func backendAndServer(store: MemoryAuditStore? = nil) throws -> (backend: ProxyAdminBackend, server: ProxyServer) {
         let yaml = """
             users:
               ops: { password: "\(try PolicyEnforcementTests.hash("ops-secret"))", roles: [operator] }
@@ -28,11 +32,44 @@ struct AdminBackendTests {
             audit: nil,
             logger: Logger(label: "admin-test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
-        return ProxyAdminBackend(server: server, audit: store.map { ProxyAudit(log: $0, reads: false) }) {
+        let backend = ProxyAdminBackend(server: server, audit: store.map { ProxyAudit(log: $0, reads: false) }) {
             () throws(AuditStoreError) -> any AuditReader in
             guard let store else { throw AuditStoreError("no store") }
             return store
         }
+        return (backend, server)
+    }
+
+    @Test("/metrics says how many reloads were applied, rejected or not recorded, and whether one waits for the store")
+    func reloadMetrics() throws {
+        let (backend, server) = try self.backendAndServer()
+        func lines() -> [String] {
+            backend.extraMetrics().split(separator: "\n").map(String.init).filter {
+                $0.hasPrefix("milvus_guard_policy")
+            }
+        }
+        #expect(
+            lines() == [
+                "milvus_guard_policy_generation 1",
+                "milvus_guard_policy_reloads_total{result=\"applied\"} 0",
+                "milvus_guard_policy_reloads_total{result=\"rejected\"} 0",
+                "milvus_guard_policy_reloads_total{result=\"unrecorded\"} 0",
+                "milvus_guard_policy_reload_pending 0",
+            ]
+        )
+        server.reloadNotApplied(pending: false)
+        server.reloadNotApplied(pending: true)
+        #expect(lines().last == "milvus_guard_policy_reload_pending 1")
+        server.reload(server.currentPolicy)
+        #expect(
+            lines() == [
+                "milvus_guard_policy_generation 2",
+                "milvus_guard_policy_reloads_total{result=\"applied\"} 1",
+                "milvus_guard_policy_reloads_total{result=\"rejected\"} 1",
+                "milvus_guard_policy_reloads_total{result=\"unrecorded\"} 1",
+                "milvus_guard_policy_reload_pending 0",
+            ]
+        )
     }
 
     @Test("/audit refuses a decision no record carries (a typo), as the CLI does, instead of finding no calls")

@@ -174,9 +174,28 @@ public final class ProxyAdminBackend: AdminBackend {
     }
 
     public func extraMetrics() -> String {
-        guard let audit = self.audit else { return "" }
+        let generation = self.server.currentPolicyAndGeneration.generation
+        let reloads = self.server.reloadCounts
+        let policy = """
+            # HELP milvus_guard_policy_generation The policy in force: 1 for the one the guard started with, one more for \
+            each reload applied.
+            # TYPE milvus_guard_policy_generation gauge
+            milvus_guard_policy_generation \(generation)
+            # HELP milvus_guard_policy_reloads_total Reloads (SIGHUP, milvus-guard reload) by result: applied; rejected \
+            (the config or a policy file does not load); unrecorded (the audit store could not record it, tried again).
+            # TYPE milvus_guard_policy_reloads_total counter
+            milvus_guard_policy_reloads_total{result="applied"} \(reloads.applied)
+            milvus_guard_policy_reloads_total{result="rejected"} \(reloads.rejected)
+            milvus_guard_policy_reloads_total{result="unrecorded"} \(reloads.unrecorded)
+            # HELP milvus_guard_policy_reload_pending 1 while a reload waits for the audit store to record it (the old \
+            policy stays in force until then).
+            # TYPE milvus_guard_policy_reload_pending gauge
+            milvus_guard_policy_reload_pending \(reloads.pending ? 1 : 0)
+
+            """
+        guard let audit = self.audit else { return policy }
         let committed = audit.log.committed
-        return """
+        return policy + """
             # HELP milvus_guard_audit_batches_total Audit transactions committed (group commit).
             # TYPE milvus_guard_audit_batches_total counter
             milvus_guard_audit_batches_total \(committed.batches)
