@@ -1,9 +1,11 @@
+import AuditStore
 import CLinux
 import GuardPolicy
 import Logging
 import MilvusCatalog
 import NGHTTP2Support
 import OpenSSLSupport
+import Synchronization
 
 /// Everything one event-loop thread owns: the loop, its share of the listening socket, its client
 /// connections and its upstream pool. Created and used on that thread only.
@@ -276,6 +278,19 @@ final class ProxyWorker: LoopHandler {
                     "more TLS connections refused",
                     metadata: ["connections": "\(failed)", "last": "\(last)"]
                 )
+            }
+            if let audit = self.services.audit {
+                // Records the writer could not keep (the store refuses them for good, a failed sync, its WAL gone):
+                // said when it happens, by whichever loop looks first, not only at exit (a red-team run saw the
+                // only line at exit).
+                let lost = audit.log.lost
+                let reported = self.services.lostRecordsReported.exchange(lost, ordering: .relaxed)
+                if lost > reported {
+                    self.logger.error(
+                        "audit records lost: records of calls that had ended were not written",
+                        metadata: ["records": "\(lost - reported)", "since_start": "\(lost)"]
+                    )
+                }
             }
             if let (dropped, last) = self.droppedRecords.endSecond() {
                 self.logger.warning(

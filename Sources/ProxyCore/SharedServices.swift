@@ -40,6 +40,8 @@ final class SharedServices: Sendable {
     static let decodesQueued = 64
     /// The audit log and what goes in it; nil when auditing is off.
     let audit: ProxyAudit?
+    /// The audit log's ``AuditLog/lost`` count the loops have logged so far (each increase is logged once).
+    let lostRecordsReported = Atomic<Int>(0)
     /// Client connections open over all loops, against ``Limits/clientConnections``.
     let openClients = Atomic<Int>(0)
     let clientLimit: Int
