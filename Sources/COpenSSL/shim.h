@@ -60,6 +60,17 @@ static inline unsigned long copenssl_name_flags_rfc2253_utf8(void) {
     return XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB;
 }
 
+/// The certificates of the chain the handshake verified (the peer's first, the trusted CA last): sk_X509_num and
+/// sk_X509_value are macros. 0 and NULL without one.
+static inline int copenssl_verified_chain_count(const SSL *ssl) {
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    return chain == NULL ? 0 : sk_X509_num(chain);
+}
+static inline X509 *copenssl_verified_chain_at(const SSL *ssl, int index) {
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    return chain == NULL ? NULL : sk_X509_value(chain, index);
+}
+
 /// sk_GENERAL_NAME_num / sk_GENERAL_NAME_value are type-safe stack macros.
 static inline int copenssl_general_names_count(const GENERAL_NAMES *names) { return sk_GENERAL_NAME_num(names); }
 

@@ -58,7 +58,13 @@ final class PolicyReloader: Sendable {
             var pause = self.retryMilliseconds.first
             while let current = next {
                 if self.reload(current) == .retry {
-                    usleep(UInt32(pause) * 1_000)
+                    // In slices, so that a SIGHUP meanwhile (a revocation once the store is back) waits at most one.
+                    var waited = 0
+                    while waited < pause, self.state.withLock({ $0.again == nil }) {
+                        let slice = min(100, pause - waited)
+                        usleep(UInt32(slice) * 1_000)
+                        waited += slice
+                    }
                     pause = min(pause * 2, self.retryMilliseconds.last)
                     // A SIGHUP meanwhile replaces the one being tried; the files are read anew either way.
                     next = self.state.withLock { state in

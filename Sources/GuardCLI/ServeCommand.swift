@@ -165,6 +165,23 @@ public struct ServeCommand: ParsableCommand {
             throw ExitCode.failure
         }
 
+        // The policy in force, durable in the chain before anything is served: a store that can't take it starts
+        // nothing (as a reload is not applied without its record). Held over a failing store instead, it could land
+        // after later records or be lost (a review).
+        if let audit {
+            let started = PolicyRecord.loaded(
+                policy,
+                files: policyFiles,
+                folder: config.policiesPath,
+                mode: config.mode,
+                trigger: .start
+            )
+            if let error = audit.log.write(started) {
+                Self.printError("milvus-guard: cannot record the policy in force in the audit store: \(error.message)")
+                throw ExitCode.failure
+            }
+        }
+
         // 6. The admin listener, when configured.
         var admin: AdminServer?
         if let listen = config.adminListen {
@@ -201,22 +218,6 @@ public struct ServeCommand: ParsableCommand {
         }
 
         logger.info("policy loaded", metadata: Self.summary(of: policy, config: config))
-        // The policy in force, durable in the chain before anything is served: a store that can't take it starts
-        // nothing (as a reload is not applied without its record). Held over a failing store instead, it could land
-        // after later records or be lost (a review).
-        if let audit {
-            let started = PolicyRecord.loaded(
-                policy,
-                files: policyFiles,
-                folder: config.policiesPath,
-                mode: config.mode,
-                trigger: .start
-            )
-            if let error = audit.log.write(started) {
-                Self.printError("milvus-guard: cannot record the policy in force in the audit store: \(error.message)")
-                throw ExitCode.failure
-            }
-        }
         if config.mode == .shadow {
             logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
         }
@@ -351,7 +352,20 @@ public struct ServeCommand: ParsableCommand {
                     mode: current.mode,
                     trigger: trigger
                 )
-                if let error = audit.log.write(record) {
+                if let error = audit.log.write(record), !error.committed {
+                    guard error.retryable else {
+                        // SQLite refused the record for what it is, or a sync failed (nothing more is written until
+                        // a restart): trying again can't help.
+                        logger.critical(
+                            """
+                            reload not applied: the audit store refuses its record for good; the old policy stays in \
+                            force (restart the guard once the store is mended)
+                            """,
+                            metadata: ["error": "\(error)"].merging(requester) { $1 }
+                        )
+                        server.reloadNotApplied(pending: false)
+                        return .done
+                    }
                     logger.error(
                         "reload not applied: the audit store can't record it; the old policy stays in force until it can",
                         metadata: ["error": "\(error)"].merging(requester) { $1 }
@@ -359,6 +373,8 @@ public struct ServeCommand: ParsableCommand {
                     server.reloadNotApplied(pending: true)
                     return .retry
                 }
+                // Written (or committed, though its sync failed: the record is in the chain, so the policy it names is
+                // put in force, lest the chain say one thing and the guard do another).
             }
             server.reload(ActivePolicy(policy: policy, mode: current.mode))
             logger.notice(

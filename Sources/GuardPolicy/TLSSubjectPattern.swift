@@ -68,6 +68,9 @@ public enum TLSSubjectPattern: Hashable, Sendable {
             return nil
         }
         if text.contains("://") { return "is taken for a subject (it has `=`); write a URI as URI:\(text)" }
+        if Self.components(of: text) == nil {
+            return "holds a hex-escaped byte (\\XX), a control character no certificate is matched on"
+        }
         // A whole subject: RFC 2253 writes `TYPE=value` parts without spaces around them, and OpenSSL the common types
         // in upper case (`CN`, `O`, `OU`…).
         for component in Self.components(of: text) ?? [] {
@@ -77,7 +80,9 @@ public enum TLSSubjectPattern: Hashable, Sendable {
             if type.isEmpty || type.first == " " || type.last == " " || value.first == " " {
                 return "is not a subject in RFC 2253 form (no spaces around `=` and `,`); write \(form)"
             }
-            if ["cn", "o", "ou", "c", "l", "st", "dc", "street", "uid"].contains(String(type)) {
+            if ["cn", "o", "ou", "c", "l", "st", "dc", "street", "uid"].contains(type.lowercased()),
+                type != type.uppercased()
+            {
                 return "\(type)= never matches: RFC 2253 writes \(type.uppercased())=; write \(form)"
             }
         }

@@ -250,23 +250,31 @@ public final class TLSConnection {
         String(cString: SSL_get_version(self.ssl))
     }
 
+    /// When the chain the handshake verified stops being valid: the earliest notAfter of the peer's certificate and
+    /// the CAs above it, in seconds since the Unix epoch (an intermediate that expires first ends the chain's word
+    /// for the leaf). nil before the handshake or without a peer certificate; `Int64.min` (expired) when a time
+    /// can't be read.
+    public var peerCertificateNotAfter: Int64? {
+        let count = copenssl_verified_chain_count(self.ssl)
+        var certificates: [OpaquePointer] = (0..<count).compactMap { copenssl_verified_chain_at(self.ssl, $0) }
+        if certificates.isEmpty, let peer = SSL_get0_peer_certificate(self.ssl) { certificates = [peer] }
+        guard !certificates.isEmpty else { return nil }
+        var earliest = Int64.max
+        for certificate in certificates {
+            var parts = tm()
+            guard let notAfter = X509_get0_notAfter(certificate), ASN1_TIME_to_tm(notAfter, &parts) == 1 else {
+                ERR_clear_error()
+                return .min
+            }
+            earliest = min(earliest, Int64(timegm(&parts)))
+        }
+        return earliest
+    }
+
     /// The peer certificate's subject in RFC 2253 form, most specific first, e.g. `"CN=svc,O=Example"`; UTF-8 is
     /// kept as is. `nil` before the handshake or when the peer sent no certificate (a server without mutual TLS).
     ///
     /// Once the handshake is complete the certificate has been verified against the context's trust store.
-    /// When the peer's certificate stops being valid (its notAfter), in seconds since the Unix epoch; nil before
-    /// the handshake, without a peer certificate, or if OpenSSL can't read the time.
-    public var peerCertificateNotAfter: Int64? {
-        guard let certificate = SSL_get0_peer_certificate(self.ssl), let notAfter = X509_get0_notAfter(certificate)
-        else { return nil }
-        var parts = tm()
-        guard ASN1_TIME_to_tm(notAfter, &parts) == 1 else {
-            ERR_clear_error()
-            return nil
-        }
-        return Int64(timegm(&parts))
-    }
-
     public var peerCertificateSubject: String? {
         guard let certificate = SSL_get0_peer_certificate(self.ssl),
             let name = X509_get_subject_name(certificate),

@@ -24,8 +24,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     private var memo: (authorization: String, principal: Principal, generation: Int, expires: UInt64)?
     /// The principal the TLS client certificate names, per policy generation (nil inside: names nobody).
     private var certificatePrincipal: (generation: Int, principal: Principal?)?
-    /// When the client's certificate expires (Unix seconds; `.max` when it can't be read), read with its principal:
-    /// a connection outlives the handshake that verified it, and must not go on as that user past this.
+    /// When the client's verified chain expires (Unix seconds; `Int64.min` when a time can't be read), read with its
+    /// principal: a connection outlives the handshake that verified it, and must not go on as that user past this.
     private(set) var certificateExpiry: Int64?
 
     init(worker: ProxyWorker, socket: Socket, session: HTTP2Session, tls: TLSConnection?) throws {
@@ -303,7 +303,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     func tlsPrincipal(in policy: Policy, generation: Int) -> Principal? {
         guard let tls = self.connection.tls else { return nil }
         if let known = self.certificatePrincipal, known.generation == generation { return known.principal }
-        if self.certificateExpiry == nil { self.certificateExpiry = tls.peerCertificateNotAfter ?? .max }
+        if self.certificateExpiry == nil { self.certificateExpiry = tls.peerCertificateNotAfter }
         let user = TLSIdentity.user(
             subject: tls.peerCertificateSubject,
             alternativeNames: tls.peerCertificateSANs,

@@ -317,8 +317,8 @@ final class ProxiedCall {
         }
         self.gate = gate  // its bytes stay held, and a bidi stream's later chunks go on arriving into it
         if decoding.isCostly {
-            let cancellation = Cancellation()
-            guard client.worker.decodeOffLoop(self, decoding, cancellation: cancellation) else {
+            let job = DecodeJob(decoding)
+            guard client.worker.decodeOffLoop(self, job) else {
                 self.respond(
                     GRPCStatus(
                         .resourceExhausted,
@@ -327,7 +327,7 @@ final class ProxiedCall {
                 )
                 return
             }
-            self.offLoopDecoding = (decoding.message, cancellation)
+            self.offLoopDecoding = job
             return
         }
         do {
@@ -342,11 +342,11 @@ final class ProxiedCall {
     private var decisionWaitsForIdentity: Bool?
 
     /// The message being decoded on the decoder thread, and what cancels that work once the call has ended.
-    private var offLoopDecoding: (message: GRPCMessage, cancellation: Cancellation)?
+    private var offLoopDecoding: DecodeJob?
 
     /// The decoder thread's outcome for this call's message (nil: skipped, the call had ended).
     func decodedOffLoop(_ outcome: DecodeOutcome?) {
-        guard let (message, _) = self.offLoopDecoding.take(), let outcome else { return }
+        guard self.offLoopDecoding.take() != nil, let outcome, let message = self.gate?.heldMessage else { return }
         switch outcome {
         case .decoded(let call): self.decoded(call, message: message)
         case .refused(let status): self.respond(status)
@@ -439,7 +439,7 @@ final class ProxiedCall {
 
     /// Lets go of the request held in the gate: its bytes go back to the budgets.
     private func releaseGate() {
-        self.offLoopDecoding?.cancellation.cancel()
+        self.offLoopDecoding?.cancel()
         if let gate = self.gate {
             self.gate = nil
             self.client?.releaseHeld(gate.heldBytes)
@@ -657,7 +657,7 @@ final class ProxiedCall {
         self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
         self.releaseUnproven()
         self.discardPendingBody()
-        self.offLoopDecoding?.cancellation.cancel()
+        self.offLoopDecoding?.cancel()
         self.gate = nil
         self.awaitingJudgement = nil
         self.releaseResponseWindow()

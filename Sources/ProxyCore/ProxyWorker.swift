@@ -339,13 +339,13 @@ extension ProxyWorker {
     /// Inflates and decodes `decoding` on the decoder thread (client networks take turns there); the outcome comes
     /// back through the mailbox to ``ProxiedCall/decodedOffLoop(_:)``. False when the decoder has no room (the call
     /// is then refused).
-    func decodeOffLoop(_ call: ProxiedCall, _ decoding: RequestGate.Decoding, cancellation: Cancellation) -> Bool {
+    func decodeOffLoop(_ call: ProxiedCall, _ job: DecodeJob) -> Bool {
         self.lastOffLoopDecode += 1
         let request = self.lastOffLoopDecode
         let mailbox = self.loop.mailbox
         let refused = self.services.decoder.submit(key: call.client?.network ?? "") {
-            guard !cancellation.isCancelled else {
-                mailbox.send(.decoded(request: request, outcome: nil))
+            guard let decoding = job.take() else {
+                mailbox.send(.decoded(request: request, outcome: nil))  // the call ended meanwhile
                 return
             }
             let outcome: DecodeOutcome

@@ -1,5 +1,6 @@
 import MilvusCatalog
 import ProtoWire
+import Synchronization
 import ZlibSupport
 
 /// Holds a request until it is complete, then decodes it into the ``MilvusCall`` the decision is made on.
@@ -59,6 +60,9 @@ struct RequestGate {
 
     /// Whether the (first) message held is compressed.
     var holdsCompressedMessage: Bool { self.message?.compressed == true }
+
+    /// The (first) message held, for ``forward(_:)`` once it is decoded.
+    var heldMessage: GRPCMessage? { self.message }
 
     /// Takes a chunk of the request body.
     mutating func append(_ bytes: [UInt8]) throws(Refusal) {
@@ -247,5 +251,26 @@ struct RequestGate {
         default:
             GRPCStatus(.invalidArgument, "malformed \(rpc.name) request: \(error.code) at byte \(error.offset)")
         }
+    }
+}
+
+/// A message handed to the decoder thread, which the call can take back: a call that ends before its turn takes the
+/// message out at once, so that its bytes (given back to the budgets then) are not kept alive by the queued job (a
+/// review: calls reset while behind slow inflations kept up to 64 messages of up to 512 MiB in memory).
+final class DecodeJob: Sendable {
+    private let decoding: Mutex<RequestGate.Decoding?>
+
+    init(_ decoding: RequestGate.Decoding) {
+        self.decoding = Mutex(decoding)
+    }
+
+    /// The message to decode; nil once taken or cancelled.
+    func take() -> RequestGate.Decoding? {
+        self.decoding.withLock { $0.take() }
+    }
+
+    /// Drops the message, if the decoder has not taken it yet.
+    func cancel() {
+        _ = self.take()
     }
 }

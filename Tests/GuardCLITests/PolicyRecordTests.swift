@@ -130,6 +130,26 @@ struct PolicyRecordTests {
         #expect(attempts.withLock { $0 } == Array(repeating: .reload(SignalSender(pid: 9, uid: 0)), count: 4))
     }
 
+    @Test("A SIGHUP during the pause before a retry is tried at once, not after the pause")
+    func retryPauseEndsOnRequest() throws {
+        let attempts = Mutex<[PolicyRecord.Trigger]>([])
+        let reloader = PolicyReloader(retryMilliseconds: (first: 20_000, last: 20_000)) { trigger in
+            let count = attempts.withLock { attempts in
+                attempts.append(trigger)
+                return attempts.count
+            }
+            return count == 1 ? .retry : .done
+        }
+        reloader.request(.reload(SignalSender(pid: 1, uid: 0)))
+        for _ in 0..<10_000 where attempts.withLock({ $0.isEmpty }) { usleep(1_000) }
+        reloader.request(.reload(SignalSender(pid: 2, uid: 0)))
+        // Well before the 20 s pause is over.
+        for _ in 0..<5_000 where attempts.withLock({ $0.count }) < 2 { usleep(1_000) }
+        #expect(
+            attempts.withLock { $0 } == [.reload(SignalSender(pid: 1, uid: 0)), .reload(SignalSender(pid: 2, uid: 0))]
+        )
+    }
+
     @Test("Policy files are read in the order of their names' bytes, and two names of one text are refused")
     func fileOrder() throws {
         let folder = try TemporaryFolder()

@@ -403,7 +403,10 @@ struct TLSSubjectPatternTests {
 
     @Test(
         "A tls_subject that could never match is a load error",
-        arguments: ["", "IP:10.0.0.1", "ip:10.0.0.1", "cn=svc", "CN = svc, O = X", "CN=svc, O=X", "DNS:", "CN="]
+        arguments: [
+            "", "IP:10.0.0.1", "ip:10.0.0.1", "cn=svc", "Cn=svc", "CN = svc, O = X", "CN=svc, O=X", "DNS:", "CN=",
+            "CN=svc\\01,O=X",
+        ]
     )
     func neverMatches(text: String) {
         #expect(TLSSubjectPattern.problem(in: text) != nil)

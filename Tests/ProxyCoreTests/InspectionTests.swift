@@ -1,4 +1,5 @@
 import Glibc
+import MilvusCatalog
 import NGHTTP2Support
 import ProtoWire
 import Testing
@@ -246,6 +247,23 @@ struct InspectionTests {
         #expect(bomb.grpcStatus == "3")
         #expect(bomb.grpcMessage.map(GRPCStatus.percentDecoded)?.contains("more than 200 times") == true)
         #expect(bombRecord.requests.isEmpty)
+    }
+
+    @Test("A decode job gives its message up when cancelled, so a queued job of an ended call holds no bytes")
+    func decodeJobCancel() throws {
+        var gate = RequestGate(
+            rpc: try #require(MilvusRPCs.descriptor(named: "DropCollection")),
+            encoding: .gzip,
+            metadataDatabase: nil,
+            maxMessageBytes: 1 << 20
+        )
+        try gate.append([1, 0, 0, 0, 3, 1, 2, 3])
+        let job = DecodeJob(try gate.takeMessage(atEnd: true))
+        job.cancel()
+        #expect(job.take() == nil)
+        let kept = DecodeJob(try gate.takeMessage(atEnd: false))
+        #expect(kept.take()?.message.payload.count == 3)
+        #expect(kept.take() == nil)
     }
 
     /// A DropCollection whose compressed message is `count` zeros, through a proxy with `maxMessageBytes`.

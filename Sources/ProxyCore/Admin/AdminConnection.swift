@@ -113,12 +113,16 @@ final class AdminConnection: LoopHandler {
         self.ticket = ticket
         let answers = request.path == "/audit" ? self.worker.auditAnswers : self.worker.otherAnswers
         let busy = AdminResponse.text(503, "busy: too many admin requests in progress\n")
-        if let cached = router.backend.cachedAuthorization(authorization: request.authorization) {
-            // Verified lately: answered without a password hash, and without waiting behind anyone's.
+        if router.backend.cachedAuthorization(authorization: request.authorization) != nil {
+            // Verified lately: answered without a password hash, and without waiting behind anyone's. Looked up again
+            // when the job runs, which may be after a reload that revoked it (then checked as any other).
             let taken = answers.submit {
                 guard !ticket.isCancelled else { return }
+                let authorization =
+                    router.backend.cachedAuthorization(authorization: request.authorization)
+                    ?? router.backend.authorizeAdmin(authorization: request.authorization, client: client)
                 let (response, principal): (AdminResponse, String)
-                switch AdminRouter.result(of: cached) {
+                switch AdminRouter.result(of: authorization) {
                 case .success(let name): (response, principal) = router.respond(to: request, principal: name)
                 case .failure(let refusal): (response, principal) = (refusal.response, refusal.principal)
                 }
