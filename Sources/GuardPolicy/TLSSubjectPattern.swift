@@ -53,7 +53,8 @@ public enum TLSSubjectPattern: Hashable, Sendable {
     public static func problem(in text: String) -> String? {
         let form =
             "CN=svc, DNS:svc.example.com, URI:spiffe://example.org/svc, email:svc@example.com, or the whole "
-            + "subject as `openssl x509 -noout -subject -nameopt RFC2253` prints it (CN=svc,O=Example)"
+            + "subject as `openssl x509 -noout -subject -nameopt RFC2253,-esc_msb` prints it, without `subject=` "
+            + "(CN=svc,O=Example)"
         if text.isEmpty { return "is empty; write \(form)" }
         if Self.value(of: text, prefix: "IP:") != nil {
             return "IP address names are not matched; write \(form)"
@@ -68,8 +69,10 @@ public enum TLSSubjectPattern: Hashable, Sendable {
             return nil
         }
         if text.contains("://") { return "is taken for a subject (it has `=`); write a URI as URI:\(text)" }
+        if Self.value(of: text, prefix: "subject=") != nil { return "starts with `subject=`; leave it out" }
         if Self.components(of: text) == nil {
-            return "holds a hex-escaped byte (\\XX), a control character no certificate is matched on"
+            return "holds a hex-escaped byte (\\XX): write UTF-8 as it is (`-nameopt RFC2253,-esc_msb`); a control "
+                + "character matches no certificate"
         }
         // A whole subject: RFC 2253 writes `TYPE=value` parts without spaces around them, and OpenSSL the common types
         // in upper case (`CN`, `O`, `OU`…).
