@@ -16,20 +16,22 @@ public struct PolicyCommand: ParsableCommand {
     public init() {}
 
     /// The folder to load: `directory` as given, else guard.yaml's `policies` (config file named by `configPath`,
-    /// else ./guard.yaml if present), else ./policies. Returns the path and how to show it.
+    /// else ./guard.yaml if present), else ./policies. Returns the path and how to show it: by its last component,
+    /// as the running guard names it in rule ids (`pol/app.yaml:12`), so that what `explain` cites is what the audit
+    /// records.
     /// - Throws: ``ConfigError`` if guard.yaml is broken.
     static func policyFolder(
         directory: String?,
         configPath: String?,
         currentDirectory: String
     ) throws -> (path: String, display: String) {
+        let path: String
         if let directory {
-            return (ConfigValue.resolve(directory, relativeTo: currentDirectory), directory)
+            path = ConfigValue.resolve(directory, relativeTo: currentDirectory)
+        } else {
+            path = try GuardConfig.load(configPath: configPath, currentDirectory: currentDirectory).policiesPath
         }
-        let config = try GuardConfig.load(configPath: configPath, currentDirectory: currentDirectory)
-        let path = config.policiesPath
-        let base = currentDirectory.hasSuffix("/") ? currentDirectory : currentDirectory + "/"
-        return (path, path.hasPrefix(base) ? String(path.dropFirst(base.count)) : path)
+        return (path, (path as NSString).lastPathComponent)
     }
 }
 
@@ -68,9 +70,10 @@ public struct PolicyCheckCommand: ParsableCommand {
         }
         do {
             let policy = try PolicyFolder.load(path: folder.path, displayPath: folder.display)
+            func count(_ number: Int, _ noun: String) -> String { "\(number) \(noun)\(number == 1 ? "" : "s")" }
             let summary =
-                "ok: \(policy.users.count) users, \(policy.apiKeys.count) api keys, "
-                + "\(policy.ruleSet.roles.count) roles, \(policy.ruleSet.ruleCount) rules"
+                "ok: \(count(policy.users.count, "user")), \(count(policy.apiKeys.count, "API key")), "
+                + "\(count(policy.ruleSet.roles.count, "role")), \(count(policy.ruleSet.ruleCount, "rule"))"
             return ([summary] + policy.warnings.map { "warning: \($0)" }, 0)
         } catch let error as GuardPolicyError {
             return (error.problems.map(\.description), 1)

@@ -70,6 +70,7 @@ public enum TLSSubjectPattern: Hashable, Sendable {
         }
         if text.contains("://") { return "is taken for a subject (it has `=`); write a URI as URI:\(text)" }
         if Self.value(of: text, prefix: "subject=") != nil { return "starts with `subject=`; leave it out" }
+        if text.hasPrefix("/") { return "is in OpenSSL's old /-separated form; write \(form)" }
         if Self.components(of: text) == nil {
             return "holds a hex-escaped byte (\\XX): write UTF-8 as it is (`-nameopt RFC2253,-esc_msb`); a control "
                 + "character matches no certificate"
@@ -82,6 +83,14 @@ public enum TLSSubjectPattern: Hashable, Sendable {
             let value = component[component.index(after: equals)...]
             if type.isEmpty || type.first == " " || type.last == " " || value.first == " " {
                 return "is not a subject in RFC 2253 form (no spaces around `=` and `,`); write \(form)"
+            }
+            let long = [
+                "commonname": "CN", "organizationname": "O", "organizationalunitname": "OU", "countryname": "C",
+                "localityname": "L", "stateorprovincename": "ST", "domaincomponent": "DC", "streetaddress": "STREET",
+                "userid": "UID",
+            ]
+            if let short = long[type.lowercased()] {
+                return "\(type)= never matches: RFC 2253 writes \(short)=; write \(form)"
             }
             if ["cn", "o", "ou", "c", "l", "st", "dc", "street", "uid"].contains(type.lowercased()),
                 type != type.uppercased()

@@ -27,6 +27,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     /// When the client's verified chain expires (Unix seconds; `Int64.min` when a time can't be read), read with its
     /// principal: a connection outlives the handshake that verified it, and must not go on as that user past this.
     private(set) var certificateExpiry: Int64?
+    /// Why a verified client certificate named nobody (no user, or several), for the refusal of its anonymous calls;
+    /// nil when it named a user or there is none.
+    private(set) var certificateNote: String?
 
     init(worker: ProxyWorker, socket: Socket, session: HTTP2Session, tls: TLSConnection?) throws {
         self.worker = worker
@@ -304,12 +307,11 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         guard let tls = self.connection.tls else { return nil }
         if let known = self.certificatePrincipal, known.generation == generation { return known.principal }
         if self.certificateExpiry == nil { self.certificateExpiry = tls.peerCertificateNotAfter }
-        let user = TLSIdentity.user(
-            subject: tls.peerCertificateSubject,
-            alternativeNames: tls.peerCertificateSANs,
-            in: policy.users
-        )
-        let principal = user?.principal(authentication: .tls)
+        let (subject, alternativeNames) = (tls.peerCertificateSubject, tls.peerCertificateSANs)
+        let match = TLSIdentity.match(subject: subject, alternativeNames: alternativeNames, in: policy.users)
+        self.certificateNote = TLSIdentity.note(match, subject: subject, alternativeNames: alternativeNames)
+        var principal: Principal?
+        if case .user(let user) = match { principal = user.principal(authentication: .tls) }
         self.certificatePrincipal = (generation, principal)
         return principal
     }

@@ -56,7 +56,7 @@ extension ProxyWorker {
                 if self.storeRefusals.happened(error.message) {
                     self.logger.error(
                         "audit store unavailable: refusing a mutation",
-                        metadata: ["rpc": "\(call.path)", "error": "\(error.message)"]
+                        metadata: ["rpc": "\(call.decodedRPC?.name ?? call.path)", "error": "\(error.message)"]
                     )
                 }
                 call.requestRecorded = false  // not in the store: no outcome record can point at it

@@ -46,13 +46,15 @@ extension ProxyWorker {
         case .deny(let rule, let reason):
             if principal.authentication == .anonymous {
                 call.verdict = .failed
-                self.logger.info(
-                    "refused anonymous call",
-                    metadata: ["rpc": "\(decoded.rpc.name)", "reason": "\(reason)"]
-                )
+                // A verified certificate that named nobody says why: a typo in a tls_subject, or two users it matches.
+                let note = call.client?.certificateNote
+                var metadata: Logger.Metadata = ["rpc": "\(decoded.rpc.name)", "reason": "\(reason)"]
+                if let note { metadata["certificate"] = "\(note)" }
+                self.logger.info("refused anonymous call", metadata: metadata)
                 return GRPCStatus(
                     .unauthenticated,
-                    "no credentials: send token=\"user:password\" or an API key (\(reason))"
+                    "no credentials: \(note.map { $0 + "; " } ?? "")send token=\"user:password\" or an API key "
+                        + "(\(reason))"
                 )
             }
             if self.active.mode == .shadow {

@@ -37,7 +37,7 @@ struct PolicyCommandTests {
         let result = check.check(currentDirectory: folder.path)
         #expect(
             result.output == [
-                "ok: 2 users, 1 api keys, 1 roles, 3 rules",
+                "ok: 2 users, 1 API key, 1 role, 3 rules",
                 "warning: rules/app.yaml:3: users.weak.password: 5000 PBKDF2 iterations is weak; use at least 100000 (milvus-guard hash-password uses 600000)",
             ]
         )
@@ -66,7 +66,7 @@ struct PolicyCommandTests {
         try folder.write("guard.yaml", "policies: conf/pol\n")
         try folder.write("conf/pol/a.yaml", policyText)
         let check = try #require(try GuardCommand.parseAsRoot(["policy", "check"]) as? PolicyCheckCommand)
-        #expect(check.check(currentDirectory: folder.path).output.first == "ok: 2 users, 1 api keys, 1 roles, 3 rules")
+        #expect(check.check(currentDirectory: folder.path).output.first == "ok: 2 users, 1 API key, 1 role, 3 rules")
         let missing = try TemporaryFolder()
         #expect(check.check(currentDirectory: missing.path) == (["policies: no such folder"], 1))
     }

@@ -405,7 +405,7 @@ struct TLSSubjectPatternTests {
         "A tls_subject that could never match is a load error",
         arguments: [
             "", "IP:10.0.0.1", "ip:10.0.0.1", "cn=svc", "Cn=svc", "CN = svc, O = X", "CN=svc, O=X", "DNS:", "CN=",
-            "CN=svc\\01,O=X", "subject=CN=svc,O=X", "CN=Jos\\C3\\A9,O=X",
+            "CN=svc\\01,O=X", "subject=CN=svc,O=X", "CN=Jos\\C3\\A9,O=X", "commonName=svc", "/CN=svc/O=X",
         ]
     )
     func neverMatches(text: String) {

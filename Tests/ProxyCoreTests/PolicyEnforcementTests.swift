@@ -506,6 +506,20 @@ struct TLSIdentityTests {
             in: users
         )
         #expect(sanOnly?.name == "admin")
+        // What the refusal of such a certificate's calls says.
+        let san = [SubjectAlternativeName(kind: .dns, value: "svc.example.com")]
+        let ambiguous = TLSIdentity.match(subject: "CN=svc.example.com", alternativeNames: san, in: users)
+        #expect(ambiguous == .ambiguous(["admin", "web"]))
+        #expect(
+            TLSIdentity.note(ambiguous, subject: "CN=svc.example.com", alternativeNames: san)
+                == "the client certificate (CN=svc.example.com, DNS:svc.example.com) names several users (admin, web), "
+                + "so none"
+        )
+        let nobody = TLSIdentity.match(subject: "CN=nobody", alternativeNames: [], in: users)
+        #expect(
+            TLSIdentity.note(nobody, subject: "CN=nobody", alternativeNames: [])
+                == "the client certificate (CN=nobody) names no user of the policy"
+        )
     }
 }
 

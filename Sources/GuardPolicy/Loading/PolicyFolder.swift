@@ -130,7 +130,9 @@ public enum PolicyFolder {
                     duplicate("users.\(user.name)", at: user.definedAt, first: first.definedAt)
                     continue
                 }
-                if let subject = user.tlsPattern {
+                // A tls_subject that can't match is refused as such; it names nobody another could share.
+                if let subject = user.tlsPattern, let text = user.tlsSubject, TLSSubjectPattern.problem(in: text) == nil
+                {
                     if let other = subjects[subject] {
                         problems.append(
                             PolicyProblem(

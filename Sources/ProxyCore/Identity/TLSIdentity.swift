@@ -8,17 +8,43 @@ enum TLSIdentity {
     /// certificate may still match two (one user's `CN=svc.example.com` and another's `DNS:svc.example.com`, as a CN
     /// often repeats a SAN): it then names nobody, rather than whichever name sorts first, which could be an admin.
     static func user(subject: String?, alternativeNames: [SubjectAlternativeName], in users: [String: User]) -> User? {
-        guard subject != nil || !alternativeNames.isEmpty else { return nil }
-        let names = alternativeNames.map(Self.pattern(of:))
-        var match: User?
-        for user in users.values {
-            guard let wanted = user.tlsPattern, wanted.matches(subject: subject, alternativeNames: names) else {
-                continue
-            }
-            if match != nil { return nil }  // ambiguous
-            match = user
+        if case .user(let user) = Self.match(subject: subject, alternativeNames: alternativeNames, in: users) {
+            return user
         }
-        return match
+        return nil
+    }
+
+    /// What a certificate names: one user, nobody, or several users (then nobody either).
+    enum Match: Equatable {
+        case user(User)
+        case nobody
+        case ambiguous([String])
+    }
+
+    static func match(subject: String?, alternativeNames: [SubjectAlternativeName], in users: [String: User]) -> Match {
+        guard subject != nil || !alternativeNames.isEmpty else { return .nobody }
+        let names = alternativeNames.map(Self.pattern(of:))
+        let matching = users.values.filter { user in
+            user.tlsPattern?.matches(subject: subject, alternativeNames: names) == true
+        }
+        switch matching.count {
+        case 0: return .nobody
+        case 1: return .user(matching[0])
+        default: return .ambiguous(matching.map(\.name).sorted())
+        }
+    }
+
+    /// Why a verified certificate made its caller nobody, for the refusal and the log: its names, and what they
+    /// matched (nothing, or several users).
+    static func note(_ match: Match, subject: String?, alternativeNames: [SubjectAlternativeName]) -> String? {
+        let names = ([subject].compactMap { $0 } + alternativeNames.map(\.description)).joined(separator: ", ")
+        let shown = names.count > 200 ? String(names.prefix(200)) + "…" : names
+        switch match {
+        case .user: return nil
+        case .nobody: return "the client certificate (\(shown)) names no user of the policy"
+        case .ambiguous(let users):
+            return "the client certificate (\(shown)) names several users (\(users.joined(separator: ", "))), so none"
+        }
     }
 
     /// A certificate's SAN as the pattern of its type and value.
