@@ -321,9 +321,7 @@ struct AuditTests {
     func compressedWaitsForPassword() throws {
         let setup = try self.setUp()
         // 4 MiB of zeros: about 4 KB of gzip, which would inflate past 200 times its size and be refused for that.
-        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: 4 << 20)[...], format: .gzip)
-        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
-        body += zeros
+        let body = try TestClient.gzipFrame([UInt8](repeating: 0, count: 4 << 20))
         let headers = TestClient.grpcRequest(
             path: PolicyEnforcementTests.milvus + "DropCollection",
             metadata: [PolicyEnforcementTests.token("root:wrong"), HeaderField("grpc-encoding", "gzip")]

@@ -207,9 +207,7 @@ struct InspectionTests {
 
     @Test("A gzip-compressed request is inflated for inspection and forwarded compressed, unchanged")
     func gzip() throws {
-        let compressed = try GzipDeflater.deflate(Self.dropTwice[...], format: .gzip)
-        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(compressed.count).bigEndian, Array.init)
-        body += compressed
+        let body = try TestClient.gzipFrame(Self.dropTwice)
         let (result, record) = try self.run(
             TestClient.grpcRequest(
                 path: "/milvus.proto.milvus.MilvusService/DropCollection",
@@ -229,10 +227,8 @@ struct InspectionTests {
         var delete = WireWriter()
         delete.writeStringField(3, "books")
         delete.writeStringField(5, "id in [\(ids)]")
-        let compressed = try GzipDeflater.deflate(delete.bytes[...], format: .gzip)
-        #expect(compressed.count > RequestGate.offLoopCompressedBytes)
-        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(compressed.count).bigEndian, Array.init)
-        body += compressed
+        let body = try TestClient.gzipFrame(delete.bytes)
+        #expect(body.count - 5 > RequestGate.offLoopCompressedBytes)
         let (result, record) = try self.run(
             TestClient.grpcRequest(
                 path: "/milvus.proto.milvus.MilvusService/Delete",
@@ -268,9 +264,7 @@ struct InspectionTests {
 
     /// A DropCollection whose compressed message is `count` zeros, through a proxy with `maxMessageBytes`.
     private func gzipZeros(count: Int, maxMessageBytes: Int) throws -> (StreamResult, UpstreamRecord) {
-        let zeros = try GzipDeflater.deflate([UInt8](repeating: 0, count: count)[...], format: .gzip)
-        var body: [UInt8] = [1] + withUnsafeBytes(of: UInt32(zeros.count).bigEndian, Array.init)
-        body += zeros
+        let body = try TestClient.gzipFrame([UInt8](repeating: 0, count: count))
         return try self.run(
             TestClient.grpcRequest(
                 path: "/milvus.proto.milvus.MilvusService/DropCollection",

@@ -1,6 +1,7 @@
 import CLinux
 import Glibc
 import NGHTTP2Support
+import ZlibSupport
 
 @testable import ProxyCore
 
@@ -78,10 +79,16 @@ final class TestClient {
     }
 
     /// A gRPC length-prefixed message (PROTOCOL-HTTP2.md: compressed flag, u32 big-endian length).
-    static func rawGRPCFrame(_ payload: [UInt8]) -> [UInt8] {
+    static func rawGRPCFrame(_ payload: [UInt8], compressed: Bool = false) -> [UInt8] {
         let count = UInt32(payload.count)
-        return [0, UInt8(count >> 24), UInt8((count >> 16) & 0xFF), UInt8((count >> 8) & 0xFF), UInt8(count & 0xFF)]
+        let flag: UInt8 = compressed ? 1 : 0
+        return [flag, UInt8(count >> 24), UInt8((count >> 16) & 0xFF), UInt8((count >> 8) & 0xFF), UInt8(count & 0xFF)]
             + payload
+    }
+
+    /// A gRPC frame holding `message` gzip-compressed (send it with `grpc-encoding: gzip`).
+    static func gzipFrame(_ message: [UInt8]) throws -> [UInt8] {
+        Self.rawGRPCFrame(try GzipDeflater.deflate(message[...], format: .gzip), compressed: true)
     }
 
     /// Opens a stream; `body` nil means no body (END_STREAM on HEADERS).
