@@ -27,9 +27,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     /// When the client's verified chain expires (Unix seconds; `Int64.min` when a time can't be read), read with its
     /// principal: a connection outlives the handshake that verified it, and must not go on as that user past this.
     private(set) var certificateExpiry: Int64?
-    /// Why a verified client certificate named nobody (no user, or several), for the refusal of its anonymous calls;
-    /// nil when it named a user or there is none.
-    private(set) var certificateNote: String?
+    /// Why a verified client certificate named nobody (no user, or several), for the refusal of its anonymous calls
+    /// and for the log (``TLSIdentity/note(_:subject:alternativeNames:)``); nil when it named a user or there is none.
+    private(set) var certificateNote: (client: String, logged: String)?
 
     init(worker: ProxyWorker, socket: Socket, session: HTTP2Session, tls: TLSConnection?) throws {
         self.worker = worker

@@ -49,11 +49,11 @@ extension ProxyWorker {
                 // A verified certificate that named nobody says why: a typo in a tls_subject, or two users it matches.
                 let note = call.client?.certificateNote
                 var metadata: Logger.Metadata = ["rpc": "\(decoded.rpc.name)", "reason": "\(reason)"]
-                if let note { metadata["certificate"] = "\(note)" }
+                if let note { metadata["certificate"] = "\(note.logged)" }
                 self.logger.info("refused anonymous call", metadata: metadata)
                 return GRPCStatus(
                     .unauthenticated,
-                    "no credentials: \(note.map { $0 + "; " } ?? "")send token=\"user:password\" or an API key "
+                    "no credentials: \(note.map { $0.client + "; " } ?? "")send token=\"user:password\" or an API key "
                         + "(\(reason))"
                 )
             }

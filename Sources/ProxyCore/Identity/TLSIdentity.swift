@@ -34,16 +34,25 @@ enum TLSIdentity {
         }
     }
 
-    /// Why a verified certificate made its caller nobody, for the refusal and the log: its names, and what they
-    /// matched (nothing, or several users).
-    static func note(_ match: Match, subject: String?, alternativeNames: [SubjectAlternativeName]) -> String? {
+    /// Why a verified certificate made its caller nobody, for the refusal (its own names, and that they matched no
+    /// user or several: never the policy's user names, which the client has no business learning) and for the log
+    /// (`logged`, with the users it matched).
+    static func note(
+        _ match: Match,
+        subject: String?,
+        alternativeNames: [SubjectAlternativeName]
+    ) -> (client: String, logged: String)? {
         let names = ([subject].compactMap { $0 } + alternativeNames.map(\.description)).joined(separator: ", ")
         let shown = names.count > 200 ? String(names.prefix(200)) + "…" : names
         switch match {
-        case .user: return nil
-        case .nobody: return "the client certificate (\(shown)) names no user of the policy"
+        case .user:
+            return nil
+        case .nobody:
+            let text = "the client certificate (\(shown)) names no user of the policy"
+            return (text, text)
         case .ambiguous(let users):
-            return "the client certificate (\(shown)) names several users (\(users.joined(separator: ", "))), so none"
+            let text = "the client certificate (\(shown)) names several users of the policy, so none"
+            return (text, "\(text): \(users.joined(separator: ", "))")
         }
     }
 
