@@ -569,14 +569,19 @@ final class AuditWriter: Sendable {
             if let failure = self.failedSync {
                 // A later fdatasync may report no error although the writes it covers come after lost ones: once a
                 // sync failed, nothing more is reported durable.
-                results = results.map { AuditResult(token: $0.token, sequence: nil, error: $0.error ?? failure) }
+                // They were committed all the same: whoever waits may need to know they are in the store.
+                results = results.map {
+                    AuditResult(token: $0.token, sequence: nil, error: $0.error ?? failure.afterCommit)
+                }
                 self.state.withLock { $0.openCalls = max(0, $0.openCalls - taken.awaitedRequests) }
             } else if results.contains(where: { $0.error == nil }) {
                 do throws(AuditStoreError) {
                     try self.sync(syncer)
                 } catch {
                     // Committed but maybe lost: their calls are refused, and no outcome will end them.
-                    results = results.map { AuditResult(token: $0.token, sequence: nil, error: $0.error ?? error) }
+                    results = results.map {
+                        AuditResult(token: $0.token, sequence: nil, error: $0.error ?? error.afterCommit)
+                    }
                     self.state.withLock { $0.openCalls = max(0, $0.openCalls - taken.awaitedRequests) }
                 }
             }

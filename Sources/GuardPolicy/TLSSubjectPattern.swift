@@ -84,18 +84,16 @@ public enum TLSSubjectPattern: Hashable, Sendable {
             if type.isEmpty || type.first == " " || type.last == " " || value.first == " " {
                 return "is not a subject in RFC 2253 form (no spaces around `=` and `,`); write \(form)"
             }
-            let long = [
-                "commonname": "CN", "organizationname": "O", "organizationalunitname": "OU", "countryname": "C",
-                "localityname": "L", "stateorprovincename": "ST", "domaincomponent": "DC", "streetaddress": "STREET",
-                "userid": "UID",
+            // OpenSSL's short names, as RFC 2253 output writes them (`street` in lower case), by their lower-case
+            // spelling and by their long names.
+            let short = [
+                "cn": "CN", "o": "O", "ou": "OU", "c": "C", "l": "L", "st": "ST", "dc": "DC", "uid": "UID",
+                "street": "street", "commonname": "CN", "organizationname": "O", "organizationalunitname": "OU",
+                "countryname": "C", "localityname": "L", "stateorprovincename": "ST", "domaincomponent": "DC",
+                "streetaddress": "street", "userid": "UID",
             ]
-            if let short = long[type.lowercased()] {
-                return "\(type)= never matches: RFC 2253 writes \(short)=; write \(form)"
-            }
-            if ["cn", "o", "ou", "c", "l", "st", "dc", "street", "uid"].contains(type.lowercased()),
-                type != type.uppercased()
-            {
-                return "\(type)= never matches: RFC 2253 writes \(type.uppercased())=; write \(form)"
+            if let written = short[type.lowercased()], type != written {
+                return "\(type)= never matches: RFC 2253 writes \(written)=; write \(form)"
             }
         }
         return nil

@@ -155,6 +155,20 @@ struct SyncPipelineTests {
         #expect(!fixture.writer.isWritable)
     }
 
+    @Test("A record committed before its sync failed is reported as committed (it is in the chain) though not durable")
+    func committedBeforeAFailedSync() throws {
+        let fixture = try Fixture()
+        defer { fixture.writer.close() }
+        let listener = CollectingListener()
+        fixture.gate.fail(with: .unavailable("fdatasync failed"))
+        #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
+        let first = listener.wait(for: 1)
+        #expect(fixture.appended == 1)
+        #expect(first.first?.sequence == nil)
+        // What a reload relies on: its record is in the chain, so the policy it names is put in force.
+        #expect(first.first?.error?.committed == true)
+    }
+
     @Test("A batch committed before a sync failed is not reported durable by a later sync that returns no error")
     func noSuccessAfterAFailedSync() throws {
         let fixture = try Fixture()

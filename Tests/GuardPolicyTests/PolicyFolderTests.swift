@@ -406,13 +406,17 @@ struct TLSSubjectPatternTests {
         arguments: [
             "", "IP:10.0.0.1", "ip:10.0.0.1", "cn=svc", "Cn=svc", "CN = svc, O = X", "CN=svc, O=X", "DNS:", "CN=",
             "CN=svc\\01,O=X", "subject=CN=svc,O=X", "CN=Jos\\C3\\A9,O=X", "commonName=svc", "/CN=svc/O=X",
+            "STREET=x,CN=y", "streetAddress=x,CN=y",
         ]
     )
     func neverMatches(text: String) {
         #expect(TLSSubjectPattern.problem(in: text) != nil)
     }
 
-    @Test("Subjects OpenSSL prints in RFC 2253 form load", arguments: ["emailAddress=a@b.c,CN=x,O=Y", "2.5.4.3=x"])
+    @Test(
+        "Subjects OpenSSL prints in RFC 2253 form load",
+        arguments: ["emailAddress=a@b.c,CN=x,O=Y", "2.5.4.3=x", "O=X,DC=example,UID=u1,street=Main St,CN=svc"]
+    )
     func subjects(text: String) {
         #expect(TLSSubjectPattern.problem(in: text) == nil)
     }

@@ -518,6 +518,8 @@ struct TLSIdentityTests {
                 + "policy, so none"
         )
         #expect(note?.logged.hasSuffix("so none: admin, web") == true)
+        // No certificate at all (TLS without client certificates): nothing to say about one.
+        #expect(TLSIdentity.note(.nobody, subject: nil, alternativeNames: []) == nil)
         let nobody = TLSIdentity.match(subject: "CN=nobody", alternativeNames: [], in: users)
         #expect(
             TLSIdentity.note(nobody, subject: "CN=nobody", alternativeNames: [])?.client

@@ -118,6 +118,8 @@ final class AdminConnection: LoopHandler {
             // when the job runs, which may be after a reload that revoked it (then checked as any other).
             let taken = answers.submit {
                 guard !ticket.isCancelled else { return }
+                // Lost since it was queued (a reload, an expiry at that instant): checked here, outside the queue
+                // of checks, which the narrow window makes acceptable.
                 let authorization =
                     router.backend.cachedAuthorization(authorization: request.authorization)
                     ?? router.backend.authorizeAdmin(authorization: request.authorization, client: client)

@@ -42,6 +42,7 @@ enum TLSIdentity {
         subject: String?,
         alternativeNames: [SubjectAlternativeName]
     ) -> (client: String, logged: String)? {
+        guard subject != nil || !alternativeNames.isEmpty else { return nil }  // no certificate (TLS without mTLS)
         let names = ([subject].compactMap { $0 } + alternativeNames.map(\.description)).joined(separator: ", ")
         let shown = names.count > 200 ? String(names.prefix(200)) + "…" : names
         switch match {
