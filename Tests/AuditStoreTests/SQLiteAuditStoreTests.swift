@@ -508,6 +508,45 @@ struct SQLiteAuditStoreTests {
         #expect(try reader.query(AuditQuery()).map(\.id) == [1, 2])
     }
 
+    @Test(
+        "A WAL deleted while a reader holds an older snapshot: the checkpoint can't copy every frame, the batch is refused as committed, and the probe copies the rest once the reader is done"
+    )
+    func walDeletedWhileAReaderHoldsASnapshot() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        #expect(write([fullRequest(1)], to: store).first?.sequence == 1)
+        // Another connection (a listing, `audit verify`) in a read transaction at record 1's snapshot.
+        let reader = try SQLiteConnection(path: path, mode: .readOnly, busyTimeoutMilliseconds: 1_000)
+        try reader.exec("BEGIN")
+        let count = try reader.prepare("SELECT COUNT(*) FROM audit_records")
+        #expect(try count.step() == .row)
+        #expect(write([fullRequest(2)], to: store, firstToken: 2).first?.sequence == 2)
+        #expect(unlink(path + "-wal") == 0)
+        // The checkpoint stops at the reader's snapshot: record 3 is committed, but not known to be in guard.db.
+        let third = write([fullRequest(3)], to: store, firstToken: 3).first
+        #expect(third?.sequence == nil)
+        #expect(third?.error?.committed == true)
+        #expect(!store.isWritable)
+        count.reset()
+        try reader.exec("COMMIT")
+        // The probe tries the checkpoint again; guard.db alone then holds every committed record.
+        let copy = folder.file("copy.db")
+        var ids: [Int64] = []
+        for attempt in 0..<200 {
+            try? FileManager.default.removeItem(atPath: copy)
+            if try sqlite3(path, "VACUUM INTO '\(copy)'").status == 0 {
+                ids = (try? SQLiteAuditReader(path: copy).query(AuditQuery()).map(\.id)) ?? []
+                if ids == [1, 2, 3] { break }
+            }
+            _ = attempt
+            usleep(50_000)
+        }
+        #expect(ids == [1, 2, 3])
+        #expect(!store.isWritable)  // and it takes no more records until a restart
+    }
+
     @Test("close leaves one self-contained file: the WAL is copied into it and deleted, and reads throw after it")
     func closeCheckpoints() throws {
         let folder = try TemporaryDirectory()
