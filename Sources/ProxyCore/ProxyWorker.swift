@@ -350,7 +350,7 @@ extension ProxyWorker {
             }
             let outcome: DecodeOutcome
             do throws(RequestGate.Refusal) {
-                outcome = .decoded(try decoding.decode())
+                outcome = .decoded(try decoding.decode { !job.isCancelled })
             } catch {
                 outcome = .refused(error.status)
             }

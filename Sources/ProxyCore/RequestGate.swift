@@ -153,11 +153,12 @@ struct RequestGate {
             self.message.compressed && self.message.payload.count > RequestGate.offLoopCompressedBytes
         }
 
-        /// Inflates the message if it is compressed, and decodes it.
-        func decode() throws(Refusal) -> MilvusCall {
+        /// Inflates the message if it is compressed, and decodes it. `shouldContinue` is asked every 4 MiB of
+        /// inflating: a call that ended meanwhile stops it there.
+        func decode(shouldContinue: () -> Bool = { true }) throws(Refusal) -> MilvusCall {
             do {
                 if self.message.compressed {
-                    let inflated = try self.inflate(self.message.payload)
+                    let inflated = try self.inflate(self.message.payload, shouldContinue: shouldContinue)
                     return try MilvusCall(
                         decoding: inflated[...],
                         rpc: self.rpc,
@@ -183,7 +184,7 @@ struct RequestGate {
 
         /// Inflates a compressed message for inspection, bounded by the message limit and by ``inflateRatioLimit`` (a
         /// zip bomb stops there).
-        private func inflate(_ payload: ArraySlice<UInt8>) throws(Refusal) -> [UInt8] {
+        private func inflate(_ payload: ArraySlice<UInt8>, shouldContinue: () -> Bool) throws(Refusal) -> [UInt8] {
             let format: CompressionFormat
             switch self.encoding {
             case .gzip: format = .gzip
@@ -197,7 +198,8 @@ struct RequestGate {
                 return try GzipInflater.inflate(
                     payload,
                     format: format,
-                    maxOutputBytes: min(self.limits.maxMessageSize, byRatio)
+                    maxOutputBytes: min(self.limits.maxMessageSize, byRatio),
+                    shouldContinue: shouldContinue
                 )
             } catch {
                 if error.code == .outputTooLarge {
@@ -259,6 +261,7 @@ struct RequestGate {
 /// review: calls reset while behind slow inflations kept up to 64 messages of up to 512 MiB in memory).
 final class DecodeJob: Sendable {
     private let decoding: Mutex<RequestGate.Decoding?>
+    private let cancelled = Atomic<Bool>(false)
 
     init(_ decoding: RequestGate.Decoding) {
         self.decoding = Mutex(decoding)
@@ -269,8 +272,12 @@ final class DecodeJob: Sendable {
         self.decoding.withLock { $0.take() }
     }
 
-    /// Drops the message, if the decoder has not taken it yet.
+    /// Whether the call ended: an inflation under way stops at its next 4 MiB.
+    var isCancelled: Bool { self.cancelled.load(ordering: .relaxed) }
+
+    /// Drops the message, if the decoder has not taken it yet, and stops an inflation under way.
     func cancel() {
+        self.cancelled.store(true, ordering: .relaxed)
         _ = self.take()
     }
 }

@@ -39,10 +39,13 @@ public struct GzipInflater: Sendable {
     /// - Throws: ``ZlibError`` with ``ZlibError/Code/outputTooLarge`` past the bound, ``ZlibError/Code/truncated``
     ///   when the input ends early (an empty input included), ``ZlibError/Code/corrupt`` for invalid data or trailing
     ///   bytes, ``ZlibError/Code/invalidArgument`` for a negative bound or an input of 4 GiB or more.
+    ///   - shouldContinue: Asked before every 4 MiB of output: `false` stops with ``ZlibError/Code/cancelled`` (a
+    ///     request whose call has ended is not inflated to its end).
     public static func inflate(
         _ input: ArraySlice<UInt8>,
         format: CompressionFormat,
-        maxOutputBytes: Int
+        maxOutputBytes: Int,
+        shouldContinue: () -> Bool = { true }
     ) throws(ZlibError) -> [UInt8] {
         guard maxOutputBytes >= 0, maxOutputBytes < Int.max else {
             throw ZlibError(.invalidArgument, message: "maxOutputBytes must be in 0..<Int.max")
@@ -54,6 +57,11 @@ public struct GzipInflater: Sendable {
             throw ZlibError(.truncated, message: "empty input")
         }
         let stream = try ZStream(inflating: format)
-        return try stream.inflate(input, limit: maxOutputBytes + 1, maxOutputBytes: maxOutputBytes)
+        return try stream.inflate(
+            input,
+            limit: maxOutputBytes + 1,
+            maxOutputBytes: maxOutputBytes,
+            shouldContinue: shouldContinue
+        )
     }
 }

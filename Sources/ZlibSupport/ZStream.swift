@@ -67,7 +67,15 @@ final class ZStream {
     /// Inflates all of `input`, growing the output up to `limit` bytes.
     ///
     /// - Precondition: `limit == maxOutputBytes + 1`; reaching `limit` means the output is too large.
-    func inflate(_ input: ArraySlice<UInt8>, limit: Int, maxOutputBytes: Int) throws(ZlibError) -> [UInt8] {
+    /// Output zlib is given room for per call, so that `shouldContinue` is asked at least every so many bytes.
+    static let stepBytes = 4 << 20
+
+    func inflate(
+        _ input: ArraySlice<UInt8>,
+        limit: Int,
+        maxOutputBytes: Int,
+        shouldContinue: () -> Bool = { true }
+    ) throws(ZlibError) -> [UInt8] {
         var output: [UInt8] = []
         var produced = 0
         let result: Result<Void, ZlibError> = input.withUnsafeBufferPointer { inBuffer in
@@ -79,14 +87,19 @@ final class ZStream {
                     let grown = Swift.min(limit, Swift.max(output.count * 2, inBuffer.count * 4, 4096))
                     output.append(contentsOf: repeatElement(0, count: grown - output.count))
                 }
+                guard shouldContinue() else {
+                    return .failure(ZlibError(.cancelled, message: "inflating was cancelled"))
+                }
                 let rc = output.withUnsafeMutableBufferPointer { outBuffer in
-                    let space = outBuffer.count - produced
+                    let space = Swift.min(outBuffer.count - produced, Self.stepBytes)
                     self.stream.pointee.next_out = outBuffer.baseAddress.map { $0 + produced }
                     self.stream.pointee.avail_out = UInt32(clamping: space)
                     let rc = CZlib.inflate(self.stream, Z_NO_FLUSH)
                     produced += Int(UInt32(clamping: space)) - Int(self.stream.pointee.avail_out)
                     return rc
                 }
+                // The room given was filled: zlib may hold more output, whatever is left of the input.
+                let filled = self.stream.pointee.avail_out == 0
                 if produced > maxOutputBytes {
                     return .failure(
                         ZlibError(.outputTooLarge, message: "output exceeds the bound of \(maxOutputBytes) bytes")
@@ -100,7 +113,7 @@ final class ZStream {
                     return .success(())
                 case Z_OK, Z_BUF_ERROR:
                     // No more input and room left for output: zlib wants bytes that are not there.
-                    if self.stream.pointee.avail_in == 0 && produced < output.count {
+                    if self.stream.pointee.avail_in == 0 && !filled {
                         return .failure(ZlibError(.truncated, message: "input ends inside the compressed stream"))
                     }
                 case Z_NEED_DICT:

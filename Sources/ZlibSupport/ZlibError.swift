@@ -18,6 +18,8 @@ public struct ZlibError: Error, Equatable, CustomStringConvertible {
         case outOfMemory
         /// zlib returned a result this wrapper does not expect (a version mismatch, a stream error).
         case internalError
+        /// The caller's `shouldContinue` said stop (the work was no longer wanted).
+        case cancelled
     }
 
     /// The kind of failure.

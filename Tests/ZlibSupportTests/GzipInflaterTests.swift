@@ -56,6 +56,32 @@ struct GzipInflaterTests {
         #expect(error?.code == .outputTooLarge)
     }
 
+    @Test("Output past the 4 MiB step comes whole, and a truncated stream of that size is still truncated")
+    func largeOutput() throws {
+        // 13 MiB of a pattern: inflated in steps of 4 MiB.
+        let input = (0..<(13 << 20)).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let compressed = try GzipDeflater.deflate(input[...], format: .gzip)
+        #expect(try GzipInflater.inflate(compressed[...], format: .gzip, maxOutputBytes: 16 << 20) == input)
+        let cut = #expect(throws: ZlibError.self) {
+            try GzipInflater.inflate(compressed.dropLast(8), format: .gzip, maxOutputBytes: 16 << 20)
+        }
+        #expect(cut?.code == .truncated)
+    }
+
+    @Test("shouldContinue stops an inflation within 4 MiB of output")
+    func cancelled() throws {
+        let bomb = try GzipDeflater.deflate([UInt8](repeating: 0, count: 64 << 20)[...], format: .gzip, level: 9)
+        var asked = 0
+        let error = #expect(throws: ZlibError.self) {
+            try GzipInflater.inflate(bomb[...], format: .gzip, maxOutputBytes: 64 << 20) {
+                asked += 1
+                return asked < 3
+            }
+        }
+        #expect(error?.code == .cancelled)
+        #expect(asked == 3)
+    }
+
     @Test("A zip bomb fails at the bound instead of expanding")
     func zipBomb() throws {
         // 64 MiB of zeros compress to about 64 KiB; the bound is 1 MiB.
