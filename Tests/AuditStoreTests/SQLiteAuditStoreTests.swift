@@ -483,6 +483,30 @@ struct SQLiteAuditStoreTests {
     }
 
     @Test(
+        "A batch SQLite refuses for a record nobody waits for: the mutation's request in it is written alone, and the store stays writable"
+    )
+    func poisonRecordBesideARequest() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("guard.db")
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        var refusal = AuditRecord(kind: .refusal, callID: callID(1), timeMilliseconds: 1_746_100_800_000)
+        refusal.message = "the same message"
+        #expect(write([refusal], to: store).first?.sequence == 1)
+        // Planted behind the guard's back: a second refusal with that message is refused by SQLite for what it is.
+        #expect(try sqlite3(path, "CREATE UNIQUE INDEX planted ON audit_records (message)").status == 0)
+        let listener = CollectingListener()
+        refusal.callID = callID(2)
+        #expect(store.submitDeferred(refusal, token: 10, listener: nil))  // nobody waits for a refusal record
+        #expect(store.submitDeferred(fullRequest(3), token: 11, listener: listener))
+        store.wake()
+        let result = listener.wait(for: 1).first
+        #expect(result?.error == nil)
+        #expect(result?.sequence == 2)  // the request alone, before the refusal that was held
+        #expect(store.isWritable)  // a mutation's request went through: not a store that refuses them
+    }
+
+    @Test(
         "A WAL deleted or replaced while the store writes: the batch is checkpointed into the file, then no more",
         arguments: [false, true]
     )
