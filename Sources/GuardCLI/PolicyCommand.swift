@@ -70,10 +70,9 @@ public struct PolicyCheckCommand: ParsableCommand {
         }
         do {
             let policy = try PolicyFolder.load(path: folder.path, displayPath: folder.display)
-            func count(_ number: Int, _ noun: String) -> String { "\(number) \(noun)\(number == 1 ? "" : "s")" }
             let summary =
-                "ok: \(count(policy.users.count, "user")), \(count(policy.apiKeys.count, "API key")), "
-                + "\(count(policy.ruleSet.roles.count, "role")), \(count(policy.ruleSet.ruleCount, "rule"))"
+                "ok: \(counted(policy.users.count, "user")), \(counted(policy.apiKeys.count, "API key")), "
+                + "\(counted(policy.ruleSet.roles.count, "role")), \(counted(policy.ruleSet.ruleCount, "rule"))"
             return ([summary] + policy.warnings.map { "warning: \($0)" }, 0)
         } catch let error as GuardPolicyError {
             return (error.problems.map(\.description), 1)
@@ -191,4 +190,9 @@ public struct PolicyExplainCommand: ParsableCommand {
         for line in output { print(line) }
         if code != 0 { throw ExitCode(code) }
     }
+}
+
+/// `1 user`, `2 users`: a count and its noun, plural but for one.
+func counted(_ number: Int, _ noun: String) -> String {
+    "\(number) \(noun)\(number == 1 ? "" : "s")"
 }

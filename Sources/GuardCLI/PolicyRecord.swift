@@ -29,10 +29,9 @@ enum PolicyRecord {
     ) -> AuditRecord {
         var record = Self.record(files: files, folder: folder, mode: mode, trigger: trigger)
         record.decision = AuditEntry.policyLoaded
-        let keys = policy.apiKeys.count
         record.message =
-            "\(policy.users.count) user\(policy.users.count == 1 ? "" : "s"), \(keys) API key\(keys == 1 ? "" : "s"), "
-            + "\(policy.ruleSet.ruleCount) rules from \(files.count) file\(files.count == 1 ? "" : "s"), mode \(mode)"
+            "\(counted(policy.users.count, "user")), \(counted(policy.apiKeys.count, "API key")), "
+            + "\(policy.ruleSet.ruleCount) rules from \(counted(files.count, "file")), mode \(mode)"
         return record
     }
 

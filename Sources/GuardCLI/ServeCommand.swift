@@ -86,7 +86,7 @@ public struct ServeCommand: ParsableCommand {
         let policyFiles: [PolicyFolder.File]
         do {
             policyFiles = try Self.readPolicy(config)
-            policy = try PolicyFolder.merge(policyFiles.map { ($0.name, $0.text) })
+            policy = try PolicyFolder.merge(policyFiles)
         } catch let error as GuardPolicyError {
             for problem in error.problems { Self.printError("\(problem)") }
             Self.printError("milvus-guard: the policy folder \(config.policiesPath) does not load; nothing started")
@@ -262,7 +262,7 @@ public struct ServeCommand: ParsableCommand {
     /// Loads the policy folder of `config`; rule ids name files `<folder name>/<file>:<line>`.
     /// - Throws: ``GuardPolicyError`` with every problem.
     static func loadPolicy(_ config: GuardConfig) throws -> Policy {
-        try PolicyFolder.merge(Self.readPolicy(config).map { ($0.name, $0.text) })
+        try PolicyFolder.merge(Self.readPolicy(config))
     }
 
     /// Reads the policy files of `config`'s folder, named `<folder name>/<file>`.
@@ -328,8 +328,9 @@ public struct ServeCommand: ParsableCommand {
             var files: [PolicyFolder.File]?
             let policy: Policy
             do {
-                files = try Self.readPolicy(current)
-                policy = try PolicyFolder.merge(files?.map { ($0.name, $0.text) } ?? [])
+                let read = try Self.readPolicy(current)
+                files = read
+                policy = try PolicyFolder.merge(read)
             } catch let error as GuardPolicyError {
                 let problems = error.problems.map(\.description).joined(separator: "; ")
                 reject(

@@ -161,9 +161,7 @@ extension ProxyWorker {
     /// neither recorded nor counted.
     func auditResetRequest(_ client: ClientConnection, path: String?, reason: String) {
         self.countRefusal(by: client, cutOff: true)
-        let rpc = path.map { path in
-            path.hasPrefix(RPCDescriptor.pathPrefix) ? String(path.dropFirst(RPCDescriptor.pathPrefix.count)) : path
-        }
+        let rpc = path.map { MilvusRPCs.descriptor(forPath: $0)?.name ?? $0 }
         self.auditConnectionRefusal(
             client,
             rpc: rpc.map { String($0.prefix(200)) },

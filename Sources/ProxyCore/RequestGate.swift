@@ -261,7 +261,7 @@ struct RequestGate {
 /// review: calls reset while behind slow inflations kept up to 64 messages of up to 512 MiB in memory).
 final class DecodeJob: Sendable {
     private let decoding: Mutex<RequestGate.Decoding?>
-    private let cancelled = Atomic<Bool>(false)
+    private let cancellation = Cancellation()
 
     init(_ decoding: RequestGate.Decoding) {
         self.decoding = Mutex(decoding)
@@ -273,11 +273,11 @@ final class DecodeJob: Sendable {
     }
 
     /// Whether the call ended: an inflation under way stops at its next 4 MiB.
-    var isCancelled: Bool { self.cancelled.load(ordering: .relaxed) }
+    var isCancelled: Bool { self.cancellation.isCancelled }
 
     /// Drops the message, if the decoder has not taken it yet, and stops an inflation under way.
     func cancel() {
-        self.cancelled.store(true, ordering: .relaxed)
+        self.cancellation.cancel()
         _ = self.take()
     }
 }

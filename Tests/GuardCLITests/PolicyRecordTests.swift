@@ -24,7 +24,7 @@ struct PolicyRecordTests {
     )
     func loaded() throws {
         let (_, files) = try self.files()
-        let policy = try PolicyFolder.merge(files.map { ($0.name, $0.text) })
+        let policy = try PolicyFolder.merge(files)
         let record = PolicyRecord.loaded(
             policy,
             files: files,

@@ -13,7 +13,13 @@ public enum PolicyFolder {
     ///   - displayPath: how messages name the folder (default: `path` as given).
     /// - Throws: ``GuardPolicyError`` with every problem found.
     public static func load(path: String, displayPath: String? = nil) throws -> Policy {
-        try Self.merge(Self.read(path: path, displayPath: displayPath).map { ($0.name, $0.text) })
+        try Self.merge(Self.read(path: path, displayPath: displayPath))
+    }
+
+    /// Parses and merges files as ``read(path:displayPath:)`` returns them.
+    /// - Throws: ``GuardPolicyError`` with every problem found.
+    public static func merge(_ files: [File]) throws -> Policy {
+        try Self.merge(files.map { ($0.name, $0.text) })
     }
 
     /// A policy file as read: its name as messages show it (`<displayPath>/<file>`), its bytes, and their text.

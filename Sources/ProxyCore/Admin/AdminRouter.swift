@@ -45,12 +45,7 @@ struct AdminRouter: Sendable {
     /// Who sent `request`, if the policy lets them use the admin endpoints; the 401 or 403 otherwise. May hash a
     /// password: off the admin loop.
     func authorize(_ request: AdminRequest, client: String) -> Result<String, Refusal> {
-        Self.result(of: self.backend.authorizeAdmin(authorization: request.authorization, client: client))
-    }
-
-    /// An ``AdminAuthorization`` as the principal or the refusal to send.
-    static func result(of authorization: AdminAuthorization) -> Result<String, Refusal> {
-        switch authorization {
+        switch self.backend.authorizeAdmin(authorization: request.authorization, client: client) {
         case .allowed(let name):
             return .success(name)
         case .unauthenticated(let reason):
