@@ -66,7 +66,9 @@ public struct AuditEntry: Sendable, Hashable {
     public static let jsonFields = [
         "id", "time", "principal", "auth", "client", "tls", "rpc", "action", "db", "collection", "partitions",
         "targets",
-        "filter", "rows", "rows_affected", "request_bytes", "decision", "rule", "approval_id", "snapshot_id", "outcome",
+        "filter", "rows", "rows_affected", "request_bytes", "decision", "rule", "policy_id", "approval_id",
+        "snapshot_id",
+        "outcome",
         "status",
         "milvus_code", "message", "duration_ms", "hash", "prev_hash",
     ]
@@ -98,6 +100,7 @@ public struct AuditEntry: Sendable, Hashable {
             number(r.requestBytes),
             text(r.decision),
             text(r.rule),
+            number(r.policySequence),
             text(r.approvalID),
             text(r.snapshotID),
             JSONText.quote(self.outcome.rawValue),

@@ -65,13 +65,15 @@ extension AuditLog {
     /// Queues `record` and waits until it is durable, or refused: for a record that must be in the store before what
     /// it describes takes effect (a reloaded policy). It waits as long as the writer takes to commit or fail the
     /// batch, and returns at once if the record can't be queued. Never call it from an event loop or a listener.
-    /// - Returns: nil once the record is written; otherwise why it was not.
-    public func write(_ record: consuming AuditRecord) -> AuditStoreError? {
+    /// - Returns: The record's sequence number in the chain, once it is written.
+    /// - Throws: Why it was not (``AuditStoreError/committed``: it is in the store, though its sync failed).
+    @discardableResult
+    public func write(_ record: consuming AuditRecord) throws(AuditStoreError) -> Int64 {
         let waiter = AuditWaiter()
         guard self.submit(record, token: 0, listener: waiter) else {
-            return .unavailable("the audit queue is full or the store is closing")
+            throw .unavailable("the audit queue is full or the store is closing")
         }
-        return waiter.wait()
+        return try waiter.wait()
     }
 }
 
@@ -85,13 +87,13 @@ private final class AuditWaiter: AuditListener {
         self.signal.signal()
     }
 
-    /// Sleeps until the result arrives; nil when the record was written, the error otherwise.
-    func wait() -> AuditStoreError? {
+    /// Sleeps until the result arrives: the record's sequence number once it is written.
+    func wait() throws(AuditStoreError) -> Int64 {
         self.signal.wait()
         let result = self.result.withLock { $0 }
-        guard let result, result.sequence != nil else {
-            return result?.error ?? .unavailable("the record was not written")
+        guard let result, let sequence = result.sequence else {
+            throw result?.error ?? .unavailable("the record was not written")
         }
-        return nil
+        return sequence
     }
 }

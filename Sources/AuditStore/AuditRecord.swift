@@ -73,6 +73,11 @@ public struct AuditRecord: Sendable, Hashable {
     /// with gRPC OK but a failed status in the response, as it does for most failures (outcome records); ``message``
     /// then holds the status's `reason`. Never 0.
     public var milvusCode: Int32?
+    /// The sequence number of the `policy` record of the policy in force on the guard that made this record (request
+    /// and refusal records; nil without one, as for records written before schema v7). The request record of a
+    /// call is made when its policy decision is: it names the policy that decided it. Ties a call to its guard in a
+    /// store several guards share.
+    public var policySequence: Int64?
 
     /// About how many bytes the record's text takes (its strings' UTF-8, plus a fixed share for the rest): what
     /// holding it costs. A client decides how long some fields are (a Delete's filter, the partitions it names).

@@ -107,11 +107,12 @@ struct ChainEncoder {
         self.integer(record.status.map(Int64.init))
         self.text(record.message)
         self.integer(record.durationMilliseconds.map(ChainRow.microseconds))
-        // ChainRow.laterColumnNames: in the canonical text only when not NULL; their columns follow the hash.
-        if let code = record.milvusCode {
-            self.text.append(UInt8(ascii: ","))
-            ChainRow.appendDecimal(Int64(code), to: &self.text)
-        }
+        // ChainRow.laterColumnNames: in the canonical text up to the last that is not NULL; their columns follow the
+        // hash.
+        let milvusCode = record.milvusCode.map(Int64.init)
+        let policySequence = record.policySequence
+        if milvusCode != nil || policySequence != nil { self.laterInteger(milvusCode) }
+        if policySequence != nil { self.laterInteger(policySequence) }
         self.text.append(UInt8(ascii: "]"))
         self.hashedRange = rowStart..<self.text.count
         self.sha256.hash(self.text[self.hashedRange], into: &self.digest)
@@ -130,7 +131,18 @@ struct ChainEncoder {
         let hashStart = self.text.count
         self.text.append(contentsOf: self.hash)
         self.columns.append(.text(hashStart..<self.text.count))
-        self.columns.append(record.milvusCode.map { .integer(Int64($0)) } ?? .null)
+        self.columns.append(milvusCode.map { .integer($0) } ?? .null)
+        self.columns.append(policySequence.map { .integer($0) } ?? .null)
+    }
+
+    /// A later column's value in the canonical text (its column is appended after the hash).
+    private mutating func laterInteger(_ value: Int64?) {
+        self.text.append(UInt8(ascii: ","))
+        if let value {
+            ChainRow.appendDecimal(value, to: &self.text)
+        } else {
+            self.text.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+        }
     }
 
     private mutating func separate() {

@@ -5,8 +5,9 @@ import OpenSSLSupport
 ///
 /// This is the store-independent heart of the hash chain; docs/audit.md describes the same rules for people
 /// re-implementing the check:
-/// - canonical = the content columns as a compact JSON array, in ``columnNames`` order, followed by each of
-///   ``laterColumnNames`` that is not NULL (so records written before a column existed keep their hash);
+/// - canonical = the content columns as a compact JSON array, in ``columnNames`` order, followed by
+///   ``laterColumnNames`` up to the last one that is not NULL (NULLs at the end left out, so records written before a
+///   column existed keep their hash, and a value can't move from one later column to another unnoticed);
 /// - hash = lowercase hex SHA-256 of the UTF-8 bytes of `prev_hash + canonical` (prev_hash as 64 hex characters);
 /// - the first record's prev_hash is 64 zeros.
 struct ChainRow: Hashable, Sendable {
@@ -17,8 +18,9 @@ struct ChainRow: Hashable, Sendable {
         "status", "message", "duration_us",
     ]
     /// Content columns added by later migrations, after `prev_hash` and `hash` in the table: in the canonical text
-    /// only when not NULL. `milvus_code` (v6): Milvus's own failure code when it answered gRPC OK.
-    static let laterColumnNames = ["milvus_code"]
+    /// up to the last that is not NULL. `milvus_code` (v6): Milvus's own failure code when it answered gRPC OK.
+    /// `policy_seq` (v7): the sequence number of the policy record in force where a request or refusal was made.
+    static let laterColumnNames = ["milvus_code", "policy_seq"]
     /// Every content column: ``columnNames``, then ``laterColumnNames``.
     static let contentColumnNames = columnNames + laterColumnNames
     /// prev_hash of the first record.
@@ -58,8 +60,10 @@ struct ChainRow: Hashable, Sendable {
     /// Appends the canonical text's UTF-8 bytes to `out`.
     static func appendCanonical(_ columns: [CanonicalValue], to out: inout [UInt8]) {
         out.append(UInt8(ascii: "["))
-        for (index, column) in columns.enumerated() {
-            if index >= Self.columnNames.count, case .null = column { continue }  // a later column, NULL
+        // Later columns end at the last that is not NULL.
+        var end = columns.count
+        while end > Self.columnNames.count, case .null = columns[end - 1] { end -= 1 }
+        for (index, column) in columns[..<end].enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             switch column {
             case .integer(let value): Self.appendDecimal(value, to: &out)
@@ -133,6 +137,7 @@ struct ChainRow: Hashable, Sendable {
             CanonicalValue(record.message),
             CanonicalValue(record.durationMilliseconds.map(Self.microseconds)),
             CanonicalValue(record.milvusCode.map(Int64.init)),
+            CanonicalValue(record.policySequence),
         ]
     }
 
@@ -172,6 +177,7 @@ struct ChainRow: Hashable, Sendable {
         record.message = c[22].text
         record.durationMilliseconds = c[23].integer.map { Double($0) / 1000 }
         record.milvusCode = c[24].integer.flatMap { Int32(exactly: $0) }
+        record.policySequence = c[25].integer
         return record
     }
 }

@@ -72,6 +72,12 @@ enum SQLiteAuditSchema {
         """
         ALTER TABLE audit_records ADD COLUMN milvus_code INTEGER;
         """,
+        // v7: which policy decided a call: the seq of the `policy` record in force on the guard that made a request or
+        // refusal record (NULL otherwise). A later content column like milvus_code: in the canonical text up to the
+        // last later column that is not NULL.
+        """
+        ALTER TABLE audit_records ADD COLUMN policy_seq INTEGER;
+        """,
     ]
 
     /// The schema version this code writes.
@@ -81,7 +87,7 @@ enum SQLiteAuditSchema {
     static let allColumns = ChainRow.columnNames + ["prev_hash", "hash"] + ChainRow.laterColumnNames
 
     /// The schema version that added each of ``ChainRow/laterColumnNames``.
-    static let laterColumnVersions = ["milvus_code": 6]
+    static let laterColumnVersions = ["milvus_code": 6, "policy_seq": 7]
 
     /// Whether a store of schema `version` has `column` (one of ``allColumns``).
     static func has(_ column: String, version: Int) -> Bool {

@@ -176,7 +176,9 @@ public struct ServeCommand: ParsableCommand {
                 mode: config.mode,
                 trigger: .start
             )
-            if let error = audit.log.write(started) {
+            do throws(AuditStoreError) {
+                server.recordedStartPolicy(sequence: try audit.log.write(started))
+            } catch {
                 Self.printError("milvus-guard: cannot record the policy in force in the audit store: \(error.message)")
                 throw ExitCode.failure
             }
@@ -300,7 +302,9 @@ public struct ServeCommand: ParsableCommand {
                     trigger: trigger
                 )
                 // Waited for, so that policy records stay in the order of the reloads.
-                if let audit, let error = audit.log.write(record) {
+                do throws(AuditStoreError) {
+                    if let audit { try audit.log.write(record) }
+                } catch {
                     logger.error(
                         "the audit store did not record the rejected reload",
                         metadata: ["error": "\(error)"]
@@ -345,6 +349,7 @@ public struct ServeCommand: ParsableCommand {
                 return .done
             }
             for warning in policy.warnings { logger.warning("policy: \(warning)") }
+            var recordSequence: Int64?
             if let audit {
                 let record = PolicyRecord.loaded(
                     policy,
@@ -353,7 +358,9 @@ public struct ServeCommand: ParsableCommand {
                     mode: current.mode,
                     trigger: trigger
                 )
-                if let error = audit.log.write(record), !error.committed {
+                do throws(AuditStoreError) {
+                    recordSequence = try audit.log.write(record)
+                } catch  where !error.committed {
                     guard error.retryable else {
                         // SQLite refused the record for what it is, or a sync failed (nothing more is written until
                         // a restart): trying again can't help.
@@ -373,11 +380,13 @@ public struct ServeCommand: ParsableCommand {
                     )
                     server.reloadNotApplied(pending: true)
                     return .retry
+                } catch {
+                    // Committed, though its sync failed: the record is in the chain, so the policy it names is put in
+                    // force, lest the chain say one thing and the guard do another. Its sequence is not known, and
+                    // nothing more is written until a restart.
                 }
-                // Written (or committed, though its sync failed: the record is in the chain, so the policy it names is
-                // put in force, lest the chain say one thing and the guard do another).
             }
-            server.reload(ActivePolicy(policy: policy, mode: current.mode))
+            server.reload(ActivePolicy(policy: policy, mode: current.mode, recordSequence: recordSequence))
             logger.notice(
                 "policy reloaded",
                 metadata: Self.summary(of: policy, config: current).merging(requester) { $1 }

@@ -53,6 +53,9 @@ final class ProxiedCall {
     var rule: RuleID?
     /// What the gate decided.
     var verdict: CallVerdict?
+    /// The audit sequence number of the policy record in force when the call was judged (``ActivePolicy/recordSequence``):
+    /// its records name it, though a reload may have come before they were made.
+    var policySequence: Int64?
     /// The audit id of the call, once a record was made.
     var callID: String?
     /// Whether a request record went to the audit store (an outcome record must follow).

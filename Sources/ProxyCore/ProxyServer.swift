@@ -59,6 +59,17 @@ public final class ProxyServer: Sendable {
         for mailbox in self.mailboxes { mailbox.send(.policyChanged(policy, generation: generation)) }
     }
 
+    /// Names the audit record of the policy the server was made with, once it is written: the records of calls
+    /// decided under it carry its sequence number. For the start, before ``run()``; after a reload it changes nothing
+    /// (a reloaded policy comes with its own).
+    public func recordedStartPolicy(sequence: Int64) {
+        self.active.withLock { active in
+            guard active.generation == 1 else { return }
+            let policy = active.policy
+            active.policy = ActivePolicy(policy: policy.policy, mode: policy.mode, recordSequence: sequence)
+        }
+    }
+
     /// A reload that was not applied: `pending` when it waits for the audit store to record it (it is tried again),
     /// else rejected for what the config or policy files say. For /metrics.
     public func reloadNotApplied(pending: Bool) {

@@ -269,6 +269,11 @@ extension ProxyWorker {
         token: UInt64,
         listener: (any AuditListener)?
     ) -> Bool {
+        // Under which policy it was decided (an outcome's request says so): a call's records name the policy that
+        // judged it (``complete(_:for:)``); others, the one in force on this loop now.
+        if record.kind != .outcome, record.policySequence == nil {
+            record.policySequence = self.active.recordSequence
+        }
         guard audit.log.submitDeferred(consume record, token: token, listener: listener) else { return false }
         self.auditWakeDue = true
         return true
@@ -305,7 +310,10 @@ extension ProxyWorker {
         let kind = record.kind
         // An outcome points to its request by call id and carries only what the request could not know: the
         // status, its message and the duration (half the bytes to insert and hash).
-        if kind != .outcome { self.describe(call, in: &record) }
+        if kind != .outcome {
+            self.describe(call, in: &record)
+            record.policySequence = call.policySequence
+        }
         if kind != .request {
             if let status = call.guardStatus, kind == .outcome, call.forwarded {
                 // The guard ended a call Milvus had (its deadline passed, the connection to Milvus failed) before

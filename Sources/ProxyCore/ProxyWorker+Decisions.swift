@@ -19,6 +19,7 @@ extension ProxyWorker {
     /// Decides a decoded call: nil lets it through, a status refuses it. Records on the call who made it
     /// and what was decided (for logs and, later, the audit record).
     func judge(_ call: ProxiedCall, decoded: MilvusCall, identity: CallIdentity) -> GRPCStatus? {
+        call.policySequence = self.active.recordSequence
         let principal: Principal
         switch identity {
         case .pending:

@@ -12,6 +12,7 @@ struct AuditEntryTests {
         record.targets = ["role": "r", "alias": "a"]
         record.tls = false
         record.rows = 3
+        record.policySequence = 41
         var answered = outcome(1)
         answered.rows = 2
         let entry = AuditEntry(id: 7, record: record, outcomeRecord: answered, hash: "h", prevHash: "p")
@@ -19,7 +20,8 @@ struct AuditEntryTests {
             #"{"id":7,"time":"2025-05-01T12:00:00.123Z","principal":"zoë \"the\" admin\\","auth":null,"client":null,"#
             + #""tls":false,"rpc":null,"action":null,"db":null,"collection":null,"partitions":["p\b\f\r"],"#
             + #""targets":{"alias":"a","role":"r"},"filter":"a == \"x\"\n\tb\u0001\u001f ✓ 日本","rows":3,"#
-            + #""rows_affected":2,"request_bytes":null,"decision":null,"rule":null,"approval_id":null,"snapshot_id":null,"#
+            + #""rows_affected":2,"request_bytes":null,"decision":null,"rule":null,"policy_id":41,"approval_id":null,"#
+            + #""snapshot_id":null,"#
             + #""outcome":"ok","status":0,"milvus_code":null,"message":null,"duration_ms":12.345,"hash":"h","prev_hash":"p"}"#
         #expect(entry.jsonLine() == expected)
         #expect(!entry.jsonLine().contains("\n"))

@@ -22,8 +22,30 @@ struct ChainEncoderTests {
         huge.durationMilliseconds = .infinity
         var milvusFailure = outcome(10, status: 0, message: "collection 'x' does not exist")
         milvusFailure.milvusCode = Int32.min
-        return [fullRequest(1), outcome(1, status: 5, message: "not found"), escaped, extremes, huge, milvusFailure]
+        var decided = fullRequest(11)
+        decided.policySequence = 1
+        var bothLater = outcome(12, status: 0, message: "x")
+        (bothLater.milvusCode, bothLater.policySequence) = (65535, Int64.max)
+        return [
+            fullRequest(1), outcome(1, status: 5, message: "not found"), escaped, extremes, huge, milvusFailure,
+            decided,
+            bothLater,
+        ]
     }()
+
+    @Test("Later columns are in the canonical text up to the last that is not NULL, so none can stand for another")
+    func laterColumns() {
+        func canonical(milvusCode: Int32?, policySequence: Int64?) -> String {
+            var record = outcome(1, status: 0)
+            (record.milvusCode, record.policySequence) = (milvusCode, policySequence)
+            return ChainRow.canonical(ChainRow.columns(of: record, sequence: 2))
+        }
+        // duration_us (12345) is the last of the first columns.
+        #expect(canonical(milvusCode: nil, policySequence: nil).hasSuffix(",12345]"))  // as before either existed
+        #expect(canonical(milvusCode: 5, policySequence: nil).hasSuffix(",12345,5]"))  // as written since v6
+        #expect(canonical(milvusCode: nil, policySequence: 5).hasSuffix(",12345,null,5]"))
+        #expect(canonical(milvusCode: 5, policySequence: 6).hasSuffix(",12345,5,6]"))
+    }
 
     @Test("Encodes the same canonical text, hash and column values as ChainRow, row after row")
     func agreesWithChainRow() {

@@ -11,7 +11,7 @@ struct ChunkedPruneTests {
     private func makeStore(_ folder: TemporaryDirectory, count: Int) throws -> String {
         let path = folder.file("guard.db")
         let store = try SQLiteAuditStore(path: path)
-        write((1...count).map { fullRequest($0, time: Int64($0) * 1000) }, to: store)
+        write(decidedRequests(count), to: store)
         store.close()
         return path
     }
@@ -141,7 +141,7 @@ struct ChunkedPruneTests {
         #expect(problem.sequence == 10)
     }
 
-    @Test("verify in parts of two catches what verify in one part catches", arguments: 0..<5)
+    @Test("verify in parts of two catches what verify in one part catches", arguments: 0..<6)
     func tamperingInParts(index: Int) throws {
         let folder = try TemporaryDirectory()
         let path = try self.makeStore(folder, count: 5)

@@ -63,14 +63,14 @@ struct MigrationTests {
         #expect(try old.query(AuditQuery(outcome: .unknown)).map(\.id) == [1])
         #expect(try old.query(AuditQuery(outcome: .failed)).map(\.id) == [])
         let refused = #expect(throws: AuditStoreError.self) { try old.prune(before: .max) }
-        #expect(refused?.message.contains("has schema version 1, and prune writes version 6") == true)
-        #expect(SQLiteAuditSchema.currentVersion == 6)
+        #expect(refused?.message.contains("has schema version 1, and prune writes version 7") == true)
+        #expect(SQLiteAuditSchema.currentVersion == 7)
         let store = try SQLiteAuditStore(path: path)
         defer { store.close() }
         let check = try SQLiteConnection(path: path, mode: .readOnly)
         let version = try check.prepare("PRAGMA user_version")
         #expect(try version.step() == .row)
-        #expect(version.int64(at: 0) == 6)
+        #expect(version.int64(at: 0) == 7)
         let indexes = try check.prepare(
             "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"
         )
@@ -107,12 +107,15 @@ struct MigrationTests {
 
         var failed = outcome(1, status: 0, message: "collection 'books' does not exist")
         failed.milvusCode = 100
-        write([failed], to: store)
+        var decided = fullRequest(2)
+        decided.policySequence = 1  // v7
+        write([failed, decided], to: store)
         let entries = try store.query(AuditQuery())
-        #expect(entries.map(\.id) == [1])
+        #expect(entries.map(\.id) == [1, 3])
         #expect(entries.first?.outcome == .failed)
         #expect(entries.first?.milvusCode == 100)
-        #expect(try store.verify() == .ok(count: 2, head: try #require(store.records(path: path).last)))
+        #expect(entries.map(\.record.policySequence) == [nil, 1])
+        #expect(try store.verify() == .ok(count: 3, head: try #require(store.records(path: path).last)))
     }
 
     /// A version 1 store with request records of calls 1...`calls`, as the first release wrote them.
@@ -188,7 +191,7 @@ struct MigrationTests {
                 moved = true
             }
         }
-        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (6)") == true)
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (7)") == true)
     }
 
     @Test("A store newer than this code is refused with a clear message")
@@ -201,7 +204,7 @@ struct MigrationTests {
             try db.exec("PRAGMA user_version = 99")
         }
         let error = #expect(throws: AuditStoreError.self) { try SQLiteAuditStore(path: path) }
-        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (6)") == true)
+        #expect(error?.message.contains("schema version 99 is newer than this milvus-guard supports (7)") == true)
         let readError = #expect(throws: AuditStoreError.self) { try SQLiteAuditReader(path: path) }
         #expect(readError?.message.contains("schema version 99") == true)
     }

@@ -360,23 +360,22 @@ struct SQLiteAuditStoreTests {
         }
     }
 
-    @Test("write(_:) returns once the record is durable, or with the error of the batch that failed it")
+    @Test("write(_:) returns the record's sequence once it is durable, or throws the error of the batch that failed it")
     func writeWaits() throws {
         let folder = try TemporaryDirectory()
         let path = folder.file("guard.db")
         let store = try SQLiteAuditStore(path: path)
-        #expect(store.write(fullRequest(1)) == nil)
+        #expect(try store.write(fullRequest(1)) == 1)
         #expect(try store.query(AuditQuery()).map(\.id) == [1])
         #expect(chmod(path, 0o444) == 0)
-        #expect(store.write(fullRequest(2))?.message == "audit store unavailable: \(path) is read-only")
+        let readOnly = #expect(throws: AuditStoreError.self) { try store.write(fullRequest(2)) }
+        #expect(readOnly?.message == "audit store unavailable: \(path) is read-only")
         #expect(chmod(path, 0o644) == 0)
-        #expect(store.write(fullRequest(3)) == nil)
+        #expect(try store.write(fullRequest(3)) == 2)
         #expect(try store.query(AuditQuery()).map(\.record.callID) == [callID(1), callID(3)])
         store.close()
-        #expect(
-            store.write(fullRequest(4))?.message
-                == "audit store unavailable: the audit queue is full or the store is closing"
-        )
+        let closed = #expect(throws: AuditStoreError.self) { try store.write(fullRequest(4)) }
+        #expect(closed?.message == "audit store unavailable: the audit queue is full or the store is closing")
     }
 
     @Test("close writes what is queued; later submits return false")

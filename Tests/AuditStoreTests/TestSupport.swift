@@ -97,6 +97,15 @@ func fullRequest(_ n: Int, time: Int64 = 1_746_100_800_000) -> AuditRecord {
     return record
 }
 
+/// Request records of calls 1...`count`, one second apart (call n at n s), decided under policy record 1.
+func decidedRequests(_ count: Int) -> [AuditRecord] {
+    (1...count).map { n in
+        var record = fullRequest(n, time: Int64(n) * 1000)
+        record.policySequence = 1
+        return record
+    }
+}
+
 /// The outcome record of call `n`.
 func outcome(_ n: Int, status: Int32 = 0, message: String? = nil, time: Int64 = 1_746_100_800_250) -> AuditRecord {
     var record = AuditRecord(kind: .outcome, callID: callID(n), timeMilliseconds: time)

@@ -600,6 +600,12 @@ def test_policy_loads_and_reloads_are_recorded_and_a_reload_waits_for_the_store(
                 root.create_collection("ledger", dimension=4)
         finally:
             root.close()
+        app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
+        try:
+            with pytest.raises(REFUSED):  # decided by the start policy
+                app.drop_collection("ledger")
+        finally:
+            app.close()
 
         # A broken file: rejected, and recorded with the files read and who asked.
         (folder / "broken.yaml").write_text("roles:\n  x: [\n")
@@ -661,6 +667,13 @@ def test_policy_loads_and_reloads_are_recorded_and_a_reload_waits_for_the_store(
         assert [json.loads(line)["id"] for line in rejected_only.stdout.splitlines()] == [rejected["id"]]
         table = guard_cli(server.work_dir, "audit")
         assert "(policy)" in table.stdout and "rejected" in table.stdout
+        # Each call names the policy record in force when it was decided (`policy_id`); policy records name none.
+        listed = guard_cli(server.work_dir, "audit", "--format", "json", "--limit", "1000")
+        calls = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [e["policy_id"] for e in calls if e["rpc"] == "DropCollection"] == [start["id"]]
+        queries = [e for e in calls if e["rpc"] == "Query" and e["decision"] == "denied"]
+        assert queries and {e["policy_id"] for e in queries} == {loaded["id"]}, queries
+        assert all(e["policy_id"] is None for e in (start, rejected, loaded))
         verify = guard_cli(server.work_dir, "audit", "verify")
         assert verify.returncode == 0 and verify.stdout.startswith("ok: "), verify.stderr
     finally:

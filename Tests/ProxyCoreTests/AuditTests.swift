@@ -1,6 +1,7 @@
 import AuditStore
 import Glibc
 import GuardPolicy
+import Logging
 import NGHTTP2Support
 import OpenSSLSupport
 import ProtoWire
@@ -88,6 +89,56 @@ struct AuditTests {
         #expect(request.callID.count == 32)
         #expect(outcome.status == 0)
         #expect(outcome.durationMilliseconds != nil)
+    }
+
+    @Test("Requests and refusals name the policy record in force (policy_seq); outcomes don't; a reload's comes next")
+    func policySequence() throws {
+        let started = try ActivePolicy.allowingAnonymous()
+        let setup = try self.setUp(policy: ActivePolicy(policy: started.policy, recordSequence: 3))
+        let root = PolicyEnforcementTests.token("root:Milvus")
+        #expect(try setup.call("DropCollection", auth: root).grpcStatus == "0")
+        #expect(try setup.call("HasCollection", auth: HeaderField("authorization", "%%")).grpcStatus == "16")
+        let first = setup.records(count: 3)
+        #expect(first.map(\.kind) == [.request, .outcome, .refusal])
+        #expect(first.map(\.policySequence) == [3, nil, 3])
+
+        // A reload reaches the loop through its mailbox: calls after it name the reload's record.
+        setup.proxy.server.reload(ActivePolicy(policy: started.policy, recordSequence: 8))
+        var records: [AuditRecord] = []
+        for _ in 0..<50 {
+            #expect(try setup.call("DropCollection", auth: root).grpcStatus == "0")
+            records = setup.records(count: records.count + 5)
+            if records.last(where: { $0.kind == .request })?.policySequence == 8 { break }
+            usleep(10_000)
+        }
+        #expect(records.last(where: { $0.kind == .request })?.policySequence == 8)
+        #expect(records.filter { $0.kind == .outcome }.allSatisfy { $0.policySequence == nil })
+
+        // Without a record (no store, or a sync that failed), nothing is named.
+        let unnamed = try self.setUp()
+        #expect(try unnamed.call("DropCollection", auth: root).grpcStatus == "0")
+        #expect(unnamed.records(count: 2).map(\.policySequence) == [nil, nil])
+    }
+
+    @Test("The start policy's record is named once written, before a reload; after one it changes nothing")
+    func recordedStartPolicy() throws {
+        let configuration = ProxyConfiguration(
+            listen: .tcp(host: "127.0.0.1", port: 0),
+            upstream: UpstreamConfiguration(address: .tcp(host: "127.0.0.1", port: try closedPort())),
+            threads: 1
+        )
+        let policy = try ActivePolicy.allowingAnonymous()
+        let server = try ProxyServer(
+            configuration: configuration,
+            policy: policy,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        #expect(server.currentPolicy.recordSequence == nil)
+        server.recordedStartPolicy(sequence: 5)
+        #expect(server.currentPolicy.recordSequence == 5)
+        server.reload(ActivePolicy(policy: policy.policy, recordSequence: 9))
+        server.recordedStartPolicy(sequence: 6)
+        #expect(server.currentPolicy.recordSequence == 9)
     }
 
     @Test("Reads are not recorded unless audit.reads is on; refusals always are")
