@@ -21,13 +21,18 @@ public final class SQLiteAuditReader: AuditReader {
     ///   - busyTimeoutMilliseconds: How long to wait for a writer's lock.
     /// - Throws: ``AuditStoreError`` when the file is missing, unreadable, not an audit store, or of a newer schema.
     ///
-    /// A store on a read-only file system (an evidence copy on a read-only mount) is read as it is in the file when
+    /// A store on a read-only file system (an evidence copy on a read-only mount), or in a folder this user may read
+    /// but not write (a stopped guard's store, read by a security team's account), is read as it is in the file when
     /// SQLite can't create the `-shm` file it needs, provided no `-wal` file lies beside it: the guard that last
-    /// wrote it then stopped cleanly, and its file holds every record.
+    /// wrote it then stopped cleanly, and its file holds every record (``readsFileAsIs``).
     public init(path: String, writable: Bool = false, busyTimeoutMilliseconds: Int = 5_000) throws(AuditStoreError) {
         self.path = path
         do {
-            self.db = try Self.open(path, writable: writable, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            (self.db, self.readsFileAsIs) = try Self.open(
+                path,
+                writable: writable,
+                busyTimeoutMilliseconds: busyTimeoutMilliseconds
+            )
             let version = try SQLiteAuditSchema.userVersion(self.db)
             self.version = version
             guard version > 0 else {
@@ -43,32 +48,66 @@ public final class SQLiteAuditReader: AuditReader {
         }
     }
 
+    /// Opens the connection; `asIs`: it reads the file as it is (``readsFileAsIs``).
     private static func open(
         _ path: String,
         writable: Bool,
         busyTimeoutMilliseconds: Int
-    ) throws -> SQLiteConnection {
+    ) throws -> (db: SQLiteConnection, asIs: Bool) {
         let db = try SQLiteConnection(
             path: path,
             mode: writable ? .readWrite : .readOnly,
             busyTimeoutMilliseconds: busyTimeoutMilliseconds
         )
-        // A WAL-mode file fails on its first read, not at open, when its `-shm` file can't be created.
+        // A WAL-mode file fails on its first read, not at open, when its `-shm` file can't be created: on a read-only
+        // file system with SQLITE_CANTOPEN, in a folder this user can't write with SQLITE_READONLY_DIRECTORY.
         let failure: SQLiteError
         do {
             _ = try SQLiteAuditSchema.userVersion(db)
-            return db
+            return (db, false)
         } catch {
             failure = error
         }
-        guard !writable, failure.code == .cantOpen, Self.onReadOnlyFileSystem(path) else { throw failure }
+        let readOnlyFileSystem = failure.code == .cantOpen && Self.onReadOnlyFileSystem(path)
+        // With a -wal file, SQLite says SQLITE_CANTOPEN when the folder can't take the -shm file.
+        let readOnlyFolder =
+            failure.extendedCode == Self.readOnlyDirectory
+            || (failure.code == .cantOpen && access(Self.folder(of: path), W_OK) != 0)
+        guard !writable, readOnlyFileSystem || readOnlyFolder else { throw failure }
         guard access(path + "-wal", F_OK) != 0 else {
+            let place = readOnlyFileSystem ? "on a read-only file system" : "in a folder this user can't write"
             throw AuditStoreError(
-                "cannot read \(path): it is on a read-only file system with a -wal file but no -shm file beside "
-                    + "it; copy the store together with its -wal file to a writable folder"
+                "cannot read \(path): it is \(place), with a -wal file but no -shm file beside it (a guard is using "
+                    + "it, or was killed); read it as the guard's user, or copy the store together with its -wal "
+                    + "file to a writable folder"
             )
         }
-        return try SQLiteConnection(path: path, mode: .immutable)
+        return (try SQLiteConnection(path: path, mode: .immutable), true)
+    }
+
+    /// The folder holding `path` (`.` for a bare file name).
+    private static func folder(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// SQLITE_READONLY_DIRECTORY: the folder of a WAL-mode file can't take its `-shm` file.
+    private static let readOnlyDirectory: Int32 = 1544
+
+    /// Whether the store is read as it is in its file, without SQLite's locks (`immutable=1`): it lies on a read-only
+    /// file system or in a folder this user can't write, and had no `-wal` file when it was opened. A guard that
+    /// starts on it meanwhile is not seen: ``verify()`` and listings say so if they fail while a `-wal` file has
+    /// appeared, and `--follow` refuses such a store.
+    public let readsFileAsIs: Bool
+
+    /// The error of a read that failed, or found the chain broken, while reading the file as it is: a guard that opened
+    /// the store meanwhile (its `-wal` file is there now) may have changed the file under the read.
+    private func changedUnderRead() -> AuditStoreError? {
+        guard self.readsFileAsIs, access(self.path + "-wal", F_OK) == 0 else { return nil }
+        return AuditStoreError(
+            "\(self.path) was read as it is in its file (this user can't create its -shm file), and a guard opened it "
+                + "during the read: run again once it stops, or as the guard's user"
+        )
     }
 
     /// Whether the file system holding `path` is mounted read-only.
@@ -99,8 +138,14 @@ public final class SQLiteAuditReader: AuditReader {
     /// Wraps an already open connection (the store's own reader).
     init(connection: SQLiteConnection) {
         self.db = connection
+        self.readsFileAsIs = false
         self.path = connection.path
         self.version = SQLiteAuditSchema.currentVersion  // the store migrated it
+    }
+
+    /// ``readError(_:path:)``, unless a guard opened the store under a read of the file as it is.
+    private func readError(_ error: SQLiteError) -> AuditStoreError {
+        self.changedUnderRead() ?? Self.readError(error, path: self.path)
     }
 
     private static func readError(_ error: SQLiteError, path: String) -> AuditStoreError {
@@ -211,7 +256,7 @@ public final class SQLiteAuditReader: AuditReader {
                 if done { return }
             }
         } catch {
-            throw Self.readError(error, path: self.path)
+            throw self.readError(error)
         }
         throw Self.newerSchema(self.version, path: self.path)
     }
@@ -310,6 +355,14 @@ public final class SQLiteAuditReader: AuditReader {
     /// are missing after the last one checked: when a checkpoint now covers them, the chain starts again there, as
     /// at the start of a store (see ``ChainVerifier``); otherwise they were removed.
     func verify(chunk: Int, between: () -> Void = {}) throws(AuditStoreError) -> AuditVerification {
+        let result = try self.verifyChain(chunk: chunk, between: between)
+        if case .ok = result { return result }
+        // A broken chain in a file a guard changed under the read says nothing about the store.
+        if let changed = self.changedUnderRead() { throw changed }
+        return result
+    }
+
+    private func verifyChain(chunk: Int, between: () -> Void) throws(AuditStoreError) -> AuditVerification {
         var verifier: ChainVerifier?
         var last: Int64 = 0
         do {
@@ -327,7 +380,7 @@ public final class SQLiteAuditReader: AuditReader {
                 }
             }
         } catch {
-            throw Self.readError(error, path: self.path)
+            throw self.readError(error)
         }
         throw Self.newerSchema(self.version, path: self.path)
     }
@@ -442,7 +495,7 @@ public final class SQLiteAuditReader: AuditReader {
         do {
             return try SQLiteAuditSchema.chainHead(self.db)
         } catch {
-            throw Self.readError(error, path: self.path)
+            throw self.readError(error)
         }
     }
 
@@ -472,7 +525,7 @@ public final class SQLiteAuditReader: AuditReader {
             }
             return .pruned
         } catch {
-            throw Self.readError(error, path: self.path)
+            throw self.readError(error)
         }
     }
 

@@ -307,6 +307,16 @@ public struct AuditListCommand: ParsableCommand {
         do {
             let reader = try SQLiteAuditReader(path: path)
             if self.follow {
+                guard !reader.readsFileAsIs else {
+                    // Read without SQLite's locks, it would never see a guard's new records.
+                    return (
+                        [
+                            "milvus-guard: --follow: \(path) can only be read as it is in its file (this user can't "
+                                + "create its -shm file: a read-only file system or folder), so no new record would be "
+                                + "seen; follow it as the guard's user"
+                        ], 1
+                    )
+                }
                 try self.follow(
                     reader,
                     query,

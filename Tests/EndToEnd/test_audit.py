@@ -15,6 +15,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -426,7 +427,57 @@ def test_store_on_a_read_only_file_system_is_verified_and_listed(milvus, log_dir
     # With a -wal file beside it, the file alone may lack the newest records: say so rather than read it.
     refused = _read_only_mount(store, f'"{binary}" audit verify --store store.db', wal=True)
     assert refused.returncode != 0
-    assert "read-only file system with a -wal file" in refused.stderr, refused.stdout + refused.stderr
+    assert "read-only file system, with a -wal file" in refused.stderr, refused.stdout + refused.stderr
+
+
+def test_stopped_store_in_a_folder_the_reader_cannot_write_is_verified_and_listed(milvus, log_dir, tmp_path):
+    """A security team's account may read a stopped guard's store but not write its folder, where SQLite would create
+    the -shm file a WAL-mode store needs (SQLITE_READONLY_DIRECTORY): the CLI reads the file as it is, which holds
+    every record once the guard stopped (no -wal beside it); with a -wal, or to --follow, it says why it can't."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the CLI as another user")
+    store = tmp_path / "guard.db"
+    port = harness.free_port()
+    server = harness.start_guard(_guard_binary(), port, milvus.address, log_dir, name="milvus-guard-reader",
+                                 config=f'store: "{store}"\n', policies={"audit.yaml": policy()},
+                                 ready=harness.grpc_answers)
+    try:
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
+        try:
+            if not client.has_collection("readers"):
+                client.create_collection("readers", dimension=4)
+            client.insert("readers", [{"id": n, "vector": [0.1, 0.2, 0.3, 0.4]} for n in range(2)])
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    # A folder of root's that `nobody` may read and enter, not write; the binary copied there for it to run.
+    folder = Path(tempfile.mkdtemp(prefix="guard-reader-"))
+    try:
+        os.chmod(folder, 0o755)
+        shutil.copy(store, folder / "guard.db")
+        os.chmod(folder / "guard.db", 0o644)
+        binary = folder / "milvus-guard"
+        shutil.copy(_guard_binary(), binary)
+        os.chmod(binary, 0o755)
+
+        def as_nobody(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([str(binary), "audit", "--store", str(folder / "guard.db"), *args], cwd=folder,
+                                  user=65534, group=65534, capture_output=True, text=True, timeout=60)
+        verify = as_nobody("verify")
+        assert verify.returncode == 0 and verify.stdout.startswith("ok: "), verify.stdout + verify.stderr
+        listed = as_nobody("--rpc", "Insert", "--format", "json")
+        assert [(e["collection"], e["rows"]) for e in map(json.loads, listed.stdout.splitlines())] == [("readers", 2)]
+        assert sorted(p.name for p in folder.iterdir()) == ["guard.db", "milvus-guard"]  # nothing created
+        follow = as_nobody("--follow")
+        assert follow.returncode == 1 and "no new record would be seen" in follow.stderr, follow.stderr
+        # A -wal beside it: the file alone may lack records.
+        (folder / "guard.db-wal").write_bytes(b"")
+        refused = as_nobody("verify")
+        assert refused.returncode != 0
+        assert "in a folder this user can't write, with a -wal file" in refused.stderr, refused.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_full_disk_refuses_mutations_and_loses_no_record_once_space_is_freed(milvus, log_dir, tmp_path):
