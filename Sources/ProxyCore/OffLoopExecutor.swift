@@ -2,7 +2,8 @@ import CLinux
 import Glibc
 import Synchronization
 
-/// One thread that runs blocking work for the event loops (PBKDF2 verifications, DNS lookups) from a bounded queue.
+/// Threads (one, or ``init(name:capacity:capacityPerKey:workers:)``'s `workers`) that run blocking work for the event
+/// loops (PBKDF2 verifications, DNS lookups, inflating large messages) from a bounded queue.
 /// A job must not touch loop state: it computes a value and sends it back through the loop's ``LoopMailbox``.
 ///
 /// Jobs are queued per key (the verifier's: a client network) and the keys take turns, one job each: a key with
@@ -51,16 +52,18 @@ final class OffLoopExecutor: Sendable {
     let capacityPerKey: Int
     let name: String
 
-    /// Starts the thread.
+    /// Starts `workers` threads, which take the queued jobs in turn order, each the next one.
     /// - Throws: ``ProxyError`` when the system refuses a thread.
-    init(name: String, capacity: Int, capacityPerKey: Int? = nil) throws {
+    init(name: String, capacity: Int, capacityPerKey: Int? = nil, workers: Int = 1) throws {
         self.name = name
         self.capacity = capacity
         self.capacityPerKey = capacityPerKey ?? capacity
         self.wakeDescriptor = clinux_eventfd()
         guard self.wakeDescriptor >= 0 else { throw ProxyError("eventfd failed: errno \(errno)") }
-        // The thread holds the executor until ``stop()`` ends it.
-        try LoopThread(name: name) { [self] in self.work() }.detach()
+        // Each thread holds the executor until ``stop()`` ends it.
+        for worker in 0..<max(1, workers) {
+            try LoopThread(name: workers > 1 ? "\(name)-\(worker)" : name) { [self] in self.work() }.detach()
+        }
     }
 
     deinit { close(self.wakeDescriptor) }
@@ -80,7 +83,7 @@ final class OffLoopExecutor: Sendable {
         return refusal
     }
 
-    /// Lets the thread finish the queued jobs and end.
+    /// Lets the threads finish the queued jobs and end.
     func stop() {
         self.state.withLock { $0.stopping = true }
         _ = clinux_eventfd_signal(self.wakeDescriptor)

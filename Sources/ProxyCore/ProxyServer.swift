@@ -148,7 +148,11 @@ public final class ProxyServer: Sendable {
                 metadata: ["listen": "\(self.configuration.listen)"]
             )
         }
-        let services = try SharedServices(limits: self.descriptorBoundLimits(), audit: self.audit)
+        let services = try SharedServices(
+            limits: self.descriptorBoundLimits(),
+            audit: self.audit,
+            loops: self.configuration.threads
+        )
         defer { services.stop() }
         self.metrics.readBudgets { [services] in
             [

@@ -34,7 +34,9 @@ final class SharedServices: Sendable {
     let resolver: OffLoopExecutor
     /// Inflates and decodes compressed request messages off the loops (``RequestGate/Decoding/isCostly``): within the
     /// ratio limit a 2.5 MB message may inflate to 512 MiB, which held a loop for 2 s. Client networks take turns;
-    /// one may have ``decodesPerNetwork`` queued.
+    /// one may have ``decodesPerNetwork`` queued. One thread per two event loops (``decoderThreads(loops:)``), so that
+    /// one long inflation does not hold everyone's compressed requests on a large machine, while a flood of them
+    /// takes at most half the loops' cores.
     let decoder: OffLoopExecutor
     static let decodesPerNetwork = 16
     static let decodesQueued = 64
@@ -50,7 +52,10 @@ final class SharedServices: Sendable {
     private let openPerAddress = Mutex<[String: Int]>([:])
     let perAddressLimit: Int
 
-    init(limits: Limits, audit: ProxyAudit?) throws {
+    /// Decoder threads for `loops` event loops: one per two, at least one.
+    static func decoderThreads(loops: Int) -> Int { max(1, loops / 2) }
+
+    init(limits: Limits, audit: ProxyAudit?, loops: Int = 1) throws {
         self.audit = audit
         self.clientLimit = limits.clientConnections
         self.perAddressLimit = limits.connectionsPerClient
@@ -80,7 +85,8 @@ final class SharedServices: Sendable {
         self.decoder = try OffLoopExecutor(
             name: "guard-decoder",
             capacity: Self.decodesQueued,
-            capacityPerKey: Self.decodesPerNetwork
+            capacityPerKey: Self.decodesPerNetwork,
+            workers: Self.decoderThreads(loops: loops)
         )
     }
 

@@ -46,6 +46,30 @@ struct OffLoopExecutorTests {
         #expect(self.wait { log.names.count == 10 })
         #expect(log.names == ["a0", "a1", "b1", "c1", "d1", "a2", "c2", "a3", "a4", "a5"])
     }
+
+    @Test("With two workers, a job that runs long holds one of them: the next jobs run on the other")
+    func workers() throws {
+        let executor = try OffLoopExecutor(name: "test-workers", capacity: 8, workers: 2)
+        defer { executor.stop() }
+        let log = Log()
+        #expect(
+            executor.submit(key: "a") {
+                log.started.store(true, ordering: .releasing)
+                while !log.open.load(ordering: .acquiring) { usleep(1_000) }
+                log.record("long")
+            } == nil
+        )
+        #expect(self.wait { log.started.load(ordering: .acquiring) })
+        for n in 1...3 { #expect(executor.submit(key: "b") { log.record("b\(n)") } == nil) }
+        #expect(self.wait { log.names.count == 3 })
+        #expect(log.names == ["b1", "b2", "b3"])  // the long job still runs
+        log.open.store(true, ordering: .releasing)
+        #expect(self.wait { log.names.count == 4 })
+        #expect(log.names.last == "long")
+        #expect(SharedServices.decoderThreads(loops: 1) == 1)
+        #expect(SharedServices.decoderThreads(loops: 2) == 1)
+        #expect(SharedServices.decoderThreads(loops: 8) == 4)
+    }
 }
 
 @Suite("ClientNetwork: what the verifier's turns count")
