@@ -4,12 +4,13 @@ import Synchronization
 public struct AuditResult: Sendable, Hashable {
     /// The token passed to ``AuditLog/submit(_:token:listener:)``.
     public let token: UInt64
-    /// The record's sequence number in the chain when it was written; nil when it was not.
+    /// The record's sequence number in the chain when it was written, or committed before its batch failed (then
+    /// with an ``error`` that says ``AuditStoreError/committed``); nil when it was not.
     public let sequence: Int64?
     /// Why the record was not written; nil when it was.
     public let error: AuditStoreError?
 
-    /// Creates a result; exactly one of `sequence` and `error` should be set.
+    /// Creates a result; `sequence`, `error`, or both for a record committed before its batch failed.
     public init(token: UInt64, sequence: Int64?, error: AuditStoreError?) {
         self.token = token
         self.sequence = sequence
@@ -91,9 +92,12 @@ private final class AuditWaiter: AuditListener {
     func wait() throws(AuditStoreError) -> Int64 {
         self.signal.wait()
         let result = self.result.withLock { $0 }
-        guard let result, let sequence = result.sequence else {
-            throw result?.error ?? .unavailable("the record was not written")
+        guard let result else { throw .unavailable("the record was not written") }
+        if let error = result.error {
+            // Committed, as its own sequence number if known (the batch's error names the batch's).
+            throw error.committed ? error.afterCommit(result.sequence.map { [$0] } ?? []) : error
         }
+        guard let sequence = result.sequence else { throw .unavailable("the record was not written") }
         return sequence
     }
 }

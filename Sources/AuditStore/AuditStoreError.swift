@@ -14,17 +14,20 @@ public struct AuditStoreError: Error, Sendable, Hashable, CustomStringConvertibl
     /// Whether the records were committed before it failed (tracking or syncing the commit): they are in the store,
     /// though not known to be durable, and must not be written again.
     public let committed: Bool
+    /// With ``committed``: the sequence numbers the records got, in order, when known (empty otherwise).
+    public let committedSequences: [Int64]
 
     /// Creates an error with its message.
-    public init(_ message: String, retryable: Bool = true, committed: Bool = false) {
+    public init(_ message: String, retryable: Bool = true, committed: Bool = false, committedSequences: [Int64] = []) {
         self.message = message
         self.retryable = retryable
         self.committed = committed
+        self.committedSequences = committed ? committedSequences : []
     }
 
-    /// This error, after the records were committed.
-    public var afterCommit: AuditStoreError {
-        AuditStoreError(self.message, retryable: self.retryable, committed: true)
+    /// This error, after the records were committed as `sequences` (empty: not known).
+    public func afterCommit(_ sequences: [Int64] = []) -> AuditStoreError {
+        AuditStoreError(self.message, retryable: self.retryable, committed: true, committedSequences: sequences)
     }
 
     /// A write failure: `audit store unavailable: <reason>`.

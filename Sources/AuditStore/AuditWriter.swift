@@ -385,7 +385,7 @@ final class AuditWriter: Sendable {
                 do throws(AuditStoreError) {
                     try self.sync(syncer)
                 } catch {
-                    throw error.afterCommit
+                    throw error.afterCommit(sequences)
                 }
             }
             return sequences
@@ -419,7 +419,12 @@ final class AuditWriter: Sendable {
             )
         }
         func reportFailed(_ waiters: [Waiter], _ error: AuditStoreError) {
-            report(waiters, waiters.map { AuditResult(token: $0.token, sequence: nil, error: error) }, awaited: 0)
+            // Records committed before the failure keep the sequence numbers they got (a reloaded policy names its own).
+            let sequences = error.committedSequences.count == waiters.count ? error.committedSequences : nil
+            let results = waiters.indices.map {
+                AuditResult(token: waiters[$0].token, sequence: sequences?[$0], error: error)
+            }
+            report(waiters, results, awaited: 0)
         }
         func mirrorHeld() { report([], [], awaited: 0) }
         /// The held records are tried again `probeMilliseconds` from now.
@@ -571,7 +576,7 @@ final class AuditWriter: Sendable {
                 // sync failed, nothing more is reported durable.
                 // They were committed all the same: whoever waits may need to know they are in the store.
                 results = results.map {
-                    AuditResult(token: $0.token, sequence: nil, error: $0.error ?? failure.afterCommit)
+                    AuditResult(token: $0.token, sequence: $0.sequence, error: $0.error ?? failure.afterCommit())
                 }
                 self.state.withLock { $0.openCalls = max(0, $0.openCalls - taken.awaitedRequests) }
             } else if results.contains(where: { $0.error == nil }) {
@@ -580,7 +585,7 @@ final class AuditWriter: Sendable {
                 } catch {
                     // Committed but maybe lost: their calls are refused, and no outcome will end them.
                     results = results.map {
-                        AuditResult(token: $0.token, sequence: nil, error: $0.error ?? error.afterCommit)
+                        AuditResult(token: $0.token, sequence: $0.sequence, error: $0.error ?? error.afterCommit())
                     }
                     self.state.withLock { $0.openCalls = max(0, $0.openCalls - taken.awaitedRequests) }
                 }

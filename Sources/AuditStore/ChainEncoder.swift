@@ -107,8 +107,8 @@ struct ChainEncoder {
         self.integer(record.status.map(Int64.init))
         self.text(record.message)
         self.integer(record.durationMilliseconds.map(ChainRow.microseconds))
-        // ChainRow.laterColumnNames: in the canonical text up to the last that is not NULL; their columns follow the
-        // hash.
+        // ChainRow.laterColumnNames, in their order: in the canonical text up to the last that is not NULL; their
+        // columns follow the hash. (A third needs the same rule here; ChainEncoderTests compare with ChainRow.)
         let milvusCode = record.milvusCode.map(Int64.init)
         let policySequence = record.policySequence
         if milvusCode != nil || policySequence != nil { self.laterInteger(milvusCode) }

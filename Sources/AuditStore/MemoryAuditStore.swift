@@ -169,7 +169,7 @@ final class MemoryBatchSink: AuditBatchSink {
                 sequences.append(sequence)
                 prevHash = row.hash
             }
-            if let failure { throw failure }
+            if let failure { throw failure.afterCommit(sequences) }
             return sequences
         }
     }

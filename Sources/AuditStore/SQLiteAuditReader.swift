@@ -453,6 +453,10 @@ public final class SQLiteAuditReader: AuditReader {
             return "the table has column \(column) of schema version \(version), but the file says version "
                 + "\(self.version) (PRAGMA user_version was lowered)"
         }
+        // A content column dropped (`ALTER TABLE … DROP COLUMN`): reads would take its quoted name for a string.
+        for column in expected.columns where !actual.columns.contains(column) {
+            return "column \(column) of schema version \(self.version) is missing (dropped)"
+        }
         return nil
     }
 

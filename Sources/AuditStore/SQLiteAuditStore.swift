@@ -225,7 +225,7 @@ final class SQLiteBatchSink: AuditBatchSink {
         do throws(AuditStoreError) {
             tracked = try walSync.track(acceptingNewFile: self.walMayBeNew)
         } catch {
-            throw error.afterCommit
+            throw error.afterCommit(sequences)
         }
         guard tracked else { return try self.walDeletedOrReplaced(sequences) }
         self.walMayBeNew = false
@@ -245,7 +245,7 @@ final class SQLiteBatchSink: AuditBatchSink {
                 + "was written is in \(self.path) now, and the store takes no more records until milvus-guard restarts"
         )
         self.walLost = failure
-        guard self.checkpointLostWAL() else { throw failure.afterCommit }
+        guard self.checkpointLostWAL() else { throw failure.afterCommit(sequences) }
         return sequences
     }
 

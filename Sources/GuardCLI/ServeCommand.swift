@@ -381,9 +381,10 @@ public struct ServeCommand: ParsableCommand {
                     server.reloadNotApplied(pending: true)
                     return .retry
                 } catch {
-                    // Committed, though its sync failed: the record is in the chain, so the policy it names is put in
-                    // force, lest the chain say one thing and the guard do another. Its sequence is not known, and
-                    // nothing more is written until a restart.
+                    // Committed, though syncing (or tracking the WAL for the sync) failed: the record is in the chain,
+                    // so the policy it names is put in force, lest the chain say one thing and the guard do another;
+                    // calls name it as usual (the store may take records again: a WAL it could not track).
+                    recordSequence = error.committedSequences.first
                 }
             }
             server.reload(ActivePolicy(policy: policy, mode: current.mode, recordSequence: recordSequence))

@@ -83,11 +83,13 @@ struct AuditVerificationTests {
         ),
         ("PRAGMA user_version = 5", "the table has column milvus_code of schema version 6"),
         ("PRAGMA user_version = 6", "the table has column policy_seq of schema version 7"),
+        ("ALTER TABLE audit_records DROP COLUMN policy_seq", "column policy_seq of schema version 7 is missing"),
+        ("ALTER TABLE audit_records DROP COLUMN auth", "column auth of schema version 7 is missing"),
     ]
 
     @Test(
         "verify catches indexes, triggers and a schema version changed behind the store's back",
-        arguments: 0..<7  // schemaTampering.count (the macro can't name it here: a circular reference)
+        arguments: 0..<9  // schemaTampering.count (the macro can't name it here: a circular reference)
     )
     func schemaTampering(index: Int) throws {
         guard sqlite3Available else {

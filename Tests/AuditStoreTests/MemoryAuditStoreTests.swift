@@ -126,6 +126,26 @@ struct MemoryAuditStoreTests {
         #expect(store.lost == 0)
     }
 
+    @Test("write(_:) of a record committed before its batch failed throws, naming the sequence number it got")
+    func committedWriteNamesItsSequence() throws {
+        let store = try MemoryAuditStore(probeMilliseconds: 10)
+        defer { store.close() }
+        #expect(try store.write(fullRequest(1)) == 1)
+        // Tracking the WAL failed after the commit: the store may take records again, and a reload's calls must name
+        // its policy record all the same.
+        store.failWrites(with: AuditStoreError("audit store unavailable: cannot open the -wal", committed: true))
+        let error = #expect(throws: AuditStoreError.self) { try store.write(fullRequest(2)) }
+        #expect(error?.committed == true)
+        #expect(error?.committedSequences == [2])
+        store.failWrites(with: nil)
+        #expect(try store.write(fullRequest(3)) == 3)
+        // An error not after a commit names none.
+        store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
+        let refused = #expect(throws: AuditStoreError.self) { try store.write(fullRequest(4)) }
+        #expect(refused?.committed == false)
+        #expect(refused?.committedSequences == [])
+    }
+
     @Test("A held read request is written before its outcome, which queues behind it")
     func heldRequestBeforeItsOutcome() throws {
         let store = try MemoryAuditStore(probeMilliseconds: 200)

@@ -138,7 +138,8 @@ struct SyncPipelineTests {
         fixture.gate.fail(with: .unavailable("fdatasync failed on audit.db-wal: Input/output error"))
         #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
         let first = listener.wait(for: 1)
-        #expect(first.map(\.sequence) == [nil])
+        #expect(first.map(\.sequence) == [1])  // committed, and refused: not durable
+        #expect(first.first?.error?.committed == true)
         let message = try #require(first.first?.error?.message)
         #expect(message.hasPrefix("audit store unavailable: fdatasync failed on audit.db-wal: Input/output error"))
         #expect(message.contains("no more until milvus-guard restarts"))
@@ -164,9 +165,10 @@ struct SyncPipelineTests {
         #expect(fixture.writer.submit(self.request(1), token: 1, listener: listener))
         let first = listener.wait(for: 1)
         #expect(fixture.appended == 1)
-        #expect(first.first?.sequence == nil)
-        // What a reload relies on: its record is in the chain, so the policy it names is put in force.
+        // What a reload relies on: its record is in the chain, so the policy it names is put in force, and calls
+        // name its sequence number.
         #expect(first.first?.error?.committed == true)
+        #expect(first.first?.sequence == 1)
     }
 
     @Test("A batch committed before a sync failed is not reported durable by a later sync that returns no error")
@@ -180,7 +182,7 @@ struct SyncPipelineTests {
         fixture.gate.open()
         let results = listener.wait(for: 2)
         #expect(results.map(\.token) == [1, 2])
-        #expect(results.allSatisfy { $0.sequence == nil && $0.error != nil })
+        #expect(results.allSatisfy { $0.error?.committed == true })  // in the chain, not reported durable
         #expect(!fixture.writer.isWritable)
     }
 
