@@ -11,8 +11,7 @@ public struct ActivePolicy: Sendable {
     /// (authentication is still required); in `enforce`, only files marked `mode: shadow` are.
     public let mode: Policy.Mode
     /// The sequence number of the audit store's `policy` record that put it in force, which every request and refusal
-    /// record made under it names (`policy_seq`); nil without a store, or when the record's sequence is not known (its
-    /// sync failed).
+    /// record made under it names (`policy_seq`); nil without a store.
     public let recordSequence: Int64?
 
     public init(policy: Policy, mode: Policy.Mode = .enforce, recordSequence: Int64? = nil) {
