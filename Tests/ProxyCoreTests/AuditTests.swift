@@ -114,7 +114,7 @@ struct AuditTests {
         #expect(records.last(where: { $0.kind == .request })?.policySequence == 8)
         #expect(records.filter { $0.kind == .outcome }.allSatisfy { $0.policySequence == nil })
 
-        // A policy without a record (as a server started without a store has), nothing is named.
+        // Under a policy without a record (a server started without a store), calls name none.
         let unnamed = try self.setUp()
         #expect(try unnamed.call("DropCollection", auth: root).grpcStatus == "0")
         #expect(unnamed.records(count: 2).map(\.policySequence) == [nil, nil])
