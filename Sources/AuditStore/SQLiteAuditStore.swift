@@ -132,7 +132,8 @@ public final class SQLiteAuditStore: AuditLog, AuditReader {
 ///
 /// With `audit.sync: full` (the default) the connection commits with `synchronous = NORMAL` and ``WALSync`` makes
 /// each commit durable on the writer's sync thread (see there): the same guarantee as SQLite's `FULL`, without the
-/// writer waiting for the disk. With `audit.sync: normal` nothing syncs a commit.
+/// writer waiting for the disk. With `audit.sync: normal` nothing syncs a commit; ``WALSync`` still tracks the WAL
+/// file, so that a WAL deleted or replaced under the guard is noticed either way.
 final class SQLiteBatchSink: AuditBatchSink {
     private let path: String
     private let options: AuditStoreOptions
@@ -149,15 +150,15 @@ final class SQLiteBatchSink: AuditBatchSink {
     private var lostWALCheckpointed = false
 
     var takesNoMore: AuditStoreError? { self.walLost }
-    private let walSync: WALSync?
+    private let walSync: WALSync
 
     init(path: String, options: AuditStoreOptions) {
         self.path = path
         self.options = options
-        self.walSync = options.synchronous == .full ? WALSync(databasePath: path) : nil
+        self.walSync = WALSync(databasePath: path)
     }
 
-    var syncer: (any AuditSyncer)? { self.walSync }
+    var syncer: (any AuditSyncer)? { self.options.synchronous == .full ? self.walSync : nil }
 
     /// Bytes the WAL file is cut back to when it restarts (`PRAGMA journal_size_limit`): 64 MiB, several seconds of
     /// records at full speed, so a busy guard does not shrink and regrow it all the time.
@@ -220,10 +221,9 @@ final class SQLiteBatchSink: AuditBatchSink {
         }
         // Committed, not durable yet. If the WAL can't be tracked the batch fails: its calls are refused, and its
         // requests show outcome `unknown`; its records are in the store and must not be written again.
-        guard let walSync = self.walSync else { return sequences }
         let tracked: Bool
         do throws(AuditStoreError) {
-            tracked = try walSync.track(acceptingNewFile: self.walMayBeNew)
+            tracked = try self.walSync.track(acceptingNewFile: self.walMayBeNew)
         } catch {
             throw error.afterCommit(sequences)
         }

@@ -507,12 +507,12 @@ struct SQLiteAuditStoreTests {
 
     @Test(
         "A WAL deleted or replaced while the store writes: the batch is checkpointed into the file, then no more",
-        arguments: [false, true]
+        arguments: [false, true], AuditStoreOptions.Synchronous.allCases
     )
-    func walDeletedOrReplaced(replaced: Bool) throws {
+    func walDeletedOrReplaced(replaced: Bool, sync: AuditStoreOptions.Synchronous) throws {
         let folder = try TemporaryDirectory()
         let path = folder.file("guard.db")
-        let store = try SQLiteAuditStore(path: path)
+        let store = try SQLiteAuditStore(path: path, options: AuditStoreOptions(synchronous: sync))
         defer { store.close() }
         #expect(write([fullRequest(1)], to: store).first?.sequence == 1)
         #expect(unlink(path + "-wal") == 0)
