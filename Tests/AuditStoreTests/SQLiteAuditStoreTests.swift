@@ -507,7 +507,8 @@ struct SQLiteAuditStoreTests {
 
     @Test(
         "A WAL deleted or replaced while the store writes: the batch is checkpointed into the file, then no more",
-        arguments: [false, true], AuditStoreOptions.Synchronous.allCases
+        arguments: [false, true],
+        AuditStoreOptions.Synchronous.allCases
     )
     func walDeletedOrReplaced(replaced: Bool, sync: AuditStoreOptions.Synchronous) throws {
         let folder = try TemporaryDirectory()
