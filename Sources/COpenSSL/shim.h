@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <openssl/bio.h>
+#include <openssl/pem.h>
 
 /// Applies the context defaults Swift cannot reach (SSL_CTX_set_min_proto_version, SSL_CTX_set_options and
 /// SSL_CTX_set_mode are macros): TLS 1.2 or newer, no compression (CRIME), no renegotiation, the server's cipher
@@ -69,6 +70,57 @@ static inline int copenssl_verified_chain_count(const SSL *ssl) {
 static inline X509 *copenssl_verified_chain_at(const SSL *ssl, int index) {
     STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
     return chain == NULL ? NULL : sk_X509_value(chain, index);
+}
+
+/// Loads every CRL in the PEM file at `path` into `ctx`'s trust store and turns on revocation checks for the whole
+/// chain (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, as nginx's ssl_crl does): every CA that issued a
+/// certificate of a client's chain must then have a CRL in the file, or the chain fails ("unable to get certificate
+/// CRL"). Returns the number of CRLs loaded; 0 when the file has none; -1 when it can't be read or a CRL in it can't
+/// be parsed or added (the error queue says why).
+static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path) {
+    BIO *bio = BIO_new_file(path, "r");
+    if (bio == NULL) return -1;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int count = 0;
+    for (;;) {
+        X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+        if (crl == NULL) break;
+        int added = X509_STORE_add_crl(store, crl);
+        X509_CRL_free(crl);
+        if (added != 1) { BIO_free(bio); return -1; }
+        count += 1;
+    }
+    // The end of the file reads as "no start line"; anything else is a CRL that did not parse.
+    unsigned long error = ERR_peek_last_error();
+    if (error != 0 && !(ERR_GET_LIB(error) == ERR_LIB_PEM && ERR_GET_REASON(error) == PEM_R_NO_START_LINE)) {
+        BIO_free(bio);
+        return -1;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    if (count > 0) X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return count;
+}
+
+/// Verifies a server connection's client certificate again, as its handshake did (the certificates the client sent
+/// above it as untrusted), against `ctx`'s trust store and CRLs as they are now (a reloaded context), at the
+/// current time, for a client certificate (X509_PURPOSE_SSL_CLIENT) and up to `max_depth` CAs. Returns X509_V_OK or
+/// the X509_V_ERR_* code of the failure.
+static inline int copenssl_verify_peer_again(const SSL *ssl, SSL_CTX *ctx, int max_depth) {
+    X509 *leaf = SSL_get0_peer_certificate(ssl);
+    if (leaf == NULL || SSL_get_verify_result(ssl) != X509_V_OK) return X509_V_ERR_UNSPECIFIED;
+    X509_STORE_CTX *check = X509_STORE_CTX_new();
+    if (check == NULL) return X509_V_ERR_OUT_OF_MEM;
+    int result = X509_V_ERR_UNSPECIFIED;
+    // On a server, the peer's chain does not hold its own certificate.
+    if (X509_STORE_CTX_init(check, SSL_CTX_get_cert_store(ctx), leaf, SSL_get_peer_cert_chain(ssl)) == 1) {
+        X509_STORE_CTX_set_purpose(check, X509_PURPOSE_SSL_CLIENT);
+        X509_STORE_CTX_set_depth(check, max_depth);
+        result = X509_verify_cert(check) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(check);
+    }
+    X509_STORE_CTX_free(check);
+    ERR_clear_error();
+    return result;
 }
 
 /// sk_GENERAL_NAME_num / sk_GENERAL_NAME_value are type-safe stack macros.

@@ -271,6 +271,17 @@ public final class TLSConnection {
         return earliest
     }
 
+    /// Verifies the chain this server connection's handshake verified once more, against `context`'s trust store and
+    /// CRLs as they are now (a context built again after the files changed), at the current time: nil while it still
+    /// verifies, else OpenSSL's reason (`certificate revoked`, `certificate has expired`, `unable to get local issuer
+    /// certificate` or `self-signed certificate in certificate chain` for a CA no longer trusted). A connection without
+    /// a verified client certificate gets a reason too.
+    public func verifyPeerAgain(with context: TLSContext) -> String? {
+        let result = copenssl_verify_peer_again(self.ssl, context.handle, TLSContext.maxClientChainDepth)
+        guard result != X509_V_OK else { return nil }
+        return String(cString: X509_verify_cert_error_string(Int(result)))
+    }
+
     /// The peer certificate's subject in RFC 2253 form, most specific first, e.g. `"CN=svc,O=Example"`; UTF-8 is
     /// kept as is. `nil` before the handshake or when the peer sent no certificate (a server without mutual TLS).
     ///

@@ -8,7 +8,8 @@ import COpenSSL
 /// P-256, P-384, P-521). A server context reads at most 32 KiB of a client's chain, and with client certificates resumes no
 /// session.
 ///
-/// `@unchecked Sendable`, so all event loops can share one context: every stored property is a `let`, no method
+/// `@unchecked Sendable`, so all event loops can share one context: every stored property is a `let` (or set only
+/// before the factory returns), no method
 /// changes the `SSL_CTX` after the factory returns, and OpenSSL documents an `SSL_CTX` as safe to use from many threads
 /// at once for `SSL_new` (its reference count and session cache are locked internally).
 public final class TLSContext: @unchecked Sendable {
@@ -26,6 +27,8 @@ public final class TLSContext: @unchecked Sendable {
     public let role: Role
     /// Whether a server context requires and verifies client certificates (mutual TLS).
     public let requiresClientCertificate: Bool
+    /// How many CRLs a server context checks client chains against (`clientCRLPath`); 0 without.
+    public private(set) var revocationLists = 0
 
     private init(handle: OpaquePointer, role: Role, requiresClientCertificate: Bool) {
         self.handle = handle
@@ -63,13 +66,21 @@ public final class TLSContext: @unchecked Sendable {
     ///   - keyPath: A PEM file with the unencrypted private key of that certificate.
     ///   - clientCAPath: A PEM file of CAs trusted to issue client certificates. When set, every client must present
     ///     a certificate that verifies against these CAs (mutual TLS); when `nil`, none is requested.
+    ///   - clientCRLPath: With `clientCAPath`, a PEM file of certificate revocation lists: a client certificate
+    ///     revoked by one is refused, and every CA of a client's chain must have a CRL in it that is in force (an
+    ///     expired one refuses every certificate the CA issued), as with nginx's `ssl_crl`.
     /// - Throws: ``OpenSSLError`` with ``OpenSSLError/Code/certificateLoad``, ``OpenSSLError/Code/privateKeyLoad`` or
-    ///   ``OpenSSLError/Code/trustStoreLoad`` and the failing file, or ``OpenSSLError/Code/contextCreation``.
+    ///   ``OpenSSLError/Code/trustStoreLoad`` and the failing file, ``OpenSSLError/Code/invalidArgument`` for CRLs
+    ///   without client CAs, or ``OpenSSLError/Code/contextCreation``.
     public static func server(
         certificatePath: String,
         keyPath: String,
-        clientCAPath: String?
+        clientCAPath: String?,
+        clientCRLPath: String? = nil
     ) throws(OpenSSLError) -> TLSContext {
+        if clientCRLPath != nil, clientCAPath == nil {
+            throw OpenSSLError(.invalidArgument, message: "a client CRL needs client CAs (clientCAPath)")
+        }
         ERR_clear_error()
         guard let handle = SSL_CTX_new(TLS_server_method()) else {
             throw .drainingQueue(.contextCreation, "SSL_CTX_new failed")
@@ -88,6 +99,15 @@ public final class TLSContext: @unchecked Sendable {
                 throw .drainingQueue(.trustStoreLoad, "cannot read CA names", file: clientCAPath)
             }
             SSL_CTX_set_client_CA_list(handle, names)  // takes ownership of `names`
+            if let clientCRLPath {
+                let loaded = copenssl_ctx_load_crls(handle, clientCRLPath)
+                guard loaded > 0 else {
+                    throw loaded == 0
+                        ? OpenSSLError(.trustStoreLoad, message: "no CRL in the file", file: clientCRLPath)
+                        : .drainingQueue(.trustStoreLoad, "cannot load CRL file", file: clientCRLPath)
+                }
+                context.revocationLists = Int(loaded)
+            }
             SSL_CTX_set_verify(handle, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
             // Session resumption with client certificates needs a session id context, or resumption fails.
             let sessionContext = Array("milvus-guard".utf8)

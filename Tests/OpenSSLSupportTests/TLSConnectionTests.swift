@@ -1,14 +1,20 @@
+import Foundation
 import Glibc
 import Testing
 
 @testable import OpenSSLSupport
 
-private func serverContext(mutualTLS: Bool = false, certificate: String = "server") throws -> TLSContext {
+private func serverContext(
+    mutualTLS: Bool = false,
+    certificate: String = "server",
+    crl: String? = nil
+) throws -> TLSContext {
     let pki = try TestPKI.get()
     return try TLSContext.server(
         certificatePath: pki.path("\(certificate).pem"),
         keyPath: pki.path("\(certificate).key"),
-        clientCAPath: mutualTLS ? pki.path("ca.pem") : nil
+        clientCAPath: mutualTLS ? pki.path("ca.pem") : nil,
+        clientCRLPath: crl.map { pki.path($0) }
     )
 }
 
@@ -167,6 +173,62 @@ struct TLSConnectionTests {
         #expect(clientSide.received.isEmpty)
     }
 
+    @Test("With a CRL, a revoked client certificate fails the handshake; one the CRL does not list passes")
+    func revokedClient() throws {
+        let revoking = try serverContext(mutualTLS: true, crl: "ca-revoked.crl")
+        #expect(revoking.revocationLists == 1)
+        let refused = try TLSConnection(context: revoking)
+        let client = try TLSConnection(context: clientContext(identity: "client"), serverName: "localhost")
+        let (_, refusedSide) = try handshake(client, refused)
+        let error = try #require(refusedSide.error)
+        #expect(error.code == .certificateVerificationFailed, "\(error)")
+        #expect(error.message.contains("certificate revoked"), "\(error)")
+
+        let accepting = try TLSConnection(context: serverContext(mutualTLS: true, crl: "ca-empty.crl"))
+        let (clientSide, serverSide) = try handshake(
+            try TLSConnection(context: clientContext(identity: "client"), serverName: "localhost"),
+            accepting
+        )
+        #expect(clientSide.error == nil && serverSide.error == nil)
+        #expect(accepting.isHandshakeComplete)
+    }
+
+    @Test("A CRL of another CA leaves the client's CA without one: every client of it is refused (fail closed)")
+    func crlOfAnotherCA() throws {
+        let server = try TLSConnection(context: serverContext(mutualTLS: true, crl: "rogue-ca.crl"))
+        let client = try TLSConnection(context: clientContext(identity: "client"), serverName: "localhost")
+        let (_, serverSide) = try handshake(client, server)
+        let error = try #require(serverSide.error)
+        #expect(error.message.contains("unable to get certificate CRL"), "\(error)")
+    }
+
+    @Test("A live connection verified again against a reloaded context: a revocation since the handshake is found")
+    func verifyAgain() throws {
+        let server = try TLSConnection(context: serverContext(mutualTLS: true, crl: "ca-empty.crl"))
+        let client = try TLSConnection(context: clientContext(identity: "client"), serverName: "localhost")
+        let (clientSide, serverSide) = try handshake(client, server)
+        #expect(clientSide.error == nil && serverSide.error == nil)
+        #expect(server.verifyPeerAgain(with: server.context) == nil)
+        #expect(server.verifyPeerAgain(with: try serverContext(mutualTLS: true)) == nil)  // no CRL: none to check
+        #expect(
+            server.verifyPeerAgain(with: try serverContext(mutualTLS: true, crl: "ca-revoked.crl"))
+                == "certificate revoked"
+        )
+        // The CA no longer trusted: only the rogue CA's clients would be.
+        let pki = try TestPKI.get()
+        let rogueTrust = try TLSContext.server(
+            certificatePath: pki.path("server.pem"),
+            keyPath: pki.path("server.key"),
+            clientCAPath: pki.path("rogue-ca.pem")
+        )
+        // (The test client sends its CA along, as OpenSSL builds a client's chain from its trust store.)
+        #expect(server.verifyPeerAgain(with: rogueTrust) == "self-signed certificate in certificate chain")
+        // A connection without a client certificate has nothing to verify.
+        let plain = try TLSConnection(context: serverContext())
+        _ = try handshake(try TLSConnection(context: clientContext(), serverName: "localhost"), plain)
+        #expect(plain.verifyPeerAgain(with: plain.context) != nil)
+    }
+
     @Test("A client offering no h2 fails ALPN on both sides", arguments: [["http/1.1"], []])
     func alpnMismatch(alpn: [String]) throws {
         let server = try TLSConnection(context: serverContext())
@@ -319,6 +381,29 @@ struct TLSContextTests {
         let client = #expect(throws: OpenSSLError.self) { try TLSContext.client(caPath: pki.path("missing-ca.pem")) }
         #expect(client?.code == .trustStoreLoad)
         #expect(client?.file == pki.path("missing-ca.pem"))
+    }
+
+    @Test("A CRL file that is missing, holds none or needs client CAs fails to load, naming the file")
+    func crlFiles() throws {
+        let pki = try TestPKI.get()
+        let folder = pki.directory.path
+        try "not a CRL\n".write(toFile: folder + "/none.crl", atomically: true, encoding: .utf8)
+        try "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".write(
+            toFile: folder + "/broken.crl",
+            atomically: true,
+            encoding: .utf8
+        )
+        for (file, says) in [
+            ("missing.crl", "cannot load CRL file"), ("none.crl", "no CRL in the file"),
+            ("broken.crl", "cannot load CRL file"),
+        ] {
+            let error = #expect(throws: OpenSSLError.self) { try serverContext(mutualTLS: true, crl: file) }
+            #expect(error?.code == .trustStoreLoad)
+            #expect(error?.message.hasPrefix(says) == true, "\(String(describing: error))")
+            #expect(error?.file == pki.path(file))
+        }
+        let error = #expect(throws: OpenSSLError.self) { try serverContext(mutualTLS: false, crl: "ca-empty.crl") }
+        #expect(error?.code == .invalidArgument)
     }
 
     @Test("Misused arguments are invalidArgument")

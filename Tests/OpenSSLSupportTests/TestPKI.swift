@@ -5,7 +5,9 @@ import Foundation
 /// - `ca.pem` issues `server.pem` (CN=localhost, SAN DNS:localhost, IP:127.0.0.1) and `client.pem`
 ///   (CN=svc, O=Milvus Guard Test, SAN DNS, URI, email and IP names);
 /// - `rogue-ca.pem`, trusted by nobody, issues `rogue-server.pem` and `rogue-client.pem` with the same names;
-/// - `encrypted.key` is the server key under a passphrase.
+/// - `encrypted.key` is the server key under a passphrase;
+/// - `ca-empty.crl` (nothing revoked) and `ca-revoked.crl` (`client.pem` revoked) are CRLs of `ca.pem`,
+///   `rogue-ca.crl` one of the rogue CA.
 struct TestPKI: Sendable {
     let directory: URL
 
@@ -108,6 +110,25 @@ struct TestPKI: Sendable {
             try certificate(name, subject: subject, issuer: issuer, ext: ext, serial: serial)
         }
         try run(["pkey", "-in", "server.key", "-aes256", "-passout", "pass:secret", "-out", "encrypted.key"])
+
+        // CRLs of the CA: `ca-empty.crl` revokes nothing, `ca-revoked.crl` revokes `client.pem`; `rogue-ca.crl` is
+        // the rogue CA's (right format, wrong issuer for our clients).
+        try write(
+            "ca.cnf",
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ndefault_md = sha256\ndefault_crl_days = 2\n"
+        )
+        try write("index.txt", "")
+        let ca = ["-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem"]
+        try run(["ca", "-gencrl", "-out", "ca-empty.crl"] + ca)
+        try run(["ca", "-revoke", "client.pem"] + ca)
+        try run(["ca", "-gencrl", "-out", "ca-revoked.crl"] + ca)
+        try write("index.txt", "")
+        try run(
+            [
+                "ca", "-gencrl", "-out", "rogue-ca.crl", "-config", "ca.cnf", "-keyfile", "rogue-ca.key", "-cert",
+                "rogue-ca.pem",
+            ]
+        )
         return TestPKI(directory: directory)
     }
 }
