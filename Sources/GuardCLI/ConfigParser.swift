@@ -31,7 +31,7 @@ struct ConfigParser {
         ]
         static let upstreamAuth = ["user", "password_file"]
         static let upstreamTLS = ["ca", "server_name"]
-        static let tls = ["cert", "key", "client_ca"]
+        static let tls = ["cert", "key", "client_ca", "client_crl"]
         static let limits = [
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
@@ -214,22 +214,37 @@ struct ConfigParser {
         return tls
     }
 
-    /// `tls: {cert: …, key: …, client_ca: …}`; `cert` and `key` are required.
+    /// `tls: {cert: …, key: …, client_ca: …, client_crl: …}`; `cert` and `key` are required, `client_crl` needs
+    /// `client_ca`.
     private func serverTLS(_ entry: Entry) throws -> ServerTLSConfiguration {
         var certificate: String?
         var key: String?
         var clientCA: String?
+        var clientCRL: (path: String, line: Int)?
         for child in try self.entries(of: entry.value, key: entry.key, line: entry.keyLine) {
             switch child.name {
             case "cert": certificate = try self.readableFile(child)
             case "key": key = try self.readableFile(child)
             case "client_ca": clientCA = try self.readableFile(child)
+            case "client_crl": clientCRL = (try self.readableFile(child), child.keyLine)
             default: throw self.unknownKey(child, allowed: Keys.tls)
             }
         }
         guard let certificate else { throw self.error(at: entry.keyLine, key: "\(entry.key).cert", "is required") }
         guard let key else { throw self.error(at: entry.keyLine, key: "\(entry.key).key", "is required") }
-        return ServerTLSConfiguration(certificatePath: certificate, keyPath: key, clientCAPath: clientCA)
+        if let clientCRL, clientCA == nil {
+            throw self.error(
+                at: clientCRL.line,
+                key: "\(entry.key).client_crl",
+                "needs client_ca: it revokes client certificates, which only client_ca asks for"
+            )
+        }
+        return ServerTLSConfiguration(
+            certificatePath: certificate,
+            keyPath: key,
+            clientCAPath: clientCA,
+            clientCRLPath: clientCRL?.path
+        )
     }
 
     /// `audit: {reads: true|false, sync: full|normal, commit_delay: 2ms, commit_siblings: 8}`; keys left out keep

@@ -1,7 +1,9 @@
 import AuditStore
+import Foundation
 import Glibc
 import GuardPolicy
 import OpenSSLSupport
+import ProxyCore
 
 /// The audit record (kind `policy`, docs/audit.md) of a policy a guard put in force, at start or by a reload, or of a
 /// reload it rejected: each file's SHA-256 and one over all of them, the mode, which guard, and what asked for it. A
@@ -19,15 +21,23 @@ enum PolicyRecord {
     /// The decision of a reload that changed nothing: the new policy or config did not load.
     static let rejected = "rejected"
 
-    /// The record of `policy`, read from `files`, put in force in `mode`.
+    /// The record of `policy`, read from `files`, put in force in `mode`, with the client CAs and CRLs of `tls`
+    /// (their SHA-256 as `tls.client_ca` and `tls.client_crl`): which certificates were accepted is part of who could
+    /// call.
     static func loaded(
         _ policy: Policy,
         files: [PolicyFolder.File],
         folder: String,
         mode: Policy.Mode,
-        trigger: Trigger
+        trigger: Trigger,
+        tls: ServerTLSConfiguration? = nil
     ) -> AuditRecord {
         var record = Self.record(files: files, folder: folder, mode: mode, trigger: trigger)
+        for (key, path) in [("tls.client_ca", tls?.clientCAPath), ("tls.client_crl", tls?.clientCRLPath)] {
+            guard let path else { continue }
+            let bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+            record.targets[key] = bytes.map { Hex.encode(Crypto.sha256($0)) } ?? "unreadable"
+        }
         record.decision = AuditEntry.policyLoaded
         record.message =
             "\(counted(policy.users.count, "user")), \(counted(policy.apiKeys.count, "API key")), "
@@ -95,7 +105,9 @@ enum PolicyRecord {
     /// `<host name> pid <pid>`: which of several guards sharing a store wrote the record.
     static let guardName: String = {
         var host = [CChar](repeating: 0, count: 256)
-        let name = gethostname(&host, host.count - 1) == 0 ? String(cString: host) : "unknown host"
+        let name =
+            gethostname(&host, host.count - 1) == 0
+            ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown host"
         return "\(name) pid \(getpid())"
     }()
 

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import GuardPolicy
 import Logging
+import OpenSSLSupport
 import ProxyCore
 
 /// `milvus-guard serve`: loads the configuration, starts the proxy and runs until SIGTERM/SIGINT.
@@ -174,7 +175,8 @@ public struct ServeCommand: ParsableCommand {
                 files: policyFiles,
                 folder: config.policiesPath,
                 mode: config.mode,
-                trigger: .start
+                trigger: .start,
+                tls: config.proxy.tls
             )
             do throws(AuditStoreError) {
                 server.recordedStartPolicy(sequence: try audit.log.write(started))
@@ -348,6 +350,19 @@ public struct ServeCommand: ParsableCommand {
                 reject("reload rejected", ["error": "\(error)"], reason: "\(error)", files: files)
                 return .done
             }
+            // The TLS files read again (a renewed certificate, a new CRL): a reload applies them with the policy.
+            let serverTLS: TLSContext?
+            do {
+                serverTLS = try server.loadServerTLS()
+            } catch {
+                reject(
+                    "reload rejected: the TLS files do not load",
+                    ["error": "\(error)"],
+                    reason: "the TLS files do not load: \(error)",
+                    files: files
+                )
+                return .done
+            }
             for warning in policy.warnings { logger.warning("policy: \(warning)") }
             var recordSequence: Int64?
             if let audit {
@@ -356,7 +371,8 @@ public struct ServeCommand: ParsableCommand {
                     files: files ?? [],
                     folder: current.policiesPath,
                     mode: current.mode,
-                    trigger: trigger
+                    trigger: trigger,
+                    tls: original.proxy.tls
                 )
                 do throws(AuditStoreError) {
                     recordSequence = try audit.log.write(record)
@@ -387,7 +403,10 @@ public struct ServeCommand: ParsableCommand {
                     recordSequence = error.committedSequences.first
                 }
             }
-            server.reload(ActivePolicy(policy: policy, mode: current.mode, recordSequence: recordSequence))
+            server.reload(
+                ActivePolicy(policy: policy, mode: current.mode, recordSequence: recordSequence),
+                serverTLS: serverTLS
+            )
             logger.notice(
                 "policy reloaded",
                 metadata: Self.summary(of: policy, config: current).merging(requester) { $1 }

@@ -27,6 +27,10 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     /// When the client's verified chain expires (Unix seconds; `Int64.min` when a time can't be read), read with its
     /// principal: a connection outlives the handshake that verified it, and must not go on as that user past this.
     private(set) var certificateExpiry: Int64?
+    /// ``trustRefusal(under:)``'s answer for the context it last checked. The context itself, not its address: a
+    /// context freed after a later reload could leave its address to a newer one, which would then find an answer
+    /// meant for another.
+    private var trustChecked: (context: TLSContext, refusal: String?)?
     /// Why a verified client certificate named nobody (no user, or several), for the refusal of its anonymous calls
     /// and for the log (``TLSIdentity/note(_:subject:alternativeNames:)``); nil when it named a user or there is none.
     private(set) var certificateNote: (client: String, logged: String)?
@@ -299,6 +303,19 @@ final class ClientConnection: HTTP2ConnectionDelegate {
 
     func remember(_ principal: Principal, for authorization: String, generation: Int, until expires: UInt64) {
         self.memo = (authorization, principal, generation, expires)
+    }
+
+    /// Why this connection's client certificate is no longer accepted under `context`, the server TLS context in
+    /// force (a reload read the files again: a CRL that now revokes it, a CA no longer trusted, or it expired); nil
+    /// while it is. Verified once per context (``TLSConnection/verifyPeerAgain(with:)``), not at all while the
+    /// connection's own context is in force (its handshake verified it) or without client certificates.
+    func trustRefusal(under context: TLSContext?) -> String? {
+        guard let tls = self.connection.tls, let context, context !== tls.context, context.requiresClientCertificate
+        else { return nil }
+        if let checked = self.trustChecked, checked.context === context { return checked.refusal }
+        let refusal = tls.verifyPeerAgain(with: context)
+        self.trustChecked = (context, refusal)
+        return refusal
     }
 
     /// The user the verified TLS client certificate names, as a principal; nil without TLS, without a client

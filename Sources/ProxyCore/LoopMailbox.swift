@@ -2,6 +2,7 @@ import AuditStore
 import CLinux
 import Glibc
 import MilvusCatalog
+import OpenSSLSupport
 import Synchronization
 
 /// Messages other threads may send to an event loop. Values only: never closures over loop state.
@@ -11,6 +12,9 @@ enum LoopMessage: Sendable {
     case shutdown(deadline: UInt64)
     /// A reloaded policy: decide new calls with it and forget cached verifications.
     case policyChanged(ActivePolicy, generation: Int)
+    /// The server TLS files read again (a reload): new client connections use the context, and a live connection's
+    /// client certificate is verified against it at its next call (``ClientConnection/trustRefusal(under:)``).
+    case serverTLSChanged(TLSContext)
     /// The verifier thread checked a password: `key` is the cache key of the `authorization` value,
     /// `generation` the policy it was checked against.
     case credentialVerified(key: [UInt8], outcome: Authenticator.Outcome, generation: Int)

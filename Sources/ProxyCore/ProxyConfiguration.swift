@@ -134,11 +134,15 @@ public struct ServerTLSConfiguration: Sendable, Equatable {
     public var keyPath: String
     /// When set, clients must present a certificate signed by this CA (mTLS).
     public var clientCAPath: String?
+    /// With ``clientCAPath``: CRLs (PEM) client certificates are checked against, one in force for every CA of a
+    /// client's chain. Read again, with the other files, by each reload (``ProxyServer/loadServerTLS()``).
+    public var clientCRLPath: String?
 
-    public init(certificatePath: String, keyPath: String, clientCAPath: String? = nil) {
+    public init(certificatePath: String, keyPath: String, clientCAPath: String? = nil, clientCRLPath: String? = nil) {
         self.certificatePath = certificatePath
         self.keyPath = keyPath
         self.clientCAPath = clientCAPath
+        self.clientCRLPath = clientCRLPath
     }
 }
 

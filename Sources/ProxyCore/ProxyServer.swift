@@ -1,6 +1,7 @@
 import CLinux
 import GuardPolicy
 public import Logging
+public import OpenSSLSupport
 import Synchronization
 
 /// The running proxy: N event loops sharing one listening socket, each with its own client
@@ -47,7 +48,7 @@ public final class ProxyServer: Sendable {
     /// Puts a new policy in force on every loop: calls decided from now on use it; calls already decided
     /// keep their decision. Cached credential verifications are forgotten (a changed password counts at
     /// once). Safe from any thread.
-    public func reload(_ policy: ActivePolicy) {
+    public func reload(_ policy: ActivePolicy, serverTLS: TLSContext? = nil) {
         let generation = self.active.withLock { active in
             active = (policy, active.generation + 1)
             return active.generation
@@ -56,7 +57,18 @@ public final class ProxyServer: Sendable {
             $0.applied += 1
             $0.pending = false
         }
-        for mailbox in self.mailboxes { mailbox.send(.policyChanged(policy, generation: generation)) }
+        for mailbox in self.mailboxes {
+            // The TLS files first: a call the new policy judges has its connection's certificate checked again.
+            if let serverTLS { mailbox.send(.serverTLSChanged(serverTLS)) }
+            mailbox.send(.policyChanged(policy, generation: generation))
+        }
+    }
+
+    /// The server TLS context built anew from its files (certificate, key, client CAs and CRLs), for a reload: nil
+    /// without TLS. Nothing changes until it is passed to ``reload(_:serverTLS:)``.
+    /// - Throws: ``ProxyError`` naming the file that does not load.
+    public func loadServerTLS() throws -> TLSContext? {
+        try self.configuration.tls.map { try TLSContexts.server($0) }
     }
 
     /// Names the audit record of the policy the server was made with, once it is written: the records of calls

@@ -15,6 +15,16 @@ extension ProxyWorker {
     /// told through ``ProxiedCall/identityResolved(_:)``).
     func identify(_ call: ProxiedCall, authorization: String?, client: ClientConnection) -> CallIdentity {
         let policy = self.active.policy
+        // A reload read the TLS files again: the certificate this connection was accepted with must still pass.
+        if let refusal = client.trustRefusal(under: self.serverTLS) {
+            return .refused(
+                GRPCStatus(
+                    .unauthenticated,
+                    "the client certificate is no longer accepted (\(refusal)); connect again with a valid one"
+                ),
+                claimed: nil
+            )
+        }
         guard let authorization, !authorization.isEmpty else {
             if let principal = client.tlsPrincipal(in: policy, generation: self.generation) {
                 // Verified at the handshake, which may be long ago: the certificate must still be valid now.

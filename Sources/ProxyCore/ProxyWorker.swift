@@ -19,7 +19,8 @@ final class ProxyWorker: LoopHandler {
     private var clients: [ObjectIdentifier: ClientConnection] = [:]
     private let serverSettings: HTTP2SessionSettings
     /// Loaded per loop from the configured files, so no TLS object crosses threads.
-    private let serverTLS: TLSContext?
+    /// The context new client connections are made from; replaced by a reload (``LoopMessage/serverTLSChanged(_:)``).
+    private(set) var serverTLS: TLSContext?
     private var draining = false
     private var drainDeadline: UInt64 = 0
     /// True while the listener is not watched after an accept failed for lack of descriptors or memory.
@@ -222,6 +223,10 @@ final class ProxyWorker: LoopHandler {
             self.active = policy
             self.generation = generation
             self.logger.debug("policy reloaded", metadata: ["generation": "\(generation)"])
+        case .serverTLSChanged(let context):
+            guard self.serverTLS != nil else { return }
+            self.serverTLS = context
+            self.logger.debug("server TLS files reloaded")
         case .credentialVerified(let key, let outcome, let generation):
             self.credentialVerified(key: key, outcome: outcome, generation: generation)
         case .audited(let results):

@@ -8,7 +8,8 @@ enum TLSContexts {
             return try TLSContext.server(
                 certificatePath: configuration.certificatePath,
                 keyPath: configuration.keyPath,
-                clientCAPath: configuration.clientCAPath
+                clientCAPath: configuration.clientCAPath,
+                clientCRLPath: configuration.clientCRLPath
             )
         } catch {
             throw ProxyError("tls: \(error)")

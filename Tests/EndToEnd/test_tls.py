@@ -200,3 +200,69 @@ def test_connection_stops_being_its_user_when_its_certificate_expires(milvus, lo
     finally:
         server.stop()
 
+
+
+def test_revoked_client_certificate_is_refused_after_a_reload(milvus, log_dir, tmp_path):
+    """tls.client_crl: revoking a client certificate and reloading (SIGHUP) refuses it at its next handshake and the
+    calls of the connections it already has (UNAUTHENTICATED, not retried), while other certificates go on; the
+    policy records say which CRL was in force."""
+    import os
+    import signal
+
+    ca, cert, key = _certificates(tmp_path)
+    svc_key, svc_cert = _client_certificate(tmp_path, ca, "svc")
+    other_key, other_cert = _client_certificate(tmp_path, ca, "other")
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    (tmp_path / "index.txt").write_text("")
+    (tmp_path / "crl.cnf").write_text(
+        f"[ca]\ndefault_ca = own\n[own]\ndatabase = {tmp_path}/index.txt\ndefault_md = sha256\ndefault_crl_days = 2\n")
+    crl = tmp_path / "clients.crl"
+    ca_args = ["-config", str(tmp_path / "crl.cnf"), "-keyfile", str(tmp_path / "ca-key.pem"), "-cert", str(ca)]
+    run("ca", "-gencrl", "-out", str(crl), *ca_args)
+    policy = ('users:\n  svc: { tls_subject: "CN=svc", roles: [reader] }\n'
+              '  other: { tls_subject: "CN=other", roles: [reader] }\n'
+              'roles:\n  reader:\n    - allow: [read]\n      on: ["default.*"]\n')
+    port = harness.free_port()
+    server = harness.start_guard(
+        _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-crl",
+        config=f"tls: {{cert: {cert}, key: {key}, client_ca: {ca}, client_crl: {crl}}}\n",
+        policies={"svc.yaml": policy}, ready=lambda address: harness.tcp_accepts("127.0.0.1", port),
+    )
+    request = b"\x12\x07default\x1a\x05books"  # HasCollectionRequest(db_name, collection_name)
+
+    def channel(client_key: Path, client_cert: Path) -> grpc.Channel:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes(),
+                                                   private_key=client_key.read_bytes(),
+                                                   certificate_chain=client_cert.read_bytes())
+        return grpc.secure_channel(f"localhost:{port}", credentials)
+
+    def has(on: grpc.Channel):
+        return on.unary_unary(harness.MILVUS_SERVICE + "HasCollection", request_serializer=None,
+                              response_deserializer=None)(request, timeout=10)
+    try:
+        with channel(svc_key, svc_cert) as svc, channel(other_key, other_cert) as other:
+            assert has(svc) is not None and has(other) is not None
+            run("ca", "-revoke", str(svc_cert), *ca_args)
+            run("ca", "-gencrl", "-out", str(crl), *ca_args)
+            os.kill(server.proc.pid, signal.SIGHUP)
+            harness.wait_until(lambda: server.log_path.read_text(errors="replace").count("policy reloaded") >= 1, 10,
+                               "the reload")
+            # The live connection of the revoked certificate: refused at its next call.
+            with pytest.raises(grpc.RpcError) as revoked:
+                has(svc)
+            assert revoked.value.code() == grpc.StatusCode.UNAUTHENTICATED, revoked.value
+            assert "no longer accepted (certificate revoked)" in revoked.value.details()
+            assert has(other) is not None  # another certificate of the same CA goes on
+        # A new connection with it fails its handshake.
+        with channel(svc_key, svc_cert) as again:
+            with pytest.raises(grpc.RpcError) as refused:
+                has(again)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+        listed = subprocess.run([_guard_binary(), "audit", "--format", "json", "--limit", "100"], cwd=server.work_dir,
+                                capture_output=True, text=True, timeout=60)
+        entries = [json.loads(line) for line in listed.stdout.splitlines()]
+        policies = [e["targets"] for e in entries if e["action"] == "policy"]
+        assert len(policies) == 2 and policies[0]["tls.client_crl"] != policies[1]["tls.client_crl"], policies
+        assert any(e["rpc"] == "TLS" and "certificate revoked" in (e["message"] or "") for e in entries), entries
+    finally:
+        server.stop()

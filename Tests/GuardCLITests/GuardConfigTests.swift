@@ -56,7 +56,9 @@ struct GuardConfigTests {
     @Test("Every key is read into the configuration")
     func everyKey() throws {
         let folder = try TemporaryFolder()
-        for name in ["cert.pem", "key.pem", "clients.pem", "milvus-ca.pem"] { try folder.write(name, "PEM") }
+        for name in ["cert.pem", "key.pem", "clients.pem", "clients.crl", "milvus-ca.pem"] {
+            try folder.write(name, "PEM")
+        }
         let config = try self.load(
             """
             listen: "0.0.0.0:29531"
@@ -71,7 +73,7 @@ struct GuardConfigTests {
             policies: rules
             store: data/audit.db
             threads: 3
-            tls: {cert: cert.pem, key: key.pem, client_ca: clients.pem}
+            tls: {cert: cert.pem, key: key.pem, client_ca: clients.pem, client_crl: clients.crl}
             limits:
               max_message_bytes: 64MiB
               max_concurrent_streams: 250
@@ -107,7 +109,8 @@ struct GuardConfigTests {
             tls: ServerTLSConfiguration(
                 certificatePath: folder.file("cert.pem"),
                 keyPath: folder.file("key.pem"),
-                clientCAPath: folder.file("clients.pem")
+                clientCAPath: folder.file("clients.pem"),
+                clientCRLPath: folder.file("clients.crl")
             ),
             limits: limits
         )
@@ -306,7 +309,7 @@ struct GuardConfigTests {
             ),
             (
                 "tls:\n  chain: c.pem\n",
-                "guard.yaml:2: tls.chain: unknown key (expected one of cert, key, client_ca)"
+                "guard.yaml:2: tls.chain: unknown key (expected one of cert, key, client_ca, client_crl)"
             ),
             (
                 "upstream:\n  address: \"m:1\"\n  tls: {ca_file: x}\n",
@@ -360,6 +363,11 @@ struct GuardConfigTests {
         #expect(
             try self.failure("tls: {cert: cert.pem, key: cert.pem, client_ca: ca}\n", in: folder)
                 == "guard.yaml:1: tls.client_ca: cannot read \(folder.file("ca")): it is a directory"
+        )
+        #expect(
+            try self.failure("tls:\n  cert: cert.pem\n  key: cert.pem\n  client_crl: cert.pem\n", in: folder)
+                == "guard.yaml:4: tls.client_crl: needs client_ca: it revokes client certificates, which only "
+                + "client_ca asks for"
         )
         #expect(
             try self.failure("upstream:\n  address: \"m:1\"\n  tls:\n    ca: nope.pem\n", in: folder)

@@ -245,7 +245,7 @@ final class AdminWorker: LoopHandler {
         case .adminAnswered(let request, let response, let principal):
             // The connection may have timed out or been closed by its client meanwhile.
             self.answering[request]?.deliver(response, principal: principal)
-        case .policyChanged, .credentialVerified, .audited, .resolved, .decoded:
+        case .policyChanged, .serverTLSChanged, .credentialVerified, .audited, .resolved, .decoded:
             break  // proxy-loop messages; the admin loop is never sent them
         }
     }
