@@ -394,27 +394,32 @@ def _read_only_mount(store: Path, script: str, wal: bool = False) -> subprocess.
                           capture_output=True, text=True, timeout=60)
 
 
+def _stopped_store(milvus, log_dir, store: Path, collection: str, rows: int) -> Path:
+    """`store` after a guard on it inserted `rows` rows into `collection` as root and stopped cleanly."""
+    port = harness.free_port()
+    server = harness.start_guard(_guard_binary(), port, milvus.address, log_dir, name=f"milvus-guard-{collection}",
+                                 config=f'store: "{store}"\n', policies={"audit.yaml": policy()},
+                                 ready=harness.grpc_answers)
+    try:
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
+        try:
+            if not client.has_collection(collection):
+                client.create_collection(collection, dimension=4)
+            client.insert(collection, [{"id": n, "vector": [0.1, 0.2, 0.3, 0.4]} for n in range(rows)])
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    return store
+
+
 def test_store_on_a_read_only_file_system_is_verified_and_listed(milvus, log_dir, tmp_path):
     """A security team verifies an evidence copy on a read-only mount. SQLite can't create the -shm file a
     WAL-mode store needs there; the CLI then reads the file as it is, since a stopped guard left everything in
     it (no -wal beside it)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or _read_only_mount(Path("/dev/null"), "true").returncode:
         pytest.skip("needs root and unshare --mount for a read-only file system")
-    store = tmp_path / "evidence.db"
-    port = harness.free_port()
-    server = harness.start_guard(_guard_binary(), port, milvus.address, log_dir, name="milvus-guard-evidence",
-                                 config=f'store: "{store}"\n', policies={"audit.yaml": policy()},
-                                 ready=harness.grpc_answers)
-    try:
-        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
-        try:
-            if not client.has_collection("evidence"):
-                client.create_collection("evidence", dimension=4)
-            client.insert("evidence", [{"id": n, "vector": [0.1, 0.2, 0.3, 0.4]} for n in range(3)])
-        finally:
-            client.close()
-    finally:
-        server.stop()
+    store = _stopped_store(milvus, log_dir, tmp_path / "evidence.db", "evidence", rows=3)
     binary = _guard_binary()
     checked = _read_only_mount(store, f'"{binary}" audit verify --store store.db; '
                                       f'"{binary}" audit --store store.db --rpc Insert --format json; ls -a')
@@ -436,21 +441,7 @@ def test_stopped_store_in_a_folder_the_reader_cannot_write_is_verified_and_liste
     every record once the guard stopped (no -wal beside it); with a -wal, or to --follow, it says why it can't."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run the CLI as another user")
-    store = tmp_path / "guard.db"
-    port = harness.free_port()
-    server = harness.start_guard(_guard_binary(), port, milvus.address, log_dir, name="milvus-guard-reader",
-                                 config=f'store: "{store}"\n', policies={"audit.yaml": policy()},
-                                 ready=harness.grpc_answers)
-    try:
-        client = MilvusClient(uri=f"http://127.0.0.1:{port}", token="root:Milvus", timeout=30)
-        try:
-            if not client.has_collection("readers"):
-                client.create_collection("readers", dimension=4)
-            client.insert("readers", [{"id": n, "vector": [0.1, 0.2, 0.3, 0.4]} for n in range(2)])
-        finally:
-            client.close()
-    finally:
-        server.stop()
+    store = _stopped_store(milvus, log_dir, tmp_path / "guard.db", "readers", rows=2)
     # A folder of root's that `nobody` may read and enter, not write; the binary copied there for it to run.
     folder = Path(tempfile.mkdtemp(prefix="guard-reader-"))
     try:
@@ -737,11 +728,13 @@ def test_read_only_store_refuses_mutations_and_serves_reads(audited):
     mode = store.stat().st_mode
     app = MilvusClient(uri=address, token="app:app-secret", timeout=30)
     try:
+        # A row to find, whatever ran before (the test alone: `-k read_only_store`).
+        app.insert("ledger", [{"id": 98, "vector": [1.0, 0.5, 0.25, 0.125]}])
         os.chmod(store, 0o444)
         with pytest.raises(REFUSED) as refused:
             app.insert("ledger", [{"id": 99, "vector": [0.0, 0.5, 0.25, 0.125]}])
         assert "milvus-guard: audit store unavailable" in str(refused.value)
-        assert app.search("ledger", data=[[1.0, 0.5, 0.25, 0.125]], limit=1)[0]
+        assert app.search("ledger", data=[[1.0, 0.5, 0.25, 0.125]], limit=1, consistency_level="Strong")[0]
     finally:
         os.chmod(store, stat.S_IMODE(mode))
         app.close()

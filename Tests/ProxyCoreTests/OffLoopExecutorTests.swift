@@ -21,20 +21,25 @@ struct OffLoopExecutorTests {
         return condition()
     }
 
+    /// Submits a job that holds a worker until `log.open` is set, then logs `name`; returns once it runs.
+    private func holdWorker(_ executor: OffLoopExecutor, key: String, log: Log, name: String) throws {
+        #expect(
+            executor.submit(key: key) {
+                log.started.store(true, ordering: .releasing)
+                while !log.open.load(ordering: .acquiring) { usleep(1_000) }
+                log.record(name)
+            } == nil
+        )
+        try #require(self.wait { log.started.load(ordering: .acquiring) })
+    }
+
     @Test("Keys take turns, one job each, however many each has queued; a key's queue and the whole are bounded")
     func turns() throws {
         let executor = try OffLoopExecutor(name: "test-turns", capacity: 9, capacityPerKey: 5)
         defer { executor.stop() }
         let log = Log()
         // a0 holds the thread until the others are queued.
-        #expect(
-            executor.submit(key: "a") {
-                log.started.store(true, ordering: .releasing)
-                while !log.open.load(ordering: .acquiring) { usleep(1_000) }
-                log.record("a0")
-            } == nil
-        )
-        #expect(self.wait { log.started.load(ordering: .acquiring) })
+        try self.holdWorker(executor, key: "a", log: log, name: "a0")
         for n in 1...5 { #expect(executor.submit(key: "a") { log.record("a\(n)") } == nil) }
         #expect(executor.submit(key: "a") { log.record("a6") } == .keyFull)
         #expect(executor.submit(key: "b") { log.record("b1") } == nil)
@@ -52,14 +57,7 @@ struct OffLoopExecutorTests {
         let executor = try OffLoopExecutor(name: "test-workers", capacity: 8, workers: 2)
         defer { executor.stop() }
         let log = Log()
-        #expect(
-            executor.submit(key: "a") {
-                log.started.store(true, ordering: .releasing)
-                while !log.open.load(ordering: .acquiring) { usleep(1_000) }
-                log.record("long")
-            } == nil
-        )
-        #expect(self.wait { log.started.load(ordering: .acquiring) })
+        try self.holdWorker(executor, key: "a", log: log, name: "long")
         for n in 1...3 { #expect(executor.submit(key: "b") { log.record("b\(n)") } == nil) }
         #expect(self.wait { log.names.count == 3 })
         #expect(log.names == ["b1", "b2", "b3"])  // the long job still runs
