@@ -1,5 +1,7 @@
 #ifndef COPENSSL_SHIM_H
 #define COPENSSL_SHIM_H
+#include <limits.h>
+#include <time.h>
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -76,8 +78,10 @@ static inline X509 *copenssl_verified_chain_at(const SSL *ssl, int index) {
 /// chain (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, as nginx's ssl_crl does): every CA that issued a
 /// certificate of a client's chain must then have a CRL in the file, or the chain fails ("unable to get certificate
 /// CRL"). Returns the number of CRLs loaded; 0 when the file has none; -1 when it can't be read or a CRL in it can't
-/// be parsed or added (the error queue says why).
-static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path) {
+/// be parsed or added (the error queue says why). `*next_update` is set to the earliest nextUpdate of the CRLs, in
+/// seconds since the Unix epoch (LLONG_MAX when none has one).
+static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path, long long *next_update) {
+    *next_update = LLONG_MAX;
     BIO *bio = BIO_new_file(path, "r");
     if (bio == NULL) return -1;
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -85,6 +89,12 @@ static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path) {
     for (;;) {
         X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
         if (crl == NULL) break;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        int days = 0, seconds = 0;
+        if (next != NULL && ASN1_TIME_diff(&days, &seconds, NULL, next) == 1) {
+            long long at = (long long)time(NULL) + (long long)days * 86400 + seconds;
+            if (at < *next_update) *next_update = at;
+        }
         int added = X509_STORE_add_crl(store, crl);
         X509_CRL_free(crl);
         if (added != 1) { BIO_free(bio); return -1; }

@@ -222,6 +222,7 @@ public struct ServeCommand: ParsableCommand {
         }
 
         logger.info("policy loaded", metadata: Self.summary(of: policy, config: config))
+        Self.warnOfCRLExpiry(server, logger: logger)
         if config.mode == .shadow {
             logger.warning("mode is shadow: calls the policy denies are forwarded and logged as \"would deny\"")
         }
@@ -253,6 +254,20 @@ public struct ServeCommand: ParsableCommand {
             Self.printError("milvus-guard: \(error)")
             throw ExitCode.failure
         }
+    }
+
+    /// A warning when a client CRL in force expires within a day (or has): from its nextUpdate on, every client of
+    /// its CA is refused.
+    static func warnOfCRLExpiry(_ server: ProxyServer, logger: Logger) {
+        guard let nextUpdate = server.clientCRLNextUpdate else { return }
+        let left = nextUpdate - Int64(time(nil))
+        guard left < 86_400 else { return }
+        logger.warning(
+            left <= 0
+                ? "a client CRL has expired: every client certificate of its CA is refused until a newer one is loaded"
+                : "a client CRL expires within a day: publish a newer one and reload, or its CA's clients are refused",
+            metadata: ["next_update": "\(AuditTime.format(milliseconds: nextUpdate * 1000))"]
+        )
     }
 
     /// What the log says about a policy put in force.
@@ -411,6 +426,7 @@ public struct ServeCommand: ParsableCommand {
                 "policy reloaded",
                 metadata: Self.summary(of: policy, config: current).merging(requester) { $1 }
             )
+            Self.warnOfCRLExpiry(server, logger: logger)
             return .done
         }
     }

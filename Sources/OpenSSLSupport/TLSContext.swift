@@ -29,6 +29,9 @@ public final class TLSContext: @unchecked Sendable {
     public let requiresClientCertificate: Bool
     /// How many CRLs a server context checks client chains against (`clientCRLPath`); 0 without.
     public private(set) var revocationLists = 0
+    /// The earliest `nextUpdate` of those CRLs, in seconds since the Unix epoch: from then on that CRL no longer
+    /// counts, and every client of its CA is refused until a newer one is loaded. nil without CRLs, or when none says.
+    public private(set) var revocationListsNextUpdate: Int64?
 
     private init(handle: OpaquePointer, role: Role, requiresClientCertificate: Bool) {
         self.handle = handle
@@ -100,13 +103,15 @@ public final class TLSContext: @unchecked Sendable {
             }
             SSL_CTX_set_client_CA_list(handle, names)  // takes ownership of `names`
             if let clientCRLPath {
-                let loaded = copenssl_ctx_load_crls(handle, clientCRLPath)
+                var nextUpdate: Int64 = 0
+                let loaded = copenssl_ctx_load_crls(handle, clientCRLPath, &nextUpdate)
                 guard loaded > 0 else {
                     throw loaded == 0
                         ? OpenSSLError(.trustStoreLoad, message: "no CRL in the file", file: clientCRLPath)
                         : .drainingQueue(.trustStoreLoad, "cannot load CRL file", file: clientCRLPath)
                 }
                 context.revocationLists = Int(loaded)
+                context.revocationListsNextUpdate = nextUpdate == .max ? nil : nextUpdate
             }
             SSL_CTX_set_verify(handle, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
             // Session resumption with client certificates needs a session id context, or resumption fails.

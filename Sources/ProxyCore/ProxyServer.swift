@@ -30,7 +30,8 @@ public final class ProxyServer: Sendable {
     ) throws {
         guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
         // Load the TLS files once here so that a bad certificate fails before anything starts.
-        _ = try configuration.tls.map { try TLSContexts.server($0) }
+        let serverTLS = try configuration.tls.map { try TLSContexts.server($0) }
+        self.clientCRLNextUpdateState = Mutex(serverTLS?.revocationListsNextUpdate)
         _ = try configuration.upstream.tls.map { try TLSContexts.client($0) }
         self.configuration = configuration
         self.logger = logger
@@ -39,6 +40,11 @@ public final class ProxyServer: Sendable {
         self.audit = audit
         self.metrics = ProxyMetrics(loopCount: configuration.threads)
     }
+
+    /// The earliest `nextUpdate` (Unix seconds) of the client CRLs in force (`tls.client_crl`), for /metrics and the
+    /// log: a CRL past it refuses every client of its CA. nil without CRLs.
+    public var clientCRLNextUpdate: Int64? { self.clientCRLNextUpdateState.withLock { $0 } }
+    private let clientCRLNextUpdateState: Mutex<Int64?>
 
     /// The policy in force now (for the admin listener).
     public var currentPolicy: ActivePolicy { self.active.withLock { $0.policy } }
@@ -57,6 +63,7 @@ public final class ProxyServer: Sendable {
             $0.applied += 1
             $0.pending = false
         }
+        if let serverTLS { self.clientCRLNextUpdateState.withLock { $0 = serverTLS.revocationListsNextUpdate } }
         for mailbox in self.mailboxes {
             // The TLS files first: a call the new policy judges has its connection's certificate checked again.
             if let serverTLS { mailbox.send(.serverTLSChanged(serverTLS)) }

@@ -221,11 +221,14 @@ def test_revoked_client_certificate_is_refused_after_a_reload(milvus, log_dir, t
     run("ca", "-gencrl", "-out", str(crl), *ca_args)
     policy = ('users:\n  svc: { tls_subject: "CN=svc", roles: [reader] }\n'
               '  other: { tls_subject: "CN=other", roles: [reader] }\n'
-              'roles:\n  reader:\n    - allow: [read]\n      on: ["default.*"]\n')
-    port = harness.free_port()
+              f'  ops: {{ password: "{harness.pbkdf2("ops-secret")}", roles: [ops] }}\n'
+              'roles:\n  reader:\n    - allow: [read]\n      on: ["default.*"]\n'
+              '  ops:\n    - allow: [admin]\n      on: ["*"]\n')
+    port, admin_port = harness.free_port(), harness.free_port()
     server = harness.start_guard(
         _guard_binary(), port, milvus.address, log_dir, name="milvus-guard-crl",
-        config=f"tls: {{cert: {cert}, key: {key}, client_ca: {ca}, client_crl: {crl}}}\n",
+        config=(f"tls: {{cert: {cert}, key: {key}, client_ca: {ca}, client_crl: {crl}}}\n"
+                f'admin: {{listen: "127.0.0.1:{admin_port}"}}\n'),
         policies={"svc.yaml": policy}, ready=lambda address: harness.tcp_accepts("127.0.0.1", port),
     )
     request = b"\x12\x07default\x1a\x05books"  # HasCollectionRequest(db_name, collection_name)
@@ -240,6 +243,15 @@ def test_revoked_client_certificate_is_refused_after_a_reload(milvus, log_dir, t
         return on.unary_unary(harness.MILVUS_SERVICE + "HasCollection", request_serializer=None,
                               response_deserializer=None)(request, timeout=10)
     try:
+        # /metrics says when the CRL in force stops counting (an alert before it saves every client of the CA).
+        import base64
+        import time
+        import urllib.request
+        metrics = urllib.request.Request(f"http://127.0.0.1:{admin_port}/metrics")
+        metrics.add_header("Authorization", "Basic " + base64.b64encode(b"ops:ops-secret").decode())
+        text = urllib.request.urlopen(metrics, timeout=10).read().decode()
+        line = next(l for l in text.splitlines() if l.startswith("milvus_guard_tls_client_crl_next_update_seconds "))
+        assert abs(int(line.split()[1]) - (time.time() + 2 * 86400)) < 600, line
         with channel(svc_key, svc_cert) as svc, channel(other_key, other_cert) as other:
             assert has(svc) is not None and has(other) is not None
             run("ca", "-revoke", str(svc_cert), *ca_args)

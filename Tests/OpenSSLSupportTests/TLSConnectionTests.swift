@@ -177,6 +177,10 @@ struct TLSConnectionTests {
     func revokedClient() throws {
         let revoking = try serverContext(mutualTLS: true, crl: "ca-revoked.crl")
         #expect(revoking.revocationLists == 1)
+        // The test PKI's CRLs are good for 2 days from when the tests start.
+        let nextUpdate = try #require(revoking.revocationListsNextUpdate)
+        #expect(abs(nextUpdate - (Int64(time(nil)) + 2 * 86_400)) < 600)
+        #expect(try serverContext(mutualTLS: true).revocationListsNextUpdate == nil)
         let refused = try TLSConnection(context: revoking)
         let client = try TLSConnection(context: clientContext(identity: "client"), serverName: "localhost")
         let (_, refusedSide) = try handshake(client, refused)

@@ -173,6 +173,18 @@ public final class ProxyAdminBackend: AdminBackend {
         return nil
     }
 
+    /// The client CRLs' earliest nextUpdate, when there are CRLs: alert well before it (a CRL past it refuses every
+    /// client of its CA).
+    private func crlMetric() -> String {
+        guard let nextUpdate = self.server.clientCRLNextUpdate else { return "" }
+        return """
+            # HELP milvus_guard_tls_client_crl_next_update_seconds The earliest nextUpdate of the client CRLs in force             (tls.client_crl), in Unix seconds: publish newer CRLs and reload before it, or every client of that CA is             refused.
+            # TYPE milvus_guard_tls_client_crl_next_update_seconds gauge
+            milvus_guard_tls_client_crl_next_update_seconds \(nextUpdate)
+
+            """
+    }
+
     public func extraMetrics() -> String {
         let generation = self.server.currentPolicyAndGeneration.generation
         let reloads = self.server.reloadCounts
@@ -192,7 +204,7 @@ public final class ProxyAdminBackend: AdminBackend {
             # TYPE milvus_guard_policy_reload_pending gauge
             milvus_guard_policy_reload_pending \(reloads.pending ? 1 : 0)
 
-            """
+            """ + self.crlMetric()
         guard let audit = self.audit else { return policy }
         let committed = audit.log.committed
         return policy + """
