@@ -47,6 +47,10 @@ final class ProxiedCall {
             }
         }
     }
+    /// The policy generation and server TLS generation of the worker when ``identity`` was last worked out
+    /// (``ProxyWorker/identify(_:authorization:client:)``): a call identified before a reload is identified again
+    /// before it is judged (``ProxyWorker/identifiedAgainIfStale(_:client:)``).
+    var identifiedUnder: (policy: Int, tls: Int) = (0, 0)
     /// The caller, once known and judged.
     var principal: Principal?
     /// The rule behind the decision.
@@ -390,6 +394,9 @@ final class ProxiedCall {
     private func judgeIfReady(_ decoded: borrowing MilvusCall) {
         if case .pending = self.identity { return }
         guard let (forward, held) = self.awaitingJudgement, let client = self.client else { return }
+        // Identified before a reload (a stream opened, its body sent later): who it is, and whether its certificate
+        // still counts, under what is in force now. A new password check ends in ``identityResolved(_:)``.
+        guard client.worker.identifiedAgainIfStale(self, client: client) else { return }
         self.awaitingJudgement = nil
         self.releaseUnproven()
         guard !self.responseFinished, !self.clientClosed else {

@@ -14,6 +14,7 @@ extension ProxyWorker {
     /// Starts identifying a call. Returns `.pending` when the call must wait for the verifier (it is then
     /// told through ``ProxiedCall/identityResolved(_:)``).
     func identify(_ call: ProxiedCall, authorization: String?, client: ClientConnection) -> CallIdentity {
+        call.identifiedUnder = (self.generation, self.tlsGeneration)
         let policy = self.active.policy
         // A reload read the TLS files again: the certificate this connection was accepted with must still pass.
         if let refusal = client.trustRefusal(under: self.serverTLS) {
@@ -109,6 +110,18 @@ extension ProxyWorker {
             self.awaitingVerification[key] = [call]
             return .pending
         }
+    }
+
+    /// Identifies `call` again when a reload came after its identity was worked out (its headers arrived before,
+    /// its body after): a removed user, a changed password or a revoked certificate counts for it too. False when the
+    /// call waits for a password check again (``ProxiedCall/identityResolved(_:)`` follows); true when its identity
+    /// is settled for the policy and TLS files in force.
+    func identifiedAgainIfStale(_ call: ProxiedCall, client: ClientConnection) -> Bool {
+        guard call.identifiedUnder != (self.generation, self.tlsGeneration) else { return true }
+        let identity = self.identify(call, authorization: call.authorization, client: client)
+        call.identity = identity
+        if case .pending = identity { return false }
+        return true
     }
 
     /// The verifier thread's answer for the calls waiting on `key`.

@@ -21,6 +21,8 @@ final class ProxyWorker: LoopHandler {
     /// Loaded per loop from the configured files, so no TLS object crosses threads.
     /// The context new client connections are made from; replaced by a reload (``LoopMessage/serverTLSChanged(_:)``).
     private(set) var serverTLS: TLSContext?
+    /// Bumped with each ``serverTLS`` a reload brings.
+    private(set) var tlsGeneration = 0
     private var draining = false
     private var drainDeadline: UInt64 = 0
     /// True while the listener is not watched after an accept failed for lack of descriptors or memory.
@@ -226,6 +228,7 @@ final class ProxyWorker: LoopHandler {
         case .serverTLSChanged(let context):
             guard self.serverTLS != nil else { return }
             self.serverTLS = context
+            self.tlsGeneration += 1
             self.logger.debug("server TLS files reloaded")
         case .credentialVerified(let key, let outcome, let generation):
             self.credentialVerified(key: key, outcome: outcome, generation: generation)

@@ -382,6 +382,33 @@ struct PolicyEnforcementTests {
         #expect(try setup.call("HasCollection", auth: Self.token("app:new-secret")).grpcStatus == "0")
     }
 
+    @Test("A stream opened before a reload and completed after it is judged under the reloaded policy")
+    func streamAcrossAReload() throws {
+        let setup = try self.setUp()
+        let old = Self.token("app:app-secret")
+        #expect(try setup.call("HasCollection", auth: old).grpcStatus == "0")
+        // Headers now (identified as app), the body after the reload that changed app's password.
+        let headers = TestClient.grpcRequest(path: Self.milvus + "HasCollection", metadata: [old])
+        let streamID = try setup.client.open(headers)
+        try setup.client.run { $0.session.queuedBytes(streamID: streamID) == 0 }
+        usleep(50_000)
+        setup.proxy.server.reload(try .fromYAML(Self.policyYAML(appPassword: "new-secret")))
+        var settled = false
+        for _ in 0..<100 where !settled {
+            settled = try setup.call("HasCollection", auth: Self.token("app:new-secret")).grpcStatus == "0"
+            if !settled { usleep(10_000) }
+        }
+        #expect(settled)
+        setup.client.session.enqueueData(streamID: streamID, Self.body(collection: "books"))
+        setup.client.session.finishBody(streamID: streamID)
+        try setup.client.run { $0.streams[streamID]?.closedWith != nil }
+        let result = try #require(setup.client.streams[streamID])
+        #expect(result.grpcStatus == "16", "\(result)")
+        // Only the calls that passed reached the upstream: the first, and the one with the new password.
+        #expect(setup.proxy.stop())
+        #expect(setup.upstream.record.value.requests.count == 2)
+    }
+
     @Test("Shadow mode forwards what the policy denies; authentication is still required")
     func shadowMode() throws {
         let setup = try self.setUp(policy: .fromYAML(Self.policyYAML(), mode: .shadow))
