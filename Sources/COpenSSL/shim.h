@@ -1,6 +1,7 @@
 #ifndef COPENSSL_SHIM_H
 #define COPENSSL_SHIM_H
 #include <limits.h>
+#include <stdio.h>
 #include <time.h>
 #include <openssl/ssl.h>
 #include <openssl/err.h>
@@ -74,6 +75,12 @@ static inline X509 *copenssl_verified_chain_at(const SSL *ssl, int index) {
     return chain == NULL ? NULL : sk_X509_value(chain, index);
 }
 
+/// A pem_password_cb that gives no passphrase.
+static inline int copenssl_no_passphrase(char *buffer, int size, int rwflag, void *userdata) {
+    (void)buffer; (void)size; (void)rwflag; (void)userdata;
+    return 0;
+}
+
 /// Loads every CRL in the PEM file at `path` into `ctx`'s trust store and turns on revocation checks for the whole
 /// chain (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, as nginx's ssl_crl does): every CA that issued a
 /// certificate of a client's chain must then have a CRL in the file, or the chain fails ("unable to get certificate
@@ -87,7 +94,8 @@ static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path, long lo
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     int count = 0;
     for (;;) {
-        X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+        // An encrypted PEM block must fail, not prompt for a passphrase on a terminal (the reload thread would wait).
+        X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, copenssl_no_passphrase, NULL);
         if (crl == NULL) break;
         const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
         int days = 0, seconds = 0;
@@ -110,6 +118,58 @@ static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path, long lo
     BIO_free(bio);
     if (count > 0) X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     return count;
+}
+
+/// Checks the CRLs `copenssl_ctx_load_crls` put in `ctx`'s trust store before they are used: each signed by a CA
+/// certificate of the store that bears its issuer's name, and in force now (lastUpdate passed, nextUpdate not); and
+/// each CA certificate of the store with a CRL of its own (X509_V_FLAG_CRL_CHECK_ALL asks one of every CA of a chain).
+/// A CRL that fails these would refuse every client of its CA. Returns 1, or 0 with `problem` saying what is wrong.
+static inline int copenssl_ctx_check_crls(SSL_CTX *ctx, char *problem, size_t size) {
+    STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    int count = sk_X509_OBJECT_num(objects);
+    char name[256];
+    int ok = 1;
+    for (int i = 0; i < count && ok; i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objects, i));
+        if (crl == NULL) continue;
+        const X509_NAME *issuer = X509_CRL_get_issuer(crl);
+        X509_NAME_oneline(issuer, name, sizeof name);
+        int signed_by_ca = 0;
+        for (int j = 0; j < count && !signed_by_ca; j++) {
+            X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, j));
+            if (ca == NULL || X509_NAME_cmp(X509_get_subject_name(ca), issuer) != 0) continue;
+            EVP_PKEY *key = X509_get0_pubkey(ca);
+            signed_by_ca = key != NULL && X509_CRL_verify(crl, key) == 1;
+        }
+        const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        if (!signed_by_ca) {
+            snprintf(problem, size, "the CRL of %s is not signed by a CA of client_ca", name);
+            ok = 0;
+        } else if (last != NULL && X509_cmp_time(last, NULL) >= 0) {
+            snprintf(problem, size, "the CRL of %s is not in force yet (its lastUpdate is in the future)", name);
+            ok = 0;
+        } else if (next != NULL && X509_cmp_time(next, NULL) <= 0) {
+            snprintf(problem, size, "the CRL of %s has expired (its nextUpdate has passed): publish a newer one", name);
+            ok = 0;
+        }
+    }
+    for (int j = 0; j < count && ok; j++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, j));
+        if (ca == NULL) continue;
+        int covered = 0;
+        for (int i = 0; i < count && !covered; i++) {
+            X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objects, i));
+            covered = crl != NULL && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0;
+        }
+        if (!covered) {
+            X509_NAME_oneline(X509_get_subject_name(ca), name, sizeof name);
+            snprintf(problem, size, "no CRL of %s (a CA of client_ca): every CA of a client's chain needs one", name);
+            ok = 0;
+        }
+    }
+    ERR_clear_error();
+    return ok;
 }
 
 /// Verifies a server connection's client certificate again, as its handshake did (the certificates the client sent

@@ -2,6 +2,7 @@ public import ArgumentParser
 import Foundation
 import Glibc
 import GuardPolicy
+import ProxyCore
 
 /// `milvus-guard reload`: checks the policy folder, then asks the running `serve` (found by its pid file)
 /// to reload it, as SIGHUP does. A policy with problems is reported and nothing is signalled.
@@ -42,6 +43,17 @@ public struct ReloadCommand: ParsableCommand {
             for problem in error.problems { ServeCommand.printError("\(problem)") }
             ServeCommand.printError("milvus-guard: the policy does not load; the running guard was not asked to reload")
             throw ExitCode(2)
+        }
+        // The TLS files are read again by the reload too (a new CRL, a renewed certificate).
+        if let tls = config.proxy.tls {
+            do {
+                try ProxyServer.checkServerTLS(tls)
+            } catch {
+                ServeCommand.printError(
+                    "milvus-guard: \(error); the TLS files do not load, the running guard was not asked to reload"
+                )
+                throw ExitCode(2)
+            }
         }
         let pidPath = self.pidFile.map { ConfigValue.resolve($0, relativeTo: currentDirectory) } ?? config.pidFilePath
         guard let pid = Self.runningGuard(pidFile: pidPath) else {

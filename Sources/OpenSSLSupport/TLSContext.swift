@@ -110,6 +110,12 @@ public final class TLSContext: @unchecked Sendable {
                         ? OpenSSLError(.trustStoreLoad, message: "no CRL in the file", file: clientCRLPath)
                         : .drainingQueue(.trustStoreLoad, "cannot load CRL file", file: clientCRLPath)
                 }
+                // One that can't be used would refuse every client of its CA: refused here instead.
+                var problem = [CChar](repeating: 0, count: 512)
+                guard copenssl_ctx_check_crls(handle, &problem, problem.count) == 1 else {
+                    let text = String(decoding: problem.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    throw OpenSSLError(.trustStoreLoad, message: text, file: clientCRLPath)
+                }
                 context.revocationLists = Int(loaded)
                 context.revocationListsNextUpdate = nextUpdate == .max ? nil : nextUpdate
             }

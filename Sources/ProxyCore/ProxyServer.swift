@@ -71,6 +71,13 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// Whether `configuration`'s files make a server TLS context (what a reload would build), for checking them
+    /// before asking a running guard to reload.
+    /// - Throws: ``ProxyError`` naming the file that does not load.
+    public static func checkServerTLS(_ configuration: ServerTLSConfiguration) throws {
+        _ = try TLSContexts.server(configuration)
+    }
+
     /// The server TLS context built anew from its files (certificate, key, client CAs and CRLs), for a reload: nil
     /// without TLS. Nothing changes until it is passed to ``reload(_:serverTLS:)``.
     /// - Throws: ``ProxyError`` naming the file that does not load.

@@ -270,11 +270,25 @@ def test_revoked_client_certificate_is_refused_after_a_reload(milvus, log_dir, t
             with pytest.raises(grpc.RpcError) as refused:
                 has(again)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+        # An expired CRL would refuse every client of the CA: `reload` refuses to ask, and a SIGHUP is rejected.
+        run("ca", "-gencrl", "-out", str(crl), "-crl_lastupdate", "20250101000000Z", "-crl_nextupdate",
+            "20250102000000Z", *ca_args)
+        asked = subprocess.run([_guard_binary(), "reload"], cwd=server.work_dir, capture_output=True, text=True,
+                               timeout=60)
+        assert asked.returncode == 2 and "has expired" in asked.stderr, asked.stderr
+        os.kill(server.proc.pid, signal.SIGHUP)
+        harness.wait_until(lambda: "reload rejected: the TLS files do not load" in server.log_path.read_text(
+            errors="replace"), 10, "the rejected reload")
+        with channel(other_key, other_cert) as other:
+            assert has(other) is not None  # the CRL loaded before stays in force
         listed = subprocess.run([_guard_binary(), "audit", "--format", "json", "--limit", "100"], cwd=server.work_dir,
                                 capture_output=True, text=True, timeout=60)
         entries = [json.loads(line) for line in listed.stdout.splitlines()]
-        policies = [e["targets"] for e in entries if e["action"] == "policy"]
-        assert len(policies) == 2 and policies[0]["tls.client_crl"] != policies[1]["tls.client_crl"], policies
+        policies = [e for e in entries if e["action"] == "policy"]
+        assert [e["decision"] for e in policies] == ["loaded", "loaded", "rejected"], policies
+        loads = [e["targets"] for e in policies[:2]]
+        assert loads[0]["tls.client_crl"] != loads[1]["tls.client_crl"], loads
+        assert "has expired" in policies[2]["message"], policies[2]
         assert any(e["rpc"] == "TLS" and "certificate revoked" in (e["message"] or "") for e in entries), entries
     finally:
         server.stop()

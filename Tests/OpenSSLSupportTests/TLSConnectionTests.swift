@@ -197,13 +197,28 @@ struct TLSConnectionTests {
         #expect(accepting.isHandshakeComplete)
     }
 
-    @Test("A CRL of another CA leaves the client's CA without one: every client of it is refused (fail closed)")
-    func crlOfAnotherCA() throws {
-        let server = try TLSConnection(context: serverContext(mutualTLS: true, crl: "rogue-ca.crl"))
-        let client = try TLSConnection(context: clientContext(identity: "client"), serverName: "localhost")
-        let (_, serverSide) = try handshake(client, server)
-        let error = try #require(serverSide.error)
-        #expect(error.message.contains("unable to get certificate CRL"), "\(error)")
+    @Test(
+        "CRLs that would refuse every client of a CA fail to load: another CA's, expired, not in force yet, missing",
+        arguments: [
+            ("ca.pem", "rogue-ca.crl", "the CRL of /CN=rogue CA is not signed by a CA of client_ca"),
+            ("ca.pem", "ca-expired.crl", "the CRL of /CN=milvus-guard test CA has expired"),
+            ("ca.pem", "ca-future.crl", "the CRL of /CN=milvus-guard test CA is not in force yet"),
+            ("both-cas.pem", "ca-empty.crl", "no CRL of /CN=rogue CA (a CA of client_ca)"),
+        ]
+    )
+    func unusableCRLs(trust: String, crl: String, says: String) throws {
+        let pki = try TestPKI.get()
+        let error = #expect(throws: OpenSSLError.self) {
+            try TLSContext.server(
+                certificatePath: pki.path("server.pem"),
+                keyPath: pki.path("server.key"),
+                clientCAPath: pki.path(trust),
+                clientCRLPath: pki.path(crl)
+            )
+        }
+        #expect(error?.code == .trustStoreLoad)
+        #expect(error?.message.hasPrefix(says) == true, "\(String(describing: error))")
+        #expect(error?.file == pki.path(crl))
     }
 
     @Test("A live connection verified again against a reloaded context: a revocation since the handshake is found")

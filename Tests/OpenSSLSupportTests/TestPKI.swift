@@ -6,8 +6,9 @@ import Foundation
 ///   (CN=svc, O=Milvus Guard Test, SAN DNS, URI, email and IP names);
 /// - `rogue-ca.pem`, trusted by nobody, issues `rogue-server.pem` and `rogue-client.pem` with the same names;
 /// - `encrypted.key` is the server key under a passphrase;
-/// - `ca-empty.crl` (nothing revoked) and `ca-revoked.crl` (`client.pem` revoked) are CRLs of `ca.pem`,
-///   `rogue-ca.crl` one of the rogue CA.
+/// - `ca-empty.crl` (nothing revoked), `ca-revoked.crl` (`client.pem` revoked), `ca-expired.crl` (nextUpdate in
+///   2025) and `ca-future.crl` (lastUpdate in 2099) are CRLs of `ca.pem`, `rogue-ca.crl` one of the rogue CA;
+/// - `both-cas.pem` holds both CAs.
 struct TestPKI: Sendable {
     let directory: URL
 
@@ -122,6 +123,10 @@ struct TestPKI: Sendable {
         try run(["ca", "-gencrl", "-out", "ca-empty.crl"] + ca)
         try run(["ca", "-revoke", "client.pem"] + ca)
         try run(["ca", "-gencrl", "-out", "ca-revoked.crl"] + ca)
+        let past = ["-crl_lastupdate", "20250101000000Z", "-crl_nextupdate", "20250102000000Z"]
+        try run(["ca", "-gencrl", "-out", "ca-expired.crl"] + past + ca)
+        let future = ["-crl_lastupdate", "20990101000000Z", "-crl_nextupdate", "20990102000000Z"]
+        try run(["ca", "-gencrl", "-out", "ca-future.crl"] + future + ca)
         try write("index.txt", "")
         try run(
             [
@@ -129,6 +134,11 @@ struct TestPKI: Sendable {
                 "rogue-ca.pem",
             ]
         )
+        // Both CAs trusted, for a CRL file that covers one of them only.
+        let both =
+            try String(contentsOf: directory.appendingPathComponent("ca.pem"), encoding: .utf8)
+            + String(contentsOf: directory.appendingPathComponent("rogue-ca.pem"), encoding: .utf8)
+        try write("both-cas.pem", both)
         return TestPKI(directory: directory)
     }
 }
