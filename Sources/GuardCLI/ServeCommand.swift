@@ -4,7 +4,6 @@ import Foundation
 import Glibc
 import GuardPolicy
 import Logging
-import OpenSSLSupport
 import ProxyCore
 
 /// `milvus-guard serve`: loads the configuration, starts the proxy and runs until SIGTERM/SIGINT.
@@ -366,7 +365,7 @@ public struct ServeCommand: ParsableCommand {
                 return .done
             }
             // The TLS files read again (a renewed certificate, a new CRL): a reload applies them with the policy.
-            let serverTLS: TLSContext?
+            let serverTLS: ProxyServer.ServerTLSFiles?
             do {
                 serverTLS = try server.loadServerTLS()
             } catch {
@@ -426,6 +425,14 @@ public struct ServeCommand: ParsableCommand {
                 "policy reloaded",
                 metadata: Self.summary(of: policy, config: current).merging(requester) { $1 }
             )
+            if serverTLS != nil {
+                logger.notice(
+                    """
+                    TLS files changed and reloaded: new connections use them, open ones are checked again at their \
+                    next call
+                    """
+                )
+            }
             Self.warnOfCRLExpiry(server, logger: logger)
             return .done
         }

@@ -1,4 +1,5 @@
 import CLinux
+import Glibc
 import GuardPolicy
 public import Logging
 public import OpenSSLSupport
@@ -32,6 +33,7 @@ public final class ProxyServer: Sendable {
         // Load the TLS files once here so that a bad certificate fails before anything starts.
         let serverTLS = try configuration.tls.map { try TLSContexts.server($0) }
         self.clientCRLNextUpdateState = Mutex(serverTLS?.revocationListsNextUpdate)
+        self.serverTLSDigest = Mutex(configuration.tls.flatMap(Self.digest(of:)))
         _ = try configuration.upstream.tls.map { try TLSContexts.client($0) }
         self.configuration = configuration
         self.logger = logger
@@ -45,6 +47,8 @@ public final class ProxyServer: Sendable {
     /// log: a CRL past it refuses every client of its CA. nil without CRLs.
     public var clientCRLNextUpdate: Int64? { self.clientCRLNextUpdateState.withLock { $0 } }
     private let clientCRLNextUpdateState: Mutex<Int64?>
+    /// ``digest(of:)`` of the server TLS files in force.
+    private let serverTLSDigest: Mutex<[UInt8]?>
 
     /// The policy in force now (for the admin listener).
     public var currentPolicy: ActivePolicy { self.active.withLock { $0.policy } }
@@ -54,7 +58,7 @@ public final class ProxyServer: Sendable {
     /// Puts a new policy in force on every loop: calls decided from now on use it; calls already decided
     /// keep their decision. Cached credential verifications are forgotten (a changed password counts at
     /// once). Safe from any thread.
-    public func reload(_ policy: ActivePolicy, serverTLS: TLSContext? = nil) {
+    public func reload(_ policy: ActivePolicy, serverTLS: ServerTLSFiles? = nil) {
         let generation = self.active.withLock { active in
             active = (policy, active.generation + 1)
             return active.generation
@@ -63,10 +67,13 @@ public final class ProxyServer: Sendable {
             $0.applied += 1
             $0.pending = false
         }
-        if let serverTLS { self.clientCRLNextUpdateState.withLock { $0 = serverTLS.revocationListsNextUpdate } }
+        if let serverTLS {
+            self.clientCRLNextUpdateState.withLock { $0 = serverTLS.context.revocationListsNextUpdate }
+            self.serverTLSDigest.withLock { $0 = serverTLS.digest.isEmpty ? nil : serverTLS.digest }
+        }
         for mailbox in self.mailboxes {
             // The TLS files first: a call the new policy judges has its connection's certificate checked again.
-            if let serverTLS { mailbox.send(.serverTLSChanged(serverTLS)) }
+            if let serverTLS { mailbox.send(.serverTLSChanged(serverTLS.context)) }
             mailbox.send(.policyChanged(policy, generation: generation))
         }
     }
@@ -78,11 +85,52 @@ public final class ProxyServer: Sendable {
         _ = try TLSContexts.server(configuration)
     }
 
-    /// The server TLS context built anew from its files (certificate, key, client CAs and CRLs), for a reload: nil
-    /// without TLS. Nothing changes until it is passed to ``reload(_:serverTLS:)``.
+    /// A server TLS context a reload puts in force, with the digest of the files it was built from.
+    public struct ServerTLSFiles: Sendable {
+        let context: TLSContext
+        let digest: [UInt8]
+    }
+
+    /// The server TLS context built anew from its files (certificate, key, client CAs and CRLs), for a reload; nil
+    /// without TLS, or when the files are byte for byte those in force (a policy-only reload then leaves the TLS
+    /// contexts, and the connections made from them, alone). Nothing changes until it is passed to
+    /// ``reload(_:serverTLS:)``.
     /// - Throws: ``ProxyError`` naming the file that does not load.
-    public func loadServerTLS() throws -> TLSContext? {
-        try self.configuration.tls.map { try TLSContexts.server($0) }
+    public func loadServerTLS() throws -> ServerTLSFiles? {
+        guard let tls = self.configuration.tls else { return nil }
+        let digest = Self.digest(of: tls)
+        if let digest, digest == self.serverTLSDigest.withLock({ $0 }) { return nil }
+        return ServerTLSFiles(context: try TLSContexts.server(tls), digest: digest ?? [])
+    }
+
+    /// The SHA-256 over the TLS files' paths and bytes; nil when one can't be read (loading it then says why).
+    static func digest(of tls: ServerTLSConfiguration) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        for path in [tls.certificatePath, tls.keyPath, tls.clientCAPath, tls.clientCRLPath] {
+            guard let path else {
+                bytes.append(0)
+                continue
+            }
+            guard let contents = Self.read(path) else { return nil }
+            bytes += Array(path.utf8) + [0] + Array(String(contents.count).utf8) + [0] + contents
+        }
+        return Crypto.sha256(bytes)
+    }
+
+    /// A whole file, up to 64 MiB; nil when it can't be read or is larger.
+    private static func read(_ path: String) -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var contents: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0, contents.count + count <= 64 << 20 else { return nil }
+            if count == 0 { return contents }
+            contents += chunk[..<count]
+        }
     }
 
     /// Names the audit record of the policy the server was made with, once it is written: the records of calls

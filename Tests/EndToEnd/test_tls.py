@@ -265,6 +265,12 @@ def test_revoked_client_certificate_is_refused_after_a_reload(milvus, log_dir, t
             assert revoked.value.code() == grpc.StatusCode.UNAUTHENTICATED, revoked.value
             assert "no longer accepted (certificate revoked)" in revoked.value.details()
             assert has(other) is not None  # another certificate of the same CA goes on
+            # A reload that changes no TLS file leaves the TLS contexts (and open connections) alone.
+            os.kill(server.proc.pid, signal.SIGHUP)
+            harness.wait_until(lambda: server.log_path.read_text(errors="replace").count("policy reloaded") >= 2, 10,
+                               "the second reload")
+            assert server.log_path.read_text(errors="replace").count("TLS files changed and reloaded") == 1
+            assert has(other) is not None
         # A new connection with it fails its handshake.
         with channel(svc_key, svc_cert) as again:
             with pytest.raises(grpc.RpcError) as refused:
@@ -285,10 +291,10 @@ def test_revoked_client_certificate_is_refused_after_a_reload(milvus, log_dir, t
                                 capture_output=True, text=True, timeout=60)
         entries = [json.loads(line) for line in listed.stdout.splitlines()]
         policies = [e for e in entries if e["action"] == "policy"]
-        assert [e["decision"] for e in policies] == ["loaded", "loaded", "rejected"], policies
+        assert [e["decision"] for e in policies] == ["loaded", "loaded", "loaded", "rejected"], policies
         loads = [e["targets"] for e in policies[:2]]
         assert loads[0]["tls.client_crl"] != loads[1]["tls.client_crl"], loads
-        assert "has expired" in policies[2]["message"], policies[2]
+        assert "has expired" in policies[3]["message"], policies[3]
         assert any(e["rpc"] == "TLS" and "certificate revoked" in (e["message"] or "") for e in entries), entries
     finally:
         server.stop()
