@@ -107,7 +107,12 @@ public final class TLSContext: @unchecked Sendable {
                 let loaded = copenssl_ctx_load_crls(handle, clientCRLPath, &nextUpdate)
                 guard loaded > 0 else {
                     throw loaded == 0
-                        ? OpenSSLError(.trustStoreLoad, message: "no CRL in the file", file: clientCRLPath)
+                        ? OpenSSLError(
+                            .trustStoreLoad,
+                            message:
+                                "no CRL in the file (PEM is read: convert a DER one with `openssl crl -inform DER`)",
+                            file: clientCRLPath
+                        )
                         : .drainingQueue(.trustStoreLoad, "cannot load CRL file", file: clientCRLPath)
                 }
                 // One that can't be used would refuse every client of its CA: refused here instead.
