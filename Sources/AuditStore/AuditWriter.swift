@@ -483,6 +483,12 @@ final class AuditWriter: Sendable {
                     reportWritten(batch.waiters, sequences, awaited: batch.awaitedRequests)
                 } catch {
                     failed(error)
+                    // Committed before the failure: those somebody waits for keep the sequence numbers they got.
+                    let waitingError =
+                        error.committed && error.committedSequences.count == batch.count
+                        ? error.afterCommit(
+                            zip(batch.waiters, error.committedSequences).compactMap { $0.listener != nil ? $1 : nil }
+                        ) : error
                     let (unwaited, waiting) = batch.split()
                     if error.committed {
                         // In the store, though not known to be durable: nothing to hold.
@@ -513,7 +519,7 @@ final class AuditWriter: Sendable {
                         }
                         let refused = waiting.awaitedRequests
                         self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
-                        reportFailed(waiting.waiters, error)
+                        reportFailed(waiting.waiters, waitingError)
                     }
                 }
             }

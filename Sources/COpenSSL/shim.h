@@ -120,9 +120,10 @@ static inline int copenssl_ctx_load_crls(SSL_CTX *ctx, const char *path, long lo
     return count;
 }
 
-/// Checks the CRLs `copenssl_ctx_load_crls` put in `ctx`'s trust store before they are used: each signed by a CA
-/// certificate of the store that bears its issuer's name, and in force now (lastUpdate passed, nextUpdate not); and
-/// each CA certificate of the store with a CRL of its own (X509_V_FLAG_CRL_CHECK_ALL asks one of every CA of a chain).
+/// Checks the CRLs `copenssl_ctx_load_crls` put in `ctx`'s trust store before they are used: each signed by the CA
+/// certificate of the store that bears its issuer's name, if there is one (an intermediate's CRL is checked when a
+/// client sends that intermediate), and in force now (lastUpdate passed, nextUpdate not); and each CA certificate of
+/// the store with a CRL of its own (X509_V_FLAG_CRL_CHECK_ALL asks one of every CA of a chain).
 /// A CRL that fails these would refuse every client of its CA. Returns 1, or 0 with `problem` saying what is wrong.
 static inline int copenssl_ctx_check_crls(SSL_CTX *ctx, char *problem, size_t size) {
     STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
@@ -134,17 +135,21 @@ static inline int copenssl_ctx_check_crls(SSL_CTX *ctx, char *problem, size_t si
         if (crl == NULL) continue;
         const X509_NAME *issuer = X509_CRL_get_issuer(crl);
         X509_NAME_oneline(issuer, name, sizeof name);
-        int signed_by_ca = 0;
+        // A CRL of a CA not in the store (an intermediate clients send) is checked when it is used; one naming a CA of
+        // the store must be signed by it.
+        int named_ca = 0, signed_by_ca = 0;
         for (int j = 0; j < count && !signed_by_ca; j++) {
             X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, j));
             if (ca == NULL || X509_NAME_cmp(X509_get_subject_name(ca), issuer) != 0) continue;
+            named_ca = 1;
             EVP_PKEY *key = X509_get0_pubkey(ca);
             signed_by_ca = key != NULL && X509_CRL_verify(crl, key) == 1;
         }
+        if (!named_ca) signed_by_ca = 1;
         const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
         const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
         if (!signed_by_ca) {
-            snprintf(problem, size, "the CRL of %s is not signed by a CA of client_ca", name);
+            snprintf(problem, size, "the CRL of %s is not signed by the CA of that name in client_ca", name);
             ok = 0;
         } else if (last != NULL && X509_cmp_time(last, NULL) >= 0) {
             snprintf(problem, size, "the CRL of %s is not in force yet (its lastUpdate is in the future)", name);

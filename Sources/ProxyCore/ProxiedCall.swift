@@ -395,8 +395,11 @@ final class ProxiedCall {
         if case .pending = self.identity { return }
         guard let (forward, held) = self.awaitingJudgement, let client = self.client else { return }
         // Identified before a reload (a stream opened, its body sent later): who it is, and whether its certificate
-        // still counts, under what is in force now. A new password check ends in ``identityResolved(_:)``.
-        guard client.worker.identifiedAgainIfStale(self, client: client) else { return }
+        // still counts, under what is in force now. A new password check ends in ``identityResolved(_:)``. (Not for a
+        // call that has ended: it is let go below.)
+        if !self.responseFinished, !self.clientClosed, !client.worker.identifiedAgainIfStale(self, client: client) {
+            return
+        }
         self.awaitingJudgement = nil
         self.releaseUnproven()
         guard !self.responseFinished, !self.clientClosed else {

@@ -118,6 +118,8 @@ extension ProxyWorker {
     /// is settled for the policy and TLS files in force.
     func identifiedAgainIfStale(_ call: ProxiedCall, client: ClientConnection) -> Bool {
         guard call.identifiedUnder != (self.generation, self.tlsGeneration) else { return true }
+        // Refused already (and counted against its address): it stays refused.
+        if case .refused = call.identity { return true }
         let identity = self.identify(call, authorization: call.authorization, client: client)
         call.identity = identity
         if case .pending = identity { return false }

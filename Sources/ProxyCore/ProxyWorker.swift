@@ -18,8 +18,8 @@ final class ProxyWorker: LoopHandler {
     private var listenerToken: UInt64 = 0
     private var clients: [ObjectIdentifier: ClientConnection] = [:]
     private let serverSettings: HTTP2SessionSettings
-    /// Loaded per loop from the configured files, so no TLS object crosses threads.
-    /// The context new client connections are made from; replaced by a reload (``LoopMessage/serverTLSChanged(_:)``).
+    /// The context new client connections are made from: loaded by the loop at start, then replaced by the one a
+    /// reload builds and sends to every loop (``LoopMessage/serverTLSChanged(_:)``; a context is shared safely).
     private(set) var serverTLS: TLSContext?
     /// Bumped with each ``serverTLS`` a reload brings.
     private(set) var tlsGeneration = 0

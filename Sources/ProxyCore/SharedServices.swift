@@ -83,7 +83,7 @@ final class SharedServices: Sendable {
         )
         self.resolver = try OffLoopExecutor(name: "guard-resolver", capacity: 256)
         self.decoder = try OffLoopExecutor(
-            name: "guard-decoder",
+            name: "guard-decode",  // with workers, guard-decode-N: Linux keeps 15 characters of a thread's name
             capacity: Self.decodesQueued,
             capacityPerKey: Self.decodesPerNetwork,
             workers: Self.decoderThreads(loops: loops)

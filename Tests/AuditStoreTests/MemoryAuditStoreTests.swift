@@ -139,6 +139,14 @@ struct MemoryAuditStoreTests {
         #expect(error?.committedSequences == [2])
         store.failWrites(with: nil)
         #expect(try store.write(fullRequest(3)) == 3)
+        // With a record nobody waits for in the same batch (an outcome queued just before, not woken for): the
+        // sequence is the written record's own.
+        store.failWrites(with: AuditStoreError("audit store unavailable: cannot open the -wal", committed: true))
+        #expect(store.submitDeferred(outcome(3), token: 9, listener: nil))
+        let shared = #expect(throws: AuditStoreError.self) { try store.write(fullRequest(5)) }
+        #expect(shared?.committedSequences == [5])
+        #expect(store.records.map(\.callID).suffix(2) == [callID(3), callID(5)])
+        store.failWrites(with: nil)
         // An error not after a commit names none.
         store.failWrites(with: AuditStoreError("audit store unavailable: disk full"))
         let refused = #expect(throws: AuditStoreError.self) { try store.write(fullRequest(4)) }

@@ -198,9 +198,10 @@ struct TLSConnectionTests {
     }
 
     @Test(
-        "CRLs that would refuse every client of a CA fail to load: another CA's, expired, not in force yet, missing",
+        "CRLs that would refuse every client of a CA fail to load: forged, expired, not in force yet, missing",
         arguments: [
-            ("ca.pem", "rogue-ca.crl", "the CRL of /CN=rogue CA is not signed by a CA of client_ca"),
+            ("ca.pem", "impostor-ca.crl", "the CRL of /CN=milvus-guard test CA is not signed by the CA of that name"),
+            ("ca.pem", "rogue-ca.crl", "no CRL of /CN=milvus-guard test CA (a CA of client_ca)"),
             ("ca.pem", "ca-expired.crl", "the CRL of /CN=milvus-guard test CA has expired"),
             ("ca.pem", "ca-future.crl", "the CRL of /CN=milvus-guard test CA is not in force yet"),
             ("both-cas.pem", "ca-empty.crl", "no CRL of /CN=rogue CA (a CA of client_ca)"),

@@ -7,7 +7,8 @@ import Foundation
 /// - `rogue-ca.pem`, trusted by nobody, issues `rogue-server.pem` and `rogue-client.pem` with the same names;
 /// - `encrypted.key` is the server key under a passphrase;
 /// - `ca-empty.crl` (nothing revoked), `ca-revoked.crl` (`client.pem` revoked), `ca-expired.crl` (nextUpdate in
-///   2025) and `ca-future.crl` (lastUpdate in 2099) are CRLs of `ca.pem`, `rogue-ca.crl` one of the rogue CA;
+///   2025) and `ca-future.crl` (lastUpdate in 2099) are CRLs of `ca.pem`, `rogue-ca.crl` one of the rogue CA,
+///   `impostor-ca.crl` one signed by `impostor-ca.pem`, which bears the test CA's name with another key;
 /// - `both-cas.pem` holds both CAs.
 struct TestPKI: Sendable {
     let directory: URL
@@ -106,6 +107,7 @@ struct TestPKI: Sendable {
             ("rogue-ca", "/CN=rogue CA", nil, "ca.ext", 4),
             ("rogue-server", "/CN=localhost", "rogue-ca", "server.ext", 5),
             ("rogue-client", "/CN=svc", "rogue-ca", "client.ext", 6),
+            ("impostor-ca", "/CN=milvus-guard test CA", nil, "ca.ext", 7),
         ] as [(String, String, String?, String, Int)] {
             try key("\(name).key")
             try certificate(name, subject: subject, issuer: issuer, ext: ext, serial: serial)
@@ -113,7 +115,8 @@ struct TestPKI: Sendable {
         try run(["pkey", "-in", "server.key", "-aes256", "-passout", "pass:secret", "-out", "encrypted.key"])
 
         // CRLs of the CA: `ca-empty.crl` revokes nothing, `ca-revoked.crl` revokes `client.pem`; `rogue-ca.crl` is
-        // the rogue CA's (right format, wrong issuer for our clients).
+        // the rogue CA's (right format, wrong issuer for our clients), `impostor-ca.crl` one in the CA's name signed
+        // by another key.
         try write(
             "ca.cnf",
             "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ndefault_md = sha256\ndefault_crl_days = 2\n"
@@ -128,12 +131,10 @@ struct TestPKI: Sendable {
         let future = ["-crl_lastupdate", "20990101000000Z", "-crl_nextupdate", "20990102000000Z"]
         try run(["ca", "-gencrl", "-out", "ca-future.crl"] + future + ca)
         try write("index.txt", "")
-        try run(
-            [
-                "ca", "-gencrl", "-out", "rogue-ca.crl", "-config", "ca.cnf", "-keyfile", "rogue-ca.key", "-cert",
-                "rogue-ca.pem",
-            ]
-        )
+        for issuer in ["rogue-ca", "impostor-ca"] {
+            let own = ["-config", "ca.cnf", "-keyfile", "\(issuer).key", "-cert", "\(issuer).pem"]
+            try run(["ca", "-gencrl", "-out", "\(issuer).crl"] + own)
+        }
         // Both CAs trusted, for a CRL file that covers one of them only.
         let both =
             try String(contentsOf: directory.appendingPathComponent("ca.pem"), encoding: .utf8)

@@ -178,7 +178,9 @@ public final class ProxyAdminBackend: AdminBackend {
     private func crlMetric() -> String {
         guard let nextUpdate = self.server.clientCRLNextUpdate else { return "" }
         return """
-            # HELP milvus_guard_tls_client_crl_next_update_seconds The earliest nextUpdate of the client CRLs in force             (tls.client_crl), in Unix seconds: publish newer CRLs and reload before it, or every client of that CA is             refused.
+            # HELP milvus_guard_tls_client_crl_next_update_seconds The earliest nextUpdate of the client CRLs in force \
+            (tls.client_crl), in Unix seconds: publish newer CRLs and reload before it, or every client of that CA is \
+            refused.
             # TYPE milvus_guard_tls_client_crl_next_update_seconds gauge
             milvus_guard_tls_client_crl_next_update_seconds \(nextUpdate)
 
