@@ -503,8 +503,13 @@ final class AuditWriter: Sendable {
                     }
                     // SQLite refused a record that nobody waits for, now held: the mutations' requests go alone.
                     var retried: [Int64]?
+                    var retryError: AuditStoreError?
                     if !error.retryable, !error.committed, self.failedSync == nil, !unwaited.isEmpty, !waiting.isEmpty {
-                        retried = try? append(waiting.records)
+                        do throws(AuditStoreError) {
+                            retried = try append(waiting.records)
+                        } catch {
+                            retryError = error
+                        }
                     }
                     if let retried {
                         committed(waiting.count)
@@ -519,7 +524,8 @@ final class AuditWriter: Sendable {
                         }
                         let refused = waiting.awaitedRequests
                         self.state.withLock { $0.openCalls = max(0, $0.openCalls - refused) }
-                        reportFailed(waiting.waiters, waitingError)
+                        // A retry committed before it failed: they are in the store, as its error says.
+                        reportFailed(waiting.waiters, retryError.flatMap { $0.committed ? $0 : nil } ?? waitingError)
                     }
                 }
             }

@@ -30,10 +30,11 @@ public final class ProxyServer: Sendable {
         logger: Logger
     ) throws {
         guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
-        // Load the TLS files once here so that a bad certificate fails before anything starts.
+        // Load the TLS files once here, so that a bad certificate fails before anything starts; the loops share it.
+        let digest = configuration.tls.flatMap(Self.digest(of:))
         let serverTLS = try configuration.tls.map { try TLSContexts.server($0) }
+        self.serverTLSInForce = Mutex((serverTLS, digest))
         self.clientCRLNextUpdateState = Mutex(serverTLS?.revocationListsNextUpdate)
-        self.serverTLSDigest = Mutex(configuration.tls.flatMap(Self.digest(of:)))
         _ = try configuration.upstream.tls.map { try TLSContexts.client($0) }
         self.configuration = configuration
         self.logger = logger
@@ -47,8 +48,9 @@ public final class ProxyServer: Sendable {
     /// log: a CRL past it refuses every client of its CA. nil without CRLs.
     public var clientCRLNextUpdate: Int64? { self.clientCRLNextUpdateState.withLock { $0 } }
     private let clientCRLNextUpdateState: Mutex<Int64?>
-    /// ``digest(of:)`` of the server TLS files in force.
-    private let serverTLSDigest: Mutex<[UInt8]?>
+    /// The server TLS context in force (loops that start late take it) and ``digest(of:)`` of its files (read just
+    /// before it was built).
+    private let serverTLSInForce: Mutex<(context: TLSContext?, digest: [UInt8]?)>
 
     /// The policy in force now (for the admin listener).
     public var currentPolicy: ActivePolicy { self.active.withLock { $0.policy } }
@@ -69,7 +71,9 @@ public final class ProxyServer: Sendable {
         }
         if let serverTLS {
             self.clientCRLNextUpdateState.withLock { $0 = serverTLS.context.revocationListsNextUpdate }
-            self.serverTLSDigest.withLock { $0 = serverTLS.digest.isEmpty ? nil : serverTLS.digest }
+            self.serverTLSInForce.withLock {
+                $0 = (serverTLS.context, serverTLS.digest.isEmpty ? nil : serverTLS.digest)
+            }
         }
         for mailbox in self.mailboxes {
             // The TLS files first: a call the new policy judges has its connection's certificate checked again.
@@ -99,7 +103,7 @@ public final class ProxyServer: Sendable {
     public func loadServerTLS() throws -> ServerTLSFiles? {
         guard let tls = self.configuration.tls else { return nil }
         let digest = Self.digest(of: tls)
-        if let digest, digest == self.serverTLSDigest.withLock({ $0 }) { return nil }
+        if let digest, digest == self.serverTLSInForce.withLock({ $0.digest }) { return nil }
         return ServerTLSFiles(context: try TLSContexts.server(tls), digest: digest ?? [])
     }
 
@@ -252,6 +256,7 @@ public final class ProxyServer: Sendable {
                             services: services,
                             policy: policy,
                             generation: generation,
+                            serverTLS: self.serverTLSInForce.withLock { $0.context },
                             metrics: self.metrics.forLoop(index),
                             logger: logger
                         )

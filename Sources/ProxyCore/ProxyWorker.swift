@@ -18,8 +18,8 @@ final class ProxyWorker: LoopHandler {
     private var listenerToken: UInt64 = 0
     private var clients: [ObjectIdentifier: ClientConnection] = [:]
     private let serverSettings: HTTP2SessionSettings
-    /// The context new client connections are made from: loaded by the loop at start, then replaced by the one a
-    /// reload builds and sends to every loop (``LoopMessage/serverTLSChanged(_:)``; a context is shared safely).
+    /// The context new client connections are made from: the server's, shared by every loop (a context is shared
+    /// safely), then the one a reload builds and sends to every loop (``LoopMessage/serverTLSChanged(_:)``).
     private(set) var serverTLS: TLSContext?
     /// Bumped with each ``serverTLS`` a reload brings.
     private(set) var tlsGeneration = 0
@@ -79,6 +79,7 @@ final class ProxyWorker: LoopHandler {
         services: SharedServices,
         policy: ActivePolicy,
         generation: Int,
+        serverTLS: TLSContext?,
         metrics: LoopMetrics,
         logger: Logger
     ) throws {
@@ -103,7 +104,7 @@ final class ProxyWorker: LoopHandler {
         settings.connectionWindowBytes = UInt32(clamping: limits.connectionWindowBytes)
         settings.maxHeaderListBytes = UInt32(clamping: limits.maxHeaderListBytes)
         self.serverSettings = settings
-        self.serverTLS = try configuration.tls.map { try TLSContexts.server($0) }
+        self.serverTLS = serverTLS
         var upstreamSettings = settings
         upstreamSettings.maxHeaderListBytes = UInt32(clamping: max(limits.maxHeaderListBytes, 1 << 20))
         self.pool = UpstreamPool(
