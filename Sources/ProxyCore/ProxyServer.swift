@@ -2,7 +2,7 @@ import CLinux
 import Glibc
 import GuardPolicy
 public import Logging
-public import OpenSSLSupport
+import OpenSSLSupport
 import Synchronization
 
 /// The running proxy: N event loops sharing one listening socket, each with its own client
