@@ -25,12 +25,21 @@ public final class SQLiteAuditReader: AuditReader {
     /// but not write (a stopped guard's store, read by a security team's account), is read as it is in the file when
     /// SQLite can't create the `-shm` file it needs, provided no `-wal` file lies beside it: the guard that last
     /// wrote it then stopped cleanly, and its file holds every record (``readsFileAsIs``).
-    public init(path: String, writable: Bool = false, busyTimeoutMilliseconds: Int = 5_000) throws(AuditStoreError) {
+    ///
+    /// With `asIsWhenStopped` (a listing or a verify, not `--follow`), a store no guard has open (no `-wal` file beside
+    /// it) is read as it is in the file too, so that reading it creates no `-wal` and `-shm` files beside it.
+    public init(
+        path: String,
+        writable: Bool = false,
+        asIsWhenStopped: Bool = false,
+        busyTimeoutMilliseconds: Int = 5_000
+    ) throws(AuditStoreError) {
         self.path = path
         do {
             (self.db, self.readsFileAsIs) = try Self.open(
                 path,
                 writable: writable,
+                asIsWhenStopped: asIsWhenStopped,
                 busyTimeoutMilliseconds: busyTimeoutMilliseconds
             )
             let version = try SQLiteAuditSchema.userVersion(self.db)
@@ -52,8 +61,14 @@ public final class SQLiteAuditReader: AuditReader {
     private static func open(
         _ path: String,
         writable: Bool,
+        asIsWhenStopped: Bool,
         busyTimeoutMilliseconds: Int
     ) throws -> (db: SQLiteConnection, asIs: Bool) {
+        // No -wal: no guard has the store open (a WAL-mode connection keeps its -wal until the last one closes), and
+        // the file holds every record.
+        if !writable, asIsWhenStopped, access(path + "-wal", F_OK) != 0, access(path, R_OK) == 0 {
+            return (try SQLiteConnection(path: path, mode: .immutable), true)
+        }
         let db = try SQLiteConnection(
             path: path,
             mode: writable ? .readWrite : .readOnly,
@@ -94,8 +109,9 @@ public final class SQLiteAuditReader: AuditReader {
     /// SQLITE_READONLY_DIRECTORY: the folder of a WAL-mode file can't take its `-shm` file.
     private static let readOnlyDirectory: Int32 = 1544
 
-    /// Whether the store is read as it is in its file, without SQLite's locks (`immutable=1`): it lies on a read-only
-    /// file system or in a folder this user can't write, and had no `-wal` file when it was opened. A guard that
+    /// Whether the store is read as it is in its file, without SQLite's locks (`immutable=1`): it had no `-wal` file
+    /// when it was opened, and it lies on a read-only file system or in a folder this user can't write, or the reader
+    /// asked for it (`asIsWhenStopped`). A guard that
     /// starts on it meanwhile is not seen: ``verify()`` and listings say so if they fail while a `-wal` file has
     /// appeared, and `--follow` refuses such a store.
     public let readsFileAsIs: Bool
@@ -105,8 +121,8 @@ public final class SQLiteAuditReader: AuditReader {
     private func changedUnderRead() -> AuditStoreError? {
         guard self.readsFileAsIs, access(self.path + "-wal", F_OK) == 0 else { return nil }
         return AuditStoreError(
-            "\(self.path) was read as it is in its file (this user can't create its -shm file), and a guard opened it "
-                + "during the read: run again once it stops, or as the guard's user"
+            "\(self.path) was read as it is in its file (no guard had it open, or this user can't create its -shm "
+                + "file), and a guard opened it during the read: run again"
         )
     }
 

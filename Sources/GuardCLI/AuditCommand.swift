@@ -305,7 +305,8 @@ public struct AuditListCommand: ParsableCommand {
         }
         var entries: [AuditEntry] = []
         do {
-            let reader = try SQLiteAuditReader(path: path)
+            // A listing of a stopped store creates no -wal and -shm beside it; following one needs SQLite's view.
+            let reader = try SQLiteAuditReader(path: path, asIsWhenStopped: !self.follow)
             if self.follow {
                 guard !reader.readsFileAsIs else {
                     // Read without SQLite's locks, it would never see a guard's new records.
@@ -406,7 +407,8 @@ public struct AuditVerifyCommand: ParsableCommand {
             anchors.append(anchor)
         }
         do {
-            let reader = try SQLiteAuditReader(path: path)
+            // Verifying a stopped store (evidence) leaves its folder as it was: no -wal and -shm created.
+            let reader = try SQLiteAuditReader(path: path, asIsWhenStopped: true)
             let count: Int
             switch try reader.verify() {
             case .ok(let records, _): count = records

@@ -1,5 +1,6 @@
 import AuditStore
 import Foundation
+import Glibc
 import SQLiteSupport
 import Testing
 
@@ -18,6 +19,28 @@ struct AuditVerificationTests {
 
     private func verify(_ path: String) throws -> AuditVerification {
         try SQLiteAuditReader(path: path).verify()
+    }
+
+    @Test("Verifying and listing a stopped store, asIsWhenStopped, create no -wal or -shm beside it")
+    func stoppedStoreLeftAlone() throws {
+        let folder = try TemporaryDirectory()
+        let path = try self.makeStore(folder)
+        #expect(access(path + "-wal", F_OK) != 0 && access(path + "-shm", F_OK) != 0)  // a clean close removed them
+        let reader = try SQLiteAuditReader(path: path, asIsWhenStopped: true)
+        #expect(reader.readsFileAsIs)
+        guard case .ok(5, _) = try reader.verify() else {
+            Issue.record("verify of a stopped store")
+            return
+        }
+        #expect(try reader.query(AuditQuery()).count == 5)
+        #expect(access(path + "-wal", F_OK) != 0 && access(path + "-shm", F_OK) != 0)
+        // With a guard on it (its -wal there), the store is read through SQLite's locks as usual.
+        let store = try SQLiteAuditStore(path: path)
+        defer { store.close() }
+        write([fullRequest(6, time: 6000)], to: store)
+        let live = try SQLiteAuditReader(path: path, asIsWhenStopped: true)
+        #expect(!live.readsFileAsIs)
+        #expect(try live.query(AuditQuery()).count == 6)
     }
 
     static let tampering: [(sql: String, problem: AuditChainProblem.Kind, sequence: Int64)] = [
