@@ -87,7 +87,7 @@ public final class SQLiteAuditReader: AuditReader {
         // With a -wal file, SQLite says SQLITE_CANTOPEN when the folder can't take the -shm file.
         let readOnlyFolder =
             failure.extendedCode == Self.readOnlyDirectory
-            || (failure.code == .cantOpen && access(Self.folder(of: path), W_OK) != 0)
+            || (failure.code == .cantOpen && access(SQLiteAuditSchema.folder(of: path), W_OK) != 0)
         guard !writable, readOnlyFileSystem || readOnlyFolder else { throw failure }
         guard access(path + "-wal", F_OK) != 0 else {
             let place = readOnlyFileSystem ? "on a read-only file system" : "in a folder this user can't write"
@@ -98,12 +98,6 @@ public final class SQLiteAuditReader: AuditReader {
             )
         }
         return (try SQLiteConnection(path: path, mode: .immutable), true)
-    }
-
-    /// The folder holding `path` (`.` for a bare file name).
-    private static func folder(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// SQLITE_READONLY_DIRECTORY: the folder of a WAL-mode file can't take its `-shm` file.

@@ -375,6 +375,12 @@ enum SQLiteAuditSchema {
         return FileIdentity(info)
     }
 
+    /// The folder holding the file at `path`: `.` for a bare file name, `/` for a file at the root.
+    static func folder(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
     /// Which file a path named when it was looked at.
     struct FileIdentity: Equatable {
         var device: UInt64

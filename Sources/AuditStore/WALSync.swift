@@ -103,7 +103,7 @@ final class WALSync: AuditSyncer {
     }
 
     private static func syncFolder(of path: String) throws(AuditStoreError) {
-        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
+        let folder = SQLiteAuditSchema.folder(of: path)
         let fd = Glibc.open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.failure("cannot open the folder", folder) }
         defer { close(fd) }
