@@ -1,9 +1,7 @@
 import AuditStore
-import Foundation
 import Glibc
 import GuardPolicy
 import OpenSSLSupport
-import ProxyCore
 
 /// The audit record (kind `policy`, docs/audit.md) of a policy a guard put in force, at start or by a reload, or of a
 /// reload it rejected: each file's SHA-256 and one over all of them, the mode, which guard, and what asked for it. A
@@ -21,23 +19,19 @@ enum PolicyRecord {
     /// The decision of a reload that changed nothing: the new policy or config did not load.
     static let rejected = "rejected"
 
-    /// The record of `policy`, read from `files`, put in force in `mode`, with the client CAs and CRLs of `tls`
-    /// (their SHA-256 as `tls.client_ca` and `tls.client_crl`): which certificates were accepted is part of who could
-    /// call.
+    /// The record of `policy`, read from `files`, put in force in `mode`, with `trust`: the SHA-256 of the client CAs
+    /// and CRLs in force (``ProxyServer/clientTrustDigests``: `tls.client_ca`, `tls.client_crl`), since which
+    /// certificates were accepted is part of who could call.
     static func loaded(
         _ policy: Policy,
         files: [PolicyFolder.File],
         folder: String,
         mode: Policy.Mode,
         trigger: Trigger,
-        tls: ServerTLSConfiguration? = nil
+        trust: [String: String] = [:]
     ) -> AuditRecord {
         var record = Self.record(files: files, folder: folder, mode: mode, trigger: trigger)
-        for (key, path) in [("tls.client_ca", tls?.clientCAPath), ("tls.client_crl", tls?.clientCRLPath)] {
-            guard let path else { continue }
-            let bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) }
-            record.targets[key] = bytes.map { Hex.encode(Crypto.sha256($0)) } ?? "unreadable"
-        }
+        record.targets.merge(trust) { $1 }
         record.decision = AuditEntry.policyLoaded
         record.message =
             "\(counted(policy.users.count, "user")), \(counted(policy.apiKeys.count, "API key")), "

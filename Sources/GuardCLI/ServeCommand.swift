@@ -175,7 +175,7 @@ public struct ServeCommand: ParsableCommand {
                 folder: config.policiesPath,
                 mode: config.mode,
                 trigger: .start,
-                tls: config.proxy.tls
+                trust: server.clientTrustDigests
             )
             do throws(AuditStoreError) {
                 server.recordedStartPolicy(sequence: try audit.log.write(started))
@@ -386,7 +386,7 @@ public struct ServeCommand: ParsableCommand {
                     folder: current.policiesPath,
                     mode: current.mode,
                     trigger: trigger,
-                    tls: original.proxy.tls
+                    trust: serverTLS?.trustDigests ?? server.clientTrustDigests
                 )
                 do throws(AuditStoreError) {
                     recordSequence = try audit.log.write(record)

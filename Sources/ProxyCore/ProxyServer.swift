@@ -1,3 +1,4 @@
+import AuditStore
 import CLinux
 import Glibc
 import GuardPolicy
@@ -31,9 +32,9 @@ public final class ProxyServer: Sendable {
     ) throws {
         guard configuration.threads >= 1 else { throw ProxyError("threads must be at least 1") }
         // Load the TLS files once here, so that a bad certificate fails before anything starts; the loops share it.
-        let digest = configuration.tls.flatMap(Self.digest(of:))
+        let digests = configuration.tls.flatMap(Self.fileDigests(of:))
         let serverTLS = try configuration.tls.map { try TLSContexts.server($0) }
-        self.serverTLSInForce = Mutex((serverTLS, digest))
+        self.serverTLSInForce = Mutex(serverTLS.map { ServerTLSFiles(context: $0, digests: digests) })
         self.clientCRLNextUpdateState = Mutex(serverTLS?.revocationListsNextUpdate)
         _ = try configuration.upstream.tls.map { try TLSContexts.client($0) }
         self.configuration = configuration
@@ -48,9 +49,11 @@ public final class ProxyServer: Sendable {
     /// log: a CRL past it refuses every client of its CA. nil without CRLs.
     public var clientCRLNextUpdate: Int64? { self.clientCRLNextUpdateState.withLock { $0 } }
     private let clientCRLNextUpdateState: Mutex<Int64?>
-    /// The server TLS context in force (loops that start late take it) and ``digest(of:)`` of its files (read just
-    /// before it was built).
-    private let serverTLSInForce: Mutex<(context: TLSContext?, digest: [UInt8]?)>
+    /// The server TLS context in force (loops that start late take it) and the digests of its files.
+    private let serverTLSInForce: Mutex<ServerTLSFiles?>
+
+    /// The SHA-256 of the client CAs and CRLs in force, for policy records (``ServerTLSFiles/trustDigests``).
+    public var clientTrustDigests: [String: String] { self.serverTLSInForce.withLock { $0?.trustDigests ?? [:] } }
 
     /// The policy in force now (for the admin listener).
     public var currentPolicy: ActivePolicy { self.active.withLock { $0.policy } }
@@ -71,9 +74,7 @@ public final class ProxyServer: Sendable {
         }
         if let serverTLS {
             self.clientCRLNextUpdateState.withLock { $0 = serverTLS.context.revocationListsNextUpdate }
-            self.serverTLSInForce.withLock {
-                $0 = (serverTLS.context, serverTLS.digest.isEmpty ? nil : serverTLS.digest)
-            }
+            self.serverTLSInForce.withLock { $0 = serverTLS }
         }
         for mailbox in self.mailboxes {
             // The TLS files first: a call the new policy judges has its connection's certificate checked again.
@@ -89,10 +90,20 @@ public final class ProxyServer: Sendable {
         _ = try TLSContexts.server(configuration)
     }
 
-    /// A server TLS context a reload puts in force, with the digest of the files it was built from.
+    /// A server TLS context, with the digests of the files it was built from.
     public struct ServerTLSFiles: Sendable {
         let context: TLSContext
-        let digest: [UInt8]
+        /// ``fileDigests(of:)``, read just before the context was built; nil when a file could not be read then.
+        let digests: [String: [UInt8]]?
+
+        /// The SHA-256 (hex) of the client CAs and CRLs, for policy records: `tls.client_ca`, `tls.client_crl`.
+        public var trustDigests: [String: String] {
+            var trust: [String: String] = [:]
+            for key in ["client_ca", "client_crl"] {
+                if let digest = self.digests?[key] { trust["tls.\(key)"] = Hex.encode(digest) }
+            }
+            return trust
+        }
     }
 
     /// The server TLS context built anew from its files (certificate, key, client CAs and CRLs), for a reload; nil
@@ -102,23 +113,25 @@ public final class ProxyServer: Sendable {
     /// - Throws: ``ProxyError`` naming the file that does not load.
     public func loadServerTLS() throws -> ServerTLSFiles? {
         guard let tls = self.configuration.tls else { return nil }
-        let digest = Self.digest(of: tls)
-        if let digest, digest == self.serverTLSInForce.withLock({ $0.digest }) { return nil }
-        return ServerTLSFiles(context: try TLSContexts.server(tls), digest: digest ?? [])
+        let digests = Self.fileDigests(of: tls)
+        if let digests, digests == self.serverTLSInForce.withLock({ $0?.digests }) { return nil }
+        return ServerTLSFiles(context: try TLSContexts.server(tls), digests: digests)
     }
 
-    /// The SHA-256 over the TLS files' paths and bytes; nil when one can't be read (loading it then says why).
-    static func digest(of tls: ServerTLSConfiguration) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        for path in [tls.certificatePath, tls.keyPath, tls.clientCAPath, tls.clientCRLPath] {
-            guard let path else {
-                bytes.append(0)
-                continue
-            }
+    /// The SHA-256 of each server TLS file, by its key in guard.yaml's `tls` (`cert`, `key`, `client_ca`,
+    /// `client_crl`); nil when one can't be read (building the context then says why). The paths never change while
+    /// the guard runs.
+    static func fileDigests(of tls: ServerTLSConfiguration) -> [String: [UInt8]]? {
+        var digests: [String: [UInt8]] = [:]
+        let files = [
+            ("cert", tls.certificatePath), ("key", tls.keyPath), ("client_ca", tls.clientCAPath),
+            ("client_crl", tls.clientCRLPath),
+        ]
+        for case (let key, let path?) in files {
             guard let contents = Self.read(path) else { return nil }
-            bytes += Array(path.utf8) + [0] + Array(String(contents.count).utf8) + [0] + contents
+            digests[key] = Crypto.sha256(contents)
         }
-        return Crypto.sha256(bytes)
+        return digests
     }
 
     /// A whole file, up to 64 MiB; nil when it can't be read or is larger.
@@ -256,7 +269,7 @@ public final class ProxyServer: Sendable {
                             services: services,
                             policy: policy,
                             generation: generation,
-                            serverTLS: self.serverTLSInForce.withLock { $0.context },
+                            serverTLS: self.serverTLSInForce.withLock { $0?.context },
                             metrics: self.metrics.forLoop(index),
                             logger: logger
                         )
