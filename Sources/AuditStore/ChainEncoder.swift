@@ -141,7 +141,7 @@ struct ChainEncoder {
         if let value {
             ChainRow.appendDecimal(value, to: &self.text)
         } else {
-            self.text.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+            self.appendNullText()
         }
     }
 
@@ -210,12 +210,17 @@ struct ChainEncoder {
     }
 
     private mutating func null() {
+        self.appendNullText()
+        self.columns.append(.null)
+    }
+
+    /// `null` in the canonical text.
+    private mutating func appendNullText() {
         // Byte by byte into new capacity: appending "null".utf8 goes through String's generic path.
         self.text.append(addingCapacity: 4) { output in
             for byte in [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")] {
                 output.append(byte)
             }
         }
-        self.columns.append(.null)
     }
 }
