@@ -105,9 +105,8 @@ public final class SQLiteAuditReader: AuditReader {
 
     /// Whether the store is read as it is in its file, without SQLite's locks (`immutable=1`): it had no `-wal` file
     /// when it was opened, and it lies on a read-only file system or in a folder this user can't write, or the reader
-    /// asked for it (`asIsWhenStopped`). A guard that
-    /// starts on it meanwhile is not seen: ``verify()`` and listings say so if they fail while a `-wal` file has
-    /// appeared, and `--follow` refuses such a store.
+    /// asked for it (`asIsWhenStopped`). A guard that starts on it meanwhile is not seen: ``verify()`` and listings say
+    /// so if they fail while a `-wal` file has appeared, and `--follow` refuses such a store.
     public let readsFileAsIs: Bool
 
     /// The error of a read that failed, or found the chain broken, while reading the file as it is: a guard that opened
