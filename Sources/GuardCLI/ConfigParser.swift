@@ -64,7 +64,7 @@ struct ConfigParser {
         }
         var config = GuardConfig.defaults(baseDirectory: self.baseDirectory)
         guard let root else { return config }
-        if Self.isNull(root) { return config }
+        if root.isEmptyValue { return config }
         for entry in try self.entries(of: root, key: nil, line: root.mark?.line ?? 1) {
             switch entry.name {
             case "listen":
@@ -352,13 +352,13 @@ struct ConfigParser {
             throw self.error(
                 at: node.mark?.line ?? line,
                 key: key,
-                "must be a mapping of keys to values, got \(Self.describe(node))"
+                "must be a mapping of keys to values, got \(node.kindForMessages)"
             )
         }
         return try mapping.map { keyNode, value in
             let keyLine = keyNode.mark?.line ?? line
             guard case .scalar(let scalar) = keyNode else {
-                throw self.error(at: keyLine, key: key, "keys must be plain names, got \(Self.describe(keyNode))")
+                throw self.error(at: keyLine, key: key, "keys must be plain names, got \(keyNode.kindForMessages)")
             }
             let name = scalar.string
             let path = key.map { "\($0).\(name)" } ?? name
@@ -382,10 +382,10 @@ struct ConfigParser {
             throw self.error(
                 at: entry.line,
                 key: entry.key,
-                "must be a single value, got \(Self.describe(entry.value))"
+                "must be a single value, got \(entry.value.kindForMessages)"
             )
         }
-        guard !Self.isNull(entry.value) else { throw self.error(at: entry.line, key: entry.key, "needs a value") }
+        guard !entry.value.isEmptyValue else { throw self.error(at: entry.line, key: entry.key, "needs a value") }
         return scalar.string
     }
 
@@ -464,22 +464,6 @@ struct ConfigParser {
         default:
             return self.error(at: nil, key: nil, "YAML syntax error: \(yamlError)")
         }
-    }
-
-    /// A short description of a node's kind for messages: `a mapping`, `a list`, `"text"`.
-    private static func describe(_ node: Node) -> String {
-        switch node {
-        case .mapping: "a mapping"
-        case .sequence: "a list"
-        case .scalar(let scalar): Self.isNull(node) ? "nothing" : ConfigValue.quoted(scalar.string)
-        case .alias: "an alias"
-        }
-    }
-
-    /// Whether the node is an empty value (`key:`, `~`, `null`); a quoted "null" is a string.
-    private static func isNull(_ node: Node) -> Bool {
-        guard case .scalar = node else { return false }
-        return node.tag.rawValue == Tag.Name.null.rawValue
     }
 
     /// `" (did you mean max_concurrent_streams?)"` for a close typo (at most two edits, ignoring case,

@@ -65,7 +65,7 @@ struct PolicyFile {
             self.recordSyntaxError(error, in: text)
             return
         }
-        guard let root, !Self.isNull(root) else { return }
+        guard let root, !root.isEmptyValue else { return }
         guard let entries = try? self.entries(of: root, key: nil, line: 1) else { return }
         for entry in entries {
             switch entry.name {
@@ -186,12 +186,12 @@ struct PolicyFile {
         guard let roles = try? self.entries(of: section.value, key: section.key, line: section.keyLine) else { return }
         for entry in roles {
             guard case .sequence(let items) = entry.value else {
-                if Self.isNull(entry.value) {
+                if entry.value.isEmptyValue {
                     self.roles.append(Role(name: entry.name, rules: [], definedAt: self.id(entry.keyLine)))
                 } else {
                     self.problem(
                         at: entry.line,
-                        "\(entry.key): must be a list of rules, got \(Self.describe(entry.value))"
+                        "\(entry.key): must be a list of rules, got \(entry.value.kindForMessages)"
                     )
                 }
                 continue
@@ -257,9 +257,9 @@ struct PolicyFile {
         let nodes: [Node]
         switch entry.value {
         case .sequence(let sequence): nodes = Array(sequence)
-        case .scalar where !Self.isNull(entry.value): nodes = [entry.value]
+        case .scalar where !entry.value.isEmptyValue: nodes = [entry.value]
         default:
-            self.problem(at: entry.line, "\(entry.key): must be a list, got \(Self.describe(entry.value))")
+            self.problem(at: entry.line, "\(entry.key): must be a list, got \(entry.value.kindForMessages)")
             return nil
         }
         guard !nodes.isEmpty else {
@@ -270,8 +270,8 @@ struct PolicyFile {
         var failed = false
         for node in nodes {
             let line = node.mark?.line ?? entry.line
-            guard case .scalar(let scalar) = node, !Self.isNull(node) else {
-                self.problem(at: line, "\(entry.key): each element must be a single value, got \(Self.describe(node))")
+            guard case .scalar(let scalar) = node, !node.isEmptyValue else {
+                self.problem(at: line, "\(entry.key): each element must be a single value, got \(node.kindForMessages)")
                 failed = true
                 continue
             }
@@ -289,19 +289,19 @@ struct PolicyFile {
         let nodes: [Node]
         switch entry.value {
         case .sequence(let sequence): nodes = Array(sequence)
-        case .scalar where !Self.isNull(entry.value): nodes = [entry.value]
+        case .scalar where !entry.value.isEmptyValue: nodes = [entry.value]
         default:
             self.problem(
                 at: entry.line,
-                "\(entry.key): must be a list of role names, got \(Self.describe(entry.value))"
+                "\(entry.key): must be a list of role names, got \(entry.value.kindForMessages)"
             )
             return []
         }
         var references: [RoleReference] = []
         for node in nodes {
             let line = node.mark?.line ?? entry.line
-            guard case .scalar(let scalar) = node, !Self.isNull(node) else {
-                self.problem(at: line, "\(entry.key): each role must be a name, got \(Self.describe(node))")
+            guard case .scalar(let scalar) = node, !node.isEmptyValue else {
+                self.problem(at: line, "\(entry.key): each role must be a name, got \(node.kindForMessages)")
                 continue
             }
             references.append(RoleReference(name: scalar.string, line: line, key: entry.key))
@@ -341,7 +341,7 @@ struct PolicyFile {
             let what = key.map { "\($0): " } ?? ""
             self.problem(
                 at: node.mark?.line ?? line,
-                "\(what)must be a mapping of keys to values, got \(Self.describe(node))"
+                "\(what)must be a mapping of keys to values, got \(node.kindForMessages)"
             )
             throw Skip()
         }
@@ -360,8 +360,8 @@ struct PolicyFile {
 
     /// The text of a scalar; records a problem for anything else.
     private mutating func scalar(_ entry: Entry) throws(Skip) -> String {
-        guard case .scalar(let scalar) = entry.value, !Self.isNull(entry.value) else {
-            self.problem(at: entry.line, "\(entry.key): must be a single value, got \(Self.describe(entry.value))")
+        guard case .scalar(let scalar) = entry.value, !entry.value.isEmptyValue else {
+            self.problem(at: entry.line, "\(entry.key): must be a single value, got \(entry.value.kindForMessages)")
             throw Skip()
         }
         return scalar.string
@@ -437,17 +437,4 @@ struct PolicyFile {
         "\"\(text)\""
     }
 
-    private static func describe(_ node: Node) -> String {
-        switch node {
-        case .mapping: "a mapping"
-        case .sequence: "a list"
-        case .scalar(let scalar): Self.isNull(node) ? "nothing" : Self.quoted(scalar.string)
-        case .alias: "an alias"
-        }
-    }
-
-    private static func isNull(_ node: Node) -> Bool {
-        guard case .scalar = node else { return false }
-        return node.tag.rawValue == Tag.Name.null.rawValue
-    }
 }
