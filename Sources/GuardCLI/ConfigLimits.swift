@@ -40,6 +40,8 @@ enum ConfigLimits {
     static let authFailures = 1...1_000_000
     /// `limits.refusals_per_minute`: refused calls per client address before its connections are closed; 0: no limit.
     static let refusals = 0...1_000_000
+    /// `limits.new_connections_per_minute`: connections one client address may open in a minute; 0: no limit.
+    static let newConnections = 0...10_000_000
     /// `limits.credential_cache`: how long a verified credential is reused, 0s (never)...24h.
     static let credentialCache = 0...86_400_000
     /// `limits.client_connections`: client connections open at once, over all event loops.

@@ -36,7 +36,7 @@ struct ConfigParser {
             "max_message_bytes", "max_concurrent_streams", "max_header_list_bytes", "idle_timeout", "drain_timeout",
             "stream_window_bytes", "connection_window_bytes", "held_bytes_per_connection", "held_bytes_total",
             "handshake_timeout", "auth_failures_per_minute", "credential_cache", "client_connections",
-            "connections_per_client", "refusals_per_minute", "request_timeout",
+            "connections_per_client", "refusals_per_minute", "new_connections_per_minute", "request_timeout",
         ]
     }
 
@@ -326,6 +326,8 @@ struct ConfigParser {
                 limits.authFailuresPerWindow = try self.integer(child, in: ConfigLimits.authFailures)
             case "refusals_per_minute":
                 limits.refusalsPerWindow = try self.integer(child, in: ConfigLimits.refusals)
+            case "new_connections_per_minute":
+                limits.newConnectionsPerWindow = try self.integer(child, in: ConfigLimits.newConnections)
             case "credential_cache":
                 limits.credentialCacheMilliseconds = try self.duration(child, in: ConfigLimits.credentialCache)
             case "client_connections":

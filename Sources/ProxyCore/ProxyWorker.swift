@@ -36,6 +36,10 @@ final class ProxyWorker: LoopHandler {
     /// New connections closed because their address is over ``Limits/refusalsPerWindow``, since the last log line.
     private var refusedForRefusals = 0
     private var lastRefusalLimitedAddress = ""
+    /// New connections closed because their address is over ``Limits/newConnectionsPerWindow``, since the last log
+    /// line, and the last such address.
+    private var refusedForRate = 0
+    private var lastRateLimitedAddress = ""
     /// Mutations refused because the audit store could not write their request record.
     var storeRefusals = OncePerSecondLog()
     /// Outcome and refusal records dropped because the audit queue was full.
@@ -156,6 +160,11 @@ final class ProxyWorker: LoopHandler {
                 self.lastRefusalLimitedAddress = host ?? ""
                 self.metrics.recordConnectionRefused(.refusalsPerMinute)
                 continue
+            case .tooManyNewConnections?:
+                self.refusedForRate += 1
+                self.lastRateLimitedAddress = host ?? ""
+                self.metrics.recordConnectionRefused(.newConnectionsPerMinute)
+                continue
             }
             do {
                 let session = try HTTP2Session(role: .server, settings: self.serverSettings)
@@ -275,6 +284,12 @@ final class ProxyWorker: LoopHandler {
                 "refused-call limit reached: new connections from the address closed",
                 address: self.lastRefusalLimitedAddress,
                 limit: self.configuration.limits.refusalsPerWindow
+            )
+            self.logClosedAtAccept(
+                &self.refusedForRate,
+                "new-connection limit reached: new connections from the address closed",
+                address: self.lastRateLimitedAddress,
+                limit: self.configuration.limits.newConnectionsPerWindow
             )
             if let (refused, error) = self.storeRefusals.endSecond() {
                 self.logger.error(

@@ -23,6 +23,10 @@ final class SharedServices: Sendable {
     let refusals: Mutex<FailureLimiter>
     /// Whether ``Limits/refusalsPerWindow`` is set (not 0).
     let limitsRefusals: Bool
+    /// New connections per client address, over all loops; used only when ``limitsNewConnections``.
+    let newConnections: Mutex<FailureLimiter>
+    /// Whether ``Limits/newConnectionsPerWindow`` is set (not 0).
+    let limitsNewConnections: Bool
     /// Runs PBKDF2 off the loops; one thread, so a flood of password guesses costs at most one core. Checks are
     /// queued per client network (``ClientNetwork``: an IPv4 /24, an IPv6 /64), and the networks take turns
     /// (``OffLoopExecutor``).
@@ -76,6 +80,13 @@ final class SharedServices: Sendable {
                 windowNanoseconds: UInt64(limits.refusalWindowMilliseconds) * 1_000_000
             )
         )
+        self.limitsNewConnections = limits.newConnectionsPerWindow > 0
+        self.newConnections = Mutex(
+            FailureLimiter(
+                threshold: max(1, limits.newConnectionsPerWindow),
+                windowNanoseconds: UInt64(limits.newConnectionWindowMilliseconds) * 1_000_000
+            )
+        )
         self.verifier = try OffLoopExecutor(
             name: "guard-verifier",
             capacity: 1024,
@@ -98,6 +109,8 @@ final class SharedServices: Sendable {
         case addressFull
         /// Its address caused ``Limits/refusalsPerWindow`` refusals in the current window.
         case tooManyRefusals
+        /// Its address opened ``Limits/newConnectionsPerWindow`` connections in the current window.
+        case tooManyNewConnections
     }
 
     /// Takes `count` bytes of a request of a caller not proven yet, from `network`'s share and the whole
@@ -128,9 +141,17 @@ final class SharedServices: Sendable {
             return .processFull
         }
         guard let host else { return nil }
-        if self.limitsRefusals, self.refusals.withLock({ $0.isBlocked(host, now: EventLoop.now()) }) {
+        let now = EventLoop.now()
+        if self.limitsRefusals, self.refusals.withLock({ $0.isBlocked(host, now: now) }) {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)
             return .tooManyRefusals
+        }
+        // Every connection the address opens counts, those this refuses too: one that keeps connecting stays shut
+        // out until the window it started is over, and no longer.
+        if self.limitsNewConnections, self.newConnections.withLock({ $0.recordFailure(host, now: now) > $0.threshold })
+        {
+            self.openClients.wrappingSubtract(1, ordering: .relaxed)
+            return .tooManyNewConnections
         }
         let admitted = self.openPerAddress.withLock { open -> Bool in
             let count = open[host, default: 0]

@@ -24,6 +24,7 @@ struct GuardConfigIdentityTests {
         #expect(config.proxy.limits.authFailuresPerWindow == 20)
         #expect(config.proxy.limits.credentialCacheMilliseconds == 300_000)
         #expect(config.proxy.limits.refusalsPerWindow == 1_000)
+        #expect(config.proxy.limits.newConnectionsPerWindow == 1_000)
     }
 
     @Test("mode, pid_file and the authentication limits are read")
@@ -31,7 +32,8 @@ struct GuardConfigIdentityTests {
         let folder = try TemporaryFolder()
         let config = try self.load(
             "mode: shadow\npid_file: run/g.pid\nlimits:\n  auth_failures_per_minute: 5\n  credential_cache: 30s\n"
-                + "  client_connections: 500\n  connections_per_client: 50\n  refusals_per_minute: 0\n",
+                + "  client_connections: 500\n  connections_per_client: 50\n  refusals_per_minute: 0\n"
+                + "  new_connections_per_minute: 120\n",
             in: folder
         )
         #expect(config.mode == .shadow)
@@ -41,6 +43,7 @@ struct GuardConfigIdentityTests {
         #expect(config.proxy.limits.clientConnections == 500)
         #expect(config.proxy.limits.connectionsPerClient == 50)
         #expect(config.proxy.limits.refusalsPerWindow == 0)
+        #expect(config.proxy.limits.newConnectionsPerWindow == 120)
     }
 
     @Test("upstream.auth becomes base64 of user:password, the password read from its file")

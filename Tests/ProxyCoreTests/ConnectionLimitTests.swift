@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 import Testing
 
@@ -60,6 +61,52 @@ struct ConnectionLimitTests {
         #expect(services.admitClient(host: nil) == nil)  // a Unix-socket client has no address to shut out
         #expect(services.openClients.load(ordering: .relaxed) == 2)
         #expect(services.openConnections(from: "10.0.0.1") == 0)
+    }
+
+    @Test("An address that opened new_connections_per_minute connections is refused until its window is over")
+    func newConnectionRate() throws {
+        var limits = Limits()
+        limits.newConnectionsPerWindow = 3
+        limits.newConnectionWindowMilliseconds = 300
+        let services = try SharedServices(limits: limits, audit: nil)
+        defer { services.stop() }
+        let started = EventLoop.now()
+        for _ in 0..<3 {
+            #expect(services.admitClient(host: "10.0.0.1") == nil)
+            services.releaseClient(host: "10.0.0.1")  // closing a connection gives no new one back
+        }
+        #expect(services.admitClient(host: "10.0.0.1") == .tooManyNewConnections)
+        #expect(services.admitClient(host: "10.0.0.2") == nil)
+        for _ in 0..<5 { #expect(services.admitClient(host: nil) == nil) }  // a Unix-socket client has no address
+        #expect(services.openConnections(from: "10.0.0.1") == 0)
+        #expect(services.openClients.load(ordering: .relaxed) == 6)
+        // Still refused within the window, however often it tries; admitted again once the window is over.
+        // (The window began at the first admission, after `started`: a call that returned within 300 ms of
+        // `started` was made within the window.)
+        for _ in 0..<5 {
+            let refusal = services.admitClient(host: "10.0.0.1")
+            if EventLoop.now() - started < 300_000_000 { #expect(refusal == .tooManyNewConnections) }
+            usleep(40_000)
+        }
+        var admitted = false
+        for _ in 0..<40 where !admitted {  // at most 2 s
+            usleep(50_000)
+            admitted = services.admitClient(host: "10.0.0.1") == nil
+        }
+        #expect(admitted)
+    }
+
+    @Test("new_connections_per_minute 0 counts nothing")
+    func newConnectionRateOff() throws {
+        var limits = Limits()
+        limits.newConnectionsPerWindow = 0
+        let services = try SharedServices(limits: limits, audit: nil)
+        defer { services.stop() }
+        for _ in 0..<2_000 {
+            #expect(services.admitClient(host: "10.0.0.1") == nil)
+            services.releaseClient(host: "10.0.0.1")
+        }
+        #expect(services.newConnections.withLock(\.trackedAddresses) == 0)
     }
 
     @Test("A Unix-socket peer is not counted per address; an IPv6 peer counts by its address without the port")

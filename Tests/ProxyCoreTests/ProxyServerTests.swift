@@ -234,6 +234,25 @@ struct ProxyServerTests {
         #expect(proxy.stop())
     }
 
+    @Test("Beyond limits.new_connections_per_minute from one address new connections are closed; open ones go on")
+    func newConnectionRateLimit() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port)) {
+            $0.newConnectionsPerWindow = 2
+        }
+        let first = try TestClient(port: proxy.port)
+        #expect(try first.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus == "0")
+        let second = try TestClient(port: proxy.port)
+        #expect(try second.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus == "0")
+        second.socket.close()
+        // The third from 127.0.0.1 in the minute is accepted and closed before a byte of HTTP/2, though the address
+        // has one connection open and room for 999 more.
+        #expect(try rawExchange(port: proxy.port, []).isEmpty)
+        #expect(try first.call(TestClient.grpcRequest(), body: TestClient.grpcFrame(Self.payload)).grpcStatus == "0")
+        #expect(upstream.record.value.requests.count == 3)
+        #expect(proxy.stop())
+    }
+
     @Test("An upstream named by a host name is resolved off the loop, and calls go through")
     func upstreamByName() throws {
         let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))

@@ -57,6 +57,8 @@ public enum ConnectionRefusalKind: Int, CaseIterable, Sendable {
     case connectionsPerClient
     /// Its address was shut out by `limits.refusals_per_minute`.
     case refusalsPerMinute
+    /// Its address had opened `limits.new_connections_per_minute` connections in the minute.
+    case newConnectionsPerMinute
 
     /// The label value: the limit's key in guard.yaml.
     public var label: String {
@@ -64,6 +66,7 @@ public enum ConnectionRefusalKind: Int, CaseIterable, Sendable {
         case .clientConnections: "client_connections"
         case .connectionsPerClient: "connections_per_client"
         case .refusalsPerMinute: "refusals_per_minute"
+        case .newConnectionsPerMinute: "new_connections_per_minute"
         }
     }
 }
