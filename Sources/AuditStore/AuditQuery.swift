@@ -81,10 +81,18 @@ public struct AuditQuery: Sendable, Hashable {
         if let until = self.until, record.timeMilliseconds >= until { return false }
         if let user = self.user, record.principal != user { return false }
         if let database = self.database, record.database != database { return false }
-        if let collection = self.collection, record.collection != collection { return false }
+        if let collection = self.collection, !Self.names(record, collection) { return false }
         if let rpc = self.rpc, record.rpc != rpc { return false }
         if let decision = self.decision, record.decision != decision { return false }
         return true
+    }
+
+    /// Whether `record` acts on `collection`: its collection, or one of the list of a call naming several (Flush,
+    /// ShowCollections), which the record keeps in `targets["collections"]`.
+    static func names(_ record: AuditRecord, _ collection: String) -> Bool {
+        if let named = record.collection { return named == collection }
+        guard let list = record.targets["collections"] else { return false }
+        return list.split(separator: ",", omittingEmptySubsequences: false).contains { $0 == collection }
     }
 
     /// The kinds of record a listing shows, one entry each (an outcome goes with its request).

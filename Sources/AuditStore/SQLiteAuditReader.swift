@@ -202,7 +202,14 @@ public final class SQLiteAuditReader: AuditReader {
         add("r.time_ms < ?", query.until.map { .integer($0) })
         add("r.principal = ?", query.user.map { .text($0) })
         add("r.db = ?", query.database.map { .text($0) })
-        add("r.collection = ?", query.collection.map { .text($0) })
+        if let collection = query.collection {
+            // A call naming several collections (Flush, ShowCollections) has them in `targets.collections`.
+            conditions.append(
+                "(r.collection = ? OR (r.collection IS NULL AND instr(',' || json_extract(r.targets, '$.collections')"
+                    + " || ',', ',' || ? || ',') > 0))"
+            )
+            values.append(contentsOf: [.text(collection), .text(collection)])
+        }
         add("r.rpc = ?", query.rpc.map { .text($0) })
         add("r.decision = ?", query.decision.map { .text($0) })
         add("r.seq > ?", query.afterID.map { .integer($0) })

@@ -72,6 +72,8 @@ private struct DecodedFields {
     var privileges: [String] = []
     var resourceGroupKeys: [String] = []
     var rowCount: UInt32?
+    var collectionID: Int64 = 0
+    var collectionIDs: [Int64] = []
     var filterParameters = FilterParameters()
 
     mutating func readRequest(_ reader: inout WireReader, rpc: RPCDescriptor) throws(WireError) {
@@ -106,6 +108,8 @@ private struct DecodedFields {
                 try Self.append(try field.stringValue(), to: &self.resourceGroups, field, reader.limits)
             case .fieldNames: try Self.append(try field.stringValue(), to: &self.fieldNames, field, reader.limits)
             case .rowCount: self.rowCount = try field.uint32Value()
+            case .collectionID: self.collectionID = try field.int64Value()
+            case .collectionIDs: try self.appendCollectionIDs(field, reader.limits)
             case .roleEntity:
                 var nested = try reader.nestedReader(for: field)
                 try Self.readName(&nested, into: &self.role)
@@ -147,6 +151,29 @@ private struct DecodedFields {
     ) throws(WireError) {
         guard values.count < limits.maxRepeatedValues else { throw WireError(.tooManyValues, at: field.offset) }
         values.append(value)
+    }
+
+    /// Keeps the IDs of a `repeated int64` field: one varint, or a packed run of them; up to
+    /// ``WireLimits/maxRepeatedValues`` in all.
+    private mutating func appendCollectionIDs(_ field: WireField, _ limits: WireLimits) throws(WireError) {
+        switch field.value {
+        case .varint:
+            guard self.collectionIDs.count < limits.maxRepeatedValues else {
+                throw WireError(.tooManyValues, at: field.offset)
+            }
+            self.collectionIDs.append(try field.int64Value())
+        case .lengthDelimited:
+            var packed = WireReader(try field.bytesValue())
+            while !packed.isAtEnd {
+                let value = try packed.readVarint()
+                guard self.collectionIDs.count < limits.maxRepeatedValues else {
+                    throw WireError(.tooManyValues, at: field.offset)
+                }
+                self.collectionIDs.append(Int64(bitPattern: value))
+            }
+        default:
+            throw WireError(.unexpectedWireType, at: field.offset)
+        }
     }
 
     /// Reads a message whose field 1 is a string (`RoleEntity`, `UserEntity`, `ObjectEntity`, `PrivilegeEntity`,
@@ -221,6 +248,9 @@ private struct DecodedFields {
         call.snapshotName = nonEmpty(self.snapshot)
 
         if rpc.readsRowCount { call.rowCount = self.rowCount ?? 0 }
+        // A name, when there is one, is what Milvus looks up; an ID of 0 is proto3's absent value.
+        if call.collection == nil, self.collectionID != 0 { call.collectionIDs.append(self.collectionID) }
+        call.collectionIDs.append(contentsOf: self.collectionIDs)
         if rpc.createsNamedTarget { call.newDatabase = nonEmpty(self.newDatabase) ?? database }
 
         var others: [CallTarget] = []

@@ -18,6 +18,11 @@ public struct MilvusCall: Hashable, Sendable {
     public internal(set) var collection: String?
     /// Collections of a repeated field: Flush's `collection_names`, ShowCollections', BatchDescribeCollection's.
     public internal(set) var collections: [String] = []
+    /// Collections named by their ID, which the guard can't turn into names: the `collectionID` of a request that
+    /// names no collection (DescribeCollection, ShowPartitions, GetReplicas, ManualCompaction, AlterCollection, …;
+    /// with a `collection_name`, Milvus looks the name up and the ID goes unused), and every ID of
+    /// BatchDescribeCollection. The policy judges each as any collection of ``database`` could be (`PolicyTarget`).
+    public internal(set) var collectionIDs: [Int64] = []
     /// Partitions: a singular `partition_name` (one element) and/or repeated `partition_names`.
     public internal(set) var partitions: [String] = []
     /// The index (`index_name`), or `nil`.

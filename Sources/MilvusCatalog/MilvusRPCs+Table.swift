@@ -49,23 +49,23 @@ extension MilvusRPCs {
             responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
-        // milvus.proto.milvus.DescribeCollectionRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.DescribeCollectionRequest: 2 db_name, 3 collection_name, 4 collectionID
         RPCDescriptor(
             name: "DescribeCollection",
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DescribeCollectionRequest",
             responseStatus: .field(1),
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
-        // milvus.proto.milvus.BatchDescribeCollectionRequest: 1 db_name, 2 collection_name
+        // milvus.proto.milvus.BatchDescribeCollectionRequest: 1 db_name, 2 collection_name, 3 collectionID
         RPCDescriptor(
             name: "BatchDescribeCollection",
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.BatchDescribeCollectionRequest",
             responseStatus: .field(1),
-            layout: [RequestField(1, .database), RequestField(2, .collections)]
+            layout: [RequestField(1, .database), RequestField(2, .collections), RequestField(3, .collectionIDs)]
         ),
         // milvus.proto.milvus.GetCollectionStatisticsRequest: 2 db_name, 3 collection_name
         RPCDescriptor(
@@ -85,14 +85,14 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(5, .collections)]
         ),
-        // milvus.proto.milvus.AlterCollectionRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.AlterCollectionRequest: 2 db_name, 3 collection_name, 4 collectionID
         RPCDescriptor(
             name: "AlterCollection",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionRequest",
             responseStatus: .message,
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
         // milvus.proto.milvus.AlterCollectionFieldRequest: 2 db_name, 3 collection_name, 4 field_name
         RPCDescriptor(
@@ -103,32 +103,38 @@ extension MilvusRPCs {
             responseStatus: .message,
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .fieldName)]
         ),
-        // milvus.proto.milvus.AddCollectionFunctionRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.AddCollectionFunctionRequest: 2 db_name, 3 collection_name, 4 collectionID
         RPCDescriptor(
             name: "AddCollectionFunction",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddCollectionFunctionRequest",
             responseStatus: .message,
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
-        // milvus.proto.milvus.AlterCollectionFunctionRequest: 2 db_name, 3 collection_name, 5 function_name
+        // milvus.proto.milvus.AlterCollectionFunctionRequest: 2 db_name, 3 collection_name, 4 collectionID, 5 function_name
         RPCDescriptor(
             name: "AlterCollectionFunction",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionFunctionRequest",
             responseStatus: .message,
-            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .function)]
+            layout: [
+                RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID),
+                RequestField(5, .function),
+            ]
         ),
-        // milvus.proto.milvus.DropCollectionFunctionRequest: 2 db_name, 3 collection_name, 5 function_name
+        // milvus.proto.milvus.DropCollectionFunctionRequest: 2 db_name, 3 collection_name, 4 collectionID, 5 function_name
         RPCDescriptor(
             name: "DropCollectionFunction",
             actionClass: .destructive,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.DropCollectionFunctionRequest",
             responseStatus: .message,
-            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .function)]
+            layout: [
+                RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID),
+                RequestField(5, .function),
+            ]
         ),
         // milvus.proto.milvus.TruncateCollectionRequest: 2 db_name, 3 collection_name
         RPCDescriptor(
@@ -217,14 +223,17 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .partition)]
         ),
-        // milvus.proto.milvus.ShowPartitionsRequest: 2 db_name, 3 collection_name, 5 partition_names
+        // milvus.proto.milvus.ShowPartitionsRequest: 2 db_name, 3 collection_name, 4 collectionID, 5 partition_names
         RPCDescriptor(
             name: "ShowPartitions",
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ShowPartitionsRequest",
             responseStatus: .field(1),
-            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(5, .partitions)]
+            layout: [
+                RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID),
+                RequestField(5, .partitions),
+            ]
         ),
         // milvus.proto.milvus.CreateNamespaceRequest: 2 db_name, 3 collection_name, 4 namespace_name
         RPCDescriptor(
@@ -520,23 +529,23 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [RequestField(2, .database)]
         ),
-        // milvus.proto.milvus.AddCollectionFieldRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.AddCollectionFieldRequest: 2 db_name, 3 collection_name, 4 collectionID
         RPCDescriptor(
             name: "AddCollectionField",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddCollectionFieldRequest",
             responseStatus: .message,
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
-        // milvus.proto.milvus.AddCollectionStructFieldRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.AddCollectionStructFieldRequest: 2 db_name, 3 collection_name, 4 collectionID
         RPCDescriptor(
             name: "AddCollectionStructField",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AddCollectionStructFieldRequest",
             responseStatus: .message,
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
         // milvus.proto.milvus.GetFlushStateRequest: 3 db_name, 4 collection_name
         RPCDescriptor(
@@ -574,14 +583,14 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: [RequestField(2, .database), RequestField(3, .collection)]
         ),
-        // milvus.proto.milvus.GetReplicasRequest: 4 collection_name, 5 db_name
+        // milvus.proto.milvus.GetReplicasRequest: 2 collectionID, 4 collection_name, 5 db_name
         RPCDescriptor(
             name: "GetReplicas",
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetReplicasRequest",
             responseStatus: .field(1),
-            layout: [RequestField(4, .collection), RequestField(5, .database)]
+            layout: [RequestField(2, .collectionID), RequestField(4, .collection), RequestField(5, .database)]
         ),
         // milvus.proto.milvus.DummyRequest: no field read
         RPCDescriptor(
@@ -637,23 +646,23 @@ extension MilvusRPCs {
             responseStatus: .field(1),
             layout: []
         ),
-        // milvus.proto.milvus.ManualCompactionRequest: 4 collection_name, 5 db_name
+        // milvus.proto.milvus.ManualCompactionRequest: 1 collectionID, 4 collection_name, 5 db_name
         RPCDescriptor(
             name: "ManualCompaction",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.ManualCompactionRequest",
             responseStatus: .field(1),
-            layout: [RequestField(4, .collection), RequestField(5, .database)]
+            layout: [RequestField(1, .collectionID), RequestField(4, .collection), RequestField(5, .database)]
         ),
-        // milvus.proto.milvus.GetCompactionPlansRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.GetCompactionPlansRequest: 2 db_name, 3 collection_name, 4 collection_id
         RPCDescriptor(
             name: "GetCompactionStateWithPlans",
             actionClass: .read,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.GetCompactionPlansRequest",
             responseStatus: .field(1),
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
         // milvus.proto.milvus.ImportRequest: 1 collection_name, 2 partition_name, 7 db_name
         RPCDescriptor(
@@ -1309,14 +1318,14 @@ extension MilvusRPCs {
             responseStatus: .message,
             layout: []
         ),
-        // milvus.proto.milvus.AlterCollectionSchemaRequest: 2 db_name, 3 collection_name
+        // milvus.proto.milvus.AlterCollectionSchemaRequest: 2 db_name, 3 collection_name, 4 collectionID
         RPCDescriptor(
             name: "AlterCollectionSchema",
             actionClass: .ddl,
             streaming: .unary,
             requestMessage: "milvus.proto.milvus.AlterCollectionSchemaRequest",
             responseStatus: .field(1),
-            layout: [RequestField(2, .database), RequestField(3, .collection)]
+            layout: [RequestField(2, .database), RequestField(3, .collection), RequestField(4, .collectionID)]
         ),
         // milvus.proto.milvus.BatchUpdateManifestRequest: 2 db_name, 3 collection_name, 4 field_names
         RPCDescriptor(

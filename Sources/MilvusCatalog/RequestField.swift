@@ -9,6 +9,10 @@ enum FieldRole: Hashable, Sendable {
     case collections, partitions, roles, resourceGroups, fieldNames
     // `uint32 num_rows` of Insert/Upsert.
     case rowCount
+    // `int64 collectionID`: a collection named by its ID (last one wins; 0 is absent).
+    case collectionID
+    // `repeated int64 collectionID` (BatchDescribeCollection), packed or not.
+    case collectionIDs
     // Embedded messages, decoded with a depth limit (singular ones merge, as protobuf specifies).
     /// `milvus.RoleEntity` (1 name).
     case roleEntity

@@ -441,6 +441,9 @@ extension ProxyWorker {
         if call.collections.count > 1 || (call.collection == nil && !call.collections.isEmpty) {
             targets["collections"] = call.collections.joined(separator: ",")
         }
+        if !call.collectionIDs.isEmpty {
+            targets["collection_ids"] = Self.recorded(call.collectionIDs.map(String.init).joined(separator: ","))
+        }
         for target in call.otherTargets { targets[target.kind.rawValue] = target.value }
         return targets
     }

@@ -249,6 +249,35 @@ struct SQLiteAuditStoreTests {
         #expect(streamed == [3, 5])
     }
 
+    @Test("--collection finds calls naming several collections (Flush) by any of them, in the SQLite and memory store")
+    func collectionLists() throws {
+        let folder = try TemporaryDirectory()
+        let sqlite = try SQLiteAuditStore(path: folder.file("guard.db"))
+        defer { sqlite.close() }
+        let memory = try MemoryAuditStore()
+        defer { memory.close() }
+        var records: [AuditRecord] = []
+        for (n, list) in [(1, "books,films"), (2, "bookshelf,films"), (3, "films,books"), (4, "")] {
+            var record = fullRequest(n, time: Int64(n) * 1000)
+            record.rpc = "Flush"
+            record.collection = nil
+            record.targets = list.isEmpty ? [:] : ["collections": list]
+            records.append(record)
+        }
+        var named = fullRequest(5, time: 5000)
+        named.collection = "books"
+        named.targets = ["collections": "films"]  // a record's own collection decides, not its list
+        records.append(named)
+        write(records, to: sqlite)
+        write(records, to: memory)
+        for store in [sqlite, memory] as [any AuditReader] {
+            #expect(try store.query(AuditQuery(collection: "books")).map(\.id) == [1, 3, 5])
+            #expect(try store.query(AuditQuery(collection: "films")).map(\.id) == [1, 2, 3])
+            #expect(try store.query(AuditQuery(collection: "book")).map(\.id) == [])
+            #expect(try store.query(AuditQuery(collection: "s,f")).map(\.id) == [])
+        }
+    }
+
     @Test("afterID pages forward by id, in commit order even where times go back, in the SQLite and memory store")
     func afterID() throws {
         let folder = try TemporaryDirectory()

@@ -226,3 +226,32 @@ def test_failed_attempts_are_rate_limited_per_address(milvus, log_dir):
         assert "too many failed authentications" in failure.value.details()
     finally:
         server.stop()
+
+
+def test_a_collection_named_only_by_its_id_needs_a_rule_covering_every_collection(rbac):
+    """DescribeCollection, ShowPartitions, GetReplicas (pymilvus's describe_replica) and others may name a collection by
+    its ID alone, which the guard can't turn into a name: `app` (default.books only) is refused even with books's own
+    ID, `reader` (default.*) is allowed, and the record keeps the ID."""
+    from pymilvus.grpc_gen import milvus_pb2
+
+    server, address = rbac
+    admin = client(address, "root:Milvus")
+    books_id = admin.describe_collection("books")["collection_id"] or 449812345678  # milvus-lite's IDs are all 0
+    admin.close()
+    by_id = milvus_pb2.DescribeCollectionRequest(db_name="default", collectionID=books_id).SerializeToString()
+    with pytest.raises(grpc.RpcError) as denied:
+        harness.raw_call(address, "DescribeCollection", by_id, metadata=authorization("app:app-secret"))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED, denied.value
+    assert (
+        f"milvus-guard: app may not DescribeCollection on default.<collection ID {books_id}> (no rule allows it)"
+        in (denied.value.details() or "")
+    ), denied.value.details()
+    harness.raw_call(address, "DescribeCollection", by_id, metadata=authorization("reader:reader-secret"))
+    by_name = milvus_pb2.DescribeCollectionRequest(collection_name="books", collectionID=books_id).SerializeToString()
+    harness.raw_call(address, "DescribeCollection", by_name, metadata=authorization("app:app-secret"))
+    listed = subprocess.run(
+        [_guard_binary(), "audit", "--store", str(server.work_dir / "guard.db"), "--user", "app",
+         "--rpc", "DescribeCollection", "--decision", "denied", "--format", "json"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    assert f'"collection_ids":"{books_id}"' in listed, listed

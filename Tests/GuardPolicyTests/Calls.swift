@@ -16,9 +16,11 @@ enum Calls {
         collections: [String] = [],
         alias: String? = nil,
         newName: String? = nil,
-        newDatabase: String? = nil
+        newDatabase: String? = nil,
+        collectionIDs: [Int64] = []
     ) -> MilvusCall {
         var call = MilvusCall(rpc: Self.rpc(name), database: database)
+        call.collectionIDs = collectionIDs
         call.collection = collection
         call.collections = collections
         call.alias = alias

@@ -236,6 +236,58 @@ struct RuleSetTests {
         }
     }
 
+    @Test("A collection named only by its ID needs an allow on all the database's collections; any deny there applies")
+    func collectionByID() throws {
+        let policy = try loadPolicy(
+            """
+            roles:
+              wide:
+                - allow: [read]
+                  on: ["default.*"]
+                - deny: [read]
+                  on: ["default.secret"]
+              whole:
+                - allow: [read]
+                  on: ["default.*"]
+              narrow:
+                - allow: [read]
+                  on: ["default", "default.books"]
+            """
+        )
+        func decide(_ roles: [String], _ call: MilvusCall) -> String {
+            switch policy.ruleSet.evaluate(principal: principal("app", roles), call: call) {
+            case .allow(let rule): "allow \(rule)"
+            case .deny(_, let reason): "deny \(reason)"
+            }
+        }
+        let byID = Calls.make("DescribeCollection", collectionIDs: [7])
+        #expect(decide(["whole"], byID) == "allow policies/test.yaml:8")
+        #expect(
+            decide(["wide"], byID)
+                == "deny app may not DescribeCollection on default.<collection ID 7> (policies/test.yaml:5)"
+        )
+        #expect(decide(["wide"], Calls.make("DescribeCollection", collection: "books")) == "allow policies/test.yaml:3")
+        #expect(
+            decide(["narrow"], byID)
+                == "deny app may not DescribeCollection on default.<collection ID 7> (no rule allows it)"
+        )
+        #expect(
+            decide(["whole"], Calls.make("DescribeCollection", database: "prod", collectionIDs: [7]))
+                == "deny app may not DescribeCollection on prod.<collection ID 7> (no rule allows it)"
+        )
+        // Several targets (names and IDs): the deny still finds the ID.
+        let batch = Calls.make("BatchDescribeCollection", collections: ["books"], collectionIDs: [7])
+        #expect(
+            decide(["wide"], batch)
+                == "deny app may not BatchDescribeCollection on default.<collection ID 7> (policies/test.yaml:5)"
+        )
+        #expect(decide(["whole"], batch) == "allow policies/test.yaml:8")
+        #expect(
+            decide(["narrow"], batch)
+                == "deny app may not BatchDescribeCollection on default.<collection ID 7> (no rule allows it)"
+        )
+    }
+
     @Test("A denial by no rule has no rule id; a denial by a rule cites it")
     func denialRules() throws {
         let policy = try loadPolicy(policyText)

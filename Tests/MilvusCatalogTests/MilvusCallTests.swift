@@ -151,6 +151,63 @@ struct MilvusCallTests {
         #expect(WireLimits.default.maxRepeatedValues == 65_536)
     }
 
+    @Test("A collection named only by its ID is kept; with a collection_name the ID goes unused, as in Milvus")
+    func collectionIDs() throws {
+        let describe = try descriptor("DescribeCollection")
+        let byID = message {
+            $0.writeInt64Field(4, 7)
+            $0.writeStringField(2, "prod")
+            $0.writeInt64Field(4, 449_812_345_678_901_234)  // the last one wins
+        }
+        let call = try MilvusCall(decoding: byID[...], rpc: describe, metadataDatabase: nil)
+        #expect(call.collection == nil)
+        #expect(call.collectionIDs == [449_812_345_678_901_234])
+        #expect(call.database == "prod")
+        let named = message {
+            $0.writeStringField(3, "books")
+            $0.writeInt64Field(4, 7)
+        }
+        #expect(try MilvusCall(decoding: named[...], rpc: describe, metadataDatabase: nil).collectionIDs == [])
+        let zero = message { $0.writeInt64Field(4, 0) }  // proto3's absent value
+        #expect(try MilvusCall(decoding: zero[...], rpc: describe, metadataDatabase: nil).collectionIDs == [])
+        // GetReplicas, which pymilvus sends with the ID only, and ManualCompaction, whose ID is field 1.
+        let replicas = message { $0.writeInt64Field(2, 12) }
+        #expect(
+            try MilvusCall(decoding: replicas[...], rpc: try descriptor("GetReplicas"), metadataDatabase: nil)
+                .collectionIDs == [12]
+        )
+        let compaction = message { $0.writeInt64Field(1, -3) }
+        #expect(
+            try MilvusCall(decoding: compaction[...], rpc: try descriptor("ManualCompaction"), metadataDatabase: nil)
+                .collectionIDs == [-3]
+        )
+        // The wrong wire type fails closed.
+        let text = message { $0.writeStringField(4, "7") }
+        #expect(throws: WireError.self) { try MilvusCall(decoding: text[...], rpc: describe, metadataDatabase: nil) }
+    }
+
+    @Test("BatchDescribeCollection's repeated IDs are kept, packed or not, names or not, up to the limit")
+    func batchCollectionIDs() throws {
+        let rpc = try descriptor("BatchDescribeCollection")
+        let bytes = message { writer in
+            writer.writeStringField(2, "books")
+            writer.writeInt64Field(3, 5)
+            var packed = WireWriter()
+            for id: UInt64 in [6, 1 << 40] { packed.writeVarint(id) }
+            writer.writeBytesField(3, packed.bytes)
+        }
+        let call = try MilvusCall(decoding: bytes[...], rpc: rpc, metadataDatabase: nil)
+        #expect(call.collections == ["books"])
+        #expect(call.collectionIDs == [5, 6, 1 << 40])
+        let limits = WireLimits(maxRepeatedValues: 2)
+        let error = #expect(throws: WireError.self) {
+            try MilvusCall(decoding: bytes[...], rpc: rpc, metadataDatabase: nil, limits: limits)
+        }
+        #expect(error?.code == .tooManyValues)
+        let truncated = message { $0.writeBytesField(3, [0x80]) }  // a packed varint cut short
+        #expect(throws: WireError.self) { try MilvusCall(decoding: truncated[...], rpc: rpc, metadataDatabase: nil) }
+    }
+
     @Test("A message larger than the limit is refused before decoding")
     func messageSize() throws {
         let bytes = message { $0.writeStringField(3, "docs") }

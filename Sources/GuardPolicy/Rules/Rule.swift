@@ -50,8 +50,10 @@ public final class Rule: Hashable, Sendable {
         self.actions.contains { $0.matches(rpc) }
     }
 
-    /// Whether one of the rule's patterns matches `target`.
+    /// Whether one of the rule's patterns matches `target`; for a deny rule, whether one may match it
+    /// (``ResourcePattern/mayMatch(_:)``: a collection named only by its ID could be the one the rule denies).
     public func covers(_ target: PolicyTarget) -> Bool {
-        self.patterns.contains { $0.matches(target) }
+        if self.effect == .deny { return self.patterns.contains { $0.mayMatch(target) } }
+        return self.patterns.contains { $0.matches(target) }
     }
 }

@@ -77,6 +77,9 @@ def roles_for(rpc, message):
             role = REPEATED_STRINGS.get(f.name)
         elif f.type == FD.TYPE_UINT32 and f.name == "num_rows":
             role = "rowCount"
+        elif f.type == FD.TYPE_INT64 and f.name in ("collectionID", "collection_id"):
+            # A collection named by its ID: judged as any collection of the database (PolicyTarget).
+            role = "collectionIDs" if f.is_repeated else "collectionID"
         elif f.type == MESSAGE and f.message_type.full_name in MESSAGES and not f.is_repeated:
             role = MESSAGES[f.message_type.full_name]
         elif f.type == MESSAGE and f.is_repeated and f.message_type.full_name == "milvus.proto.milvus.PrivilegeEntity":
