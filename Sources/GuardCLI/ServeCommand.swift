@@ -228,7 +228,9 @@ public struct ServeCommand: ParsableCommand {
 
         // 7. The signal thread: SIGTERM/SIGINT drain, SIGHUP reloads (on a thread of their own: a reload waits for
         //    the audit store).
-        let reloader = PolicyReloader(Self.reloadHandler(config: config, server: server, audit: audit, logger: logger))
+        let reloader = PolicyReloader(
+            Self.reloadHandler(config: config, overrides: self.overrides, server: server, audit: audit, logger: logger)
+        )
         let watcher = SignalWatcher(
             logger: logger,
             onShutdown: { server.shutdown() },
@@ -299,6 +301,7 @@ public struct ServeCommand: ParsableCommand {
     /// keeps every mutation from Milvus.
     static func reloadHandler(
         config: GuardConfig,
+        overrides: ConfigOverrides = ConfigOverrides(),
         server: ProxyServer,
         audit: ProxyAudit?,
         logger: Logger
@@ -329,12 +332,23 @@ public struct ServeCommand: ParsableCommand {
             }
             if let source = original.sourcePath {
                 do {
-                    let reread = try GuardConfig.load(
+                    var reread = try GuardConfig.load(
                         file: source,
                         currentDirectory: FileManager.default.currentDirectoryPath
                     )
+                    try reread.apply(overrides, currentDirectory: FileManager.default.currentDirectoryPath)
                     current.mode = reread.mode
                     current.policiesPath = reread.policiesPath
+                    let ignored = Self.settingsNeedingRestart(started: original, now: reread)
+                    if !ignored.isEmpty {
+                        logger.warning(
+                            """
+                            the config file changed settings a reload does not apply; they take a restart (the TLS \
+                            files are read again at the paths the guard started with)
+                            """,
+                            metadata: ["settings": "\(ignored.joined(separator: ", "))"]
+                        )
+                    }
                 } catch {
                     reject(
                         "reload rejected: the config file does not load",
@@ -436,6 +450,24 @@ public struct ServeCommand: ParsableCommand {
             Self.warnOfCRLExpiry(server, logger: logger)
             return .done
         }
+    }
+
+    /// The guard.yaml keys whose values differ between the configuration the guard started with and `now`, among
+    /// those a reload leaves as they were (all but `mode` and `policies`).
+    static func settingsNeedingRestart(started: GuardConfig, now: GuardConfig) -> [String] {
+        var keys: [String] = []
+        func check(_ key: String, _ same: Bool) { if !same { keys.append(key) } }
+        check("listen", started.proxy.listen == now.proxy.listen)
+        check("upstream", started.proxy.upstream == now.proxy.upstream)
+        check("threads", started.proxy.threads == now.proxy.threads)
+        check("tls", started.proxy.tls == now.proxy.tls)
+        check("limits", started.proxy.limits == now.proxy.limits)
+        check("store", started.storePath == now.storePath)
+        check("audit", started.audit == now.audit)
+        check("admin", started.adminListen == now.adminListen)
+        check("pid_file", started.pidFilePath == now.pidFilePath)
+        check("log_level", started.logLevel == now.logLevel)
+        return keys
     }
 
     /// Writes one line to standard error.

@@ -1,9 +1,10 @@
 import AuditStore
 import Foundation
-import GuardCLI
 import Logging
 import ProxyCore
 import Testing
+
+@testable import GuardCLI
 
 @Suite("guard.yaml parsing")
 struct GuardConfigTests {
@@ -13,6 +14,26 @@ struct GuardConfigTests {
 
     private func failure(_ yaml: String, in folder: TemporaryFolder) throws -> String? {
         try folder.configFailure(yaml)
+    }
+
+    @Test("A reload names the changed settings it does not apply; mode and policies it applies are not named")
+    func settingsNeedingRestart() throws {
+        let folder = try TemporaryFolder()
+        let started = try self.load("listen: 127.0.0.1:19531\nmode: enforce\n", in: folder)
+        #expect(ServeCommand.settingsNeedingRestart(started: started, now: started).isEmpty)
+        let applied = try self.load("listen: 127.0.0.1:19531\nmode: shadow\npolicies: other\n", in: folder)
+        #expect(ServeCommand.settingsNeedingRestart(started: started, now: applied).isEmpty)
+        try folder.write("c.pem", "certificate")
+        try folder.write("k.pem", "key")
+        let changed = try self.load(
+            "listen: 127.0.0.1:19999\ntls: {cert: c.pem, key: k.pem}\nlimits: {idle_timeout: 1m}\nlog_level: debug\n",
+            in: folder
+        )
+        #expect(
+            ServeCommand.settingsNeedingRestart(started: started, now: changed) == [
+                "listen", "tls", "limits", "log_level",
+            ]
+        )
     }
 
     @Test("An empty file gives the defaults, with paths beside the file", arguments: ["", "# only a comment\n", "~\n"])
