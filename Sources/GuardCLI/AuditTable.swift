@@ -31,8 +31,13 @@ enum AuditTable {
     private static func rawCells(_ entry: AuditEntry) -> [String] {
         let record = entry.record
         if record.kind == .policy { return Self.policyCells(entry) }
+        // A call without one collection: the list it names (Flush), or the IDs it gives instead of a name, as the
+        // policy's messages write them.
+        let named =
+            record.collection ?? record.targets["collections"]
+            ?? record.targets["collection_ids"].map { "<collection ID \($0)>" }
         let target =
-            switch (record.database, record.collection) {
+            switch (record.database, named) {
             case (let db?, let collection?): "\(db).\(collection)"
             case (let db?, nil): db
             case (nil, let collection?): collection

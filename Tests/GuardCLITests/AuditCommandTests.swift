@@ -114,6 +114,33 @@ struct AuditCommandTests {
         )
     }
 
+    @Test("A call naming several collections, or a collection by its ID, shows them in the table's target")
+    func tableTargets() throws {
+        let folder = try TemporaryFolder()
+        do {
+            let store = try SQLiteAuditStore(path: folder.file("audit.db"))
+            var flush = AuditRecord(kind: .refusal, callID: String(repeating: "6", count: 32), timeMilliseconds: noon)
+            flush.principal = "alice"
+            flush.rpc = "Flush"
+            flush.database = "default"
+            flush.targets = ["collections": "books,secret"]
+            flush.decision = "denied"
+            flush.status = 7
+            var describe = flush
+            describe.callID = String(repeating: "7", count: 32)
+            describe.rpc = "DescribeCollection"
+            describe.targets = ["collection_ids": "449812345678"]
+            let counter = Counter()
+            #expect(store.submit(flush, token: 1, listener: counter))
+            #expect(store.submit(describe, token: 2, listener: counter))
+            store.close()
+        }
+        let table = try self.list(["--store", "audit.db"], in: folder)
+        #expect(table.output.count == 3)
+        #expect(table.output[1].contains("Flush               default.books,secret "))
+        #expect(table.output[2].contains("DescribeCollection  default.<collection ID 449812345678> "))
+    }
+
     @Test("A call Milvus failed in its response status (gRPC OK) shows as failed, with Milvus's code and reason")
     func milvusFailure() throws {
         let folder = try TemporaryFolder()
