@@ -132,6 +132,18 @@ struct IdentityTests {
         #expect(!value8)
     }
 
+    @Test("A time before the window's start (another loop's clock read later, locked first) counts as in the window")
+    func failureLimitEarlierClock() {
+        var limiter = FailureLimiter(threshold: 2, windowNanoseconds: 1_000)
+        let first = limiter.recordFailure("10.0.0.1", now: 500)
+        let second = limiter.recordFailure("10.0.0.1", now: 499)  // trapped on the unsigned subtraction before
+        #expect(first == 1 && second == 2)
+        let blockedEarly = limiter.isBlocked("10.0.0.1", now: 10)
+        let blockedLate = limiter.isBlocked("10.0.0.1", now: 1_499)
+        let blockedAfter = limiter.isBlocked("10.0.0.1", now: 1_500)
+        #expect(blockedEarly && blockedLate && !blockedAfter)
+    }
+
     @Test("The table of addresses is bounded; a full table drops the windows that are over, at most once a window")
     func failureLimitTableIsBounded() {
         var limiter = FailureLimiter(threshold: 2, windowNanoseconds: 1_000, maxAddresses: 3)

@@ -22,13 +22,21 @@ struct FailureLimiter {
         self.maxAddresses = max(1, maxAddresses)
     }
 
+    /// Nanoseconds from `started` to `now`; 0 when `now` is earlier. Loops read the clock before they take the lock
+    /// the limiter sits behind, so another loop may have started a window at a later instant than the `now` this one
+    /// brings (an unsigned subtraction trapped there, and two connections from a new address at once could stop the
+    /// guard).
+    static func elapsed(since started: UInt64, now: UInt64) -> UInt64 {
+        now >= started ? now - started : 0
+    }
+
     /// Addresses tracked now (windows over but not yet dropped included).
     var trackedAddresses: Int { self.windows.count }
 
     /// Whether attempts from `address` are refused at `now`.
     mutating func isBlocked(_ address: String, now: UInt64) -> Bool {
         guard let current = self.windows[address] else { return false }
-        guard now - current.started < self.window else {
+        guard Self.elapsed(since: current.started, now: now) < self.window else {
             self.windows[address] = nil
             return false
         }
@@ -40,14 +48,14 @@ struct FailureLimiter {
     @discardableResult
     mutating func recordFailure(_ address: String, now: UInt64) -> Int {
         if let current = self.windows[address] {
-            let failures = now - current.started < self.window ? current.failures + 1 : 1
+            let failures = Self.elapsed(since: current.started, now: now) < self.window ? current.failures + 1 : 1
             self.windows[address] = Window(started: failures == 1 ? now : current.started, failures: failures)
             return failures
         }
         if self.windows.count >= self.maxAddresses {
             guard now >= self.nextPrune else { return 1 }
             self.nextPrune = now &+ self.window
-            self.windows = self.windows.filter { now - $0.value.started < self.window }
+            self.windows = self.windows.filter { Self.elapsed(since: $0.value.started, now: now) < self.window }
             guard self.windows.count < self.maxAddresses else { return 1 }
         }
         self.windows[address] = Window(started: now, failures: 1)
