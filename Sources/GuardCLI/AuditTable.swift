@@ -32,16 +32,15 @@ enum AuditTable {
         let record = entry.record
         if record.kind == .policy { return Self.policyCells(entry) }
         // A call without one collection: the list it names (Flush), or the IDs it gives instead of a name, as the
-        // policy's messages write them.
-        let named =
-            record.collection ?? record.targets["collections"]
-            ?? record.targets["collection_ids"].map { "<collection ID \($0)>" }
+        // policy's messages write them (without the database: Milvus looks an ID up in all of them).
+        let named = record.collection ?? record.targets["collections"]
         let target =
-            switch (record.database, named) {
-            case (let db?, let collection?): "\(db).\(collection)"
-            case (let db?, nil): db
-            case (nil, let collection?): collection
-            case (nil, nil): "-"
+            switch (record.database, named, record.targets["collection_ids"]) {
+            case (_, nil, let ids?): "<collection ID \(ids)>"
+            case (let db?, let collection?, _): "\(db).\(collection)"
+            case (let db?, nil, _): db
+            case (nil, let collection?, _): collection
+            case (nil, nil, _): "-"
             }
         let outcome =
             switch entry.outcome {

@@ -230,8 +230,9 @@ def test_failed_attempts_are_rate_limited_per_address(milvus, log_dir):
 
 def test_a_collection_named_only_by_its_id_needs_a_rule_covering_every_collection(rbac):
     """DescribeCollection, ShowPartitions, GetReplicas (pymilvus's describe_replica) and others may name a collection by
-    its ID alone, which the guard can't turn into a name: `app` (default.books only) is refused even with books's own
-    ID, `reader` (default.*) is allowed, and the record keeps the ID."""
+    its ID alone, which the guard can't turn into a name, and which Milvus looks up in every database: `app`
+    (default.books only) is refused even with books's own ID, `reader` (default.*) too, `root` (`*`) is allowed, and
+    the record keeps the ID."""
     from pymilvus.grpc_gen import milvus_pb2
 
     server, address = rbac
@@ -243,10 +244,13 @@ def test_a_collection_named_only_by_its_id_needs_a_rule_covering_every_collectio
         harness.raw_call(address, "DescribeCollection", by_id, metadata=authorization("app:app-secret"))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED, denied.value
     assert (
-        f"milvus-guard: app may not DescribeCollection on default.<collection ID {books_id}> (no rule allows it)"
+        f"milvus-guard: app may not DescribeCollection on <collection ID {books_id}> (no rule allows it)"
         in (denied.value.details() or "")
     ), denied.value.details()
-    harness.raw_call(address, "DescribeCollection", by_id, metadata=authorization("reader:reader-secret"))
+    with pytest.raises(grpc.RpcError) as denied:
+        harness.raw_call(address, "DescribeCollection", by_id, metadata=authorization("reader:reader-secret"))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED, denied.value
+    harness.raw_call(address, "DescribeCollection", by_id, metadata=authorization("root:Milvus"))
     by_name = milvus_pb2.DescribeCollectionRequest(collection_name="books", collectionID=books_id).SerializeToString()
     harness.raw_call(address, "DescribeCollection", by_name, metadata=authorization("app:app-secret"))
     listed = subprocess.run(

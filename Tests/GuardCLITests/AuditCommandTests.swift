@@ -138,7 +138,7 @@ struct AuditCommandTests {
         let table = try self.list(["--store", "audit.db"], in: folder)
         #expect(table.output.count == 3)
         #expect(table.output[1].contains("Flush               default.books,secret "))
-        #expect(table.output[2].contains("DescribeCollection  default.<collection ID 449812345678> "))
+        #expect(table.output[2].contains("DescribeCollection  <collection ID 449812345678> "))
     }
 
     @Test("A call Milvus failed in its response status (gRPC OK) shows as failed, with Milvus's code and reason")

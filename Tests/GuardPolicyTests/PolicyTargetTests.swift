@@ -35,12 +35,12 @@ struct PolicyTargetTests {
             (Calls.make("Connect"), ["*"]),
             (Calls.make("CreateRowPolicy", collection: "books"), ["*"]),
             (Calls.make("TransferReplica", collection: "books"), ["*"]),
-            (Calls.make("DescribeCollection", database: "prod", collectionIDs: [7]), ["prod.<collection ID 7>"]),
+            (Calls.make("DescribeCollection", database: "prod", collectionIDs: [7]), ["<collection ID 7>"]),
             (
                 Calls.make("BatchDescribeCollection", collections: ["a"], collectionIDs: [7, 8, 7]),
-                ["default.a", "default.<collection ID 7>", "default.<collection ID 8>"]
+                ["default.a", "<collection ID 7>"]
             ),
-            (Calls.make("GetReplicas", collectionIDs: [7]), ["default.<collection ID 7>"]),
+            (Calls.make("GetReplicas", collectionIDs: [7]), ["<collection ID 7>"]),
         ]
     )
     func targets(call: MilvusCall, expected: [String]) {
@@ -77,15 +77,14 @@ struct ResourcePatternTests {
             ("default.books", .collection(database: "default", name: "books2"), false),
             ("de*.bo*", .collection(database: "default.bo", name: "x"), false),
             ("*.é*", .collection(database: "d", name: "été"), true),
-            // A collection named only by its ID could be any of its database's.
-            ("*", .collectionID(database: "prod", id: 7), true),
-            ("*.*", .collectionID(database: "prod", id: 7), true),
-            ("prod.*", .collectionID(database: "prod", id: 7), true),
-            ("pr*.*", .collectionID(database: "prod", id: 7), true),
-            ("prod.*", .collectionID(database: "dev", id: 7), false),
-            ("prod", .collectionID(database: "prod", id: 7), false),
-            ("prod.books", .collectionID(database: "prod", id: 7), false),
-            ("prod.b*", .collectionID(database: "prod", id: 7), false),
+            // A collection named only by its ID could be any collection of any database (Milvus ignores db_name).
+            ("*", .collectionID(7), true),
+            ("*.*", .collectionID(7), true),
+            ("**.*", .collectionID(7), true),
+            ("prod.*", .collectionID(7), false),
+            ("*.b*", .collectionID(7), false),
+            ("prod", .collectionID(7), false),
+            ("prod.books", .collectionID(7), false),
         ]
     )
     func matching(pattern: String, target: PolicyTarget, expected: Bool) throws {
@@ -93,13 +92,13 @@ struct ResourcePatternTests {
     }
 
     @Test(
-        "A deny may match a collection named by its ID whenever it names a collection of that database",
+        "A deny may match a collection named by its ID whenever it names collections, in any database",
         arguments: [
-            ("prod.books", PolicyTarget.collectionID(database: "prod", id: 7), true),
-            ("p*.b*", .collectionID(database: "prod", id: 7), true),
-            ("*", .collectionID(database: "prod", id: 7), true),
-            ("prod", .collectionID(database: "prod", id: 7), false),
-            ("dev.books", .collectionID(database: "prod", id: 7), false),
+            ("prod.books", PolicyTarget.collectionID(7), true),
+            ("p*.b*", .collectionID(7), true),
+            ("dev.books", .collectionID(7), true),
+            ("*", .collectionID(7), true),
+            ("prod", .collectionID(7), false),
             ("prod.books", .collection(database: "prod", name: "movies"), false),
             ("prod", .database("prod"), true),
         ]

@@ -236,22 +236,22 @@ struct RuleSetTests {
         }
     }
 
-    @Test("A collection named only by its ID needs an allow on all the database's collections; any deny there applies")
+    @Test("A collection named only by its ID needs an allow on every collection; any deny on a collection applies")
     func collectionByID() throws {
         let policy = try loadPolicy(
             """
             roles:
               wide:
                 - allow: [read]
-                  on: ["default.*"]
+                  on: ["*.*"]
                 - deny: [read]
-                  on: ["default.secret"]
+                  on: ["prod.secret"]
               whole:
                 - allow: [read]
-                  on: ["default.*"]
-              narrow:
+                  on: ["*.*"]
+              database:
                 - allow: [read]
-                  on: ["default", "default.books"]
+                  on: ["default.*", "default"]
             """
         )
         func decide(_ roles: [String], _ call: MilvusCall) -> String {
@@ -260,31 +260,27 @@ struct RuleSetTests {
             case .deny(_, let reason): "deny \(reason)"
             }
         }
+        // Milvus looks the ID up in every database, whatever db_name says: default.* is not enough.
         let byID = Calls.make("DescribeCollection", collectionIDs: [7])
         #expect(decide(["whole"], byID) == "allow policies/test.yaml:8")
         #expect(
-            decide(["wide"], byID)
-                == "deny app may not DescribeCollection on default.<collection ID 7> (policies/test.yaml:5)"
+            decide(["database"], byID) == "deny app may not DescribeCollection on <collection ID 7> (no rule allows it)"
+        )
+        // A deny on a collection of another database applies too: the ID may be that one.
+        #expect(
+            decide(["wide"], byID) == "deny app may not DescribeCollection on <collection ID 7> (policies/test.yaml:5)"
         )
         #expect(decide(["wide"], Calls.make("DescribeCollection", collection: "books")) == "allow policies/test.yaml:3")
-        #expect(
-            decide(["narrow"], byID)
-                == "deny app may not DescribeCollection on default.<collection ID 7> (no rule allows it)"
-        )
-        #expect(
-            decide(["whole"], Calls.make("DescribeCollection", database: "prod", collectionIDs: [7]))
-                == "deny app may not DescribeCollection on prod.<collection ID 7> (no rule allows it)"
-        )
         // Several targets (names and IDs): the deny still finds the ID.
         let batch = Calls.make("BatchDescribeCollection", collections: ["books"], collectionIDs: [7])
         #expect(
             decide(["wide"], batch)
-                == "deny app may not BatchDescribeCollection on default.<collection ID 7> (policies/test.yaml:5)"
+                == "deny app may not BatchDescribeCollection on <collection ID 7> (policies/test.yaml:5)"
         )
         #expect(decide(["whole"], batch) == "allow policies/test.yaml:8")
         #expect(
-            decide(["narrow"], batch)
-                == "deny app may not BatchDescribeCollection on default.<collection ID 7> (no rule allows it)"
+            decide(["database"], batch)
+                == "deny app may not BatchDescribeCollection on <collection ID 7> (no rule allows it)"
         )
     }
 

@@ -7,11 +7,11 @@ public enum PolicyTarget: Hashable, Sendable, CustomStringConvertible {
     /// A collection (or an alias, checked as the name the client sent) of a database: matched by `db.collection`
     /// patterns.
     case collection(database: String, name: String)
-    /// A collection of a database named only by its ID (DescribeCollection, ShowPartitions, GetReplicas,
-    /// ManualCompaction… may send one instead of a name). The guard can't tell which collection it is, so it could be
-    /// any: an allow must cover every collection of the database (`db.*`, `*`), and a deny that names any collection
-    /// of the database applies (``ResourcePattern/mayMatch(_:)``).
-    case collectionID(database: String, id: Int64)
+    /// A collection named only by its ID (DescribeCollection, ShowPartitions, GetReplicas, ManualCompaction… may send
+    /// one instead of a name). The guard can't tell which collection it is, and Milvus looks an ID up across all
+    /// databases (the request's `db_name` is not consulted), so it could be any collection of any database: an allow
+    /// must cover them all (`*`, `*.*`), and a deny that names any collection applies (``ResourcePattern/mayMatch(_:)``).
+    case collectionID(Int64)
     /// A database as a whole (ShowCollections, CreateDatabase, FlushAll, …): matched by `db` and `db.<glob>`
     /// patterns whose collection part is `*`.
     case database(String)
@@ -23,7 +23,7 @@ public enum PolicyTarget: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .collection(let database, let name): "\(database).\(name)"
-        case .collectionID(let database, let id): "\(database).<collection ID \(id)>"
+        case .collectionID(let id): "<collection ID \(id)>"
         case .database(let database): database
         case .cluster: "*"
         }
@@ -36,7 +36,8 @@ public enum PolicyTarget: Hashable, Sendable, CustomStringConvertible {
     ///    let anyone grant privileges.
     /// 2. Otherwise every collection the call names is a target: `collection_name`, Flush's and ShowCollections'
     ///    `collection_names`, BatchDescribeCollection's list, the alias of an alias RPC (CreateAlias, AlterAlias,
-    ///    DropAlias, DescribeAlias), each collection named only by its ID (``MilvusCall/collectionIDs``), and
+    ///    DropAlias, DescribeAlias), a collection named only by its ID (``MilvusCall/collectionIDs``: one target for
+    ///    all of them), and
     ///    RenameCollection's or RestoreSnapshot's new name in its new database, and in the old database too when
     ///    they differ.
     /// 3. A call that names no collection acts on its database, unless its RPC has no database field at all
@@ -53,9 +54,8 @@ public enum PolicyTarget: Hashable, Sendable, CustomStringConvertible {
         if let alias = call.alias {
             targets.append(.collection(database: call.database, name: alias))
         }
-        for id in call.collectionIDs where !targets.contains(.collectionID(database: call.database, id: id)) {
-            targets.append(.collectionID(database: call.database, id: id))
-        }
+        // Every ID is judged alike (any collection anywhere): one target stands for them all, named by the first.
+        if let id = call.collectionIDs.first { targets.append(.collectionID(id)) }
         if let newName = call.newCollectionName {
             let newDatabase = call.newDatabase ?? call.database
             targets.append(.collection(database: newDatabase, name: newName))

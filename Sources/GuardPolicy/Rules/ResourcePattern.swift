@@ -5,7 +5,8 @@
 /// - `*` alone matches every target, the cluster included. It is the only pattern that matches the cluster.
 /// - `db` (no dot) matches the database-level target `db` only, not its collections.
 /// - `db.coll` matches the collection `coll` of `db`; if the collection part is exactly `*`, it also matches the
-///   database-level target `db`, and a collection of `db` named only by its ID (which could be any of them).
+///   database-level target `db`. A collection named only by its ID, which could be any collection of any database,
+///   is matched only by `*` and `*.*`.
 /// - In each part, `*` matches any run of characters (including none); every other character matches itself,
 ///   case-sensitively, as Milvus compares names.
 public struct ResourcePattern: Hashable, Sendable, CustomStringConvertible {
@@ -58,20 +59,24 @@ public struct ResourcePattern: Hashable, Sendable, CustomStringConvertible {
         case .collection(let database, let name):
             guard let collection = self.collection else { return false }
             return Self.glob(self.database, matches: database) && Self.glob(collection, matches: name)
-        case .collectionID(let database, _):
-            // Whichever collection the ID names: only a pattern that covers them all.
-            return self.collection == [UInt8(ascii: "*")] && Self.glob(self.database, matches: database)
+        case .collectionID:
+            // Whichever collection of whichever database the ID names: only a pattern that covers them all.
+            guard let collection = self.collection else { return false }
+            return Self.matchesEverything(self.database) && Self.matchesEverything(collection)
         }
     }
 
+    /// Whether a part made of `*` only, which matches every name.
+    private static func matchesEverything(_ part: [UInt8]) -> Bool {
+        !part.isEmpty && part.allSatisfy { $0 == UInt8(ascii: "*") }
+    }
+
     /// Whether the pattern may match `target`: ``matches(_:)``, except that a collection named only by its ID may be
-    /// any collection of its database, so every pattern naming collections of that database may match it. Deny rules
-    /// use this: `deny … on: [prod.payments]` also refuses DescribeCollection by an ID in `prod`, which could be
-    /// payments' (fail closed).
+    /// any collection of any database, so every pattern that names collections may match it. Deny rules use this:
+    /// `deny … on: [prod.payments]` also refuses DescribeCollection by an ID, which could be payments' (fail closed).
     public func mayMatch(_ target: PolicyTarget) -> Bool {
-        guard case .collectionID(let database, _) = target else { return self.matches(target) }
-        if self.text == "*" { return true }
-        return self.collection != nil && Self.glob(self.database, matches: database)
+        guard case .collectionID = target else { return self.matches(target) }
+        return self.text == "*" || self.collection != nil
     }
 
     /// Glob matching where `*` is any run of bytes: the classic linear-time two-pointer algorithm with one
