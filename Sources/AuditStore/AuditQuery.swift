@@ -91,7 +91,7 @@ public struct AuditQuery: Sendable, Hashable {
     /// ShowCollections), which the record keeps in `targets["collections"]`.
     static func names(_ record: AuditRecord, _ collection: String) -> Bool {
         if let named = record.collection { return named == collection }
-        guard let list = record.targets["collections"] else { return false }
+        guard !collection.contains(","), let list = record.targets["collections"] else { return false }
         return list.split(separator: ",", omittingEmptySubsequences: false).contains { $0 == collection }
     }
 

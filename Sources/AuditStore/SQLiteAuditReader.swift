@@ -202,7 +202,9 @@ public final class SQLiteAuditReader: AuditReader {
         add("r.time_ms < ?", query.until.map { .integer($0) })
         add("r.principal = ?", query.user.map { .text($0) })
         add("r.db = ?", query.database.map { .text($0) })
-        if let collection = query.collection {
+        if let collection = query.collection, collection.contains(",") {
+            add("r.collection = ?", .text(collection))  // not one name of a list: the list is joined by commas
+        } else if let collection = query.collection {
             // A call naming several collections (Flush, ShowCollections) has them in `targets.collections`.
             conditions.append(
                 "(r.collection = ? OR (r.collection IS NULL AND instr(',' || json_extract(r.targets, '$.collections')"

@@ -343,8 +343,9 @@ public struct ServeCommand: ParsableCommand {
                     if !ignored.isEmpty {
                         logger.warning(
                             """
-                            the config file changed settings a reload does not apply; they take a restart (the TLS \
-                            files are read again at the paths the guard started with)
+                            the config file (or a file it names, such as upstream.auth's password file) changed \
+                            settings a reload does not apply; they take a restart (the TLS files are read again at \
+                            the paths the guard started with)
                             """,
                             metadata: ["settings": "\(ignored.joined(separator: ", "))"]
                         )

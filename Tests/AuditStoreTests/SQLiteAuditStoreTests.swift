@@ -275,6 +275,7 @@ struct SQLiteAuditStoreTests {
             #expect(try store.query(AuditQuery(collection: "films")).map(\.id) == [1, 2, 3])
             #expect(try store.query(AuditQuery(collection: "book")).map(\.id) == [])
             #expect(try store.query(AuditQuery(collection: "s,f")).map(\.id) == [])
+            #expect(try store.query(AuditQuery(collection: "books,films")).map(\.id) == [])
         }
     }
 
