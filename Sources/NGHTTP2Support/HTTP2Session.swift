@@ -24,6 +24,8 @@ public final class HTTP2Session {
     public enum Role: Sendable { case server, client }
 
     public let role: Role
+    /// The largest header block this session sends (``HTTP2SessionSettings/maxSendHeaderBlockBytes``).
+    public let maxSendHeaderBlockBytes: Int
     private var session: OpaquePointer?
 
     /// Events gathered by the C callbacks during one `feed` or `send`.
@@ -47,6 +49,7 @@ public final class HTTP2Session {
     /// - Throws: ``NGHTTP2Error`` when nghttp2 can't allocate the session.
     public init(role: Role, settings: HTTP2SessionSettings = HTTP2SessionSettings()) throws(NGHTTP2Error) {
         self.role = role
+        self.maxSendHeaderBlockBytes = settings.maxSendHeaderBlockBytes
         self.headers = HeaderBlockReceiver(maxHeaderListBytes: Int(settings.maxHeaderListBytes))
 
         var callbacks: OpaquePointer?
@@ -64,6 +67,7 @@ public final class HTTP2Session {
         nghttp2_option_set_max_settings(option, settings.maxSettingsEntries)
         nghttp2_option_set_stream_reset_rate_limit(option, settings.resetBurst, settings.resetRatePerSecond)
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        nghttp2_option_set_max_send_header_block_length(option, max(settings.maxSendHeaderBlockBytes, 0))
         if role == .client {
             // Until the server's SETTINGS arrive, assume a conservative stream limit instead of "unlimited".
             nghttp2_option_set_peer_max_concurrent_streams(option, 100)
@@ -211,6 +215,17 @@ public final class HTTP2Session {
         }
         try check(code)
         if !endStream { self.outbound[streamID] = self.makeBody() }
+    }
+
+    /// Sends trailers (HEADERS with END_STREAM) on a stream whose body has ended but whose trailers did not go out
+    /// (``HTTP2Event/headersNotSent(streamID:kind:error:)`` with ``HeaderBlockKind/trailers``): the stream's end is
+    /// still ours to send. Trailers that follow a body normally go with ``finishBody(streamID:trailers:)``.
+    /// - Throws: ``NGHTTP2Error`` when the stream is gone.
+    public func submitTrailers(streamID: Int32, _ trailers: [HeaderField]) throws(NGHTTP2Error) {
+        guard nghttp2_session_find_stream(self.session, streamID) != nil else {
+            throw NGHTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue)
+        }
+        try check(withNameValues(trailers) { nva, count in nghttp2_submit_trailer(self.session, streamID, nva, count) })
     }
 
     /// Queues body bytes for a stream submitted with a body.
@@ -544,6 +559,11 @@ extension HTTP2Session {
             }
             return session.writeData(frame.pointee, header: header, count: length)
         }
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks) { _, frame, errorCode, userData in
+            guard let session = HTTP2Session.from(userData), let frame else { return 0 }
+            session.frameNotSent(frame.pointee, errorCode: errorCode)
+            return 0
+        }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             guard let session = HTTP2Session.from(userData) else { return 0 }
             session.streamClosed(streamID, errorCode: errorCode)
@@ -644,6 +664,29 @@ extension HTTP2Session {
         default:
             break
         }
+    }
+
+    /// A frame we submitted that nghttp2 did not send (it calls back only for errors that leave the session usable).
+    /// For a HEADERS frame on a stream, a ``HTTP2Event/headersNotSent(streamID:kind:error:)`` event: without it, a
+    /// response or trailers block over the send limit left the client's stream open with nothing more to come, and
+    /// the client waited until its deadline, forever without one (a red-team run). A response's body queue is
+    /// dropped: its provider was to be attached once the HEADERS went out, so it never will be, and the stream may
+    /// take a trailers-only response instead.
+    private func frameNotSent(_ frame: nghttp2_frame, errorCode: Int32) {
+        let streamID = frame.hd.stream_id
+        guard UInt32(frame.hd.type) == NGHTTP2_HEADERS.rawValue, streamID > 0 else { return }
+        let kind: HeaderBlockKind
+        switch frame.headers.cat {
+        case NGHTTP2_HCAT_REQUEST: kind = .request
+        case NGHTTP2_HCAT_RESPONSE: kind = .response
+        default: kind = .trailers
+        }
+        if kind == .response, let body = self.outbound.removeValue(forKey: streamID) {
+            if body.count > 0 { self.events.append(.outboundConsumed(streamID: streamID, count: body.count)) }
+            body.reset()
+            if self.spareBodies.count < Self.maxSpareBodies { self.spareBodies.append(body) }
+        }
+        self.events.append(.headersNotSent(streamID: streamID, kind: kind, error: NGHTTP2Error(code: errorCode)))
     }
 
     private func streamClosed(_ streamID: Int32, errorCode: UInt32) {

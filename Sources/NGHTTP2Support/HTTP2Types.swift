@@ -48,6 +48,16 @@ public enum HTTP2Event {
     /// HTTP/2 does not allow at all (a name with upper-case letters, a bad pseudo-header) or a malformed request
     /// (`reason`, nghttp2's words). `fields` are those received before it. No header block follows. Server role only.
     case requestReset(streamID: Int32, fields: [HeaderField], reason: String)
+    /// A header block we submitted on `streamID` was not sent (nghttp2's `on_frame_not_send`): `kind` says which
+    /// (``HeaderBlockKind/request`` in the client role; ``HeaderBlockKind/response`` or ``HeaderBlockKind/trailers``
+    /// in the server role), `error` why; ``NGHTTP2Error/isTooLarge`` when the block was over
+    /// ``HTTP2SessionSettings/maxSendHeaderBlockBytes``. The peer heard nothing of it. A request's stream is then
+    /// closed by the session (``streamClosed(streamID:errorCode:)`` with REFUSED_STREAM follows at once). A
+    /// response's or its trailers' stream stays open, and nothing more will end it: its owner must answer it (a
+    /// response stream may take another response, a trailers-only one; a stream whose trailers failed may take
+    /// other trailers, ``HTTP2Session/submitTrailers(streamID:_:)``) or reset it. The body queue of a response whose
+    /// headers failed is dropped (its bytes are reported as ``outboundConsumed(streamID:count:)``).
+    case headersNotSent(streamID: Int32, kind: HeaderBlockKind, error: NGHTTP2Error)
 }
 
 /// HTTP/2 error codes used by the proxy (RFC 9113 §7).
@@ -78,6 +88,14 @@ public struct HTTP2SessionSettings: Sendable, Equatable {
     public var maxContinuations: Int = 8
     /// SETTINGS entries accepted in one frame.
     public var maxSettingsEntries: Int = 32
+    /// The largest header block this session sends (`nghttp2_option_set_max_send_header_block_length`; nghttp2's
+    /// default is 64 KiB). nghttp2 measures a block before encoding it, with `nghttp2_hd_deflate_bound`: 12 bytes,
+    /// plus 12 bytes and the name and value of each field, plus 5 for a priority. That is at most the RFC 9113
+    /// §6.5.2 header list size (32 bytes per field) plus 17, so a header list one session accepted fits in another
+    /// session whose limit is that list size plus a margin for the fields the proxy adds. A larger block is not
+    /// sent: ``HTTP2Event/headersNotSent(streamID:kind:error:)``. The frame buffer only grows to this size when a
+    /// block needs it.
+    public var maxSendHeaderBlockBytes: Int = 65_536
 
     public init() {}
 }

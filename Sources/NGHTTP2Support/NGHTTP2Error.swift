@@ -19,6 +19,10 @@ public struct NGHTTP2Error: Error, Equatable, CustomStringConvertible {
     /// Whether the whole session is unusable (`nghttp2_is_fatal`): the connection must be closed.
     public var isFatal: Bool { nghttp2_is_fatal(self.code) != 0 }
 
+    /// Whether a header block was not sent for being over the session's send limit
+    /// (``HTTP2SessionSettings/maxSendHeaderBlockBytes``; `NGHTTP2_ERR_FRAME_SIZE_ERROR`).
+    public var isTooLarge: Bool { self.code == NGHTTP2_ERR_FRAME_SIZE_ERROR.rawValue }
+
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
 }
 

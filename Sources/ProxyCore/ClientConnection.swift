@@ -118,6 +118,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
                     self.worker.callFinished(call)
                     if self.isCutOff && self.calls.isEmpty { self.connection.closeGracefully() }
                 }
+            case .headersNotSent(let streamID, let kind, let error):
+                // A block of a call's response (a refusal of a stream that is not a call is a few bytes).
+                self.calls[streamID]?.responseNotSent(kind, error: error, limit: self.session.maxSendHeaderBlockBytes)
             case .goaway, .remoteSettingsChanged:
                 break
             }

@@ -632,11 +632,86 @@ final class ProxiedCall {
         // for the rare call that still needs one (its message is a string of its own each time).
         self.upstreamEnded(resetCode: errorCode == 0 ? HTTP2ErrorCode.internalError : errorCode) {
             switch errorCode {
-            case HTTP2ErrorCode.refusedStream: GRPCStatus(.unavailable, "upstream refused the stream")
+            case HTTP2ErrorCode.refusedStream:
+                self.unsentRequest ?? GRPCStatus(.unavailable, "upstream refused the stream")
             case HTTP2ErrorCode.cancel: GRPCStatus(.cancelled, "upstream cancelled the call")
             default: GRPCStatus(.unavailable, "upstream reset the stream (HTTP/2 error \(errorCode))")
             }
         }
+    }
+
+    /// Set when the upstream session did not send the request's headers: the status the call ends with, in place of
+    /// "upstream refused the stream" (the session closes the stream with REFUSED_STREAM, but Milvus refused nothing).
+    private(set) var unsentRequest: GRPCStatus?
+
+    /// The upstream session did not send the request's header block (`error`; `limit`: its send limit). Over the
+    /// limit, a failure retrying can't cure: RESOURCE_EXHAUSTED, which pymilvus does not retry (it got UNAVAILABLE
+    /// "upstream refused the stream", and retried). For other reasons (Milvus sent GOAWAY, the session is going
+    /// away) the call ends as a refused stream, UNAVAILABLE: another connection may take it.
+    func requestHeadersNotSent(_ error: NGHTTP2Error, limit: Int) {
+        guard error.isTooLarge else { return }
+        self.unsentRequest = GRPCStatus(
+            .resourceExhausted,
+            "the request's header block is too large to send to Milvus (over \(limit) bytes)"
+        )
+    }
+
+    /// Milvus's grpc-status (as it sent it) when its response headers or trailers could not be sent to the client
+    /// and the guard answered in their place (``responseNotSent(_:error:limit:)``); nil otherwise, or when Milvus's
+    /// status had not come. The audit records the call as failed with the guard's status, and this in its message.
+    private(set) var unsentMilvusStatus: String?
+    /// The guard already answered in place of a block that could not be sent.
+    private var replacedUnsentBlock = false
+
+    /// The client session did not send a header block of this call's response (`kind`: its headers, or its
+    /// trailers; `limit`: the session's send limit): the client's stream would stay open with nothing more to come,
+    /// and the client wait until its deadline, forever without one (a red-team run, with Milvus's trailers over
+    /// 64 KiB). A block over the limit is answered at once with a status of the guard's own in its place (a
+    /// trailers-only response, or trailers after the body): RESOURCE_EXHAUSTED, as a gRPC client refuses metadata
+    /// over its own limit, and Milvus is told to stop if it is still sending. Otherwise the stream was going away
+    /// already (closed, reset, the session closing), or the guard's own block is not sent either, or can't be
+    /// submitted: the stream is reset (INTERNAL_ERROR), which ends it whatever its state.
+    func responseNotSent(_ kind: HeaderBlockKind, error: NGHTTP2Error, limit: Int) {
+        guard let client = self.client, !self.clientClosed else { return }
+        // The block was the guard's own (a refusal, a deadline), or already its replacement: no second try.
+        guard error.isTooLarge, !self.replacedUnsentBlock, self.guardStatus == nil else {
+            client.session.resetStream(self.clientStreamID, errorCode: HTTP2ErrorCode.internalError)
+            client.markDirty()
+            return
+        }
+        self.replacedUnsentBlock = true
+        let what = kind == .trailers ? "trailers" : "response headers"
+        // Milvus's status when it had come; a value that is no number is not repeated (it could be long).
+        let milvusStatus = self.responseFinished ? self.finalStatus.map { Int32($0) == nil ? "invalid" : $0 } : nil
+        var detail =
+            "Milvus's \(what) could not be sent to the client: over the guard's \(limit)-byte header block limit"
+        if let milvusStatus { detail += "; Milvus's grpc-status was \(milvusStatus)" }
+        let status = GRPCStatus(.resourceExhausted, detail)
+        self.detachUpstream(reset: true)
+        self.unsentMilvusStatus = milvusStatus
+        self.responseStarted = true
+        self.responseFinished = true
+        self.finalStatus = String(status.code.rawValue)
+        self.guardStatus = status
+        do {
+            if kind == .trailers {
+                try client.session.submitTrailers(streamID: self.clientStreamID, status.trailers)
+            } else {
+                try client.session.submitResponse(
+                    streamID: self.clientStreamID,
+                    status.trailersOnlyHeaders,
+                    endStream: true
+                )
+            }
+            if !self.requestEnded { client.session.resetAfterResponse(streamID: self.clientStreamID) }
+        } catch {
+            client.session.resetStream(self.clientStreamID, errorCode: HTTP2ErrorCode.internalError)
+        }
+        client.markDirty()
+        client.logger.warning(
+            "a response header block could not be sent to the client",
+            metadata: ["path": "\(self.path)", "status": "\(status.code)", "message": "\(status.message)"]
+        )
     }
 
     /// The upstream connection failed or could not be opened.

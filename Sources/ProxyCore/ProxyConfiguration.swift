@@ -218,6 +218,9 @@ public struct Limits: Sendable, Equatable {
     public var newConnectionsPerWindow: Int = 1_000
     /// The window of ``newConnectionsPerWindow``.
     public var newConnectionWindowMilliseconds: Int = 60_000
+    /// Tests only: the largest header block both sessions send, instead of the one worked out from
+    /// ``maxHeaderListBytes`` (``ProxyWorker/headerBlockMargin``), to drive a block that can't be sent.
+    var sendHeaderBlockOverride: Int?
 
     public init() {}
 }

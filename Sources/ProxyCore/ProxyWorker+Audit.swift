@@ -315,7 +315,7 @@ extension ProxyWorker {
             record.policySequence = call.policySequence
         }
         if kind != .request {
-            if let status = call.guardStatus, kind == .outcome, call.forwarded {
+            if let status = call.guardStatus, kind == .outcome, call.forwarded, call.unsentMilvusStatus == nil {
                 // The guard ended a call Milvus had (its deadline passed, the connection to Milvus failed) before
                 // Milvus's status: none is recorded, so the outcome is `unknown`, for the call may have happened.
                 let answer = call.milvusResponded ? "its response had started, without its status" : "had not answered"
@@ -324,6 +324,11 @@ extension ProxyWorker {
             } else if let status = call.guardStatus {
                 record.status = Int32(status.code.rawValue)
                 record.message = status.message
+                // Milvus answered, but its headers or trailers could not be sent to the client (the message says
+                // with what status): what it says it changed still happened.
+                if call.unsentMilvusStatus == "0", let count = call.affectedRows?.value {
+                    record.rows = Int64(clamping: count)
+                }
             } else if let final = call.finalStatus, let code = Int32(final) {
                 // A gRPC status from upstream; an empty grpc-message (Milvus sends one with OK) is no message.
                 record.status = code

@@ -107,10 +107,22 @@ final class ProxyWorker: LoopHandler {
         settings.streamWindowBytes = UInt32(clamping: limits.streamWindowBytes)
         settings.connectionWindowBytes = UInt32(clamping: limits.connectionWindowBytes)
         settings.maxHeaderListBytes = UInt32(clamping: limits.maxHeaderListBytes)
+        settings.maxContinuations = Self.maxContinuations(forHeaderListBytes: limits.maxHeaderListBytes)
+        var upstreamSettings = settings
+        upstreamSettings.maxHeaderListBytes = UInt32(clamping: Self.upstreamHeaderListBytes(limits))
+        upstreamSettings.maxContinuations = HTTP2SessionSettings().maxContinuations
+        // What one side accepted must be sendable to the other: nghttp2 sends no header block over 64 KiB unless
+        // told otherwise, and a larger one was accepted, then never sent (a client waited forever for trailers
+        // Milvus had sent; a request with 70 KB of metadata was refused as if Milvus had refused it).
+        settings.maxSendHeaderBlockBytes = Self.upstreamHeaderListBytes(limits) + Self.headerBlockMargin
+        upstreamSettings.maxSendHeaderBlockBytes =
+            limits.maxHeaderListBytes + Self.headerBlockMargin + (configuration.upstream.authorization?.utf8.count ?? 0)
+        if let override = limits.sendHeaderBlockOverride {
+            settings.maxSendHeaderBlockBytes = override
+            upstreamSettings.maxSendHeaderBlockBytes = override
+        }
         self.serverSettings = settings
         self.serverTLS = serverTLS
-        var upstreamSettings = settings
-        upstreamSettings.maxHeaderListBytes = UInt32(clamping: max(limits.maxHeaderListBytes, 1 << 20))
         self.pool = UpstreamPool(
             loop: loop,
             configuration: configuration.upstream,
@@ -124,6 +136,23 @@ final class ProxyWorker: LoopHandler {
         loop.onMessage = { [unowned self] message in self.receive(message) }
         loop.onIterationEnd = { [unowned self] in self.wakeAuditWriter() }
         self.scheduleHousekeeping()
+    }
+
+    /// The header-list limit toward Milvus (its response headers and trailers): `limits.max_header_list_bytes`, and
+    /// at least 1 MiB, so that a client's small limit does not cut Milvus's answers short.
+    static func upstreamHeaderListBytes(_ limits: Limits) -> Int { max(limits.maxHeaderListBytes, 1 << 20) }
+
+    /// Added to a header list limit to give the send limit of the session that forwards such lists: nghttp2's
+    /// measure of a block (``HTTP2SessionSettings/maxSendHeaderBlockBytes``) is at most the list size plus 17 bytes,
+    /// and the proxy adds little to what it forwards (the upstream `authorization`, counted apart, and `:scheme`).
+    static let headerBlockMargin = 4096
+
+    /// CONTINUATION frames a client's header block may take (CVE-2024-28182): nghttp2's 8 (9 frames, 144 KiB with
+    /// 16 KiB frames) unless `limits.max_header_list_bytes` needs more. A header list of n bytes encodes into fewer
+    /// than n bytes, so n / 16 KiB frames (and one to spare) carry any list within the limit; with 8 only, blocks
+    /// over about 144 KB closed the client's connection whatever the limit said.
+    static func maxContinuations(forHeaderListBytes bytes: Int) -> Int {
+        max(HTTP2SessionSettings().maxContinuations, bytes / 16_384 + 1)
     }
 
     // MARK: Accepting

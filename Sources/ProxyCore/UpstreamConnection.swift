@@ -123,7 +123,7 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
                 self.streams[streamID]?.requestBytesSent(count)
             case .streamClosed(let streamID, let errorCode):
                 if let call = self.streams.removeValue(forKey: streamID) {
-                    if errorCode != 0 { self.pool?.metrics?.recordUpstreamError(.reset) }
+                    if errorCode != 0, call.unsentRequest == nil { self.pool?.metrics?.recordUpstreamError(.reset) }
                     call.upstreamStreamClosed(errorCode: errorCode)
                 }
                 self.pool?.streamFreed(on: self)
@@ -137,6 +137,9 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
                 }
             case .invalidHeaderField, .requestReset:
                 break  // server role only: the session resets such a response stream itself
+            case .headersNotSent(let streamID, _, let error):
+                // The session closes the stream with REFUSED_STREAM next: Milvus never saw the call.
+                self.streams[streamID]?.requestHeadersNotSent(error, limit: self.session.maxSendHeaderBlockBytes)
             case .goaway(let lastStreamID, let errorCode):
                 self.state = .draining
                 self.pool?.logger.info(

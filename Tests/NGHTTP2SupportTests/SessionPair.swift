@@ -12,6 +12,7 @@ enum Seen: Equatable, CustomStringConvertible {
     case consumed(Int32, Int)
     case invalid(Int32, String)
     case reset(Int32, String)
+    case notSent(Int32, HeaderBlockKind, tooLarge: Bool)
 
     init(_ event: HTTP2Event) {
         switch event {
@@ -25,6 +26,8 @@ enum Seen: Equatable, CustomStringConvertible {
         case .outboundConsumed(let streamID, let count): self = .consumed(streamID, count)
         case .invalidHeaderField(let streamID, let name): self = .invalid(streamID, name)
         case .requestReset(let streamID, _, let reason): self = .reset(streamID, reason)
+        case .headersNotSent(let streamID, let kind, let error):
+            self = .notSent(streamID, kind, tooLarge: error.isTooLarge)
         }
     }
 
@@ -41,6 +44,7 @@ enum Seen: Equatable, CustomStringConvertible {
         case .consumed(let id, let count): return "consumed(\(id),\(count))"
         case .invalid(let id, let name): return "invalid(\(id),\(name))"
         case .reset(let id, let reason): return "reset(\(id),\(reason))"
+        case .notSent(let id, let kind, let tooLarge): return "notSent(\(id),\(kind),tooLarge:\(tooLarge))"
         }
     }
 

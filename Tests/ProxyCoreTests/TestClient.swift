@@ -205,7 +205,7 @@ final class TestClient {
                 self.streams[streamID]?.closedWith = errorCode
             case .goaway(let lastStreamID, let errorCode):
                 self.goaway = (lastStreamID, errorCode)
-            case .remoteSettingsChanged, .outboundConsumed, .invalidHeaderField, .requestReset:
+            case .remoteSettingsChanged, .outboundConsumed, .invalidHeaderField, .requestReset, .headersNotSent:
                 break
             }
         }

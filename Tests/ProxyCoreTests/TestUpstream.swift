@@ -37,6 +37,9 @@ final class TestUpstream {
         case silent
         /// Resets each request, once its body ended, with REFUSED_STREAM: not processed (RFC 9113 §8.7).
         case refuse
+        /// Answers each request, once its body ended, with :status 200 and `headers`, `body`, and trailers grpc-status
+        /// 0 and `trailers`: a Milvus that sends large response metadata.
+        case metadata(headers: [HeaderField], body: [UInt8], trailers: [HeaderField])
     }
 
     let record = Locked(UpstreamRecord())
@@ -104,6 +107,10 @@ private final class UpstreamServer {
         self.record = record
         var settings = HTTP2SessionSettings()
         settings.maxConcurrentStreams = maxConcurrentStreams
+        // Like Milvus (grpc-go: 16 MiB), it takes and sends header blocks far larger than nghttp2's defaults.
+        settings.maxHeaderListBytes = 4 << 20
+        settings.maxContinuations = 1_000
+        settings.maxSendHeaderBlockBytes = 4 << 20
         self.settings = settings
         self.listener = try Socket.listen(on: unixPath.map { .unix(path: $0) } ?? .tcp(host: "127.0.0.1", port: 0))
     }
@@ -229,6 +236,7 @@ private final class UpstreamPeer {
         switch self.behavior {
         case .echo(let delay): self.due.append((clinux_monotonic_ns() + UInt64(delay) * 1_000_000, streamID))
         case .reply: self.due.append((clinux_monotonic_ns(), streamID))
+        case .metadata: self.due.append((clinux_monotonic_ns(), streamID))
         case .silent: break
         case .refuse: self.session.resetStream(streamID, errorCode: HTTP2ErrorCode.refusedStream)
         }
@@ -240,22 +248,26 @@ private final class UpstreamPeer {
         self.due.removeAll { $0.at <= now }
         for (_, streamID) in ready {
             guard let stream = self.streams[streamID] else { continue }
+            var headers = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")]
+            var trailers = [HeaderField("grpc-status", "0")]
+            if case .metadata(let extraHeaders, _, let extraTrailers) = self.behavior {
+                headers += extraHeaders
+                trailers += extraTrailers
+            }
             do {
-                try self.session.submitResponse(
-                    streamID: streamID,
-                    [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")],
-                    endStream: false
-                )
+                try self.session.submitResponse(streamID: streamID, headers, endStream: false)
             } catch {
                 continue
             }
-            if case .reply(let body, let split) = self.behavior {
+            if case .metadata(_, let body, _) = self.behavior {
+                self.session.enqueueData(streamID: streamID, body)
+            } else if case .reply(let body, let split) = self.behavior {
                 self.session.enqueueData(streamID: streamID, Array(body.prefix(split)))
                 self.session.enqueueData(streamID: streamID, Array(body.dropFirst(split)))
             } else {
                 self.session.enqueueData(streamID: streamID, stream.body)
             }
-            self.session.finishBody(streamID: streamID, trailers: [HeaderField("grpc-status", "0")])
+            self.session.finishBody(streamID: streamID, trailers: trailers)
         }
     }
 
