@@ -732,7 +732,10 @@ final class ProxiedCall {
         }
         self.responseFinished = true
         self.finalStatus = "reset"
-        client.session.resetStream(self.clientStreamID, errorCode: resetCode)
+        // REFUSED_STREAM says the stream was not processed (RFC 9113 §8.7), which a client may take as safe to
+        // retry: not so once Milvus's response has started (the mutation may be done).
+        let code = resetCode == HTTP2ErrorCode.refusedStream ? HTTP2ErrorCode.internalError : resetCode
+        client.session.resetStream(self.clientStreamID, errorCode: code)
         client.markDirty()
     }
 

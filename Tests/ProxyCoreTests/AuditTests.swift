@@ -482,6 +482,23 @@ struct AuditTests {
         #expect(entry.outcome == .failed)
     }
 
+    @Test(
+        "A response Milvus cut off after it started reaches the client as INTERNAL_ERROR, never REFUSED_STREAM (which says: not processed, retry)",
+        arguments: [HTTP2ErrorCode.refusedStream, HTTP2ErrorCode.internalError, 0]
+    )
+    func resetAfterResponseStarted(errorCode: UInt32) throws {
+        let setup = try self.setUp(behavior: .resetAfterHeaders(errorCode: errorCode))
+        let result = try setup.call("DropCollection", auth: PolicyEnforcementTests.token("root:Milvus"))
+        #expect(result.closedWith == HTTP2ErrorCode.internalError)
+        let records = setup.records(count: 2)
+        #expect(setup.proxy.stop())
+        try #require(records.count == 2)
+        #expect(records[1].status == nil)
+        #expect(records[1].message == "stream reset after the response started, before Milvus's status")
+        let entry = AuditEntry(id: 1, record: records[0], outcomeRecord: records[1], hash: "", prevHash: "")
+        #expect(entry.outcome == .unknown)
+    }
+
     @Test("A mutation that never reached Milvus (no connection) is failed, with the status the client got")
     func failedBeforeForwarding() throws {
         let setup = try self.setUp(upstreamDown: true)

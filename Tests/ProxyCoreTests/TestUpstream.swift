@@ -40,6 +40,9 @@ final class TestUpstream {
         /// Answers each request, once its body ended, with :status 200 and `headers`, `body`, and trailers grpc-status
         /// 0 and `trailers`: a Milvus that sends large response metadata.
         case metadata(headers: [HeaderField], body: [UInt8], trailers: [HeaderField])
+        /// Answers each request, once its body ended, with :status 200 and then RST_STREAM `errorCode`: a response cut
+        /// off after it started.
+        case resetAfterHeaders(errorCode: UInt32)
     }
 
     let record = Locked(UpstreamRecord())
@@ -164,6 +167,8 @@ private final class UpstreamPeer {
     /// Open streams: arrival index and body so far.
     private var streams: [Int32: (index: Int, body: [UInt8])] = [:]
     private var due: [(at: UInt64, streamID: Int32)] = []
+    /// Streams of ``Behavior/resetAfterHeaders(errorCode:)`` whose headers went out, reset from this time on.
+    private var resets: [(at: UInt64, streamID: Int32)] = []
 
     init(socket: Socket, session: HTTP2Session, behavior: TestUpstream.Behavior, record: Locked<UpstreamRecord>) {
         self.socket = socket
@@ -236,7 +241,7 @@ private final class UpstreamPeer {
         switch self.behavior {
         case .echo(let delay): self.due.append((clinux_monotonic_ns() + UInt64(delay) * 1_000_000, streamID))
         case .reply: self.due.append((clinux_monotonic_ns(), streamID))
-        case .metadata: self.due.append((clinux_monotonic_ns(), streamID))
+        case .metadata, .resetAfterHeaders: self.due.append((clinux_monotonic_ns(), streamID))
         case .silent: break
         case .refuse: self.session.resetStream(streamID, errorCode: HTTP2ErrorCode.refusedStream)
         }
@@ -244,6 +249,12 @@ private final class UpstreamPeer {
 
     func answerDue(now: UInt64) {
         guard !self.closed else { return }
+        if case .resetAfterHeaders(let errorCode) = self.behavior {
+            for (at, streamID) in self.resets where at <= now && self.streams[streamID] != nil {
+                self.session.resetStream(streamID, errorCode: errorCode)
+            }
+            self.resets.removeAll { $0.at <= now }
+        }
         let ready = self.due.filter { $0.at <= now }
         self.due.removeAll { $0.at <= now }
         for (_, streamID) in ready {
@@ -257,6 +268,11 @@ private final class UpstreamPeer {
             do {
                 try self.session.submitResponse(streamID: streamID, headers, endStream: false)
             } catch {
+                continue
+            }
+            if case .resetAfterHeaders = self.behavior {
+                // Reset a few ticks later, once the headers are out: reset at once, nghttp2 would drop them.
+                self.resets.append((now + 20_000_000, streamID))
                 continue
             }
             if case .metadata(_, let body, _) = self.behavior {
