@@ -56,7 +56,9 @@ public enum HTTP2Event {
     /// response's or its trailers' stream stays open, and nothing more will end it: its owner must answer it (a
     /// response stream may take another response, a trailers-only one; a stream whose trailers failed may take
     /// other trailers, ``HTTP2Session/submitTrailers(streamID:_:)``) or reset it. The body queue of a response whose
-    /// headers failed is dropped (its bytes are reported as ``outboundConsumed(streamID:count:)``).
+    /// headers failed is dropped (its bytes are reported as ``outboundConsumed(streamID:count:)``). nghttp2 reports a
+    /// response whose stream is closed or closing as trailers (it relabels the frame before the callback): only a
+    /// response over the size limit arrives as ``HeaderBlockKind/response``; the others' streams are closing anyway.
     case headersNotSent(streamID: Int32, kind: HeaderBlockKind, error: NGHTTP2Error)
 }
 

@@ -123,6 +123,9 @@ final class ProxiedCall {
     private(set) var affectedRows: StreamedVarintField?
     var deadlineTimer: TimerQueue.ID?
 
+    /// The size of ``requestHeaders`` as HTTP/2 counts a header list, held in the budgets until the call ends.
+    var heldHeaderBytes = 0
+
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
         self.client = client
         self.responseBudget = client.worker.services.responseBudget
@@ -745,7 +748,10 @@ final class ProxiedCall {
         self.clientConnectionGone = connectionGone
         if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
-        self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
+        self.client?.releaseHeld(
+            (self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0) + self.heldHeaderBytes
+        )
+        self.heldHeaderBytes = 0
         self.releaseUnproven()
         self.discardPendingBody()
         self.offLoopDecoding?.cancel()

@@ -343,7 +343,8 @@ extension ProxyWorker {
                 if final == "0", let count = call.affectedRows?.value { record.rows = Int64(clamping: count) }
             } else if let final = call.finalStatus, final != "reset" {
                 // Milvus's answer ended with a grpc-status that is no number: what the client makes of it is its own.
-                record.message = "Milvus ended its response with a grpc-status that is not a number: \"\(final)\""
+                record.message =
+                    "Milvus ended its response with a grpc-status that is not a number: \"\(final.prefix(64))\""
             } else if call.finalStatus != nil {
                 // "reset": the stream was reset after Milvus's response started, before its status.
                 record.message = "stream reset after the response started, before Milvus's status"

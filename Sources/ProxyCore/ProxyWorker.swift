@@ -110,7 +110,9 @@ final class ProxyWorker: LoopHandler {
         settings.maxContinuations = Self.maxContinuations(forHeaderListBytes: limits.maxHeaderListBytes)
         var upstreamSettings = settings
         upstreamSettings.maxHeaderListBytes = UInt32(clamping: Self.upstreamHeaderListBytes(limits))
-        upstreamSettings.maxContinuations = HTTP2SessionSettings().maxContinuations
+        upstreamSettings.maxContinuations = Self.maxContinuations(
+            forHeaderListBytes: Self.upstreamHeaderListBytes(limits)
+        )
         // What one side accepted must be sendable to the other: nghttp2 sends no header block over 64 KiB unless
         // told otherwise, and a larger one was accepted, then never sent (a client waited forever for trailers
         // Milvus had sent; a request with 70 KB of metadata was refused as if Milvus had refused it).

@@ -253,6 +253,35 @@ struct ProxyServerTests {
         #expect(proxy.stop())
     }
 
+    @Test("Request header lists count against the held-bytes budget until their call ends")
+    func headerBytesHeld() throws {
+        let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
+        let proxy = try RunningProxy(upstream: .tcp(host: "127.0.0.1", port: upstream.port)) {
+            $0.heldBytesPerConnection = 65_536
+        }
+        let client = try TestClient(port: proxy.port)
+        // About 25 KB of headers each (as HPACK lets a few hundred bytes on the wire stand for): two fit, a third
+        // does not, while the first two wait for bodies that never come.
+        let padding = (0..<25).map { HeaderField("x-pad-\($0)", String(repeating: "p", count: 1_000)) }
+        let request = TestClient.grpcRequest(path: "/milvus.proto.milvus.MilvusService/HasCollection") + padding
+        let first = try client.open(request)
+        let second = try client.open(request)
+        let third = try client.start(request, body: TestClient.grpcFrame(Self.payload))
+        try client.run { $0.streams[third]?.closedWith != nil }
+        #expect(client.streams[third]?.grpcStatus == "8")
+        #expect(client.streams[third]?.grpcMessage.map(GRPCStatus.percentDecoded)?.contains("bytes held") == true)
+        // Once one ends, its bytes are given back and the next call goes through.
+        client.session.resetStream(first, errorCode: HTTP2ErrorCode.cancel)
+        try client.run { $0.session.queuedBytes(streamID: first) == 0 }
+        var status: String?
+        for _ in 0..<50 where status != "0" {  // the reset reaches the proxy before or after this call's headers
+            status = try client.call(request, body: TestClient.grpcFrame(Self.payload)).grpcStatus
+        }
+        #expect(status == "0")
+        #expect(client.streams[second]?.closedWith == nil)
+        #expect(proxy.stop())
+    }
+
     @Test("An upstream named by a host name is resolved off the loop, and calls go through")
     func upstreamByName() throws {
         let upstream = try TestUpstream(behavior: .echo(delayMilliseconds: 0))
