@@ -219,16 +219,6 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             self.calls[streamID] = nil
             return
         }
-        // The header list is kept until the call ends (it is forwarded once the request is decided), and HPACK lets a
-        // few bytes on the wire stand for a large list (one 4 KB value in the dynamic table, referenced by a byte at a
-        // time): it counts against the held-bytes budgets like the request's body, so that streams that send such
-        // headers and never finish can't take the machine's memory (a review run: 863 MB from 217 KB sent).
-        let headerBytes = fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
-        guard self.reserveHeld(headerBytes) else {
-            call.respond(GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later"))
-            return
-        }
-        call.heldHeaderBytes = headerBytes
         // The guard and Milvus must read the same value: Milvus takes the first of a repeated key, so a
         // second `dbname` could otherwise name the database the policy checked while Milvus acts on another.
         if let repeated {
@@ -266,6 +256,15 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         // Identity is settled while the body arrives (a password check runs off the loop meanwhile).
         call.authorization = authorization
         call.identity = self.worker.identify(call, authorization: authorization, client: self)
+        // The header list is kept until the call ends (it is forwarded once the request is decided), and HPACK lets a
+        // few bytes on the wire stand for a large list (one 4 KB value in the dynamic table, referenced by a byte at a
+        // time): it counts against the held-bytes budgets like the request's body (a caller not proven yet, against
+        // its share), so that streams that send such headers and never finish can't take the machine's memory (a
+        // review run: 863 MB from 217 KB sent).
+        if let refusal = call.holdHeaders(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }) {
+            call.respond(refusal)
+            return
+        }
         // The call waits in its gate until its request is complete; a request with no body at all is
         // decided now (and refused: every Milvus RPC carries a message).
         if endStream { call.requestEnd() }

@@ -18,7 +18,9 @@ final class ProxiedCall {
     weak var client: ClientConnection?
     let clientStreamID: Int32
     let path: String
-    let requestHeaders: [HeaderField]
+    /// The request's header list as the client sent it, until it is forwarded or the call is answered
+    /// (``dropRequestHeaders()``).
+    private(set) var requestHeaders: [HeaderField]
     let startedAt = EventLoop.now()
 
     private(set) weak var upstream: UpstreamConnection?
@@ -123,8 +125,9 @@ final class ProxiedCall {
     private(set) var affectedRows: StreamedVarintField?
     var deadlineTimer: TimerQueue.ID?
 
-    /// The size of ``requestHeaders`` as HTTP/2 counts a header list, held in the budgets until the call ends.
-    var heldHeaderBytes = 0
+    /// The size of ``requestHeaders`` as HTTP/2 counts a header list, held in the budgets until the call ends
+    /// (``holdHeaders(_:)``).
+    private var heldHeaderBytes = 0
 
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
         self.client = client
@@ -165,7 +168,18 @@ final class ProxiedCall {
         }
         self.requestEndSent = self.requestEnded
         upstream.markDirty()
+        self.dropRequestHeaders()  // nghttp2 copied them
         return true
+    }
+
+    /// Lets go of the request's header list once nothing needs it (forwarded, or answered by the guard) and gives its
+    /// bytes back to the budgets: a flood of streams refused in one read held every stream's list until the end of
+    /// the loop's iteration otherwise.
+    private func dropRequestHeaders() {
+        self.requestHeaders = []
+        guard self.heldHeaderBytes > 0 else { return }
+        self.client?.releaseHeld(self.heldHeaderBytes)
+        self.heldHeaderBytes = 0
     }
 
     /// A chunk of the client's request body.
@@ -247,6 +261,27 @@ final class ProxiedCall {
     /// roles. Not while a password is being checked.
     /// Set with ``identity``: read for every chunk of a request, where matching the identity copied the principal.
     private(set) var isProven = false
+
+    /// Takes the request's header list (`count` bytes as HTTP/2 counts them) into the held-bytes budgets until the
+    /// call ends, and into the share of callers not proven yet while this one is not; the refusal when a budget is
+    /// spent.
+    func holdHeaders(_ count: Int) -> GRPCStatus? {
+        guard let client = self.client else { return nil }
+        guard client.reserveHeld(count) else {
+            return GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later")
+        }
+        self.heldHeaderBytes = count
+        guard !self.isProven else { return nil }
+        guard client.worker.services.reserveUnproven(count, network: client.network) else {
+            return self.unprovenRefusal()
+                ?? GRPCStatus(
+                    .resourceExhausted,
+                    "too many request bytes held for callers whose credentials are being checked; try again later"
+                )
+        }
+        self.unprovenHeld += count
+        return nil
+    }
 
     /// Gives back ``unprovenHeld``: the caller is proven now, or the bytes are let go.
     private func releaseUnproven() {
@@ -748,10 +783,8 @@ final class ProxiedCall {
         self.clientConnectionGone = connectionGone
         if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
-        self.client?.releaseHeld(
-            (self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0) + self.heldHeaderBytes
-        )
-        self.heldHeaderBytes = 0
+        self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
+        self.dropRequestHeaders()
         self.releaseUnproven()
         self.discardPendingBody()
         self.offLoopDecoding?.cancel()
@@ -818,6 +851,7 @@ final class ProxiedCall {
     func respond(_ status: GRPCStatus) {
         guard let client = self.client, !self.clientClosed, !self.responseStarted else { return }
         self.releaseGate()
+        self.dropRequestHeaders()
         self.responseStarted = true
         self.responseFinished = true
         self.finalStatus = String(status.code.rawValue)

@@ -242,9 +242,14 @@ struct PolicyEnforcementTests {
             body: TestClient.rawGRPCFrame(message.bytes)
         )
         #expect(whole.grpcStatus == "0", "\(whole.grpcMessage ?? "-")")
-        // The first unproven request is still held; once its connection is gone, every budget is back to 0.
+        // The first unproven request is still held, its header list with it; once its connection is gone, every
+        // budget is back to 0.
+        let headerList = TestClient.grpcRequest(path: Self.milvus + "Insert")
+            .reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
         let metrics = setup.proxy.server.metrics
-        #expect(metrics.render().contains("milvus_guard_held_bytes{budget=\"unproven\"} \(5 + (40 << 10))\n"))
+        #expect(
+            metrics.render().contains("milvus_guard_held_bytes{budget=\"unproven\"} \(headerList + 5 + (40 << 10))\n")
+        )
         setup.client.socket.close()
         let released = waitFor {
             let text = metrics.render()
