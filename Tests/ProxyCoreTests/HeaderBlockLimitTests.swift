@@ -35,6 +35,16 @@ struct HeaderBlockLimitTests {
         )
     }
 
+    /// Whether every held-bytes budget (requests, unproven callers, responses waiting for clients) is back to 0.
+    static func budgetsEmpty(_ proxy: RunningProxy) -> Bool {
+        waitFor {
+            let text = proxy.server.metrics.render()
+            return ["requests", "unproven", "responses"].allSatisfy {
+                text.contains("milvus_guard_held_bytes{budget=\"\($0)\"} 0\n")
+            }
+        }
+    }
+
     static func records(_ store: MemoryAuditStore, count: Int) -> [AuditRecord] {
         for _ in 0..<500 where store.records.count < count { usleep(2_000) }
         return store.records
@@ -92,6 +102,7 @@ struct HeaderBlockLimitTests {
         #expect(try Self.delete(client).grpcStatus == "8")
 
         let records = Self.records(store, count: 4)
+        #expect(Self.budgetsEmpty(proxy), "\(proxy.server.metrics.render())")
         #expect(proxy.stop())
         try #require(records.count == 4)
         let outcome = records[1]
@@ -146,6 +157,7 @@ struct HeaderBlockLimitTests {
         // A small call on the same connection and the same upstream connection goes through.
         #expect(try Self.delete(client).grpcStatus == "0")
         let records = Self.records(store, count: 4)
+        #expect(Self.budgetsEmpty(proxy), "\(proxy.server.metrics.render())")
         #expect(proxy.stop())
         #expect(upstream.record.value.requests.count == 1)
         try #require(records.count == 4)
