@@ -18,8 +18,7 @@ final class ProxiedCall {
     weak var client: ClientConnection?
     let clientStreamID: Int32
     let path: String
-    /// The request's header list as the client sent it, until it is forwarded or the call is answered
-    /// (``dropRequestHeaders()``).
+    /// The request's header list as the client sent it, until it is forwarded or the call is answered.
     private(set) var requestHeaders: [HeaderField]
     let startedAt = EventLoop.now()
 
@@ -125,8 +124,8 @@ final class ProxiedCall {
     private(set) var affectedRows: StreamedVarintField?
     var deadlineTimer: TimerQueue.ID?
 
-    /// The size of ``requestHeaders`` as HTTP/2 counts a header list, held in the budgets until the call ends
-    /// (``holdHeaders(_:)``).
+    /// The size of ``requestHeaders`` as HTTP/2 counts a header list, held in the budgets until the call is answered
+    /// by the guard or ends (``holdHeaders(_:on:)``).
     private var heldHeaderBytes = 0
 
     init(client: ClientConnection, streamID: Int32, path: String, headers: [HeaderField]) {
@@ -168,18 +167,8 @@ final class ProxiedCall {
         }
         self.requestEndSent = self.requestEnded
         upstream.markDirty()
-        self.dropRequestHeaders()  // nghttp2 copied them
+        self.requestHeaders = []  // nghttp2 copied them; their bytes stay counted until the call ends
         return true
-    }
-
-    /// Lets go of the request's header list once nothing needs it (forwarded, or answered by the guard) and gives its
-    /// bytes back to the budgets: a flood of streams refused in one read held every stream's list until the end of
-    /// the loop's iteration otherwise.
-    private func dropRequestHeaders() {
-        self.requestHeaders = []
-        guard self.heldHeaderBytes > 0 else { return }
-        self.client?.releaseHeld(self.heldHeaderBytes)
-        self.heldHeaderBytes = 0
     }
 
     /// A chunk of the client's request body.
@@ -265,8 +254,7 @@ final class ProxiedCall {
     /// Takes the request's header list (`count` bytes as HTTP/2 counts them) into the held-bytes budgets until the
     /// call ends, and into the share of callers not proven yet while this one is not; the refusal when a budget is
     /// spent.
-    func holdHeaders(_ count: Int) -> GRPCStatus? {
-        guard let client = self.client else { return nil }
+    func holdHeaders(_ count: Int, on client: ClientConnection) -> GRPCStatus? {
         guard client.reserveHeld(count) else {
             return GRPCStatus(.resourceExhausted, "too many request bytes held for inspection; try again later")
         }
@@ -783,8 +771,11 @@ final class ProxiedCall {
         self.clientConnectionGone = connectionGone
         if !connectionGone { self.consumeWhatWaitedForIdentity() }
         if let timer = self.deadlineTimer { self.client?.loop.cancelTimer(timer) }
-        self.client?.releaseHeld((self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0))
-        self.dropRequestHeaders()
+        self.client?.releaseHeld(
+            (self.gate?.heldBytes ?? 0) + (self.awaitingJudgement?.held ?? 0) + self.heldHeaderBytes
+        )
+        self.heldHeaderBytes = 0
+        self.requestHeaders = []
         self.releaseUnproven()
         self.discardPendingBody()
         self.offLoopDecoding?.cancel()
@@ -851,7 +842,11 @@ final class ProxiedCall {
     func respond(_ status: GRPCStatus) {
         guard let client = self.client, !self.clientClosed, !self.responseStarted else { return }
         self.releaseGate()
-        self.dropRequestHeaders()
+        // Let go at once: a flood of streams refused in one read held every stream's list until the end of the loop's
+        // iteration otherwise.
+        self.requestHeaders = []
+        client.releaseHeld(self.heldHeaderBytes)
+        self.heldHeaderBytes = 0
         self.responseStarted = true
         self.responseFinished = true
         self.finalStatus = String(status.code.rawValue)
