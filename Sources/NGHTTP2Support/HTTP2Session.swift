@@ -26,6 +26,9 @@ public final class HTTP2Session {
     public let role: Role
     /// The largest header block this session sends (``HTTP2SessionSettings/maxSendHeaderBlockBytes``).
     public let maxSendHeaderBlockBytes: Int
+    /// The largest header list it takes (``HTTP2SessionSettings/maxHeaderListBytes``): a block over it is delivered
+    /// marked oversized, its fields past the limit left out.
+    public var maxHeaderListBytes: Int { self.headers.maxHeaderListBytes }
     private var session: OpaquePointer?
 
     /// Events gathered by the C callbacks during one `feed` or `send`.

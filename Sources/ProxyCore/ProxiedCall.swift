@@ -602,6 +602,40 @@ final class ProxiedCall {
         client.markDirty()
     }
 
+    /// Milvus sent a header block over the guard's header-list limit toward it (`limits.max_header_list_bytes`, at
+    /// least 1 MiB; `limit`): the session left out the fields past it, Milvus's grpc-status perhaps among them, so the
+    /// block is not forwarded cut short (the client got trailers without a status, and the call was recorded
+    /// `unknown` though Milvus had answered: a review run). The call ends with RESOURCE_EXHAUSTED in the block's
+    /// place, as trailers after a body already forwarded or as a trailers-only response; Milvus is told to stop if it
+    /// is still sending.
+    /// `fields` are those that fit: Milvus's grpc-status, when among them, is named in the message and recorded.
+    func responseBlockOversized(trailers: Bool, fields: [HeaderField], limit: Int) {
+        guard let client = self.client, !self.clientClosed, !self.responseFinished else { return }
+        self.milvusResponded = true
+        let what = trailers ? "trailers" : "response headers"
+        var detail = "Milvus's \(what) exceed the guard's \(limit)-byte header list limit"
+        if trailers, let value = fields.first(where: { $0.name == "grpc-status" })?.value {
+            let milvusStatus = Int32(value) == nil ? "invalid" : value
+            detail += "; Milvus's grpc-status was \(milvusStatus)"
+            self.unsentMilvusStatus = milvusStatus
+        }
+        let status = GRPCStatus(.resourceExhausted, detail)
+        self.detachUpstream(reset: true)
+        client.logger.warning(
+            "Milvus sent a header block over the limit",
+            metadata: ["path": "\(self.path)", "limit": "\(limit)"]
+        )
+        guard self.responseStarted else {
+            self.respond(status)
+            return
+        }
+        self.responseFinished = true
+        self.finalStatus = String(status.code.rawValue)
+        self.guardStatus = status
+        client.session.finishBody(streamID: self.clientStreamID, trailers: status.trailers)
+        client.markDirty()
+    }
+
     /// The client session framed `count` response bytes: upstream may send that much more.
     func responseBytesSent(_ count: Int) {
         self.giveBackResponse(count, to: nil)

@@ -104,9 +104,15 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
     func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event]) {
         for event in events {
             switch event {
-            case .headers(let streamID, let kind, let fields, let endStream, _):
+            case .headers(let streamID, let kind, let fields, let endStream, let oversized):
                 guard let call = self.streams[streamID] else { continue }
-                if kind == .response {
+                if oversized {
+                    call.responseBlockOversized(
+                        trailers: kind != .response || endStream,
+                        fields: fields,
+                        limit: self.session.maxHeaderListBytes
+                    )
+                } else if kind == .response {
                     call.responseHeaders(fields, endStream: endStream)
                 } else {
                     call.responseEnd(trailers: fields)

@@ -119,6 +119,55 @@ struct HeaderBlockLimitTests {
     }
 
     @Test(
+        "Milvus's response headers or trailers over the guard's limit toward it end the call with RESOURCE_EXHAUSTED, not cut short",
+        arguments: [true, false]
+    )
+    func oversizedFromMilvus(inTrailers: Bool) throws {
+        // 1,100 fields of 1,000 bytes: over the 1 MiB the guard takes from Milvus, though HPACK sends each repeat as an
+        // index of a few bytes.
+        let big = (0..<1_100).map { _ in HeaderField("x-repeat", String(repeating: "r", count: 1_000)) }
+        let upstream = try TestUpstream(
+            behavior: .metadata(headers: inTrailers ? [] : big, body: Self.deleted, trailers: inTrailers ? big : [])
+        )
+        let store = try MemoryAuditStore()
+        let proxy = try RunningProxy(
+            upstream: .tcp(host: "127.0.0.1", port: upstream.port),
+            audit: ProxyAudit(log: store, reads: false)
+        )
+        let client = try Self.client(port: proxy.port)
+        let result = try Self.delete(client)
+        let what = inTrailers ? "trailers" : "response headers"
+        #expect(result.grpcStatus == "8")
+        #expect(
+            result.grpcMessage.map(GRPCStatus.percentDecoded)?.contains(
+                "Milvus's \(what) exceed the guard's 1048576-byte header list limit"
+            ) == true,
+            "\(result)"
+        )
+        #expect(!(result.trailers ?? result.headers ?? []).contains { $0.name == "x-repeat" })
+        if inTrailers { #expect(result.body == Self.deleted) }
+        #expect(try Self.delete(client).grpcStatus == "8")  // the connections go on
+        let records = Self.records(store, count: 4)
+        #expect(Self.budgetsEmpty(proxy), "\(proxy.server.metrics.render())")
+        #expect(proxy.stop())
+        try #require(records.count == 4)
+        #expect(records[1].message?.contains("exceed the guard's 1048576-byte header list limit") == true)
+        let entry = AuditEntry(id: 1, record: records[0], outcomeRecord: records[1], hash: "", prevHash: "")
+        if inTrailers {
+            // Milvus's grpc-status came first and fit: known, and what Milvus said it did is kept.
+            #expect(records[1].status == 8)
+            #expect(records[1].message?.hasSuffix("Milvus's grpc-status was 0") == true)
+            #expect(records[1].rows == 2)
+            #expect(entry.outcome == .failed)
+        } else {
+            // Milvus answered, its status is not known: the call may have happened.
+            #expect(records[1].status == nil)
+            #expect(records[1].message?.contains("its response had started, without its status") == true)
+            #expect(entry.outcome == .unknown)
+        }
+    }
+
+    @Test(
         "A request with 100 or 300 KB of metadata is forwarded when max_header_list_bytes allows it",
         arguments: [100, 300]
     )
