@@ -605,7 +605,8 @@ extension HTTP2Session {
                     kind: block.kind,
                     fields: block.fields,
                     endStream: false,
-                    oversized: true
+                    oversized: true,
+                    listBytes: block.bytes
                 )
             )
         }
@@ -655,7 +656,8 @@ extension HTTP2Session {
                     kind: block.kind,
                     fields: block.fields,
                     endStream: endStream,
-                    oversized: block.oversized
+                    oversized: block.oversized,
+                    listBytes: block.bytes
                 )
             )
         case NGHTTP2_DATA.rawValue:

@@ -23,8 +23,16 @@ public enum HeaderBlockKind: Sendable, Hashable {
 /// What a session saw while it was fed bytes or while it produced output.
 public enum HTTP2Event {
     /// A complete header block. `oversized` means it exceeded the session's header-list limit: the
-    /// fields were dropped past the limit and the stream must be refused.
-    case headers(streamID: Int32, kind: HeaderBlockKind, fields: [HeaderField], endStream: Bool, oversized: Bool)
+    /// fields were dropped past the limit and the stream must be refused. `listBytes` is its header list size as
+    /// HTTP/2 counts it (RFC 9113 §6.5.2: names, values and 32 bytes per field), as far as it was read.
+    case headers(
+        streamID: Int32,
+        kind: HeaderBlockKind,
+        fields: [HeaderField],
+        endStream: Bool,
+        oversized: Bool,
+        listBytes: Int
+    )
     /// A chunk of a DATA frame's payload. The bytes count against the receive windows until
     /// ``HTTP2Session/consume(streamID:count:)`` is called for them.
     case data(streamID: Int32, bytes: [UInt8])

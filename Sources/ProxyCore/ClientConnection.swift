@@ -67,10 +67,16 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event]) {
         for event in events {
             switch event {
-            case .headers(let streamID, let kind, let fields, let endStream, let oversized):
+            case .headers(let streamID, let kind, let fields, let endStream, let oversized, let listBytes):
                 let invalid = self.invalidFields.isEmpty ? nil : self.invalidFields.removeValue(forKey: streamID)
                 if kind == .request {
-                    self.openCall(streamID: streamID, fields: fields, endStream: endStream, oversized: oversized)
+                    self.openCall(
+                        streamID: streamID,
+                        fields: fields,
+                        listBytes: listBytes,
+                        endStream: endStream,
+                        oversized: oversized
+                    )
                     if let invalid, !oversized, let call = self.calls[streamID], !call.forwarded {
                         self.refuseInvalidField(call, invalid)
                     }
@@ -179,7 +185,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
 
     // MARK: Calls
 
-    private func openCall(streamID: Int32, fields: [HeaderField], endStream: Bool, oversized: Bool) {
+    private func openCall(streamID: Int32, fields: [HeaderField], listBytes: Int, endStream: Bool, oversized: Bool) {
         var path = ""
         var method = ""
         var contentType = ""
@@ -261,11 +267,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         // time): it counts against the held-bytes budgets like the request's body (a caller not proven yet, against
         // its share), so that streams that send such headers and never finish can't take the machine's memory (a
         // review run: 863 MB from 217 KB sent).
-        var headerBytes = 0
-        for index in fields.indices {
-            headerBytes += fields[index].name.utf8.count + fields[index].value.utf8.count + 32
-        }
-        if let refusal = call.holdHeaders(headerBytes, on: self) {
+        if let refusal = call.holdHeaders(listBytes, on: self) {
             call.respond(refusal)
             return
         }

@@ -104,7 +104,7 @@ final class UpstreamConnection: HTTP2ConnectionDelegate {
     func connection(_ connection: HTTP2Connection, handle events: [HTTP2Event]) {
         for event in events {
             switch event {
-            case .headers(let streamID, let kind, let fields, let endStream, let oversized):
+            case .headers(let streamID, let kind, let fields, let endStream, let oversized, _):
                 guard let call = self.streams[streamID] else { continue }
                 if oversized {
                     call.responseBlockOversized(

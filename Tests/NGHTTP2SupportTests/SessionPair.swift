@@ -16,7 +16,7 @@ enum Seen: Equatable, CustomStringConvertible {
 
     init(_ event: HTTP2Event) {
         switch event {
-        case .headers(let streamID, let kind, let fields, let endStream, let oversized):
+        case .headers(let streamID, let kind, let fields, let endStream, let oversized, _):
             self = .headers(streamID, kind, fields, endStream: endStream, oversized: oversized)
         case .data(let streamID, let bytes): self = .data(streamID, bytes)
         case .endStream(let streamID): self = .endStream(streamID)

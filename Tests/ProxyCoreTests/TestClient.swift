@@ -189,7 +189,7 @@ final class TestClient {
     private func handle(_ events: [HTTP2Event]) {
         for event in events {
             switch event {
-            case .headers(let streamID, let kind, let fields, let endStream, _):
+            case .headers(let streamID, let kind, let fields, let endStream, _, _):
                 if kind == .trailers {
                     self.streams[streamID]?.trailers = fields
                 } else {

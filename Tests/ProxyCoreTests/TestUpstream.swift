@@ -204,7 +204,7 @@ private final class UpstreamPeer {
     private func handle(_ events: [HTTP2Event]) {
         for event in events {
             switch event {
-            case .headers(let streamID, .request, let fields, let endStream, _):
+            case .headers(let streamID, .request, let fields, let endStream, _, _):
                 let open = self.streams.count + 1
                 let index = self.record.update { record in
                     record.requests.append(fields)
