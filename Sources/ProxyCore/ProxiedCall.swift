@@ -614,26 +614,40 @@ final class ProxiedCall {
         self.milvusResponded = true
         let what = trailers ? "trailers" : "response headers"
         var detail = "Milvus's \(what) exceed the guard's \(limit)-byte header list limit"
-        if trailers, let value = fields.first(where: { $0.name == "grpc-status" })?.value {
-            let milvusStatus = Int32(value) == nil ? "invalid" : value
-            detail += "; Milvus's grpc-status was \(milvusStatus)"
-            self.unsentMilvusStatus = milvusStatus
-        }
+        let milvusStatus =
+            trailers ? fields.first(where: { $0.name == "grpc-status" }).map { Self.recorded(status: $0.value) } : nil
+        if let milvusStatus { detail += "; Milvus's grpc-status was \(milvusStatus)" }
         let status = GRPCStatus(.resourceExhausted, detail)
-        self.detachUpstream(reset: true)
         client.logger.warning(
             "Milvus sent a header block over the limit",
             metadata: ["path": "\(self.path)", "limit": "\(limit)"]
         )
         guard self.responseStarted else {
+            self.detachUpstream(reset: true)
+            self.unsentMilvusStatus = milvusStatus
             self.respond(status)
             return
         }
+        self.endInPlaceOfMilvusBlock(status, milvusStatus: milvusStatus)
+        client.session.finishBody(streamID: self.clientStreamID, trailers: status.trailers)
+        client.markDirty()
+    }
+
+    /// Milvus's grpc-status as a message and the audit repeat it: a value that is no number is not repeated (it
+    /// could be long).
+    private static func recorded(status value: String) -> String {
+        Int32(value) == nil ? "invalid" : value
+    }
+
+    /// Ends a call whose response has started with `status`, which the guard sends in place of a header block of
+    /// Milvus's (`milvusStatus`: Milvus's own, when it had come): Milvus is told to stop, and the audit records the
+    /// guard's status and Milvus's.
+    private func endInPlaceOfMilvusBlock(_ status: GRPCStatus, milvusStatus: String?) {
+        self.detachUpstream(reset: true)
+        self.unsentMilvusStatus = milvusStatus
         self.responseFinished = true
         self.finalStatus = String(status.code.rawValue)
         self.guardStatus = status
-        client.session.finishBody(streamID: self.clientStreamID, trailers: status.trailers)
-        client.markDirty()
     }
 
     /// The client session framed `count` response bytes: upstream may send that much more.
@@ -741,18 +755,14 @@ final class ProxiedCall {
         }
         self.replacedUnsentBlock = true
         let what = kind == .trailers ? "trailers" : "response headers"
-        // Milvus's status when it had come; a value that is no number is not repeated (it could be long).
-        let milvusStatus = self.responseFinished ? self.finalStatus.map { Int32($0) == nil ? "invalid" : $0 } : nil
+        // Milvus's status when it had come.
+        let milvusStatus = self.responseFinished ? self.finalStatus.map { Self.recorded(status: $0) } : nil
         var detail =
             "Milvus's \(what) could not be sent to the client: over the guard's \(limit)-byte header block limit"
         if let milvusStatus { detail += "; Milvus's grpc-status was \(milvusStatus)" }
         let status = GRPCStatus(.resourceExhausted, detail)
-        self.detachUpstream(reset: true)
-        self.unsentMilvusStatus = milvusStatus
         self.responseStarted = true
-        self.responseFinished = true
-        self.finalStatus = String(status.code.rawValue)
-        self.guardStatus = status
+        self.endInPlaceOfMilvusBlock(status, milvusStatus: milvusStatus)
         do {
             if kind == .trailers {
                 try client.session.submitTrailers(streamID: self.clientStreamID, status.trailers)
