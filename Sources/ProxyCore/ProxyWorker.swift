@@ -27,19 +27,12 @@ final class ProxyWorker: LoopHandler {
     private var drainDeadline: UInt64 = 0
     /// True while the listener is not watched after an accept failed for lack of descriptors or memory.
     private var acceptPaused = false
-    /// Connections closed at once because ``Limits/clientConnections`` were open, since the last log line.
-    private var refusedConnections = 0
-    /// Connections closed at once because their address had ``Limits/connectionsPerClient`` open, since the last
-    /// log line, and the last such address.
-    private var refusedPerAddress = 0
-    private var lastRefusedAddress = ""
-    /// New connections closed because their address is over ``Limits/refusalsPerWindow``, since the last log line.
-    private var refusedForRefusals = 0
-    private var lastRefusalLimitedAddress = ""
-    /// New connections closed because their address is over ``Limits/newConnectionsPerWindow``, since the last log
-    /// line, and the last such address.
-    private var refusedForRate = 0
-    private var lastRateLimitedAddress = ""
+    /// Connections closed at accept since the last log line, by the limit that refused them (indexed by
+    /// ``ConnectionRefusalKind``), with the address of the last one.
+    private var closedAtAccept = [(count: Int, address: String?)](
+        repeating: (0, nil),
+        count: ConnectionRefusalKind.allCases.count
+    )
     /// Mutations refused because the audit store could not write their request record.
     var storeRefusals = OncePerSecondLog()
     /// Outcome and refusal records dropped because the audit queue was full.
@@ -173,28 +166,11 @@ final class ProxyWorker: LoopHandler {
             }
             guard let socket else { return }
             let host = ClientConnection.countedHost(of: socket.peer)
-            switch self.services.admitClient(host: host) {
-            case nil:
-                break
-            // Logged by the housekeeping timer, once a second at most. `socket` closes as it goes.
-            case .processFull?:
-                self.refusedConnections += 1
-                self.metrics.recordConnectionRefused(.clientConnections)
-                continue
-            case .addressFull?:
-                self.refusedPerAddress += 1
-                self.lastRefusedAddress = host ?? ""
-                self.metrics.recordConnectionRefused(.connectionsPerClient)
-                continue
-            case .tooManyRefusals?:
-                self.refusedForRefusals += 1
-                self.lastRefusalLimitedAddress = host ?? ""
-                self.metrics.recordConnectionRefused(.refusalsPerMinute)
-                continue
-            case .tooManyNewConnections?:
-                self.refusedForRate += 1
-                self.lastRateLimitedAddress = host ?? ""
-                self.metrics.recordConnectionRefused(.newConnectionsPerMinute)
+            if let refusal = self.services.admitClient(host: host) {
+                // Logged by the housekeeping timer, once a second at most. `socket` closes as it goes.
+                self.closedAtAccept[refusal.rawValue].count += 1
+                self.closedAtAccept[refusal.rawValue].address = host
+                self.metrics.recordConnectionRefused(refusal)
                 continue
             }
             do {
@@ -298,30 +274,7 @@ final class ProxyWorker: LoopHandler {
                 if !client.hasCalls && now - client.lastActivity > idleLimit { client.closeIfIdle() }
             }
             self.pool.housekeeping(now: now)
-            self.logClosedAtAccept(
-                &self.refusedConnections,
-                "client connection limit reached: new connections closed",
-                address: nil,
-                limit: self.services.clientLimit
-            )
-            self.logClosedAtAccept(
-                &self.refusedPerAddress,
-                "per-address connection limit reached: new connections closed",
-                address: self.lastRefusedAddress,
-                limit: self.services.perAddressLimit
-            )
-            self.logClosedAtAccept(
-                &self.refusedForRefusals,
-                "refused-call limit reached: new connections from the address closed",
-                address: self.lastRefusalLimitedAddress,
-                limit: self.configuration.limits.refusalsPerWindow
-            )
-            self.logClosedAtAccept(
-                &self.refusedForRate,
-                "new-connection limit reached: new connections from the address closed",
-                address: self.lastRateLimitedAddress,
-                limit: self.configuration.limits.newConnectionsPerWindow
-            )
+            for kind in ConnectionRefusalKind.allCases { self.logClosedAtAccept(kind) }
             if let (refused, error) = self.storeRefusals.endSecond() {
                 self.logger.error(
                     "audit store unavailable: more mutations refused",
@@ -368,12 +321,30 @@ final class ProxyWorker: LoopHandler {
 
     /// Logs, once a second at most, the connections closed at accept for one reason since the last time (`closed`,
     /// then reset), with the last address refused when the limit is per address.
-    private func logClosedAtAccept(_ closed: inout Int, _ message: Logger.Message, address: String?, limit: Int) {
+    /// Logs the connections `kind` closed at accept since the last line, if any, with the limit and (for the
+    /// per-address limits) the last address.
+    private func logClosedAtAccept(_ kind: ConnectionRefusalKind) {
+        let (closed, address) = self.closedAtAccept[kind.rawValue]
         guard closed > 0 else { return }
+        self.closedAtAccept[kind.rawValue] = (0, nil)
+        let limits = self.configuration.limits
+        let (message, limit): (Logger.Message, Int) =
+            switch kind {
+            case .clientConnections:
+                ("client connection limit reached: new connections closed", self.services.clientLimit)
+            case .connectionsPerClient:
+                ("per-address connection limit reached: new connections closed", self.services.perAddressLimit)
+            case .refusalsPerMinute:
+                ("refused-call limit reached: new connections from the address closed", limits.refusalsPerWindow)
+            case .newConnectionsPerMinute:
+                (
+                    "new-connection limit reached: new connections from the address closed",
+                    limits.newConnectionsPerWindow
+                )
+            }
         var metadata: Logger.Metadata = ["closed": "\(closed)", "limit": "\(limit)"]
-        if let address { metadata["address"] = "\(address)" }
+        if kind != .clientConnections { metadata["address"] = "\(address ?? "")" }
         self.logger.warning(message, metadata: metadata)
-        closed = 0
     }
 
     private func stopIfDrained() {

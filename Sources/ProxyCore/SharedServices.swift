@@ -101,18 +101,6 @@ final class SharedServices: Sendable {
         )
     }
 
-    /// Why a new client connection was not admitted.
-    enum Refusal: Equatable {
-        /// ``clientLimit`` connections are open.
-        case processFull
-        /// Its address has ``perAddressLimit`` connections open.
-        case addressFull
-        /// Its address caused ``Limits/refusalsPerWindow`` refusals in the current window.
-        case tooManyRefusals
-        /// Its address opened ``Limits/newConnectionsPerWindow`` connections in the current window.
-        case tooManyNewConnections
-    }
-
     /// Takes `count` bytes of a request of a caller not proven yet, from `network`'s share and the whole
     /// ``unprovenBudget``; false (and nothing taken) when either is spent.
     func reserveUnproven(_ count: Int, network: String) -> Bool {
@@ -134,24 +122,24 @@ final class SharedServices: Sendable {
     }
 
     /// Takes a place for a new client connection from `host` (nil: no address to count, a Unix socket); nil when
-    /// admitted, else why not. A connection admitted must be given back with ``releaseClient(host:)``.
-    func admitClient(host: String?) -> Refusal? {
+    /// admitted, else the limit that refused it. A connection admitted must be given back with ``releaseClient(host:)``.
+    func admitClient(host: String?) -> ConnectionRefusalKind? {
         guard self.openClients.wrappingAdd(1, ordering: .relaxed).newValue <= self.clientLimit else {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)
-            return .processFull
+            return .clientConnections
         }
         guard let host else { return nil }
         let now = EventLoop.now()
         if self.limitsRefusals, self.refusals.withLock({ $0.isBlocked(host, now: now) }) {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)
-            return .tooManyRefusals
+            return .refusalsPerMinute
         }
         // Every connection the address opens counts, those this refuses too: one that keeps connecting stays shut
         // out until the window it started is over, and no longer.
         if self.limitsNewConnections, self.newConnections.withLock({ $0.recordFailure(host, now: now) > $0.threshold })
         {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)
-            return .tooManyNewConnections
+            return .newConnectionsPerMinute
         }
         let admitted = self.openPerAddress.withLock { open -> Bool in
             let count = open[host, default: 0]
@@ -161,7 +149,7 @@ final class SharedServices: Sendable {
         }
         guard admitted else {
             self.openClients.wrappingSubtract(1, ordering: .relaxed)
-            return .addressFull
+            return .connectionsPerClient
         }
         return nil
     }

@@ -20,7 +20,7 @@ struct ConnectionLimitTests {
         defer { services.stop() }
         #expect(services.admitClient(host: "10.0.0.1") == nil)
         #expect(services.admitClient(host: "10.0.0.1") == nil)
-        #expect(services.admitClient(host: "10.0.0.1") == .addressFull)
+        #expect(services.admitClient(host: "10.0.0.1") == .connectionsPerClient)
         #expect(services.admitClient(host: "10.0.0.2") == nil)
         #expect(services.admitClient(host: "2001:db8::1") == nil)
         #expect(services.openConnections(from: "10.0.0.1") == 2)
@@ -37,9 +37,9 @@ struct ConnectionLimitTests {
         let services = try self.services(total: 3, perAddress: 1)
         defer { services.stop() }
         #expect(services.admitClient(host: nil) == nil)
-        #expect(services.admitClient(host: nil) == nil)  // no address: never addressFull
+        #expect(services.admitClient(host: nil) == nil)  // no address: never connectionsPerClient
         #expect(services.admitClient(host: "10.0.0.1") == nil)
-        #expect(services.admitClient(host: "10.0.0.2") == .processFull)
+        #expect(services.admitClient(host: "10.0.0.2") == .clientConnections)
         #expect(services.openConnections(from: "10.0.0.2") == 0)
         services.releaseClient(host: nil)
         #expect(services.admitClient(host: "10.0.0.2") == nil)
@@ -56,7 +56,7 @@ struct ConnectionLimitTests {
         defer { services.stop() }
         let now = EventLoop.now()
         for _ in 0..<2 { services.refusals.withLock { _ = $0.recordFailure("10.0.0.1", now: now) } }
-        #expect(services.admitClient(host: "10.0.0.1") == .tooManyRefusals)
+        #expect(services.admitClient(host: "10.0.0.1") == .refusalsPerMinute)
         #expect(services.admitClient(host: "10.0.0.2") == nil)
         #expect(services.admitClient(host: nil) == nil)  // a Unix-socket client has no address to shut out
         #expect(services.openClients.load(ordering: .relaxed) == 2)
@@ -75,7 +75,7 @@ struct ConnectionLimitTests {
             #expect(services.admitClient(host: "10.0.0.1") == nil)
             services.releaseClient(host: "10.0.0.1")  // closing a connection gives no new one back
         }
-        #expect(services.admitClient(host: "10.0.0.1") == .tooManyNewConnections)
+        #expect(services.admitClient(host: "10.0.0.1") == .newConnectionsPerMinute)
         #expect(services.admitClient(host: "10.0.0.2") == nil)
         for _ in 0..<5 { #expect(services.admitClient(host: nil) == nil) }  // a Unix-socket client has no address
         #expect(services.openConnections(from: "10.0.0.1") == 0)
@@ -85,7 +85,7 @@ struct ConnectionLimitTests {
         // `started` was made within the window.)
         for _ in 0..<5 {
             let refusal = services.admitClient(host: "10.0.0.1")
-            if EventLoop.now() - started < 300_000_000 { #expect(refusal == .tooManyNewConnections) }
+            if EventLoop.now() - started < 300_000_000 { #expect(refusal == .newConnectionsPerMinute) }
             usleep(40_000)
         }
         var admitted = false

@@ -48,7 +48,6 @@ public enum CallStatus: Hashable, Sendable {
     static let labels: [String] = (0...16).map(String.init) + ["reset", "none"]
 }
 
-/// What went wrong with the upstream, the `kind` label of `milvus_guard_upstream_errors_total`.
 /// Why a client connection was closed at accept, named after the limit (`limits.…`) that refused it.
 public enum ConnectionRefusalKind: Int, CaseIterable, Sendable {
     /// `limits.client_connections` connections were open.
@@ -71,6 +70,7 @@ public enum ConnectionRefusalKind: Int, CaseIterable, Sendable {
     }
 }
 
+/// What went wrong with the upstream, the `kind` label of `milvus_guard_upstream_errors_total`.
 public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
     /// A connect attempt failed (refused, unreachable, name not resolved).
     case connect
