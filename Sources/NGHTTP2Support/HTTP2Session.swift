@@ -686,24 +686,24 @@ extension HTTP2Session {
         case NGHTTP2_HCAT_RESPONSE: kind = .response
         default: kind = .trailers
         }
-        if kind == .response, let body = self.outbound.removeValue(forKey: streamID) {
-            if body.count > 0 { self.events.append(.outboundConsumed(streamID: streamID, count: body.count)) }
-            body.reset()
-            if self.spareBodies.count < Self.maxSpareBodies { self.spareBodies.append(body) }
-        }
+        if kind == .response { self.dropBody(of: streamID) }
         self.events.append(.headersNotSent(streamID: streamID, kind: kind, error: NGHTTP2Error(code: errorCode)))
     }
 
     private func streamClosed(_ streamID: Int32, errorCode: UInt32) {
-        if let body = self.outbound.removeValue(forKey: streamID) {
-            if body.count > 0 {
-                // Dropped bytes count as consumed: the side that sent them must get its window back.
-                self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
-            }
-            body.reset()
-            if self.spareBodies.count < Self.maxSpareBodies { self.spareBodies.append(body) }
-        }
+        self.dropBody(of: streamID)
         self.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
+    }
+
+    /// Drops the body queue of `streamID`, if it has one, keeping the buffer for another stream.
+    private func dropBody(of streamID: Int32) {
+        guard let body = self.outbound.removeValue(forKey: streamID) else { return }
+        if body.count > 0 {
+            // Dropped bytes count as consumed: the side that sent them must get its window back.
+            self.events.append(.outboundConsumed(streamID: streamID, count: body.count))
+        }
+        body.reset()
+        if self.spareBodies.count < Self.maxSpareBodies { self.spareBodies.append(body) }
     }
 }
 
